@@ -1,0 +1,1 @@
+"""Benchmarking: complexity (params/MACs), latency and throughput runners, plots."""

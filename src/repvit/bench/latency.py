@@ -1,0 +1,133 @@
+"""Latency measurement shared by ``repvit bench``, ``repvit roadmap`` and the scripts in ``benchmarks/``.
+
+The runner times callables on the CPU (or CUDA with events), pins the thread count and records it, and can
+interleave several candidates round by round so that a noisy, shared machine affects them alike.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+__all__ = ["LatencyResult", "thread_count", "time_callable", "interleaved_latency", "environment_info"]
+
+
+@dataclass
+class LatencyResult:
+    """Timings of one candidate in milliseconds per call."""
+
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+    threads: int = 0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        s = sorted(self.samples_ms)
+        return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("samples_ms")
+        d.update(median_ms=self.median_ms, p90_ms=self.p90_ms, min_ms=self.min_ms, n=len(self.samples_ms))
+        return d
+
+
+@contextmanager
+def thread_count(threads: int | None) -> Iterator[int]:
+    """Pin PyTorch's intra-op thread count for the duration of the block."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_callable(fn: Callable[[], Any], iters: int = 50, warmup: int = 10, device: str = "cpu") -> list[float]:
+    """Milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def interleaved_latency(
+    candidates: dict[str, Callable[[], Any]],
+    rounds: int = 10,
+    iters_per_round: int = 10,
+    warmup: int = 10,
+    threads: int | None = 2,
+    device: str = "cpu",
+) -> dict[str, LatencyResult]:
+    """Time several callables round-robin so machine noise hits them alike.
+
+    Each round runs every candidate ``iters_per_round`` times (order rotating between rounds); the samples of all
+    rounds are pooled per candidate.
+    """
+    results = {name: LatencyResult(name) for name in candidates}
+    names = list(candidates)
+    with thread_count(threads) as n, torch.inference_mode():
+        for name in names:
+            results[name].threads = n
+            time_callable(candidates[name], iters=0, warmup=warmup, device=device)
+        for r in range(rounds):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for name in order:
+                results[name].samples_ms += time_callable(candidates[name], iters_per_round, 0, device)
+    return results
+
+
+def environment_info() -> dict[str, Any]:
+    """Machine, library versions and thread settings, recorded beside every benchmark result."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import os
+
+        info["cpu_count"] = os.cpu_count()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for mod in ("timm", "torchvision", "onnxruntime", "onnx", "coremltools", "numpy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - optional packages
+            info[mod] = None
+    return info

@@ -1,0 +1,462 @@
+"""Checkpoint formats: reading, detecting, converting, loading and writing.
+
+Formats read (each detected automatically):
+
+* ``repvit``  — our own: a ``.safetensors`` file whose metadata holds the model config as JSON.
+* ``timm``    — timm's RepViT state dict (``stem.*``, ``stages.*``, ``head.*``), ``.pth``/``.pt``/``.safetensors``;
+  also our training checkpoints (a dict with ``model`` and ``config``).
+* ``authors`` — the authors' release: a dict whose ``model`` key holds the flat ``features.N`` layout (current or
+  legacy RepVGGDW), possibly saved on CUDA.
+* fused (deploy-form) variants of the above.
+
+Everything is loaded with ``torch.load(..., weights_only=True)`` and converted to timm's layout, which is ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from .config import RepViTConfig
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "LoadedCheckpoint",
+    "LoadResult",
+    "read_checkpoint",
+    "authors_to_timm",
+    "infer_config",
+    "load_checkpoint",
+    "save_checkpoint",
+    "atomic_write",
+    "FORMAT_NAME",
+]
+
+FORMAT_NAME = "repvit"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or understood."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes do not match the model; the message lists the differences."""
+
+    def __init__(self, message: str, missing: list[str], unexpected: list[str], mismatched: list[str]):
+        super().__init__(message)
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A state dict in our (timm) layout plus what was learned about it."""
+
+    state_dict: dict[str, torch.Tensor]
+    source_format: str  # "repvit", "timm", "authors", "authors_legacy", "state_dict"
+    fused: bool
+    meta: dict[str, Any] = field(default_factory=dict)  # model name, config, class names, ...
+
+
+@dataclass
+class LoadResult:
+    missing: list[str]
+    unexpected: list[str]
+    dropped: list[str]
+    source_format: str
+
+
+# ----------------------------------------------------------------------------------------------------------- reading
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _torch_load(path: Path) -> Any:
+    # argparse.Namespace is allowed because the authors' (DeiT-style) checkpoints store their args in one.
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one readable error
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{path} holds Python objects that are not plain data, so it is not loaded (repvit only loads "
+                f"checkpoints with weights_only=True). Re-save just the state dict: "
+                f"torch.save(model.state_dict(), 'weights.pth'). Detail: {msg}"
+            ) from None
+        raise CheckpointError(
+            f"could not read {path}: the file is corrupt, truncated or not a PyTorch checkpoint "
+            f"({type(e).__name__}: {msg}). Download or export it again."
+        ) from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(
+            f"could not read {path}: the safetensors file is corrupt or truncated ({type(e).__name__}: {e}). "
+            "Download or export it again."
+        ) from None
+    return sd, meta
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in ("module.", "_orig_mod.", "model."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _unwrap(obj: Any, path: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Find the model state dict inside a loaded checkpoint object."""
+    meta: dict[str, Any] = {}
+    if _is_state_dict(obj):
+        return dict(obj), meta
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if key in obj and _is_state_dict(obj[key]):
+                cfg = obj.get("config")
+                if isinstance(cfg, Mapping):
+                    meta["train_config"] = dict(cfg)
+                    mcfg = cfg.get("model")
+                    if isinstance(mcfg, str):
+                        meta["model_name"] = mcfg
+                    elif isinstance(mcfg, Mapping) and isinstance(mcfg.get("name"), str):
+                        meta["model_name"] = mcfg["name"]
+                for k in ("model_name", "class_names", "num_classes", "distillation", "in_chans"):
+                    if k in obj and k not in meta:
+                        meta[k] = obj[k]
+                return dict(obj[key]), meta
+    kind = type(obj).__name__
+    keys = list(obj)[:8] if isinstance(obj, Mapping) else []
+    raise CheckpointError(
+        f"{path} does not contain a model state dict (found a {kind}{' with keys ' + str(keys) if keys else ''}). "
+        "Expected a state dict, or a dict with a 'model' or 'state_dict' entry."
+    )
+
+
+def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> LoadedCheckpoint:
+    """Read a checkpoint in any supported format and return it in our (timm) layout."""
+    meta: dict[str, Any] = {}
+    if isinstance(source, Mapping):
+        sd, meta = _unwrap(source, "the given dict")
+        fmt = "state_dict"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path} does not exist.")
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a directory; pass the file (e.g. {path}/best.pt).")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was probably not written completely.")
+        if path.suffix == ".safetensors":
+            sd, smeta = _read_safetensors(path)
+            fmt = "timm"
+            if smeta.get("format") == FORMAT_NAME:
+                fmt = FORMAT_NAME
+                meta = json.loads(smeta.get("model", "{}"))
+                if "class_names" in smeta:
+                    meta["class_names"] = json.loads(smeta["class_names"])
+        else:
+            sd, meta = _unwrap(_torch_load(path), path)
+            fmt = "timm"
+    sd = _strip_prefixes({k: v for k, v in sd.items()})
+    if any(k.startswith("features.") for k in sd):
+        legacy = any(re.search(r"token_mixer\.0\.conv1\.c\.weight$", k) for k in sd)
+        sd = authors_to_timm(sd)
+        fmt = "authors_legacy" if legacy else "authors"
+    elif not any(k.startswith(("stem.", "stages.")) for k in sd):
+        raise CheckpointError(
+            f"unrecognised checkpoint layout (first keys: {list(sd)[:5]}). Supported: repvit safetensors, timm "
+            "RepViT state dicts and the authors' release (features.N)."
+        )
+    fused = "stem.conv1.weight" in sd
+    return LoadedCheckpoint(sd, fmt, fused, meta)
+
+
+# -------------------------------------------------------------------------------------------------- authors layout
+
+_S1_RULES = (  # stride-1 block: authors' suffix -> ours
+    ("token_mixer.0.", "token_mixer."),
+    ("token_mixer.1.", "se."),
+    ("channel_mixer.m.0.", "channel_mixer.conv1."),
+    ("channel_mixer.m.2.", "channel_mixer.conv2."),
+)
+_S2_RULES = (  # stride-2 block (the downsampling part): authors' suffix -> ours
+    ("token_mixer.0.", "spatial_downsample."),
+    ("token_mixer.2.", "channel_downsample."),
+    ("channel_mixer.m.0.", "ffn.conv1."),
+    ("channel_mixer.m.2.", "ffn.conv2."),
+)
+_HEAD_RULES = (
+    ("classifier.classifier_dist.", "head.head_dist."),
+    ("classifier.classifier.", "head.head."),
+    ("classifier.", "head."),  # fused: one Linear
+    ("features.0.0.", "stem.conv1."),
+    ("features.0.2.", "stem.conv2."),
+)
+
+
+def _apply_rules(key: str, rules: tuple[tuple[str, str], ...], src_prefix: str, dst_prefix: str) -> str:
+    rest = key[len(src_prefix):]
+    for a, b in rules:
+        if rest.startswith(a):
+            return dst_prefix + b + rest[len(a):]
+    raise CheckpointError(f"unexpected key {key!r} in an authors' checkpoint.")
+
+
+def authors_to_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the authors' flat ``features.N`` layout (unfused or fused, current or legacy) to ours.
+
+    The stage structure is read from the keys: a block with a ``token_mixer.2`` (1x1 channel conv) is a stride-2
+    block, and the block just before it is the downsampling layer's pre-block.
+    """
+    idx = sorted({int(m.group(1)) for k in sd if (m := re.match(r"features\.(\d+)\.", k)) and m.group(1) != "0"})
+    stride2 = {i for i in idx if any(k.startswith(f"features.{i}.token_mixer.2.") for k in sd)}
+    prefix_of: dict[int, tuple[str, tuple]] = {}
+    stage, block = 0, 0
+    for i in idx:
+        if i + 1 in stride2:
+            prefix_of[i] = (f"stages.{stage + 1}.downsample.pre_block.", _S1_RULES)
+        elif i in stride2:
+            stage, block = stage + 1, 0
+            prefix_of[i] = (f"stages.{stage}.downsample.", _S2_RULES)
+        else:
+            prefix_of[i] = (f"stages.{stage}.blocks.{block}.", _S1_RULES)
+            block += 1
+    out = {}
+    for k, v in sd.items():
+        m = re.match(r"features\.(\d+)\.", k)
+        if m and m.group(1) != "0":
+            dst, rules = prefix_of[int(m.group(1))]
+            out[_apply_rules(k, rules, m.group(0), dst)] = v
+        else:
+            out[_apply_rules(k, _HEAD_RULES, "", "")] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ config inference
+
+
+def infer_config(sd: Mapping[str, torch.Tensor]) -> tuple[RepViTConfig, dict[str, Any]]:
+    """Recover the architecture (and head: classes, distillation, input channels) from a state dict in our layout."""
+    fused = "stem.conv1.weight" in sd
+    cw = "" if fused else "c."
+    try:
+        in_chans = sd[f"stem.conv1.{cw}weight"].shape[1]
+        stages = sorted({int(m.group(1)) for k in sd if (m := re.match(r"stages\.(\d+)\.", k))})
+        widths, depths, se_blocks = [], [], []
+        kernel = None
+        legacy = any(k.endswith("token_mixer.conv1.c.weight") for k in sd)
+        for s in stages:
+            w = sd[f"stem.conv2.{cw}weight"].shape[0] if s == 0 else sd[f"stages.{s}.downsample.channel_downsample.{cw}weight"].shape[0]
+            blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(rf"stages\.{s}\.blocks\.(\d+)\.", k))})
+            widths.append(int(w))
+            depths.append(len(blocks))
+            se_blocks.append([any(k.startswith(f"stages.{s}.blocks.{b}.se.") for k in sd) for b in blocks])
+            for b in blocks[:1]:
+                key = f"stages.{s}.blocks.{b}.token_mixer.weight" if fused else f"stages.{s}.blocks.{b}.token_mixer.conv.c.weight"
+                kernel = sd[key].shape[-1]
+        if kernel is None:
+            key = "stages.1.downsample.spatial_downsample." + ("weight" if fused else "c.weight")
+            kernel = sd[key].shape[-1] if key in sd else 3
+        flat = [x for s in se_blocks for x in s]
+        if flat and all(flat):
+            se_pattern = "all"
+        elif not any(flat):
+            se_pattern = "none"
+        else:
+            se_pattern = "cross"
+        se_keys = [k for k in sd if ".se.fc1.weight" in k]
+        se_ratio = 0.25
+        cfg = RepViTConfig(tuple(widths), tuple(depths), kernel_size=int(kernel), se_pattern=se_pattern,
+                           token_mixer="legacy" if legacy else "repvggdw", se_ratio=se_ratio)
+        mlp_key = "stages.0.blocks.0.channel_mixer.conv1." + ("weight" if fused else "c.weight")
+        if mlp_key in sd:
+            cfg = RepViTConfig(**{**cfg.to_dict(), "mlp_ratio": sd[mlp_key].shape[0] / widths[0]})
+    except (KeyError, IndexError) as e:
+        raise CheckpointError(f"cannot work out the RepViT architecture from this checkpoint (missing {e}).") from None
+    head_w = sd.get("head.weight", sd.get("head.head.l.weight"))
+    extra = {
+        "in_chans": int(in_chans),
+        "num_classes": int(head_w.shape[0]) if head_w is not None else 0,
+        "distillation": "head.head_dist.l.weight" in sd,
+        "fused": fused,
+        "has_se": bool(se_keys),
+    }
+    return cfg, extra
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+
+
+def _fmt_list(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_checkpoint(
+    model: nn.Module,
+    source: str | os.PathLike | Mapping[str, torch.Tensor] | LoadedCheckpoint,
+    strict: bool = True,
+) -> LoadResult:
+    """Load a checkpoint in any supported format into ``model`` (in place).
+
+    * A head whose class count differs from the model's is dropped with a warning, so fine-tuning on another
+      class count works; so is a distillation head the model does not have.
+    * A ``features_only`` model ignores the head.
+    * A fused checkpoint needs a fused model and vice versa; the error says which to use.
+
+    Raises:
+        CheckpointError: unreadable file or unknown layout.
+        CheckpointMismatchError: with ``strict``, keys or shapes that do not match (listed in the message).
+    """
+    from .fuse import is_fused
+
+    ckpt = source if isinstance(source, LoadedCheckpoint) else read_checkpoint(source)
+    sd = dict(ckpt.state_dict)
+    model_sd = model.state_dict()
+    model_fused = is_fused(model)
+    if ckpt.fused != model_fused and any(k.startswith("stem.") for k in model_sd):
+        if ckpt.fused:
+            raise CheckpointError(
+                "this checkpoint is in fused (deploy) form but the model is not; build the model with "
+                "create_model(..., fused=True) or call repvit.fuse_model(model) before loading."
+            )
+        raise CheckpointError(
+            "the model is fused but this checkpoint is not; load the checkpoint into the unfused model first, "
+            "then fuse it (create_model(..., checkpoint=..., fused=True) does both)."
+        )
+    dropped: list[str] = []
+    has_head = any(k.startswith("head.") for k in model_sd)
+    if not has_head:
+        dropped += [k for k in sd if k.startswith("head.")]
+    else:
+        head_keys = [k for k in sd if k.startswith("head.")]
+        bad = [k for k in head_keys if k in model_sd and sd[k].shape != model_sd[k].shape]
+        if bad:
+            ck_cls = next((sd[k].shape[0] for k in ("head.weight", "head.head.l.weight") if k in sd), "?")
+            warnings.warn(
+                f"checkpoint head has {ck_cls} classes but the model has "
+                f"{getattr(model, 'num_classes', '?')}: the head is not loaded and stays freshly initialised "
+                "(fine-tuning). ", stacklevel=2)
+            dropped += head_keys
+        else:
+            extra_dist = [k for k in head_keys if k.startswith("head.head_dist.") and k not in model_sd]
+            if extra_dist:
+                warnings.warn("checkpoint has a distillation head that the model does not: it is ignored.",
+                              stacklevel=2)
+                dropped += extra_dist
+    for k in dropped:
+        sd.pop(k, None)
+    missing = [k for k in model_sd if k not in sd and not (k.startswith("head.") and dropped)]
+    unexpected = [k for k in sd if k not in model_sd]
+    mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(model_sd[k].shape)}"
+                  for k in sd if k in model_sd and sd[k].shape != model_sd[k].shape]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_fmt_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_list(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches ({len(mismatched)}): {_fmt_list(mismatched, 5)}")
+        hint = ""
+        if not isinstance(source, Mapping) and not isinstance(source, LoadedCheckpoint):
+            hint = f" Run `repvit info --checkpoint {source}` style inspection or create_model(checkpoint=...) " \
+                   "without a name to build the architecture the checkpoint holds."
+        raise CheckpointMismatchError(
+            f"checkpoint ({ckpt.source_format} format) does not match the model: " + "; ".join(parts) + "." + hint,
+            missing, unexpected, mismatched)
+    for k in mismatched:
+        sd.pop(k.split(":")[0])
+    model_dtype = {k: v.dtype for k, v in model_sd.items()}
+    sd = {k: v.to(model_dtype[k]) if k in model_dtype and v.is_floating_point() else v
+          for k, v in sd.items() if k in model_sd}
+    model.load_state_dict(sd, strict=False)
+    return LoadResult(missing, unexpected, dropped, ckpt.source_format)
+
+
+# ------------------------------------------------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | os.PathLike, write_fn) -> Path:
+    """Call ``write_fn(tmp_path)`` on a temporary file beside ``path`` and rename it into place.
+
+    If anything fails (a full disk, an interrupt) the temporary file is removed and any existing ``path`` stays
+    as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    model_name: str | None = None,
+    class_names: list[str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` in our format: a ``.safetensors`` file with the model config as JSON metadata.
+
+    ``create_model(checkpoint=path)`` rebuilds the model from it (fused or not). The write is atomic.
+    """
+    from safetensors.torch import save_file
+
+    from .fuse import is_fused
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"our checkpoint format is safetensors; use a .safetensors file name, got {path.name}.")
+    info = dict(getattr(model, "build_info", {}) or {})
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "to_dict"):
+        info["config"] = cfg.to_dict()
+    if model_name:
+        info["model_name"] = model_name
+    info.update(
+        num_classes=getattr(model, "num_classes", info.get("num_classes", 0)),
+        in_chans=getattr(model, "in_chans", info.get("in_chans", 3)),
+        distillation=bool(getattr(model, "distillation", False)),
+        fused=is_fused(model),
+    )
+    metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": json.dumps(info)}
+    if class_names is not None:
+        metadata["class_names"] = json.dumps(list(class_names))
+    for k, v in (extra or {}).items():
+        metadata[str(k)] = str(v)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

@@ -1,0 +1,389 @@
+"""RepViT: Revisiting Mobile CNN From ViT Perspective.
+
+Wang, Chen, Lin, Han, Ding — CVPR 2024, https://arxiv.org/abs/2307.09283
+
+A MobileNetV3-L modernised with the design choices of lightweight ViTs: a MetaFormer of a re-parameterizable
+depthwise token mixer (+ cross-block SE) and a residual FFN channel mixer, an early-convolution stem, deeper
+downsampling layers and a simple BN + Linear classifier. Trained multi-branch, deployed as plain convs.
+
+Module and parameter names follow timm's port, so timm state dicts load as they are; the authors' flat
+``features.N`` layout is converted in :mod:`repvit.models.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath, SqueezeExcite
+from torch.utils.checkpoint import checkpoint
+
+from .config import BlockConfig, RepViTConfig
+from .layers import ConvMlp, ConvNorm, FusableMixin, LegacyRepVGGDW, NormLinear, RepVGGDW
+
+__all__ = [
+    "RepViTBlock",
+    "RepViTStem",
+    "RepViTDownsample",
+    "RepViTStage",
+    "RepViTClassifier",
+    "RepViT",
+    "RepViTFeatures",
+    "MIN_INPUT_SIZE",
+]
+
+MIN_INPUT_SIZE = 32
+
+
+def _token_mixer(kind: str, dim: int, kernel_size: int) -> nn.Module:
+    return LegacyRepVGGDW(dim, kernel_size) if kind == "legacy" else RepVGGDW(dim, kernel_size)
+
+
+def _drop_path(rate: float) -> nn.Module:
+    return DropPath(rate) if rate > 0 else nn.Identity()
+
+
+class RepViTBlock(nn.Module):
+    """Stride-1 block: token mixer (RepVGGDW, optional SE) then a residual FFN channel mixer."""
+
+    def __init__(
+        self,
+        cfg: BlockConfig,
+        token_mixer: str = "repvggdw",
+        se_ratio: float = 0.25,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.token_mixer = _token_mixer(token_mixer, cfg.dim, cfg.kernel_size)
+        self.se = SqueezeExcite(cfg.dim, rd_ratio=se_ratio) if cfg.use_se else nn.Identity()
+        self.channel_mixer = ConvMlp(cfg.dim, int(cfg.dim * cfg.mlp_ratio), act_layer)
+        self.drop_path = _drop_path(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.se(self.token_mixer(x))
+        return x + self.drop_path(self.channel_mixer(x))
+
+
+class RepViTStem(nn.Module):
+    """Early convolutions: two stride-2 3x3 conv+BN with GELU between them (output stride 4)."""
+
+    def __init__(self, in_chans: int, out_chs: int, act_layer: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.conv1 = ConvNorm(in_chans, out_chs // 2, 3, stride=2, padding=1)
+        self.act1 = act_layer()
+        self.conv2 = ConvNorm(out_chs // 2, out_chs, 3, stride=2, padding=1)
+        self.stride = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.act1(self.conv1(x)))
+
+
+class RepViTDownsample(nn.Module):
+    """Deeper downsampling: a stride-1 block without SE, depthwise stride-2 conv, 1x1 conv, residual FFN."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        cfg: RepViTConfig,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop_path: tuple[float, float] = (0.0, 0.0),
+    ):
+        super().__init__()
+        k = cfg.kernel_size
+        self.pre_block = RepViTBlock(
+            BlockConfig(in_dim, False, k, cfg.mlp_ratio), cfg.token_mixer, cfg.se_ratio, act_layer, drop_path[0]
+        )
+        self.spatial_downsample = ConvNorm(in_dim, in_dim, k, stride=2, groups=in_dim)
+        self.channel_downsample = ConvNorm(in_dim, out_dim, 1)
+        self.ffn = ConvMlp(out_dim, int(out_dim * cfg.mlp_ratio), act_layer)
+        self.drop_path = _drop_path(drop_path[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.channel_downsample(self.spatial_downsample(self.pre_block(x)))
+        return x + self.drop_path(self.ffn(x))
+
+
+class RepViTStage(nn.Module):
+    """An optional downsampling layer followed by stride-1 blocks."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        stage: int,
+        cfg: RepViTConfig,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop_path: Sequence[float] = (),
+    ):
+        super().__init__()
+        out_dim = cfg.widths[stage]
+        dpr = list(drop_path)
+        if stage > 0:
+            self.downsample = RepViTDownsample(in_dim, out_dim, cfg, act_layer, (dpr[0], dpr[1]))
+            dpr = dpr[2:]
+        else:
+            self.downsample = nn.Identity()
+        self.blocks = nn.Sequential(
+            *[
+                RepViTBlock(b, cfg.token_mixer, cfg.se_ratio, act_layer, dpr[i])
+                for i, b in enumerate(cfg.stage_blocks(stage))
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class RepViTClassifier(FusableMixin, nn.Module):
+    """BN + Linear head, optionally with a second (distillation) head.
+
+    With distillation the module returns ``(cls_logits, dist_logits)`` in train mode and their mean in eval
+    mode; its deploy form is one Linear layer holding the average of both fused heads.
+    """
+
+    def __init__(self, dim: int, num_classes: int, distillation: bool = False):
+        super().__init__()
+        self.num_classes = num_classes
+        self.distillation = distillation
+        self.head = NormLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        if distillation:
+            self.head_dist = NormLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor):
+        if not self.distillation:
+            return self.head(x)
+        x1, x2 = self.head(x), self.head_dist(x)
+        if self.training and not torch.jit.is_scripting():
+            return x1, x2
+        return (x1 + x2) / 2
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        if self.num_classes <= 0:
+            return nn.Identity()
+        head = self.head.fuse()
+        if self.distillation:
+            dist = self.head_dist.fuse()
+            head.weight.data.add_(dist.weight).mul_(0.5)
+            head.bias.data.add_(dist.bias).mul_(0.5)
+        return head
+
+
+def _check_input(x: torch.Tensor, in_chans: int) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"RepViT expects a 4-D input (N, C, H, W), got a tensor of shape {tuple(x.shape)}.")
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f"RepViT was built for {in_chans} input channels but got {x.shape[1]} (input shape {tuple(x.shape)}). "
+            f"Pass in_chans={x.shape[1]} to create_model, or convert the images to {in_chans} channels."
+        )
+    if x.shape[2] < MIN_INPUT_SIZE or x.shape[3] < MIN_INPUT_SIZE:
+        raise ValueError(
+            f"RepViT needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} px (total stride 32), got "
+            f"{x.shape[2]}x{x.shape[3]}. Resize the images up."
+        )
+
+
+def _drop_path_rates(cfg: RepViTConfig, rate: float) -> list[list[float]]:
+    """Linearly increasing stochastic-depth rates, split per stage in execution order."""
+    n = cfg.num_blocks()
+    rates = [rate * i / max(n - 1, 1) for i in range(n)]
+    out, i = [], 0
+    for s in range(cfg.num_stages):
+        k = cfg.depths[s] + (2 if s > 0 else 0)
+        out.append(rates[i : i + k])
+        i += k
+    return out
+
+
+class _Backbone(nn.Module):
+    """Stem and stages shared by the classifier and the feature extractor."""
+
+    def _build_backbone(self, cfg: RepViTConfig, in_chans: int, drop_path_rate: float) -> None:
+        if in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+        act_layer = nn.GELU
+        self.cfg = cfg
+        self.in_chans = in_chans
+        self.grad_checkpointing = False
+        self.stem = RepViTStem(in_chans, cfg.widths[0], act_layer)
+        dpr = _drop_path_rates(cfg, drop_path_rate)
+        stages, in_dim, stride = [], cfg.widths[0], self.stem.stride
+        self.stage_info: list[dict] = []
+        for s in range(cfg.num_stages):
+            stages.append(RepViTStage(in_dim, s, cfg, act_layer, dpr[s]))
+            stride *= 2 if s > 0 else 1
+            self.stage_info.append(dict(num_chs=cfg.widths[s], reduction=stride, module=f"stages.{s}"))
+            in_dim = cfg.widths[s]
+        self.stages = nn.Sequential(*stages)
+        self.num_features = cfg.widths[-1]
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory: recompute each stage's activations in the backward pass."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.unused
+    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = checkpoint(stage, x, use_reentrant=False)
+        return x
+
+    @torch.no_grad()
+    def fuse(self, inplace: bool = False) -> nn.Module:
+        """The deploy form of this model (see :func:`repvit.fuse_model`)."""
+        from .fuse import fuse_model
+
+        return fuse_model(self, inplace=inplace)
+
+
+def _take_indices(num: int, indices: int | Sequence[int] | None) -> list[int]:
+    if indices is None:
+        return list(range(num))
+    if isinstance(indices, int):
+        if not 0 < indices <= num:
+            raise ValueError(f"indices={indices} must be between 1 and {num} (take the last n stages).")
+        return list(range(num - indices, num))
+    out = [i if i >= 0 else num + i for i in indices]
+    bad = [i for i in out if not 0 <= i < num]
+    if bad:
+        raise ValueError(f"stage indices {list(indices)} out of range for {num} stages.")
+    return sorted(out)
+
+
+class RepViT(_Backbone):
+    """RepViT image classifier.
+
+    Args:
+        cfg: the architecture.
+        num_classes: classes of the head; 0 gives a model that returns pooled features.
+        in_chans: input channels.
+        distillation: add a second (distillation) head, DeiT style.
+        drop_rate: dropout before the head.
+        drop_path_rate: stochastic depth, increasing linearly over the residual FFNs.
+    """
+
+    def __init__(
+        self,
+        cfg: RepViTConfig,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        distillation: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        self._build_backbone(cfg, in_chans, drop_path_rate)
+        self.num_classes = num_classes
+        self.distillation = distillation
+        self.feature_info = list(self.stage_info)
+        self.head_hidden_size = self.num_features
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = RepViTClassifier(self.num_features, num_classes, distillation)
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    @torch.jit.ignore
+    def reset_classifier(self, num_classes: int, distillation: bool | None = None) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` classes (0 removes it)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        self.num_classes = num_classes
+        if distillation is not None:
+            self.distillation = distillation
+        ref = next(self.parameters())
+        self.head = RepViTClassifier(self.num_features, num_classes, self.distillation).to(ref.device, ref.dtype)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self._checkpointed_stages(x)
+        return self.stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        x = self.head_drop(x.mean((2, 3)))
+        if pre_logits:
+            return x
+        return self.head(x)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """Stage outputs (strides 4, 8, 16, 32) for dense tasks, as in timm.
+
+        Returns the list of selected stage outputs, or ``(final_features, intermediates)`` unless
+        ``intermediates_only``. ``norm`` is accepted for timm compatibility; RepViT has no final norm.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}.")
+        take = _take_indices(len(self.stages), indices)
+        last = max(take) if (stop_early or intermediates_only) else len(self.stages) - 1
+        intermediates = []
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            if i > last:
+                break
+            x = stage(x)
+            if i in take:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def forward(self, x: torch.Tensor):
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            _check_input(x, self.in_chans)
+        return self.forward_head(self.forward_features(x))
+
+
+class RepViTFeatures(_Backbone):
+    """RepViT backbone for dense tasks: returns the outputs of the stages in ``out_indices``.
+
+    Holds the same ``stem``/``stages`` modules as :class:`RepViT`, so classifier checkpoints load into it (the head
+    is dropped).
+    """
+
+    def __init__(
+        self,
+        cfg: RepViTConfig,
+        in_chans: int = 3,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        self._build_backbone(cfg, in_chans, drop_path_rate)
+        self.out_indices = _take_indices(cfg.num_stages, list(out_indices))
+        self.feature_info = [self.stage_info[i] for i in self.out_indices]
+        # only keep the stages that are needed
+        self.stages = self.stages[: max(self.out_indices) + 1]
+
+    def feature_channels(self) -> list[int]:
+        return [f["num_chs"] for f in self.feature_info]
+
+    def feature_strides(self) -> list[int]:
+        return [f["reduction"] for f in self.feature_info]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            _check_input(x, self.in_chans)
+        x = self.stem(x)
+        out = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                out.append(x)
+        return out
