@@ -1,0 +1,1 @@
+"""Deployment: export to ONNX, TorchScript and Core ML, INT8 quantization, parity checks."""

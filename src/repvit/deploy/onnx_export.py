@@ -1,0 +1,203 @@
+"""ONNX export of (fused) RepViT models and ONNX Runtime sessions.
+
+The exporter is PyTorch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``) at a pinned opset: on
+these plain conv/linear graphs it is fast, needs no extra packages and produces a clean graph. Metadata (input
+size, mean/std, class names, model name) go into ``metadata_props`` as strings (JSON for lists).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ._optional import require
+
+__all__ = [
+    "OPSET",
+    "export_onnx_bytes",
+    "add_metadata",
+    "read_metadata",
+    "optimize_onnx_bytes",
+    "make_session",
+    "run_session",
+    "op_types",
+]
+
+_LOG = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
+    with torch.no_grad():
+        out = model(example)
+    if isinstance(out, torch.Tensor):
+        return ["logits"]
+    return [f"feat{i}" for i in range(len(out))]
+
+
+def export_onnx_bytes(
+    model: nn.Module,
+    example: torch.Tensor,
+    dynamic_batch: bool = True,
+    opset: int = OPSET,
+    input_name: str = "input",
+    output_names: Sequence[str] | None = None,
+) -> bytes:
+    """Export ``model`` (in eval mode) to ONNX and return the serialized model.
+
+    Args:
+        model: the module to export; a ``features_only`` backbone gives one output per feature map.
+        example: an input tensor fixing the channel count and (for fixed-size exports) the shape.
+        dynamic_batch: make the batch axis of the input and of every output symbolic (``"batch"``).
+        opset: the ONNX opset to pin.
+        input_name: name of the graph input.
+        output_names: names of the outputs; default ``logits`` or ``feat0..featN``.
+    """
+    require("onnx", "ONNX export")
+    model = model.eval()
+    names = list(output_names) if output_names else _output_names(model, example)
+    axes = None
+    if dynamic_batch:
+        axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy-exporter deprecation notice
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[input_name],
+            output_names=names,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+    return buf.getvalue()
+
+
+def add_metadata(data: bytes, metadata: dict[str, Any]) -> bytes:
+    """Return ``data`` with ``metadata`` stored in the model's ``metadata_props`` (non-strings as JSON)."""
+    onnx = require("onnx", "ONNX metadata")
+    proto = onnx.load_from_string(data)
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if key in existing:
+            existing[key].value = text
+        else:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, text
+    proto.producer_name = "repvit"
+    return proto.SerializeToString()
+
+
+def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
+    """The ``metadata_props`` of an ONNX model, JSON values decoded."""
+    onnx = require("onnx", "reading ONNX metadata")
+    if isinstance(path_or_bytes, bytes):
+        proto = onnx.load_from_string(path_or_bytes)
+    else:
+        proto = onnx.load(str(path_or_bytes), load_external_data=False)
+    out: dict[str, Any] = {}
+    for p in proto.metadata_props:
+        try:
+            out[p.key] = json.loads(p.value)
+        except ValueError:
+            out[p.key] = p.value
+    return out
+
+
+def op_types(data: bytes) -> set[str]:
+    """The set of node types in an ONNX model's main graph."""
+    onnx = require("onnx", "inspecting ONNX graphs")
+    return {n.op_type for n in onnx.load_from_string(data).graph.node}
+
+
+def optimize_onnx_bytes(data: bytes, level: str = "basic") -> bytes:
+    """Apply ONNX Runtime's offline graph optimizations and return the optimized model.
+
+    ``basic`` keeps the graph standard ONNX (constant folding, redundant node removal, Conv+Add/Mul fusion), so
+    any ONNX runtime can load it; ``extended``/``all`` add ONNX Runtime-only fused ops (e.g. ``FusedConv``) and
+    layout transforms tied to this machine's CPU, so the file only runs in ONNX Runtime.
+    """
+    ort = require("onnxruntime", "ONNX graph optimization")
+    import os
+    import tempfile
+
+    levels = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if level not in levels:
+        raise ValueError(f"Unknown optimization level {level!r}; supported: {', '.join(levels)}.")
+    if level == "none":
+        return data
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "opt.onnx")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[level]
+        so.optimized_model_filepath = out
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        with open(out, "rb") as f:
+            optimized = f.read()
+    # ORT drops metadata_props when it writes the optimized file: carry them over
+    onnx = require("onnx")
+    src, dst = onnx.load_from_string(data), onnx.load_from_string(optimized)
+    if src.metadata_props and not dst.metadata_props:
+        dst.metadata_props.extend(src.metadata_props)
+        optimized = dst.SerializeToString()
+    return optimized
+
+
+def make_session(
+    path_or_bytes: str | Path | bytes,
+    threads: int = 2,
+    level: str = "all",
+    spinning: bool = True,
+):
+    """An ONNX Runtime CPU session with pinned intra-op threads, sequential execution and the given optimization
+    level (``none``/``basic``/``extended``/``all``).
+
+    Args:
+        path_or_bytes: the model file or its serialized bytes.
+        threads: ``intra_op_num_threads`` (``inter_op_num_threads`` is 1: the graph is a chain).
+        level: graph optimization level.
+        spinning: let idle intra-op threads spin (lower latency at batch 1, more CPU burnt).
+    """
+    ort = require("onnxruntime", "running ONNX models")
+    levels = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if level not in levels:
+        raise ValueError(f"Unknown optimization level {level!r}; supported: {', '.join(levels)}.")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = levels[level]
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run an ONNX Runtime session on one tensor and return its outputs as tensors."""
+    feed = {sess.get_inputs()[0].name: x.detach().cpu().float().numpy()}
+    return [torch.from_numpy(o) for o in sess.run(None, feed)]
