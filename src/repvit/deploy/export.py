@@ -1,0 +1,273 @@
+"""``export_model``: fuse, export to ONNX / TorchScript / Core ML, optionally quantize, and check parity.
+
+Every export fuses first (:func:`repvit.fuse_model`), then runs the exported file and compares it with the fused
+PyTorch model (:mod:`repvit.deploy.parity`), raising :class:`ParityError` with the difference when it does not
+match. Core ML cannot run off Apple platforms, so its parity is checked on the traced module that is converted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from repvit.models import fuse_model
+
+from .parity import ParityError, ParityReport, as_list, compare_outputs
+
+__all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model", "check_img_size"]
+
+_LOG = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml")
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """``model((x - mean) / std)`` as one module, so a graph can take 0..1 pixels (``--bake-normalization``)."""
+
+    def __init__(self, model: nn.Module, mean, std) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("shift", -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * self.scale)
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x * self.scale + self.shift)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how closely it matches the fused PyTorch model."""
+
+    path: Path
+    format: str
+    parity: ParityReport
+    metadata: dict[str, Any]
+    output_names: list[str]
+    int8: dict[str, Any] | None = None
+    ops: list[str] = field(default_factory=list)
+
+
+def check_img_size(img_size, fixed: bool = True) -> tuple[int, int]:
+    """Validate ``img_size`` (an int or (H, W)); a fixed-size export needs multiples of 32 (RepViT's stride)."""
+    if isinstance(img_size, int):
+        img_size = (img_size, img_size)
+    h, w = (int(s) for s in img_size)
+    if h < 32 or w < 32:
+        raise ValueError(f"image size {h}x{w} is too small: RepViT needs at least 32x32.")
+    if fixed and (h % 32 or w % 32):
+        def up(s: int) -> int:
+            return -(-s // 32) * 32
+
+        raise ValueError(
+            f"image size {h}x{w} is not a multiple of 32, which a fixed-size export needs (RepViT downsamples by 32); "
+            f"use e.g. {up(h)}x{up(w)}."
+        )
+    return h, w
+
+
+def _parity_inputs(batch: int | str, img_size: tuple[int, int], in_chans: int, baked: bool) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    sizes = [1, 3] if batch == "dynamic" else [int(batch)]
+    xs = [torch.randn(n, in_chans, *img_size, generator=g) for n in sizes]
+    return [x.mul(0.25).add(0.5).clamp(0, 1) for x in xs] if baked else xs
+
+
+def export_model(
+    model: nn.Module,
+    output: str | Path,
+    format: str = "onnx",
+    *,
+    img_size=224,
+    batch: int | str = "dynamic",
+    bake_normalization: bool = False,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    class_names: list[str] | None = None,
+    int8: bool = False,
+    calib: list | None = None,
+    rtol: float = 1e-4,
+    opset: int | None = None,
+    optimize: str = "basic",
+    model_name: str | None = None,
+) -> ExportResult:
+    """Fuse ``model``, export it, check parity and write ``output``.
+
+    Args:
+        model: a RepViT classifier or ``features_only`` backbone (fused or not; it is not modified).
+        output: the file to write (``.onnx``, ``.pt``, ``.mlpackage``).
+        format: ``onnx``, ``torchscript`` or ``coreml``.
+        img_size: input size, an int or (H, W); multiples of 32.
+        batch: ``"dynamic"`` (ONNX: symbolic batch axis; parity checked at batch 1 and 3) or a fixed batch size.
+            Core ML is always batch 1.
+        bake_normalization: the exported graph takes RGB in 0..1 and applies ``mean``/``std`` itself (Core ML
+            always does, with 0..255 pixels).
+        mean: normalization mean, recorded in the metadata.
+        std: normalization std, recorded in the metadata.
+        class_names: recorded in the metadata.
+        int8: ONNX only: quantize statically to INT8 (QDQ, per-channel weights) with ``calib``.
+        calib: calibration batches (float32 arrays, preprocessed like the model input).
+        rtol: parity tolerance relative to the output's largest magnitude.
+        opset: ONNX opset (default :data:`repvit.deploy.onnx_export.OPSET`).
+        optimize: ONNX graph optimization written into the file: ``none``, ``basic`` (portable, default) or
+            ``extended`` (ONNX Runtime-only fused ops).
+        model_name: recorded in the metadata (default: ``model.build_info['model_name']``).
+
+    Raises:
+        ValueError: unknown format, bad image size or batch, INT8 without calibration data or with another format.
+        ImportError: the format's optional dependency is missing (names the pip extra).
+        ParityError: the exported model does not match the fused PyTorch model.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}; supported: {', '.join(FORMATS)}.")
+    if int8 and format != "onnx":
+        raise ValueError("--int8 is supported for the ONNX format only (ONNX Runtime static quantization).")
+    if int8 and not calib:
+        raise ValueError("--int8 needs calibration data: --calib FOLDER (images) or --calib digits.")
+    if format == "coreml":
+        if batch not in (1, "1", "dynamic"):
+            raise ValueError("Core ML export is batch 1 only.")
+        batch, bake_normalization = 1, True
+    if batch != "dynamic":
+        try:
+            batch = int(batch)
+        except (TypeError, ValueError):
+            raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}.") from None
+        if batch < 1:
+            raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}.")
+    h, w = check_img_size(img_size, fixed=True)
+    output = Path(output)
+
+    info = dict(getattr(model, "build_info", {}) or {})
+    fused = fuse_model(model).float().cpu().eval()
+    features_only = bool(info.get("features_only")) or not isinstance(fused(torch.zeros(1, _in_chans(fused), h, w)),
+                                                                       torch.Tensor)
+    net: nn.Module = Normalize(fused, mean, std).eval() if bake_normalization else fused
+    in_chans = _in_chans(fused)
+    xs = _parity_inputs(batch, (h, w), in_chans, bake_normalization)
+    with torch.no_grad():
+        refs = [as_list(net(x)) for x in xs]
+    out_names = ["logits"] if not features_only else [f"feat{i}" for i in range(len(refs[0]))]
+    metadata: dict[str, Any] = {
+        "model_name": model_name or info.get("model_name") or type(model).__name__,
+        "framework": "repvit",
+        "input_size": [in_chans, h, w],
+        "batch": batch,
+        "mean": list(mean),
+        "std": list(std),
+        "normalization": "baked (input is RGB in 0..1)" if bake_normalization else "input is normalized",
+        "class_names": list(class_names) if class_names else [],
+        "features_only": features_only,
+        "outputs": out_names,
+        "fused": True,
+    }
+    if features_only and getattr(fused, "feature_info", None) is not None:
+        try:
+            metadata["reductions"] = [int(f["reduction"]) for f in fused.feature_info]
+        except (TypeError, KeyError):
+            pass
+    result = ExportResult(output, format, ParityReport(), metadata, out_names)
+
+    if format == "onnx":
+        _export_onnx(net, xs, refs, result, batch, rtol, opset, optimize, int8, calib)
+    elif format == "torchscript":
+        _export_torchscript(net, xs, refs, result, rtol)
+    else:
+        _export_coreml(net, xs, refs, result, rtol, (h, w))
+    return result
+
+
+def _in_chans(model: nn.Module) -> int:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return 3
+
+
+def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib) -> None:
+    from repvit.models.checkpoint import atomic_write
+
+    from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
+
+    opset = opset or OPSET
+    data = export_onnx_bytes(net, xs[0], dynamic_batch=batch == "dynamic", opset=opset,
+                             output_names=result.output_names)
+    data = optimize_onnx_bytes(data, optimize)
+    result.metadata.update(opset=opset, graph_optimization=optimize)
+    ops = op_types(data)
+    if "BatchNormalization" in ops:
+        raise ParityError("the exported graph still contains BatchNormalization nodes; fusing did not cover them.")
+    sess = make_session(data, threads=2, level="all")
+    for x, ref in zip(xs, refs):
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        compare_outputs([torch.from_numpy(g) for g in got], ref, rtol, f"onnxruntime, batch {x.shape[0]}",
+                        result.output_names, result.parity)
+    if int8:
+        from .quantize import quantize_onnx_bytes
+
+        fp32_sess = sess
+        data = quantize_onnx_bytes(data, calib)
+        q = make_session(data, threads=2)
+        result.int8 = _int8_agreement(fp32_sess, q, calib)
+        result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations", **{
+            "int8_calibration_images": int(sum(len(c) for c in calib))})
+        ops = op_types(data)
+    result.ops = sorted(ops)
+    data = add_metadata(data, result.metadata)
+    atomic_write(result.path, lambda p: Path(p).write_bytes(data))
+    _LOG.info("wrote ONNX %s (opset %d, ops: %s)", result.path, opset, ", ".join(result.ops))
+
+
+def _int8_agreement(fp32_sess, int8_sess, calib) -> dict[str, float]:
+    """How closely the INT8 model follows the FP32 one on the calibration images (top-1 agreement, cosine)."""
+    agree, n, cos = 0, 0, []
+    name = fp32_sess.get_inputs()[0].name
+    for b in calib:
+        a = torch.from_numpy(fp32_sess.run(None, {name: b})[0]).flatten(1)
+        q = torch.from_numpy(int8_sess.run(None, {int8_sess.get_inputs()[0].name: b})[0]).flatten(1)
+        if a.dim() == 2 and a.shape[1] > 1:
+            agree += (a.argmax(1) == q.argmax(1)).sum().item()
+        n += a.shape[0]
+        cos.append(torch.nn.functional.cosine_similarity(a, q, dim=1))
+    return {"top1_agreement": agree / max(n, 1), "mean_cosine": torch.cat(cos).mean().item(), "images": n}
+
+
+def _export_torchscript(net, xs, refs, result: ExportResult, rtol) -> None:
+    from .torchscript import save_torchscript, trace_and_freeze
+
+    ts = trace_and_freeze(net, xs[0], optimize=False)
+    with torch.no_grad():
+        for x, ref in zip(xs, refs):
+            compare_outputs(as_list(ts(x)), ref, rtol, f"torchscript, batch {x.shape[0]}", result.output_names,
+                            result.parity)
+    save_torchscript(ts, result.path, {"metadata.json": json.dumps(result.metadata)})
+    # reload what was written and check again: the file is what users get
+    loaded = torch.jit.load(str(result.path))
+    with torch.no_grad():
+        compare_outputs(as_list(loaded(xs[-1])), refs[-1], rtol, "torchscript file (reloaded)", result.output_names,
+                        result.parity)
+
+
+def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
+    from ._optional import require
+    from .coreml import convert_coreml, save_mlpackage
+
+    require("coremltools", "Core ML export")  # fail before tracing when it is missing
+    with torch.no_grad():
+        traced = torch.jit.trace(net, (xs[0],), check_trace=False)
+        compare_outputs(as_list(traced(xs[0])), refs[0], rtol, "traced module converted to Core ML",
+                        result.output_names, result.parity)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in result.metadata.items()}
+    meta["input_range"] = "0..255 RGB pixels, scaled by 1/255 in the image input"
+    mlmodel = convert_coreml(traced, img_size, result.output_names, meta,
+                             description=f"{result.metadata['model_name']} (fused RepViT)")
+    result.metadata["coreml_precision"] = "float16"
+    save_mlpackage(mlmodel, result.path)
