@@ -1,0 +1,162 @@
+"""``RoadmapNet``: builds any network of the roadmap design space.
+
+Module names follow :class:`repvit.models.RepViT` (``stem``, ``stages.S.downsample``, ``stages.S.blocks.B``,
+``head.head``), so where a roadmap network *is* a RepViT (the last step), a RepViT state dict loads into it
+unchanged. The model contract is timm's: ``forward_features``, ``forward_head(pre_logits)``, ``reset_classifier``,
+``set_grad_checkpointing``, ``feature_info``, ``fuse()``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from repvit.models.layers import ConvNorm
+from repvit.models.repvit import RepViTClassifier, RepViTStem, _check_input
+
+from .blocks import MobileNetV3Classifier, MobileNetV3Stem, act_layer, build_block, build_downsample
+from .config import RoadmapConfig, StageSpec
+
+__all__ = ["RoadmapNet", "RoadmapStage"]
+
+
+class RoadmapStage(nn.Module):
+    """An optional RepViT downsampling layer followed by blocks (names as :class:`repvit.models.repvit.RepViTStage`)."""
+
+    def __init__(self, spec: StageSpec, se_ratio: float, drop_path: list[float]):
+        super().__init__()
+        dpr = list(drop_path)
+        if spec.downsample is not None:
+            self.downsample = build_downsample(spec.downsample, se_ratio, (dpr[0], dpr[1]))
+            dpr = dpr[2:]
+        else:
+            self.downsample = nn.Identity()
+        self.blocks = nn.Sequential(*[build_block(b, se_ratio, dpr[i]) for i, b in enumerate(spec.blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+def _residual_units(spec: StageSpec) -> int:
+    """Drop-path slots of a stage: two per downsampling layer (pre-block, FFN), one per block."""
+    return (2 if spec.downsample is not None else 0) + len(spec.blocks)
+
+
+class RoadmapNet(nn.Module):
+    """A classifier from the MobileNetV3-L → RepViT design space.
+
+    Args:
+        cfg: the architecture.
+        num_classes: classes of the head; 0 gives a model that returns pooled features.
+        in_chans: input channels.
+        distillation: add a second (distillation) head, DeiT style.
+        drop_rate: dropout before the last Linear layer.
+        drop_path_rate: stochastic depth, increasing linearly over the residual blocks.
+    """
+
+    def __init__(
+        self,
+        cfg: RoadmapConfig,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        distillation: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ):
+        super().__init__()
+        if not isinstance(cfg, RoadmapConfig):
+            raise TypeError(f"RoadmapNet needs a RoadmapConfig, got {type(cfg).__name__}.")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        if in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+        self.cfg = cfg
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.distillation = distillation
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+
+        if cfg.stem == "mbv3":
+            self.stem = MobileNetV3Stem(in_chans, cfg.stem_chs, cfg.stem_act)
+        else:
+            self.stem = RepViTStem(in_chans, cfg.stem_chs, act_layer(cfg.stem_act))
+        n = sum(_residual_units(s) for s in cfg.stages)
+        rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+        stages, stride, i = [], cfg.stem_stride, 0
+        self.feature_info: list[dict] = []
+        for si, spec in enumerate(cfg.stages):
+            k = _residual_units(spec)
+            stages.append(RoadmapStage(spec, cfg.se_ratio, rates[i : i + k]))
+            i += k
+            stride *= spec.stride
+            self.feature_info.append(dict(num_chs=spec.out_chs, reduction=stride, module=f"stages.{si}"))
+        self.stages = nn.Sequential(*stages)
+
+        last = cfg.num_features
+        if cfg.classifier == "mbv3":
+            self.final_conv = nn.Sequential(ConvNorm(last, cfg.head_chs[0], 1), act_layer(cfg.stem_act)())
+            self.num_features = cfg.head_chs[0]
+            self.head_drop = nn.Identity()  # MobileNetV3 drops out between its two Linear layers
+        else:
+            self.final_conv = nn.Identity()
+            self.num_features = last
+            self.head_drop = nn.Dropout(drop_rate)
+        self.head_hidden_size = self.num_features
+        self.head = self._make_head(num_classes, distillation)
+
+    def _make_head(self, num_classes: int, distillation: bool) -> nn.Module:
+        if self.cfg.classifier == "mbv3":
+            return MobileNetV3Classifier(self.num_features, self.cfg.head_chs[1], num_classes, self.cfg.stem_act,
+                                         self.drop_rate, distillation)
+        return RepViTClassifier(self.num_features, num_classes, distillation)
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    @torch.jit.ignore
+    def reset_classifier(self, num_classes: int, distillation: bool | None = None) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` classes (0 removes it)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        self.num_classes = num_classes
+        if distillation is not None:
+            self.distillation = distillation
+        ref = next(self.parameters())
+        self.head = self._make_head(num_classes, self.distillation).to(ref.device, ref.dtype)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory: recompute each stage's activations in the backward pass."""
+        self.grad_checkpointing = enable
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            for stage in self.stages:
+                x = checkpoint(stage, x, use_reentrant=False)
+        else:
+            x = self.stages(x)
+        return self.final_conv(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        x = self.head_drop(x.mean((2, 3)))
+        if pre_logits:
+            return x
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor):
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            _check_input(x, self.in_chans)
+        return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def fuse(self, inplace: bool = False) -> nn.Module:
+        """The deploy form of this model (see :func:`repvit.fuse_model`)."""
+        from repvit.models.fuse import fuse_model
+
+        return fuse_model(self, inplace=inplace)
