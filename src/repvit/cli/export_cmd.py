@@ -1,0 +1,85 @@
+"""``repvit export``: fuse a model, export it to ONNX / TorchScript / Core ML (optionally INT8) and check parity."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a fused model to ONNX, TorchScript or Core ML and check parity",
+                       description="Fuse the model, export it, run the exported file and compare it with the fused "
+                                   "PyTorch model; exit 1 with the difference when they do not match.")
+    p.add_argument("--model", default=None, help="model name (see `repvit list`); default: read from --checkpoint")
+    p.add_argument("--checkpoint", default=None, help="weights in any supported format (ours, timm, authors', fused)")
+    p.add_argument("--format", default=None, help="onnx, torchscript or coreml (default: from the --output suffix)")
+    p.add_argument("--output", required=True, help="file to write: .onnx, .pt (TorchScript) or .mlpackage (Core ML)")
+    p.add_argument("--img-size", type=int, nargs="+", default=[224], metavar=("H", "W"),
+                   help="input size, multiples of 32 (default 224)")
+    p.add_argument("--batch", default=None, help="'dynamic' (default; ONNX batch axis) or 1 (Core ML: always 1)")
+    p.add_argument("--bake-normalization", action="store_true",
+                   help="the graph takes RGB in 0..1 and applies ImageNet mean/std itself (Core ML always does)")
+    p.add_argument("--int8", action="store_true", help="ONNX: static INT8 quantization (QDQ, per-channel weights)")
+    p.add_argument("--calib", default=None, help="INT8 calibration data: a folder of images, or 'digits'")
+    p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
+    p.add_argument("--features-only", action="store_true", help="export the backbone: 4 feature maps as outputs")
+    p.add_argument("--num-classes", type=int, default=None, help="head classes (default: checkpoint's, else 1000)")
+    p.add_argument("--optimize", default="basic", choices=("none", "basic", "extended"),
+                   help="ONNX graph optimizations stored in the file (basic: portable; extended: ONNX Runtime only)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance relative to max |output|")
+    p.set_defaults(func=run)
+
+
+def _format(args: argparse.Namespace) -> str:
+    from repvit.deploy.export import FORMATS
+
+    if args.format:
+        if args.format not in FORMATS:
+            raise ValueError(f"Unknown export format {args.format!r}; supported: {', '.join(FORMATS)}.")
+        return args.format
+    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".mlpackage": "coreml"}
+    for suf, fmt in suffixes.items():
+        if args.output.endswith(suf):
+            return fmt
+    raise ValueError(f"cannot tell the format from {args.output!r}; pass --format ({', '.join(FORMATS)}).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from repvit.deploy.export import IMAGENET_MEAN, IMAGENET_STD, check_img_size, export_model
+    from repvit.models import create_model, read_checkpoint
+
+    fmt = _format(args)
+    if len(args.img_size) > 2:
+        raise ValueError("--img-size takes H or H W.")
+    img = check_img_size(tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0])
+    if args.model is None and args.checkpoint is None:
+        raise ValueError("pass --model NAME (see `repvit list`) and/or --checkpoint FILE.")
+    class_names, fused_ckpt = None, False
+    if args.checkpoint:
+        ckpt = read_checkpoint(args.checkpoint)
+        class_names, fused_ckpt = ckpt.meta.get("class_names"), ckpt.fused
+    model = create_model(args.model, checkpoint=args.checkpoint, num_classes=args.num_classes, fused=fused_ckpt,
+                         features_only=args.features_only)
+    batch = args.batch or ("1" if fmt == "coreml" else "dynamic")
+    calib = None
+    if args.int8:
+        from repvit.deploy.calib import load_calibration
+
+        if not args.calib:
+            raise ValueError("--int8 needs --calib FOLDER (images) or --calib digits.")
+        calib = load_calibration(args.calib, img, IMAGENET_MEAN, IMAGENET_STD, normalize=not args.bake_normalization,
+                                 limit=args.calib_limit)
+    res = export_model(model, args.output, fmt, img_size=img, batch=batch, bake_normalization=args.bake_normalization,
+                       class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol, opset=args.opset,
+                       optimize=args.optimize)
+    print(f"wrote {res.path} ({fmt}, {res.metadata['model_name']}, input {res.metadata['input_size']}, "
+          f"batch {res.metadata['batch']}, outputs {', '.join(res.output_names)})")
+    print(f"parity vs fused PyTorch: max abs diff {res.parity.max_abs_diff:.2e}, "
+          f"relative {res.parity.max_rel_diff:.2e} "
+          f"(tolerance {args.rtol:.0e}; {len(res.parity.checked)} checks)")
+    if res.ops:
+        print(f"ONNX ops: {', '.join(res.ops)}")
+    if res.int8:
+        print("INT8 vs FP32 on the calibration images: " + json.dumps({k: round(v, 4) for k, v in res.int8.items()}))
+    return 0
