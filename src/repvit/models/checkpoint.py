@@ -98,7 +98,7 @@ def _torch_load(path: Path) -> Any:
                 f"torch.save(model.state_dict(), 'weights.pth'). Detail: {msg}"
             ) from None
         raise CheckpointError(
-            f"could not read {path}: the file is corrupt, truncated or not a PyTorch checkpoint "
+            f"could not read {path}: the file is corrupt or truncated, or not a PyTorch checkpoint "
             f"({type(e).__name__}: {msg}). Download or export it again."
         ) from None
 
@@ -351,13 +351,12 @@ def load_checkpoint(
         dropped += [k for k in sd if k.startswith("head.")]
     else:
         head_keys = [k for k in sd if k.startswith("head.")]
-        bad = [k for k in head_keys if k in model_sd and sd[k].shape != model_sd[k].shape]
-        if bad:
-            ck_cls = next((sd[k].shape[0] for k in ("head.weight", "head.head.l.weight") if k in sd), "?")
+        ck_cls = next((int(sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in sd), None)
+        md_cls = next((int(model_sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in model_sd), None)
+        if ck_cls is not None and md_cls is not None and ck_cls != md_cls:
             warnings.warn(
-                f"checkpoint head has {ck_cls} classes but the model has "
-                f"{getattr(model, 'num_classes', '?')}: the head is not loaded and stays freshly initialised "
-                "(fine-tuning). ", stacklevel=2)
+                f"checkpoint head has {ck_cls} classes but the model has {md_cls}: the head is not loaded and "
+                "stays freshly initialised (fine-tuning).", stacklevel=2)
             dropped += head_keys
         else:
             extra_dist = [k for k in head_keys if k.startswith("head.head_dist.") and k not in model_sd]
