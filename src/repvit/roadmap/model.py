@@ -87,7 +87,7 @@ class RoadmapNet(nn.Module):
         n = sum(_residual_units(s) for s in cfg.stages)
         rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         stages, stride, i = [], cfg.stem_stride, 0
-        self.feature_info: list[dict] = []
+        self.feature_info = []
         for si, spec in enumerate(cfg.stages):
             k = _residual_units(spec)
             stages.append(RoadmapStage(spec, cfg.se_ratio, rates[i : i + k]))
@@ -134,11 +134,16 @@ class RoadmapNet(nn.Module):
         """Trade compute for memory: recompute each stage's activations in the backward pass."""
         self.grad_checkpointing = enable
 
+    @torch.jit.unused
+    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = checkpoint(stage, x, use_reentrant=False)
+        return x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            for stage in self.stages:
-                x = checkpoint(stage, x, use_reentrant=False)
+            x = self._checkpointed_stages(x)
         else:
             x = self.stages(x)
         return self.final_conv(x)
