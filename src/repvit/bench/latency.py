@@ -9,13 +9,21 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
-__all__ = ["LatencyResult", "thread_count", "time_callable", "interleaved_latency", "environment_info"]
+__all__ = [
+    "LatencyResult",
+    "thread_count",
+    "time_callable",
+    "interleaved_latency",
+    "cuda_event_throughput",
+    "environment_info",
+]
 
 
 @dataclass
@@ -101,6 +109,33 @@ def interleaved_latency(
             for name in order:
                 results[name].samples_ms += time_callable(candidates[name], iters_per_round, 0, device)
     return results
+
+
+def cuda_event_throughput(fn: Callable[[], Any], batch: int, iters: int = 30, warmup: int = 10) -> dict[str, float]:
+    """Time a CUDA callable with CUDA events, in the manner of the RepViT authors' GPU throughput script.
+
+    Each call is bracketed by a pair of ``torch.cuda.Event(enable_timing=True)``; the device is synchronized once
+    per call so that event times are read after the work finished.
+
+    Returns:
+        ``median_ms``, ``p90_ms`` per call and ``img_per_s`` (``batch`` images per median call).
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("cuda_event_throughput needs a CUDA device; none is available.")
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+    r = LatencyResult("cuda", times)
+    return {"median_ms": r.median_ms, "p90_ms": r.p90_ms, "img_per_s": batch / (r.median_ms * 1e-3)}
 
 
 def environment_info() -> dict[str, Any]:

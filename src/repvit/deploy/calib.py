@@ -57,38 +57,20 @@ def load_image_folder(
 
 
 def digits_tensors(
-    split: str = "train", img_size: tuple[int, int] = (32, 32), normalize: bool = True
+    split: str = "train", img_size: int = 32, normalize: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The built-in digits set (scikit-learn's 8x8 digits) as RGB images and labels.
+    """The built-in digits split (:func:`repvit.data.load_digits_split`) as 3-channel images and labels.
 
-    Uses :mod:`repvit.data` when it provides the split (so INT8 calibration sees exactly what training saw), else
-    the same recipe: the 1797 images split 80/20 stratified with seed 0, intensity 0..16 scaled to 0..1, replicated
-    to 3 channels, bilinearly resized to ``img_size`` and normalized with ImageNet mean/std.
+    With ``normalize=False`` the images are in 0..1 (for graphs with normalization baked in, mean/std 0.5).
     """
-    try:
-        from repvit.data import digits as _digits  # provided by the training code when present
+    from repvit.data import load_digits_split
 
-        if hasattr(_digits, "digits_tensors"):
-            return _digits.digits_tensors(split=split, img_size=img_size, normalize=normalize)
-    except ImportError:
-        pass
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as e:
-        raise ImportError("the built-in digits set needs scikit-learn: pip install 'repvit[digits]'") from e
-    from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    x, y = load_digits_split(split, img_size=int(img_size), in_chans=3)
+    if not normalize:
+        from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
 
-    d = load_digits()
-    idx_train, idx_val = train_test_split(range(len(d.target)), test_size=0.2, random_state=0, stratify=d.target)
-    idx = {"train": idx_train, "val": idx_val, "test": idx_val}[split]
-    x = torch.tensor(d.images[idx], dtype=torch.float32).div(16.0).unsqueeze(1).repeat(1, 3, 1, 1)
-    x = torch.nn.functional.interpolate(x, size=img_size, mode="bilinear", align_corners=False)
-    if normalize:
-        mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
-        x = (x - mean) / std
-    return x, torch.tensor(d.target[idx], dtype=torch.long)
+        x = x * DIGITS_STD + DIGITS_MEAN
+    return x, y
 
 
 def load_calibration(
@@ -100,9 +82,14 @@ def load_calibration(
     limit: int = 256,
     batch_size: int = 16,
 ) -> list:
-    """Calibration batches (float32 numpy arrays) from a folder of images or ``"digits"`` (the built-in set)."""
+    """Calibration batches (float32 numpy arrays) from a folder of images or ``"digits"`` (the built-in set).
+
+    ``mean``/``std`` apply to folder images; the digits set uses its own normalization (mean/std 0.5).
+    """
     if str(source) == "digits":
-        x, _ = digits_tensors("train", img_size=img_size, normalize=normalize)
+        if img_size[0] != img_size[1]:
+            raise ValueError("the digits set is square: use a square --img-size with --calib digits.")
+        x, _ = digits_tensors("train", img_size=img_size[0], normalize=normalize)
         x = x[:limit]
     else:
         x = load_image_folder(source, img_size, mean, std, normalize=normalize, limit=limit)

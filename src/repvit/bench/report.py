@@ -1,0 +1,88 @@
+"""Benchmark outputs: a markdown table, JSON and CSV, each recording the machine, library versions and settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .runner import ROW_FIELDS
+
+__all__ = ["to_markdown", "to_csv", "write_outputs"]
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The result as a markdown table (one row per model x backend) with a header recording the setup."""
+    env, st, sg = result["environment"], result["settings"], result["sgemm"]
+    lines = [
+        f"Machine: {env.get('cpu_model') or env.get('processor')} ({env.get('cpu_count')} CPUs), {env.get('platform')}",
+        f"Libraries: torch {env.get('torch')}, timm {env.get('timm')}, onnxruntime {env.get('onnxruntime')}, "
+        f"onnx {env.get('onnx')}, python {env.get('python')}",
+        f"Settings: {st['threads']} threads, {st['img_size']}x{st['img_size']}, batch 1 latency over "
+        f"{st['rounds']}x{st['iters']} interleaved calls after {st['warmup']} warm-up; throughput at batch "
+        f"{st['throughput_batch']}; time {env.get('time')}",
+        f"Compute bound: sgemm {sg['n']}x{sg['n']} torch.mm on {sg['threads']} threads = {sg['gflops']:.1f} GFLOP/s "
+        f"(median; best {sg['best_gflops']:.1f}); bound = 2 x MACs / that rate.",
+        "",
+        "| model | backend | params (M) | MACs (G) | top-1 (published) | latency ms (median) | p90 ms | "
+        "throughput img/s | bound ms | x bound | efficiency % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        top1 = _fmt(r["top1"], 1) + (f" @{r['top1_res']}" if r["top1"] and r["top1_res"] not in (None, 224) else "")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {_fmt(r['params_m'])} | {_fmt(r['macs_g'], 3)} | {top1} | "
+            f"{_fmt(r['latency_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['throughput_img_s'], 1)} | "
+            f"{_fmt(r['bound_ms'])} | {_fmt(r['x_bound'])} | {_fmt(r['efficiency_pct'], 1)} |"
+        )
+    if result.get("errors"):
+        lines += ["", "Skipped:"] + [f"- {e['model']} / {e['backend']}: {e['error']}" for e in result["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    """Rows as CSV; the setup (machine, versions, settings, sgemm) goes into leading ``#`` comment lines."""
+    buf = io.StringIO()
+    buf.write(f"# environment: {json.dumps(result['environment'], sort_keys=True)}\n")
+    buf.write(f"# settings: {json.dumps(result['settings'], sort_keys=True)}\n")
+    buf.write(f"# sgemm: {json.dumps(result['sgemm'], sort_keys=True)}\n")
+    w = csv.DictWriter(buf, fieldnames=list(ROW_FIELDS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in result["rows"]:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | Path, stem: str = "bench", plot: bool = True) -> list[Path]:
+    """Write ``<stem>.json``, ``.csv``, ``.md`` (and ``_pareto.png`` when matplotlib is present) under ``out_dir``.
+
+    Returns:
+        The paths written.
+    """
+    from repvit.models.checkpoint import atomic_write
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in ((".json", json.dumps(result, indent=2, default=str)), (".csv", to_csv(result)),
+                         (".md", to_markdown(result))):
+        p = out / f"{stem}{suffix}"
+        atomic_write(p, lambda tmp, t=text: Path(tmp).write_text(t))
+        written.append(p)
+    if plot:
+        from .plot import pareto_plot
+
+        written.append(pareto_plot(result, out / f"{stem}_pareto.png"))
+    return written

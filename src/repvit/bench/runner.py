@@ -1,0 +1,185 @@
+"""``run_benchmark``: latency, throughput and efficiency vs the compute bound for models x backends, one run.
+
+All candidates (every model on every backend, plus the sgemm probe that defines the compute bound) are timed in one
+interleaved run, so machine noise affects them alike, with the thread count pinned and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .backends import BACKENDS, CUDA_BACKENDS, prepare_backend
+from .baselines import DEFAULT_MODELS, BenchModel, build_bench_model, resolve_model
+from .complexity import count_macs, count_params
+from .compute_bound import bound_ms, sgemm_callable, sgemm_flops
+from .latency import cuda_event_throughput, environment_info, interleaved_latency
+
+__all__ = ["BenchSettings", "run_benchmark", "DEFAULT_BACKENDS", "ROW_FIELDS"]
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_BACKENDS: tuple[str, ...] = ("eager", "onnxruntime")
+ROW_FIELDS: tuple[str, ...] = (
+    "model", "backend", "fused", "params_m", "macs_g", "top1", "top1_res", "top1_source", "latency_ms",
+    "p90_ms", "throughput_img_s", "bound_ms", "x_bound", "efficiency_pct",
+)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What ``repvit bench`` measures and how.
+
+    Attributes:
+        models: model specs (see :func:`repvit.bench.baselines.resolve_model`).
+        backends: backends from :data:`repvit.bench.backends.BACKENDS`.
+        img_size: input resolution (square) for every model.
+        threads: intra-op threads for PyTorch and ONNX Runtime.
+        rounds: interleaved rounds for batch-1 latency.
+        iters: timed calls per candidate per round.
+        warmup: untimed calls per candidate before timing.
+        throughput_batch: batch size for throughput (0 skips throughput).
+        throughput_rounds: timed large-batch calls per candidate (interleaved).
+        sgemm_n: matrix size of the sgemm probe.
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    img_size: int = 224
+    threads: int = 2
+    rounds: int = 8
+    iters: int = 5
+    warmup: int = 5
+    throughput_batch: int = 32
+    throughput_rounds: int = 3
+    sgemm_n: int = 1024
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.backends if b not in BACKENDS]
+        if bad:
+            raise ValueError(f"Unknown backend(s) {', '.join(bad)}; supported: {', '.join(BACKENDS)}.")
+        if self.img_size < 32:
+            raise ValueError("img_size must be at least 32.")
+        if self.threads < 1 or self.rounds < 1 or self.iters < 1:
+            raise ValueError("threads, rounds and iters must be positive.")
+
+
+@dataclass
+class _Candidate:
+    bm: BenchModel
+    backend: str
+    params: int
+    macs: int
+    fn: Callable[[], Any] | None = None
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def _prepare(models: dict[str, tuple[BenchModel, torch.nn.Module]], backends, example, threads, errors, say):
+    cands: dict[str, _Candidate] = {}
+    for key, (bm, model) in models.items():
+        params, macs = count_params(model), count_macs(model, tuple(example.shape[-2:]))
+        for backend in backends:
+            say(f"preparing {bm.name} / {backend} (batch {example.shape[0]})")
+            try:
+                fn = prepare_backend(model, backend, example, threads=threads)
+            except (ImportError, RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+                errors.append({"model": bm.name, "backend": backend, "error": f"{type(e).__name__}: {e}"})
+                _LOG.warning("skipping %s / %s: %s", bm.name, backend, e)
+                continue
+            except Exception as e:  # noqa: BLE001 - exporters and compilers raise anything; record and go on
+                errors.append({"model": bm.name, "backend": backend, "error": f"{type(e).__name__}: {e}"})
+                _LOG.warning("skipping %s / %s: %s", bm.name, backend, e)
+                continue
+            cands[f"{key}|{backend}"] = _Candidate(bm, backend, params, macs, fn)
+    return cands
+
+
+def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every model on every backend; return ``{"environment", "settings", "sgemm", "rows", "errors"}``.
+
+    Rows carry params, MACs, published top-1, batch-1 latency (median, p90), throughput, the compute bound
+    (``2 * MACs / sgemm FLOP/s`` from the sgemm probe timed in the same run) and the efficiency against it.
+    A backend that cannot run (a missing package, no CUDA) is recorded in ``errors`` and skipped.
+    """
+    say = progress or (lambda s: _LOG.info(s))
+    errors: list[dict[str, str]] = []
+    cuda_only = [b for b in settings.backends if b in CUDA_BACKENDS]
+    cpu_backends = [b for b in settings.backends if b not in CUDA_BACKENDS]
+    models: dict[str, tuple[BenchModel, torch.nn.Module]] = {}
+    for spec in settings.models:
+        bm = resolve_model(spec)
+        say(f"building {bm.name}")
+        models[bm.name] = (bm, build_bench_model(bm))
+
+    torch.manual_seed(0)
+    size = settings.img_size
+    x1 = torch.randn(1, 3, size, size)
+    cands = _prepare(models, cpu_backends, x1, settings.threads, errors, say)
+    sgemm_fn, sgemm_flop = sgemm_callable(settings.sgemm_n)
+    timed = {k: c.fn for k, c in cands.items()}
+    timed["__sgemm__"] = sgemm_fn
+    say(f"timing batch-1 latency of {len(cands)} candidates + sgemm ({settings.rounds} rounds x {settings.iters})")
+    lat = interleaved_latency(timed, rounds=settings.rounds, iters_per_round=settings.iters, warmup=settings.warmup,
+                              threads=settings.threads)
+    sg = lat.pop("__sgemm__")
+    flops = sgemm_flops(sg.median_ms, sgemm_flop)
+    sgemm = {"n": settings.sgemm_n, "median_ms": sg.median_ms, "gflops": flops / 1e9,
+             "best_gflops": sgemm_flops(sg.min_ms, sgemm_flop) / 1e9, "threads": sg.threads}
+
+    thr: dict[str, float] = {}
+    if settings.throughput_batch > 0 and cands:
+        xb = torch.randn(settings.throughput_batch, 3, size, size)
+        big = _prepare(models, cpu_backends, xb, settings.threads, errors, say)
+        say(f"timing throughput at batch {settings.throughput_batch}")
+        res = interleaved_latency({k: c.fn for k, c in big.items()}, rounds=settings.throughput_rounds,
+                                  iters_per_round=1, warmup=1, threads=settings.threads)
+        thr = {k: settings.throughput_batch / (r.median_ms * 1e-3) for k, r in res.items()}
+        del big
+
+    rows = []
+    for key, c in cands.items():
+        r = lat[key]
+        b_ms = bound_ms(c.macs, flops)
+        rows.append(_row(c, r.median_ms, r.p90_ms, thr.get(key), b_ms))
+    rows += _cuda_rows(models, cuda_only, settings, errors, say)
+    settings_d = asdict(settings)
+    return {"environment": environment_info() | {"bench_threads": settings.threads},
+            "settings": settings_d, "sgemm": sgemm, "rows": rows, "errors": errors}
+
+
+def _row(c: _Candidate, median: float, p90: float, throughput: float | None, b_ms: float | None) -> dict[str, Any]:
+    bm = c.bm
+    return {
+        "model": bm.name, "backend": c.backend, "fused": bm.fused, "params_m": c.params / 1e6, "macs_g": c.macs / 1e9,
+        "top1": bm.top1, "top1_res": bm.top1_res, "top1_source": bm.top1_source, "latency_ms": median,
+        "p90_ms": p90, "throughput_img_s": throughput, "bound_ms": b_ms,
+        "x_bound": (median / b_ms) if b_ms else None, "efficiency_pct": (100 * b_ms / median) if b_ms else None,
+    }
+
+
+def _cuda_rows(models, backends, settings: BenchSettings, errors, say) -> list[dict[str, Any]]:
+    """fp16/bf16 on CUDA: batch-1 latency and large-batch throughput timed with CUDA events."""
+    rows: list[dict[str, Any]] = []
+    if not backends:
+        return rows
+    if not torch.cuda.is_available():
+        for b in backends:
+            errors.append({"model": "*", "backend": b, "error": "CUDA is not available on this machine"})
+        return rows
+    size = settings.img_size
+    for bm, model in models.values():
+        params, macs = count_params(model), count_macs(model, size)
+        for backend in backends:
+            say(f"CUDA {bm.name} / {backend}")
+            c = _Candidate(bm, backend, params, macs)
+            fn1 = prepare_backend(model, backend, torch.randn(1, 3, size, size))
+            lat = cuda_event_throughput(fn1, batch=1, iters=settings.rounds * settings.iters, warmup=settings.warmup)
+            tb = settings.throughput_batch or 256
+            fnb = prepare_backend(model, backend, torch.randn(tb, 3, size, size))
+            tp = cuda_event_throughput(fnb, batch=tb, iters=settings.throughput_rounds * 10, warmup=settings.warmup)
+            rows.append(_row(c, lat["median_ms"], lat["p90_ms"], tp["img_per_s"], None))
+    return rows

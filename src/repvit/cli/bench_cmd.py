@@ -1,0 +1,49 @@
+"""``repvit bench``: latency / throughput / efficiency of RepViT and timm baselines across backends, in one run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from repvit.bench.backends import BACKENDS
+    from repvit.bench.baselines import DEFAULT_MODELS
+    from repvit.bench.runner import DEFAULT_BACKENDS
+
+    p = sub.add_parser("bench", help="measure latency and throughput of models x backends (markdown, JSON, CSV, PNG)",
+                       description="All candidates are timed interleaved in one run with pinned threads; the "
+                                   "compute bound (2 x MACs / sgemm FLOP/s) is measured in the same run.")
+    p.add_argument("--models", type=_csv, default=DEFAULT_MODELS,
+                   help="comma-separated: repvit names (fused; add ':unfused'), timm names, 'timm:repvit_m0_9' "
+                        f"(default: {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--backends", type=_csv, default=DEFAULT_BACKENDS,
+                   help=f"comma-separated from {','.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads, pinned (default 2)")
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds for batch-1 latency")
+    p.add_argument("--iters", type=int, default=5, help="timed calls per candidate per round")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--throughput-batch", type=int, default=32, help="batch for throughput; 0 skips it")
+    p.add_argument("--throughput-rounds", type=int, default=3)
+    p.add_argument("--out-dir", default="bench_results", help="where bench.{md,json,csv} and bench_pareto.png go")
+    p.add_argument("--no-plot", action="store_true", help="skip the Pareto PNG (no matplotlib needed)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from repvit.bench.report import to_markdown, write_outputs
+    from repvit.bench.runner import BenchSettings, run_benchmark
+
+    settings = BenchSettings(models=tuple(args.models), backends=tuple(args.backends), img_size=args.img_size,
+                             threads=args.threads, rounds=args.rounds, iters=args.iters, warmup=args.warmup,
+                             throughput_batch=args.throughput_batch, throughput_rounds=args.throughput_rounds)
+    result = run_benchmark(settings, progress=lambda s: print(f"  {s}", flush=True))
+    print()
+    print(to_markdown(result))
+    paths = write_outputs(result, args.out_dir, plot=not args.no_plot)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
