@@ -1,0 +1,222 @@
+"""Training configuration: a frozen dataclass, YAML recipes in ``configs/``, ``key=value`` overrides.
+
+The defaults are the fast recipe for the built-in digits set, so ``repvit train --data digits --output-dir D`` needs
+nothing else. The paper's ImageNet recipe is ``configs/repvit_m*_300e.yaml`` (see ``docs/training.md``).
+
+Learning rate: ``lr`` is the rate for a total batch of ``lr_base_batch`` (512, as the paper); the rate used is
+``lr × batch_size × world_size / lr_base_batch`` (:meth:`TrainConfig.scaled_lr`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "load_config", "parse_overrides", "find_recipe", "recipe_dir"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. Every field can be set from YAML or ``--set key=value``."""
+
+    # what
+    model: str = "repvit_m0_6"
+    data: str = "digits"
+    output_dir: str = "runs/train"
+    num_classes: int | None = None  # default: from the data
+    in_chans: int = 3
+    img_size: int = 32
+    finetune: str | None = None  # start from this checkpoint (any format; the head is dropped if classes differ)
+    # schedule and optimiser (timm factories)
+    epochs: int = 15
+    batch_size: int = 64  # per process
+    lr: float = 1.6e-2  # for a total batch of lr_base_batch
+    lr_base_batch: int = 512
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    warmup_epochs: int = 1
+    sched: str = "cosine"
+    opt: str = "adamw"
+    opt_eps: float = 1e-8
+    weight_decay: float = 0.025
+    clip_grad: float | None = 0.02
+    clip_mode: str = "agc"
+    drop_path: float = 0.0
+    drop_rate: float = 0.0
+    model_ema: bool = True
+    model_ema_decay: float = 0.998
+    # augmentation (ImageFolder: timm create_transform; digits: a small random affine)
+    aa: str | None = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = 0.4
+    reprob: float = 0.0
+    remode: str = "pixel"
+    recount: int = 1
+    hflip: float = 0.5
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    digits_degrees: float = 10.0
+    digits_translate: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    repeated_aug: bool = False
+    train_subset: int | None = None  # use only the first N training images (quick tests)
+    # distillation
+    distillation: str = "none"  # none | hard | soft
+    distillation_alpha: float = 0.5
+    distillation_tau: float = 1.0
+    teacher: str | None = None  # a timm model name or a repvit checkpoint path
+    teacher_checkpoint: str | None = None
+    # runtime
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = 1  # torch CPU threads per process (None: torch's default); 1 is robust on a busy machine
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (fp16 only on CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    strict_data: bool = False
+    resume: str | None = None  # auto | PATH
+    eval_every: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+    plot: bool = True
+
+    def __post_init__(self):
+        if self.distillation not in ("none", "hard", "soft"):
+            raise ValueError(f"distillation must be none, hard or soft, got {self.distillation!r}.")
+        if self.distillation != "none" and not self.teacher:
+            raise ValueError(f"--distillation {self.distillation} needs a teacher: --teacher NAME_OR_CHECKPOINT.")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size}).")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be bfloat16 or float16, got {self.amp_dtype!r}.")
+
+    def scaled_lr(self, world_size: int = 1) -> float:
+        """The learning rate used: ``lr × total_batch / lr_base_batch``."""
+        return self.lr * self.batch_size * world_size / self.lr_base_batch
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the ``config`` entry of a training checkpoint; ``model`` is the model name)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown config keys {bad}; valid keys: {', '.join(sorted(names))}.")
+        return cls(**{k: _coerce(cls, k, v) for k, v in d.items()})
+
+    def replace(self, **kw: Any) -> TrainConfig:
+        """A copy with some fields changed (values coerced like overrides)."""
+        return dataclasses.replace(self, **{k: _coerce(type(self), k, v) for k, v in kw.items()})
+
+
+def _field_type(cls, key: str) -> str:
+    return str(next(f.type for f in fields(cls) if f.name == key))
+
+
+def _coerce(cls, key: str, value: Any) -> Any:
+    """Turn strings from the command line (or YAML) into the field's type."""
+    names = {f.name for f in fields(cls)}
+    if key not in names:
+        raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(names))}.")
+    t = _field_type(cls, key)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", "null", "~") and "None" in t:
+        return None
+    base = t.split("|")[0].strip()
+    try:
+        if base == "bool":
+            if isinstance(value, str):
+                v = value.strip().lower()
+                if v not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return v in ("1", "true", "yes", "on")
+            return bool(value)
+        if base == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if base == "float":
+            return float(value)
+        if base == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config key {key!r} expects {t}, got {value!r}.") from None
+    return value
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["epochs=5", "lr=1e-3"]`` -> ``{"epochs": "5", "lr": "1e-3"}`` (typed later by the config)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set takes key=value, got {item!r}.")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = yaml.safe_load(v) if v.strip() else ""
+    return out
+
+
+def recipe_dir() -> Path | None:
+    """The ``configs/`` folder of a source checkout (recipes are looked up there by name)."""
+    env = os.environ.get("REPVIT_CONFIG_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "configs").is_dir() and (parent / "pyproject.toml").exists():
+            return parent / "configs"
+    return None
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A YAML recipe by path, or by name in ``configs/`` (``repvit_m0_9_300e`` or ``repvit_m0_9_300e.yaml``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    d = recipe_dir()
+    if d is not None:
+        for cand in (d / name_or_path, d / f"{name_or_path}.yaml"):
+            if cand.is_file():
+                return cand
+    known = sorted(q.stem for q in d.glob("*.yaml")) if d is not None else []
+    raise FileNotFoundError(f"config {name_or_path!r} not found (a YAML path, or one of: {', '.join(known) or '-'}).")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The defaults, then the YAML recipe at ``path`` (if any; it may ``base:`` another recipe), then ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored (unset command-line flags).
+    """
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged.update(_read_yaml(find_recipe(str(path))))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_dict(merged)
+
+
+def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        d = yaml.safe_load(f) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} must hold a YAML mapping of config keys.")
+    base = d.pop("base", None)
+    if base and depth < 5:
+        b = _read_yaml(find_recipe(str(path.parent / base) if (path.parent / base).exists() else base), depth + 1)
+        b.update(d)
+        d = b
+    return d
