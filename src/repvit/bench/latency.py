@@ -160,9 +160,12 @@ def environment_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    # read versions from package metadata: importing coremltools & co. just to learn a version is slow and noisy
     for mod in ("timm", "torchvision", "onnxruntime", "onnx", "coremltools", "numpy"):
         try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional packages
+            info[mod] = version(mod)
+        except PackageNotFoundError:
             info[mod] = None
     return info
