@@ -34,7 +34,7 @@ class TrainConfig:
     img_size: int = 32
     finetune: str | None = None  # start from this checkpoint (any format; the head is dropped if classes differ)
     # schedule and optimiser (timm factories)
-    epochs: int = 15
+    epochs: int = 8
     batch_size: int = 64  # per process
     lr: float = 1.6e-2  # for a total batch of lr_base_batch
     lr_base_batch: int = 512
@@ -69,6 +69,7 @@ class TrainConfig:
     smoothing: float = 0.1
     repeated_aug: bool = False
     train_subset: int | None = None  # use only the first N training images (quick tests)
+    val_subset: int | None = None  # evaluate on the first N held-out images only (quick tests)
     # distillation
     distillation: str = "none"  # none | hard | soft
     distillation_alpha: float = 0.5

@@ -139,6 +139,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     train_ds = data.train
     if cfg.train_subset:
         train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
+    val_ds = data.val if not cfg.val_subset else Subset(data.val, range(min(cfg.val_subset, len(data.val))))
     num_classes = data.num_classes
     if cfg.num_classes is not None and cfg.num_classes != num_classes:
         raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {num_classes} classes.")
@@ -209,12 +210,12 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     criterion, mixup_fn = _criterion(cfg, num_classes, teacher)
     options = StepOptions(cfg.clip_grad, cfg.clip_mode, cfg.amp, amp_dtype, cfg.channels_last)
 
-    val_loader = eval_loader(data.val, max(cfg.batch_size, 64), workers=cfg.workers, rank=info.rank,
+    val_loader = eval_loader(val_ds, max(cfg.batch_size, 64), workers=cfg.workers, rank=info.rank,
                              world_size=info.world_size)
     metrics = MetricsLog(out, cfg.tensorboard, start_epoch) if main else None
     if main:
         _log.info("training %s on %s: %d classes, %d train / %d val images, %d epochs, lr %.3g (total batch %d), %s",
-                  cfg.model, cfg.data, num_classes, len(train_ds), len(data.val), cfg.epochs, lr,
+                  cfg.model, cfg.data, num_classes, len(train_ds), len(val_ds), cfg.epochs, lr,
                   cfg.batch_size * info.world_size, f"{info.world_size} processes" if info.distributed else device)
 
     def state(epoch: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
