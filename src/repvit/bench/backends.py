@@ -10,7 +10,7 @@ Backends:
     compile: ``torch.compile`` (inductor), compiled before returning.
     torchscript: ``torch.jit.trace`` + ``torch.jit.freeze`` + ``optimize_for_inference``.
     onnxruntime: ONNX export (TorchScript exporter, opset 17) run by ONNX Runtime's CPU provider, full graph
-        optimization, ``intra_op_num_threads=threads``.
+        optimization, ``intra_op_num_threads=threads``, thread spinning off (see ``_onnxruntime``).
     onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights.
     cuda-fp16 / cuda-bf16: the model in half / bfloat16 on CUDA (only when CUDA is available); time it with
         ``interleaved_latency(..., device="cuda")`` so CUDA is synchronized.
@@ -140,7 +140,9 @@ def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bo
     data = export_onnx_bytes(_eval_copy(model).cpu().float(), example.cpu().float(), dynamic_batch=True)
     if int8:
         data = quantize_onnx_bytes(data, _calibration_arrays(calib, example))
-    sess = make_session(data, threads=threads)
+    # no spinning: idle ONNX Runtime threads would busy-wait and steal the CPU from whatever runs next (another
+    # candidate of an interleaved run, PyTorch's own thread pool), which distorts every other measurement
+    sess = make_session(data, threads=threads, spinning=False)
     name = sess.get_inputs()[0].name
     feed = {name: example.detach().cpu().float().numpy()}
 
