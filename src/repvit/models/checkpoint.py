@@ -20,9 +20,10 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -267,13 +268,14 @@ def infer_config(sd: Mapping[str, torch.Tensor]) -> tuple[RepViTConfig, dict[str
         kernel = None
         legacy = any(k.endswith("token_mixer.conv1.c.weight") for k in sd)
         for s in stages:
-            w = sd[f"stem.conv2.{cw}weight"].shape[0] if s == 0 else sd[f"stages.{s}.downsample.channel_downsample.{cw}weight"].shape[0]
+            wkey = f"stem.conv2.{cw}weight" if s == 0 else f"stages.{s}.downsample.channel_downsample.{cw}weight"
+            w = sd[wkey].shape[0]
             blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(rf"stages\.{s}\.blocks\.(\d+)\.", k))})
             widths.append(int(w))
             depths.append(len(blocks))
             se_blocks.append([any(k.startswith(f"stages.{s}.blocks.{b}.se.") for k in sd) for b in blocks])
             for b in blocks[:1]:
-                key = f"stages.{s}.blocks.{b}.token_mixer.weight" if fused else f"stages.{s}.blocks.{b}.token_mixer.conv.c.weight"
+                key = f"stages.{s}.blocks.{b}.token_mixer." + ("weight" if fused else "conv.c.weight")
                 kernel = sd[key].shape[-1]
         if kernel is None:
             key = "stages.1.downsample.spatial_downsample." + ("weight" if fused else "c.weight")

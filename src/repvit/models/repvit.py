@@ -12,7 +12,7 @@ Module and parameter names follow timm's port, so timm state dicts load as they 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch.nn as nn
 
@@ -40,7 +40,8 @@ def build_repvit(
 
 def _describe(name: str, cfg: RepViTConfig) -> str:
     kind = "legacy RepVGGDW (first release)" if cfg.token_mixer == "legacy" else "RepVGGDW"
-    return f"RepViT {name.removeprefix('repvit_').upper().replace('_', '.')}: widths {cfg.widths}, depths {cfg.depths}, {kind}"
+    short = name.removeprefix("repvit_").upper().replace("_", ".")
+    return f"RepViT {short}: widths {cfg.widths}, depths {cfg.depths}, {kind}"
 
 
 for _name, _cfg in VARIANTS.items():
