@@ -26,8 +26,12 @@ def model_info(name: str | None, img_size=(224, 224), checkpoint=None, num_class
     h, w = (img_size[0], img_size[0]) if len(img_size) == 1 else (img_size[0], img_size[1])
     if len(img_size) > 2:
         raise ValueError(f"--img-size takes H or H W, got {img_size}.")
+    from repvit.models import read_checkpoint
+
+    ckpt_fused = bool(checkpoint) and read_checkpoint(checkpoint).fused
+    # train-time figures include the distillation head, as the paper's table does
     train = create_model(name, checkpoint=checkpoint, num_classes=num_classes,
-                         distillation=None if checkpoint else True)
+                         distillation=None if checkpoint else True, fused=ckpt_fused)
     name = train.build_info["model_name"] or name
     entry = get_model_entry(name) if name else None
     fused = fuse_model(create_model(name, checkpoint=checkpoint, num_classes=num_classes, distillation=False)
