@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", nargs="*", metavar="STEP", help="only these steps (numbers or names)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE", help="draw latency and top-1 per step (needs matplotlib)")
+    p.add_argument("--out", metavar="FILE.json", help="also write the full result (JSON) to this file")
     p.set_defaults(func=run)
 
 
@@ -51,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
     result = run_roadmap(settings)
     if args.plot:
         result["plot"] = str(plot_roadmap(result, args.plot))
+    if args.out:
+        from pathlib import Path
+
+        from repvit.models.checkpoint import atomic_write
+
+        text = json.dumps(result, indent=1)
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     if args.json:
         print(json.dumps(result))
         return 0

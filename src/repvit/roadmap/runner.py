@@ -34,7 +34,7 @@ class RoadmapSettings:
     Attributes:
         img_size: input side for MACs and latency.
         backends: latency backends (see :data:`repvit.bench.backends.BACKENDS`); empty: no latency.
-        threads: intra-op threads while timing.
+        threads: intra-op threads while timing and training.
         rounds, iters_per_round, warmup: the interleaved timer's schedule.
         train: ``"digits"`` or an ImageFolder directory to train every step on; ``None``: no training.
         epochs: training epochs per step.
@@ -112,16 +112,19 @@ def _latency(steps: list[RoadmapStep], s: RoadmapSettings) -> dict[str, dict[str
 
 def _train(step: RoadmapStep, s: RoadmapSettings) -> dict[str, Any]:
     """Train ``step`` with the shared recipe and return its top-1 figures."""
+    from repvit.bench.latency import thread_count
     from repvit.train import TrainConfig, train
 
     fields = dict(
         model=step.name, data=s.train, epochs=s.epochs, img_size=s.train_img_size, batch_size=s.batch_size,
         output_dir=str(Path(s.output_dir) / step.name), seed=0, model_ema=False, tensorboard=False, progress=False,
-        warmup_epochs=min(2, max(s.epochs - 1, 0)),
+        warmup_epochs=min(2, max(s.epochs - 1, 0)), workers=0,
     )
     fields.update(s.train_overrides)
     t0 = time.perf_counter()
-    summary = train(TrainConfig(**fields))
+    # a pinned thread count: on a shared machine, more OpenMP threads than free cores slows training many-fold
+    with thread_count(s.threads):
+        summary = train(TrainConfig(**fields))
     return {"top1": summary.get("top1"), "best_top1": summary.get("best_top1"),
             "train_time_s": round(time.perf_counter() - t0, 1)}
 
