@@ -1,0 +1,140 @@
+"""``repvit demo``: the whole pipeline on the built-in digits set.
+
+Train a small RepViT on scikit-learn's digits, evaluate it on the held-out split, fuse it, check the fused model
+against the trained one, export it to ONNX (FP32 and INT8) with parity checks, measure batch-1 latency of each form
+(interleaved, 2 threads) and print a summary of accuracy, parameters, MACs and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train on the built-in digits set, evaluate, fuse, export, measure")
+    p.add_argument("--output-dir", default="runs/demo", help="where checkpoints, exports and the summary go")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the digits recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="threads for the latency measurement")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _step(msg: str) -> float:
+    print(f"\n== {msg}", flush=True)
+    return time.perf_counter()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import repvit
+    from repvit.bench.complexity import count_macs, count_params
+    from repvit.bench.latency import interleaved_latency
+    from repvit.models import is_fused
+    from repvit.train.config import TrainConfig
+    from repvit.train.evaluate import evaluate_checkpoint
+    from repvit.train.run import train
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    summary: dict = {"output_dir": str(out)}
+
+    _step("1/5 train a RepViT on the built-in digits set (scikit-learn, fixed held-out split)")
+    cfg = TrainConfig(data="digits", output_dir=str(out / "train"), seed=args.seed, progress=not args.no_progress,
+                      resume="auto")
+    if args.epochs:
+        cfg = cfg.replace(epochs=args.epochs)
+    res = train(cfg)
+    best = res["best_checkpoint"]
+    print(f"trained {cfg.model} for {res['epochs']} epochs in {res['wall_time_s']:.0f} s -> {best}")
+
+    _step("2/5 evaluate on the held-out split (unfused and fused)")
+    ev = evaluate_checkpoint(best, "digits")
+    ev_fused = evaluate_checkpoint(best, "digits", fused=True)
+    print(f"top-1 {ev['top1']:.2f}%  (fused {ev_fused['top1']:.2f}%)  on {ev['images']} held-out images")
+    summary.update(model=cfg.model, epochs=res["epochs"], train_s=res["wall_time_s"], top1=ev["top1"],
+                   top1_fused=ev_fused["top1"], images=ev["images"])
+
+    _step("3/5 fuse (re-parameterize) and check")
+    model = repvit.create_model(checkpoint=best).eval()
+    fused = repvit.fuse_model(model)
+    img = cfg.img_size
+    x = torch.randn(8, cfg.in_chans, img, img)
+    with torch.no_grad():
+        diff = ((fused(x) - model(x)).abs().max() / model(x).abs().max()).item()
+    summary.update(params=count_params(model), fused_params=count_params(fused),
+                   fused_macs=count_macs(fused, img), fused_macs_224=count_macs(fused, 224),
+                   fuse_rel_diff=diff, no_bn_left=is_fused(fused))
+    print(f"params {summary['params'] / 1e6:.3f} M -> fused {summary['fused_params'] / 1e6:.3f} M; "
+          f"fused MACs {summary['fused_macs'] / 1e6:.1f} M at {img}px ({summary['fused_macs_224'] / 1e9:.3f} G at "
+          f"224px); max relative logit difference {diff:.1e}; BatchNorm left: {not is_fused(fused)}")
+
+    _step("4/5 export to ONNX (FP32 and INT8) with parity checks")
+    onnx_ok = True
+    try:
+        from repvit.deploy.calib import load_calibration
+        from repvit.deploy.export import export_model
+
+        ckpt = repvit.models.read_checkpoint(best)
+        names = ckpt.meta.get("class_names")
+        r32 = export_model(model, out / "model.onnx", "onnx", img_size=img, class_names=names)
+        calib = load_calibration("digits", (img, img), None, None, limit=256, batch_size=32)
+        r8 = export_model(model, out / "model_int8.onnx", "onnx", img_size=img, class_names=names, int8=True,
+                          calib=calib)
+        summary.update(onnx=str(r32.path), onnx_int8=str(r8.path), onnx_parity=r32.parity.to_dict())
+        print(f"wrote {r32.path} (max relative difference to fused PyTorch {r32.parity.max_rel_diff:.1e}) "
+              f"and {r8.path}")
+    except ImportError as e:
+        onnx_ok = False
+        print(f"skipped: {e}")
+
+    _step(f"5/5 latency, batch 1, {args.threads} threads, interleaved")
+    from repvit.bench.backends import prepare_backend
+
+    ex = torch.randn(1, cfg.in_chans, img, img)
+    cands = {"pytorch unfused": prepare_backend(model, "eager", ex, args.threads),
+             "pytorch fused": prepare_backend(fused, "eager", ex, args.threads)}
+    if onnx_ok:
+        cands["onnxruntime fp32"] = prepare_backend(fused, "onnxruntime", ex, args.threads)
+        cands["onnxruntime int8"] = prepare_backend(fused, "onnxruntime-int8", ex, args.threads,
+                                                    calib=calib)
+        summary["top1_int8"] = _onnx_top1(out / "model_int8.onnx", img)
+        summary["top1_onnx_fp32"] = _onnx_top1(out / "model.onnx", img)
+    lat = interleaved_latency(cands, rounds=10, iters_per_round=10, threads=args.threads)
+    summary["latency_ms"] = {k: round(v.median_ms, 4) for k, v in lat.items()}
+    base = lat["pytorch fused"].median_ms
+    summary["wall_s"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    print("\n== summary")
+    print(f"model              {summary['model']} ({summary['epochs']} epochs, {summary['train_s']:.0f} s)")
+    acc = f"top-1 {summary['top1']:.2f}% (fused {summary['top1_fused']:.2f}%"
+    if "top1_int8" in summary:
+        acc += f", ONNX fp32 {summary['top1_onnx_fp32']:.2f}%, INT8 {summary['top1_int8']:.2f}%"
+    print(f"accuracy           {acc}) on {summary['images']} held-out digits")
+    print(f"params             {summary['params'] / 1e6:.3f} M train-time, {summary['fused_params'] / 1e6:.3f} M fused")
+    print(f"MACs (fused)       {summary['fused_macs'] / 1e6:.1f} M at {img}px, {summary['fused_macs_224'] / 1e9:.3f} G "
+          "at 224px")
+    print("latency (batch 1)  " + ", ".join(f"{k} {v.median_ms:.3f} ms ({v.median_ms / base:.2f}x fused)"
+                                             for k, v in lat.items()))
+    print(f"total              {summary['wall_s']:.0f} s; everything is in {out}/ (summary.json)")
+    return 0
+
+
+def _onnx_top1(path: Path, img: int) -> float:
+    """Top-1 of an exported ONNX model on the held-out digits, run by ONNX Runtime."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from repvit.data.digits import load_digits_split
+
+    x, y = load_digits_split("val", img_size=img)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    logits = np.concatenate([sess.run(None, {name: xb.numpy()})[0] for xb in x.split(64)])
+    return float((logits.argmax(1) == y.numpy()).mean() * 100)
