@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for digits, else torch's default)")
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     res = evaluate_checkpoint(args.checkpoint, args.data, fused=args.fused, img_size=args.img_size,
                               crop_pct=args.crop_pct, batch_size=args.batch_size, workers=args.workers,
-                              device=args.device, strict_data=args.strict_data, model_name=args.model)
+                              device=args.device, strict_data=args.strict_data, model_name=args.model,
+                              threads=args.threads)
     if args.json:
         print(json.dumps(res))
         return 0

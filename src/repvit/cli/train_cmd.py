@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k != "class_names"}))
+        print(json.dumps({k: v for k, v in res.items() if k not in ("class_names", "model")}))
     elif res["interrupted"]:
         print(f"interrupted after {res['epochs']} complete epochs; resume with: repvit train ... --resume auto "
               f"(checkpoint {res['last_checkpoint']})")

@@ -99,7 +99,12 @@ def load_teacher(name: str, checkpoint: str | None, num_classes: int, in_chans: 
             raise ValueError(f"unknown teacher {name!r}: not a repvit checkpoint nor a timm model ({e}).") from None
         from timm.models import load_checkpoint as timm_load
 
-        timm_load(teacher, checkpoint, strict=True, weights_only=True)
+        try:
+            timm_load(teacher, checkpoint, strict=True, weights_only=True)
+        except RuntimeError as e:
+            detail = " ".join(str(e).split())[:300]
+            raise ValueError(f"teacher weights {checkpoint} do not fit timm {name!r} with {num_classes} classes "
+                             f"(the data's class count): {detail}") from None
     t_classes = getattr(teacher, "num_classes", num_classes)
     if t_classes != num_classes:
         raise ValueError(f"the teacher predicts {t_classes} classes but the data has {num_classes}.")

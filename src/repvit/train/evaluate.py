@@ -35,6 +35,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     strict_data: bool = False,
     model_name: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (any format: training ``.pt``, repvit safetensors, timm, the authors' release).
 
@@ -45,6 +46,7 @@ def evaluate_checkpoint(
         img_size: input size; default: the checkpoint's training size, else 224 (the paper's resize 256 + crop 224;
             ``crop_pct`` sets the resize for other sizes).
         model_name: the architecture, for a state dict that does not say (timm / authors' files are inferred).
+        threads: torch CPU threads; default 1 for digits (tiny images, robust on a busy machine), else torch's.
 
     Returns:
         ``top1``, ``top5`` (percent), ``loss`` (mean cross-entropy), ``images``, ``bad_images`` (skipped count),
@@ -56,6 +58,8 @@ def evaluate_checkpoint(
     import repvit
     from repvit.models import read_checkpoint
 
+    if threads or is_digits(data):
+        torch.set_num_threads(threads or 1)
     ckpt = read_checkpoint(checkpoint)
     model = repvit.create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
     size = img_size or checkpoint_img_size(ckpt.meta, 32 if is_digits(data) else 224)

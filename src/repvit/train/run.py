@@ -111,7 +111,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         ``best_checkpoint``, ``last_checkpoint`` (paths), ``best_top1``, ``top1``/``top5``/``loss`` of the last
         evaluation, ``epochs`` (completed), ``wall_time_s``, ``images_per_s`` (last epoch), ``output_dir``,
-        ``curves_png`` (or None), ``bad_images`` (count of skipped unreadable images), ``interrupted``.
+        ``curves_png`` (or None), ``bad_images`` (count of skipped unreadable images), ``interrupted``,
+        ``num_classes``, ``class_names`` and ``model`` (the trained module, this process's copy).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -312,5 +313,5 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         "top1": last.get("top1"), "top5": last.get("top5"), "loss": last.get("loss"), "epochs": epochs_done,
         "wall_time_s": time.perf_counter() - t_start, "images_per_s": ips, "output_dir": str(out),
         "curves_png": str(png) if png else None, "bad_images": len(bad_images), "interrupted": interrupted,
-        "num_classes": num_classes, "class_names": data.class_names,
+        "num_classes": num_classes, "class_names": data.class_names, "model": model,
     }
