@@ -67,7 +67,12 @@ def create_model(
     if ckpt is not None:
         meta = ckpt.meta
         if isinstance(meta.get("config"), Mapping):
-            cfg_from_ckpt = RepViTConfig.from_dict(dict(meta["config"]))
+            try:
+                cfg_from_ckpt = RepViTConfig.from_dict(dict(meta["config"]))
+            except ValueError:
+                # another design space (e.g. a roadmap_* model): the registered name below rebuilds it
+                if not (name or meta.get("model_name")):
+                    raise
         try:
             inferred_cfg, inferred = infer_config(ckpt.state_dict)
             cfg_from_ckpt = cfg_from_ckpt or inferred_cfg
