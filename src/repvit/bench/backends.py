@@ -9,8 +9,9 @@ Backends:
     channels_last: eager with model and input in ``torch.channels_last`` memory format.
     compile: ``torch.compile`` (inductor), compiled before returning.
     torchscript: ``torch.jit.trace`` + ``torch.jit.freeze`` + ``optimize_for_inference``.
-    onnxruntime: ONNX export (TorchScript exporter, opset 17) run by ONNX Runtime's CPU provider, full graph
-        optimization, ``intra_op_num_threads=threads``, thread spinning off (see ``_onnxruntime``).
+    onnxruntime: ONNX export (TorchScript exporter, opset 17, :mod:`repvit.deploy.onnx_passes`) run by ONNX
+        Runtime's CPU provider, full graph optimization, ``intra_op_num_threads=threads``, thread spinning off
+        (see ``_onnxruntime``).
     onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights.
     cuda-fp16 / cuda-bf16: the model in half / bfloat16 on CUDA (only when CUDA is available); time it with
         ``interleaved_latency(..., device="cuda")`` so CUDA is synchronized.
@@ -135,9 +136,11 @@ def _calibration_arrays(calib: Any, example: torch.Tensor) -> list:
 
 def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bool, calib: Any) -> Callable[[], Any]:
     from repvit.deploy.onnx_export import export_onnx_bytes, make_session
+    from repvit.deploy.onnx_passes import apply_passes
     from repvit.deploy.quantize import quantize_onnx_bytes
 
     data = export_onnx_bytes(_eval_copy(model).cpu().float(), example.cpu().float(), dynamic_batch=True)
+    data = apply_passes(data)  # the same graph rewrites `repvit export` applies
     if int8:
         data = quantize_onnx_bytes(data, _calibration_arrays(calib, example))
     # no spinning: idle ONNX Runtime threads would busy-wait and steal the CPU from whatever runs next (another

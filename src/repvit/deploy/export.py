@@ -196,12 +196,13 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
     from repvit.models.checkpoint import atomic_write
 
     from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
+    from .onnx_passes import apply_passes
 
     opset = opset or OPSET
     data = export_onnx_bytes(net, xs[0], dynamic_batch=batch == "dynamic", opset=opset,
                              output_names=result.output_names)
-    data = optimize_onnx_bytes(data, optimize)
-    result.metadata.update(opset=opset, graph_optimization=optimize)
+    data = optimize_onnx_bytes(apply_passes(data), optimize)
+    result.metadata.update(opset=opset, graph_optimization=f"{optimize}; ReduceMean->GlobalAveragePool")
     ops = op_types(data)
     if "BatchNormalization" in ops:
         raise ParityError("the exported graph still contains BatchNormalization nodes; fusing did not cover them.")

@@ -1,0 +1,113 @@
+"""Our ONNX export of fused RepViT-M0.9 (batch 1, 224x224, 2 threads) against this machine's FP32 compute bound.
+
+The bound is ``2 x MACs / sgemm FLOP/s``, with the sgemm rate (``torch.mm`` 1024x1024 on the same thread count)
+timed interleaved with the ONNX Runtime sessions in the same run. Variants, all interleaved:
+
+* ``timm plain``: timm's ``repvit_m0_9`` reparameterized (``timm.utils.model.reparameterize_model``), exported as-is
+  (TorchScript exporter, opset 17), ONNX Runtime defaults (all optimizations).
+* ``ours``: ``repvit export`` output (fused, Identity removal, ReduceMean -> GlobalAveragePool so ONNX Runtime's
+  NCHWc layout covers the squeeze-excite blocks, basic optimizations saved), ONNX Runtime all optimizations.
+* ``... spin`` (with ``--with-spin``): ONNX Runtime's default spinning worker threads. Off elsewhere: spinning
+  threads keep a core busy after each run, which slows whatever runs next in an interleaved run (the sgemm probe
+  included) and hurts badly on a shared, oversubscribed machine.
+* ``ours NCHW``: ONNX Runtime at the extended level (no NCHWc layout transformation).
+* ``ours no-passes``: our export without the graph passes (what the passes buy).
+
+Writes JSON (``--out``) and prints a table with every variant's median / p90 and ``x bound``.
+
+    python benchmarks/onnx_vs_bound.py --rounds 20 --out benchmarks/results/onnx_vs_bound.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def _session(data: bytes, threads: int, level: str = "all", spinning: bool = True):
+    from repvit.deploy.onnx_export import make_session
+
+    return make_session(data, threads=threads, level=level, spinning=spinning)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="repvit_m0_9")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--sgemm-n", type=int, default=1024)
+    p.add_argument("--with-spin", action="store_true", help="add variants with ONNX Runtime thread spinning on")
+    p.add_argument("--out", default="benchmarks/results/onnx_vs_bound.json")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    import timm
+    from timm.utils.model import reparameterize_model
+
+    import repvit
+    from repvit.bench.complexity import count_macs
+    from repvit.bench.compute_bound import bound_ms, sgemm_callable, sgemm_flops
+    from repvit.bench.latency import environment_info, interleaved_latency
+    from repvit.deploy.export import export_model
+    from repvit.deploy.onnx_export import export_onnx_bytes, optimize_onnx_bytes
+
+    torch.manual_seed(0)
+    s = args.img_size
+    x = torch.randn(1, 3, s, s)
+    feed = x.numpy()
+    ours_model = repvit.create_model(args.model, fused=True).eval()
+    macs = count_macs(ours_model, s)
+    tmp = Path(args.out).with_suffix(".onnx")
+    export_model(ours_model, tmp, "onnx", img_size=s, batch=1)
+    ours = tmp.read_bytes()
+    tmp.unlink()
+    no_passes = optimize_onnx_bytes(export_onnx_bytes(ours_model, x, dynamic_batch=False), "basic")
+    timm_model = reparameterize_model(timm.create_model(args.model, pretrained=False).eval())
+    timm_plain = export_onnx_bytes(timm_model, x, dynamic_batch=False)
+
+    t = args.threads
+    sessions = {
+        "timm plain (ORT defaults, no-spin)": _session(timm_plain, t, spinning=False),
+        "ours": _session(ours, t, spinning=False),
+        "ours NCHW (ORT extended level)": _session(ours, t, level="extended", spinning=False),
+        "ours without graph passes": _session(no_passes, t, spinning=False),
+    }
+    if args.with_spin:  # spinning threads keep burning CPU after each run and slow down the next candidate
+        sessions["timm plain (ORT defaults, spin)"] = _session(timm_plain, t)
+        sessions["ours (spin)"] = _session(ours, t)
+    cands = {k: (lambda sess=v: sess.run(None, {sess.get_inputs()[0].name: feed})) for k, v in sessions.items()}
+    sg_fn, sg_flop = sgemm_callable(args.sgemm_n)
+    cands["sgemm"] = sg_fn
+    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=args.warmup,
+                              threads=t)
+    sg = res.pop("sgemm")
+    flops, best_flops = sgemm_flops(sg.median_ms, sg_flop), sgemm_flops(sg.min_ms, sg_flop)
+    b = bound_ms(macs, flops)
+    rows = []
+    for name, r in res.items():
+        rows.append({"variant": name, **r.to_dict(), "bound_ms": b, "x_bound": r.median_ms / b,
+                     "x_bound_best": r.min_ms / bound_ms(macs, best_flops)})
+    out = {"environment": environment_info(), "settings": vars(args), "macs": macs,
+           "sgemm": {"median_ms": sg.median_ms, "gflops": flops / 1e9, "best_gflops": best_flops / 1e9},
+           "bound_ms": b, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"{args.model} @{s}, batch 1, {t} threads; {macs / 1e9:.3f} GMACs; sgemm {flops / 1e9:.1f} GFLOP/s "
+          f"(median; best {best_flops / 1e9:.1f}) -> bound {b:.2f} ms")
+    print("| variant | median ms | p90 ms | min ms | x bound (median/median) | x bound (best/best) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['min_ms']:.2f} | "
+              f"{r['x_bound']:.3f} | {r['x_bound_best']:.3f} |")
+    return out
+
+
+if __name__ == "__main__":
+    main()
