@@ -1,10 +1,11 @@
 """Training throughput (images/s) of our engine's step against a plain timm + PyTorch loop, interleaved in one run.
 
-Both sides train the same model (same initial weights) on the same data with the same augmentation, loss, optimiser,
-schedule, AGC, EMA and thread count; the only difference is who runs the step: ``repvit.train.engine.
-train_one_epoch`` (with its data loader, NaN check and progress bookkeeping) or a hand-written loop of the kind
-timm's docs show. Rounds alternate between the two so machine noise hits both alike. Peak memory (max RSS) is
-measured for each side in its own fresh subprocess.
+Both sides train the same model (same initial weights) on the same data with the same augmentation, loss, optimiser
+settings (AdamW, lr, wd, eps), schedule, AGC, EMA and thread count; the difference is who runs the step:
+``repvit.train.engine.train_one_epoch`` with the optimiser ``repvit train`` builds (timm's factory asking for torch's
+fused AdamW kernel), its data loader, NaN check and bookkeeping; or a hand-written loop of the kind timm's docs show,
+with timm's factory defaults. Rounds alternate between the two so machine noise hits both alike. Peak memory (RSS)
+is measured for each side in its own fresh subprocess.
 
     python benchmarks/train_throughput.py [--model repvit_m0_6] [--img-size 32] [--batch-size 64] [--threads 1]
 
@@ -34,15 +35,22 @@ import repvit
 from repvit.bench.latency import environment_info
 from repvit.data import DigitsDataset, digits_train_transform
 from repvit.data.loader import train_loader
+from repvit.train.config import TrainConfig
 from repvit.train.distill import DistillationLoss
 from repvit.train.engine import StepOptions, train_one_epoch
+from repvit.train.run import build_optimizer
 
 
-def make_side(args, seed: int = 0):
-    """Model, optimiser, scheduler, EMA and loss, identically for both sides."""
+def make_side(args, ours: bool, seed: int = 0):
+    """Model, optimiser, scheduler, EMA and loss: the same settings for both sides; ours builds its optimiser the
+    way ``repvit train`` does (timm's factory plus torch's fused AdamW kernel), the plain loop with timm's factory
+    defaults."""
     torch.manual_seed(seed)
     model = repvit.create_model(args.model, num_classes=10)
-    opt = create_optimizer_v2(model, opt="adamw", lr=2e-3, weight_decay=0.025, eps=1e-8)
+    if ours:
+        opt = build_optimizer(model, TrainConfig(opt="adamw", weight_decay=0.025, opt_eps=1e-8), lr=2e-3)
+    else:
+        opt = create_optimizer_v2(model, opt="adamw", lr=2e-3, weight_decay=0.025, eps=1e-8)
     sched, _ = create_scheduler_v2(opt, sched="cosine", num_epochs=100, warmup_epochs=1, warmup_lr=1e-6,
                                    min_lr=1e-5, step_on_epochs=False, updates_per_epoch=20)
     ema = ModelEmaV3(model, decay=0.998)
@@ -50,7 +58,7 @@ def make_side(args, seed: int = 0):
 
 
 def ours_runner(args, ds):
-    model, opt, sched, ema, base = make_side(args)
+    model, opt, sched, ema, base = make_side(args, ours=True)
     crit = DistillationLoss(base, None, "none")
     options = StepOptions(clip_grad=0.02, clip_mode="agc")
     state = {"step": 0, "epoch": 0}
@@ -68,7 +76,7 @@ def ours_runner(args, ds):
 
 
 def plain_runner(args, ds):
-    model, opt, sched, ema, crit = make_side(args)
+    model, opt, sched, ema, crit = make_side(args, ours=False)
     state = {"step": 0, "epoch": 0}
     params = [p for p in model.parameters() if p.requires_grad]
 

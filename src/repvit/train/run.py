@@ -28,7 +28,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed,
 from .engine import StepOptions, evaluate, train_one_epoch
 from .records import MetricsLog, plot_curves
 
-__all__ = ["train", "build_model"]
+__all__ = ["train", "build_model", "build_optimizer"]
 
 _log = logging.getLogger("repvit.train")
 
@@ -51,6 +51,18 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         _log.info("fine-tuning from %s (%s format%s)", cfg.finetune, res.source_format,
                   ", new head" if res.dropped else "")
     return model
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """timm's ``create_optimizer_v2`` (no weight decay on norms and biases), with torch's fused Adam/AdamW kernel
+    when ``cfg.opt_fused`` and the parameters live on CPU or CUDA."""
+    from timm.optim import create_optimizer_v2
+
+    kw: dict[str, Any] = {}
+    devices = {p.device.type for p in model.parameters()}
+    if cfg.opt_fused and cfg.opt.lower() in ("adam", "adamw") and devices <= {"cpu", "cuda"}:
+        kw["fused"] = True
+    return create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps, **kw)
 
 
 class _StopFlag:
@@ -164,13 +176,12 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
 
-    from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
 
     ema = ModelEmaV3(model, decay=cfg.model_ema_decay) if cfg.model_ema else None
     lr = cfg.scaled_lr(info.world_size)
-    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
+    optimizer = build_optimizer(model, cfg, lr)
     steps_per_epoch = len(train_loader(train_ds, cfg.batch_size, seed=cfg.seed, epoch=0, rank=info.rank,
                                        world_size=info.world_size, repeated_aug=cfg.repeated_aug))
     scheduler, _ = create_scheduler_v2(optimizer, sched=cfg.sched, num_epochs=cfg.epochs,
