@@ -162,6 +162,12 @@ def environment_info() -> dict[str, Any]:
         pass
     from importlib.metadata import PackageNotFoundError, version
 
+    try:  # a busy machine makes every timing slower: record how busy it was
+        import os
+
+        info["loadavg_1m_5m_15m"] = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        info["loadavg_1m_5m_15m"] = None
     # read versions from package metadata: importing coremltools & co. just to learn a version is slow and noisy
     for mod in ("timm", "torchvision", "onnxruntime", "onnx", "coremltools", "numpy"):
         try:
