@@ -8,6 +8,7 @@ this makes a run resumed at an epoch boundary see exactly the batches an uninter
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -29,6 +30,11 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
+
+
+def _worker_init(worker_id: int) -> None:
+    # Ctrl-C goes to the whole process group: workers ignore it so the trainer can finish its step and save
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers: int = 0, rank: int = 0,
@@ -58,7 +64,8 @@ def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers
     if skip_batches:
         sampler = list(sampler)[skip_batches * bs:]
     return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=workers, drop_last=drop_last,
-                      collate_fn=skip_bad_collate, generator=g_workers, pin_memory=pin_memory)
+                      collate_fn=skip_bad_collate, generator=g_workers, pin_memory=pin_memory,
+                      worker_init_fn=_worker_init if workers > 0 else None)
 
 
 def eval_loader(ds: Dataset, batch_size: int, *, workers: int = 0, rank: int = 0, world_size: int = 1,
@@ -67,4 +74,4 @@ def eval_loader(ds: Dataset, batch_size: int, *, workers: int = 0, rank: int = 0
     if world_size > 1:
         ds = Subset(ds, list(range(rank, len(ds), world_size)))
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=skip_bad_collate,
-                      pin_memory=pin_memory)
+                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None)
