@@ -174,11 +174,11 @@ def _make_steps() -> tuple[RoadmapStep, ...]:
         ("stage_ratio", "Stage ratio 1:1:7:1",
          "Depths 2:2:14:2: most blocks in the stride-16 stage, as in lightweight ViTs.", _step6_stage_ratio),
         ("kernel3", "3x3 kernels everywhere",
-         "MobileNetV3's 5x5 depthwise kernels become 3x3: mobile backends accelerate 3x3 best and the large "
-         "receptive field is no longer needed.", partial(with_kernel, kernel_size=3)),
+         "MobileNetV3's 5x5 depthwise kernels become 3x3: mobile compilers and hardware accelerate 3x3 best, and "
+         "the deeper network no longer needs the larger receptive field.", partial(with_kernel, kernel_size=3)),
         ("cross_block_se", "Cross-block SE (RepViT-M1.0)",
-         "SE on blocks 1, 3, 5, … of every stage instead of whole stages: SE helps most in early stages, where "
-         "MobileNetV3 had none, and alternate blocks keep the latency low. This is RepViT-M1.0.",
+         "SE on blocks 1, 3, 5, … of every stage instead of the blocks MobileNetV3 chose: every stage gets "
+         "channel attention, while alternating blocks halves the latency of SE's global pooling. This is RepViT-M1.0.",
          partial(with_se, placement="cross")),
     ]
     cfg = mobilenetv3_large("gelu")
