@@ -105,15 +105,25 @@ def test_wrong_number_of_classes_for_checkpoint(tmp_path, trained, capsys):
                    val_subset=None))
 
 
-def test_finetune_from_another_class_count(tmp_path):
-    src = repvit.create_model("repvit_m0_6", num_classes=1000)
-    repvit.save_checkpoint(src, tmp_path / "in1k.safetensors")
-    cfg = runmod.TrainConfig.from_dict(tiny(tmp_path, finetune=str(tmp_path / "in1k.safetensors")))
+@pytest.mark.parametrize("fmt", ["repvit", "timm"])
+def test_finetune_from_another_class_count(tmp_path, fmt):
+    if fmt == "timm":  # a state dict written by timm itself, with timm's distillation head
+        timm = pytest.importorskip("timm")
+        src = timm.create_model("repvit_m0_9", num_classes=1000, pretrained=False)
+        torch.save(src.state_dict(), tmp_path / "w.pth")
+        path, name = tmp_path / "w.pth", "repvit_m0_9"
+    else:
+        src = repvit.create_model("repvit_m0_6", num_classes=1000)
+        path, name = tmp_path / "in1k.safetensors", "repvit_m0_6"
+        repvit.save_checkpoint(src, path)
+    cfg = runmod.TrainConfig.from_dict(tiny(tmp_path, model=name, finetune=str(path)))
     model = runmod.build_model(cfg, 10)
     assert model.num_classes == 10
     ref = src.state_dict()
     body = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     assert max_abs_diff(body, {k: ref[k] for k in body}) == 0
+    with pytest.raises(ValueError, match="does not match the model|does not fit"):
+        runmod.build_model(cfg.replace(model="repvit_m1_1"), 10)
 
 
 def test_corrupt_images_counted_or_strict(tmp_path):

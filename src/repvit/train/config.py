@@ -79,7 +79,7 @@ class TrainConfig:
     teacher_checkpoint: str | None = None
     # runtime
     seed: int = 0
-    workers: int = 2
+    workers: int | None = None  # loader processes; None: 0 for digits (in-memory tensors), else min(8, CPUs)
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = 1  # torch CPU threads per process (None: torch's default); 1 is robust on a busy machine
     amp: bool = False
@@ -103,6 +103,12 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size}).")
         if self.amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"amp_dtype must be bfloat16 or float16, got {self.amp_dtype!r}.")
+
+    def resolved_workers(self) -> int:
+        """``workers``, or its automatic value: 0 for the in-memory digits set, else min(8, CPU count)."""
+        if self.workers is not None:
+            return self.workers
+        return 0 if str(self.data).strip().lower() == "digits" else min(8, os.cpu_count() or 1)
 
     def scaled_lr(self, world_size: int = 1) -> float:
         """The learning rate used: ``lr × total_batch / lr_base_batch``."""

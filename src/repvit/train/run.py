@@ -222,7 +222,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     criterion, mixup_fn = _criterion(cfg, num_classes, teacher)
     options = StepOptions(cfg.clip_grad, cfg.clip_mode, cfg.amp, amp_dtype, cfg.channels_last)
 
-    val_loader = eval_loader(val_ds, max(cfg.batch_size, 64), workers=cfg.workers, rank=info.rank,
+    val_loader = eval_loader(val_ds, max(cfg.batch_size, 64), workers=cfg.resolved_workers(), rank=info.rank,
                              world_size=info.world_size)
     metrics = MetricsLog(out, cfg.tensorboard, start_epoch) if main else None
     if main:
@@ -259,7 +259,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
             return bool(flag.item() > 0)
 
         for epoch in range(start_epoch, cfg.epochs):
-            loader = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, epoch=epoch, workers=cfg.workers,
+            loader = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, epoch=epoch, workers=cfg.resolved_workers(),
                                   rank=info.rank, world_size=info.world_size, repeated_aug=cfg.repeated_aug,
                                   skip_batches=skip_batches, pin_memory=device.type == "cuda")
             if skip_batches:  # resuming inside an epoch (after Ctrl-C): continue its RNG stream
