@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true", help="ONNX: static INT8 quantization (QDQ, per-channel weights)")
     p.add_argument("--calib", default=None, help="INT8 calibration data: a folder of images, or 'digits'")
     p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
+    p.add_argument("--mean", type=float, nargs=3, default=None,
+                   help="input normalization mean (default: ImageNet's; 0.5 for a digits-trained checkpoint)")
+    p.add_argument("--std", type=float, nargs=3, default=None, help="input normalization std (see --mean)")
     p.add_argument("--features-only", action="store_true", help="export the backbone: 4 feature maps as outputs")
     p.add_argument("--num-classes", type=int, default=None, help="head classes (default: checkpoint's, else 1000)")
     p.add_argument("--optimize", default="basic", choices=("none", "basic", "extended"),
@@ -55,10 +58,17 @@ def run(args: argparse.Namespace) -> int:
     img = check_img_size(tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0])
     if args.model is None and args.checkpoint is None:
         raise ValueError("pass --model NAME (see `repvit list`) and/or --checkpoint FILE.")
-    class_names, fused_ckpt = None, False
+    class_names, fused_ckpt, trained_on = None, False, None
     if args.checkpoint:
         ckpt = read_checkpoint(args.checkpoint)
         class_names, fused_ckpt = ckpt.meta.get("class_names"), ckpt.fused
+        trained_on = (ckpt.meta.get("train_config") or {}).get("data")
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if trained_on == "digits":  # the digits transform normalizes with mean/std 0.5 (repvit.data.digits)
+        from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
+
+        mean, std = (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3
+    mean, std = tuple(args.mean or mean), tuple(args.std or std)
     model = create_model(args.model, checkpoint=args.checkpoint, num_classes=args.num_classes, fused=fused_ckpt,
                          features_only=args.features_only)
     batch = args.batch or ("1" if fmt == "coreml" else "dynamic")
@@ -68,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.calib:
             raise ValueError("--int8 needs --calib FOLDER (images) or --calib digits.")
-        calib = load_calibration(args.calib, img, IMAGENET_MEAN, IMAGENET_STD, normalize=not args.bake_normalization,
+        calib = load_calibration(args.calib, img, mean, std, normalize=not args.bake_normalization,
                                  limit=args.calib_limit)
-    res = export_model(model, args.output, fmt, img_size=img, batch=batch, bake_normalization=args.bake_normalization,
-                       class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol, opset=args.opset,
+    res = export_model(model, args.output, fmt, img_size=img, batch=batch,
+                       bake_normalization=args.bake_normalization,
+                       mean=mean, std=std, class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol, opset=args.opset,
                        optimize=args.optimize)
     print(f"wrote {res.path} ({fmt}, {res.metadata['model_name']}, input {res.metadata['input_size']}, "
           f"batch {res.metadata['batch']}, outputs {', '.join(res.output_names)})")
