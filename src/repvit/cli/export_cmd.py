@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                  limit=args.calib_limit)
     res = export_model(model, args.output, fmt, img_size=img, batch=batch,
                        bake_normalization=args.bake_normalization,
-                       mean=mean, std=std, class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol, opset=args.opset,
-                       optimize=args.optimize)
+                       mean=mean, std=std, class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol,
+                       opset=args.opset, optimize=args.optimize)
     print(f"wrote {res.path} ({fmt}, {res.metadata['model_name']}, input {res.metadata['input_size']}, "
           f"batch {res.metadata['batch']}, outputs {', '.join(res.output_names)})")
     print(f"parity vs fused PyTorch: max abs diff {res.parity.max_abs_diff:.2e}, "
