@@ -51,7 +51,8 @@ class TrainConfig:
     drop_path: float = 0.0
     drop_rate: float = 0.0
     model_ema: bool = True
-    model_ema_decay: float = 0.998
+    model_ema_decay: float = 0.99
+    model_ema_warmup: bool = True  # timm's EMA warm-up (decay ramps up over the first steps; short runs)
     # augmentation (ImageFolder: timm create_transform; digits: a small random affine)
     aa: str | None = "rand-m9-mstd0.5-inc1"
     color_jitter: float = 0.4

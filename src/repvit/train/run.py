@@ -179,7 +179,7 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
 
-    ema = ModelEmaV3(model, decay=cfg.model_ema_decay) if cfg.model_ema else None
+    ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
     lr = cfg.scaled_lr(info.world_size)
     optimizer = build_optimizer(model, cfg, lr)
     steps_per_epoch = len(train_loader(train_ds, cfg.batch_size, seed=cfg.seed, epoch=0, rank=info.rank,
