@@ -128,10 +128,12 @@ def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
+    threads_before = torch.get_num_threads()
     info = init_distributed(cfg.device)
     try:
         return _run(cfg, info)
     finally:
+        torch.set_num_threads(threads_before)  # cfg.threads applies to this run only
         if not already:
             cleanup_distributed()
 
