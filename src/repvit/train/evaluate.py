@@ -55,11 +55,21 @@ def evaluate_checkpoint(
     Raises:
         ValueError: the checkpoint's class count (or class names) does not match the data.
     """
+    before = torch.get_num_threads()
+    if threads or is_digits(data):
+        torch.set_num_threads(threads or 1)
+    try:
+        return _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_size, workers, device,
+                         strict_data, model_name)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_size, workers, device, strict_data,
+              model_name) -> dict[str, Any]:
     import repvit
     from repvit.models import read_checkpoint
 
-    if threads or is_digits(data):
-        torch.set_num_threads(threads or 1)
     ckpt = read_checkpoint(checkpoint)
     model = repvit.create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
     size = img_size or checkpoint_img_size(ckpt.meta, 32 if is_digits(data) else 224)
