@@ -9,7 +9,7 @@ from repvit.train import train
 from tests.train._tiny import state_hash, tiny
 
 out = Path(sys.argv[1])
-res = train(tiny(out / "run", epochs=2, batch_size=16, train_subset=128, val_subset=64, sync_bn=len(sys.argv) > 2))
+res = train(tiny(out / "run", epochs=2, batch_size=16, train_subset=128, val_subset=64))
 rank = int(os.environ["RANK"])
 params = {k: v for k, v in res["model"].named_parameters()}
 (out / f"rank{rank}.json").write_text(json.dumps({

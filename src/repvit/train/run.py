@@ -173,6 +173,8 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg if ckpt is None else cfg.replace(finetune=None), num_classes)
     if info.distributed and cfg.sync_bn:
+        if device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm only runs on GPUs); drop it for CPU runs.")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.channels_last:
