@@ -214,3 +214,13 @@ def test_ctrl_c_saves_resumable_checkpoint_and_resume_is_exact(tmp_path, monkeyp
     got = torch.load(tmp_path / "int" / "last.pt", weights_only=True)
     assert max_abs_diff(got["model"], ref_ck["model"]) <= 1e-6
     assert max_abs_diff(got["ema"], ref_ck["ema"]) <= 1e-6
+
+
+def test_cli_bad_data_is_one_line_error(tmp_path, capsys):
+    assert cli(["train", "--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("repvit train: error:") and "does not exist" in err and len(err.splitlines()) == 1
+    (tmp_path / "d" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "d" / "val").mkdir(parents=True)
+    assert cli(["train", "--data", str(tmp_path / "d"), "--output-dir", str(tmp_path / "o")]) == 1
+    assert "is empty" in capsys.readouterr().err
