@@ -34,6 +34,7 @@ def test_bench_smoke_run(tmp_path, capsys):
         # efficiency against the compute bound measured in the same run
         assert r["bound_ms"] == pytest.approx(2 * r["macs_g"] * 1e9 / (data["sgemm"]["gflops"] * 1e9) * 1e3)
         assert r["x_bound"] == pytest.approx(r["latency_ms"] / r["bound_ms"])
+        assert r["x_bound_best"] == pytest.approx(r["min_ms"] / (2 * r["macs_g"] / data["sgemm"]["best_gflops"] * 1e3))
     lines = (tmp_path / "bench.csv").read_text().splitlines()
     assert lines[0].startswith("# environment:") and lines[1].startswith("# settings:")
     assert len(list(csv.DictReader(line for line in lines if not line.startswith("#")))) == 4

@@ -35,18 +35,20 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{st['rounds']}x{st['iters']} interleaved calls after {st['warmup']} warm-up; throughput at batch "
         f"{st['throughput_batch']}; time {env.get('time')}",
         f"Compute bound: sgemm {sg['n']}x{sg['n']} torch.mm on {sg['threads']} threads = {sg['gflops']:.1f} GFLOP/s "
-        f"(median; best {sg['best_gflops']:.1f}); bound = 2 x MACs / that rate.",
+        f"(median; best {sg['best_gflops']:.1f}); bound = 2 x MACs / median rate; x bound (best/best) = fastest "
+        "call / bound at the best rate.",
         "",
         "| model | backend | params (M) | MACs (G) | top-1 (published) | latency ms (median) | p90 ms | "
-        "throughput img/s | bound ms | x bound | efficiency % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "throughput img/s | bound ms | x bound | efficiency % | x bound (best/best) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         top1 = _fmt(r["top1"], 1) + (f" @{r['top1_res']}" if r["top1"] and r["top1_res"] not in (None, 224) else "")
         lines.append(
             f"| {r['model']} | {r['backend']} | {_fmt(r['params_m'])} | {_fmt(r['macs_g'], 3)} | {top1} | "
             f"{_fmt(r['latency_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['throughput_img_s'], 1)} | "
-            f"{_fmt(r['bound_ms'])} | {_fmt(r['x_bound'])} | {_fmt(r['efficiency_pct'], 1)} |"
+            f"{_fmt(r['bound_ms'])} | {_fmt(r['x_bound'])} | {_fmt(r['efficiency_pct'], 1)} | "
+            f"{_fmt(r.get('x_bound_best'))} |"
         )
     if result.get("errors"):
         lines += ["", "Skipped:"] + [f"- {e['model']} / {e['backend']}: {e['error']}" for e in result["errors"]]
