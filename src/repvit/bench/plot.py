@@ -34,7 +34,7 @@ def pareto_plot(result: dict[str, Any], path: str | Path, backend: str | None = 
     rows = result["rows"]
     backends = [r["backend"] for r in rows]
     backend = backend or ("onnxruntime" if "onnxruntime" in backends else (backends[0] if backends else "eager"))
-    rows = [r for r in rows if r["backend"] == backend]
+    rows = [r for r in rows if r["backend"] == backend and r.get("fused", True)]  # deploy forms only
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     acc_rows = [r for r in rows if r["top1"] is not None]
     for ax, ys, ylabel in ((axes[0], "top1", "ImageNet top-1 (published, %)"), (axes[1], "macs_g", "GMACs")):
