@@ -114,3 +114,12 @@ def test_every_step_trains_a_few_iterations(name):
     losses = _train_iters(model)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert min(losses[-2:]) < losses[0], losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_every_step_fuses_exactly_at_full_resolution(name):
+    model = randomize_bn(repvit.create_model(name, distillation=True), seed=6).double().eval()
+    x = torch.randn(1, 3, 160, 224, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(repvit.fuse_model(model)(x), model(x)) < 1e-9
