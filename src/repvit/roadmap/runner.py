@@ -125,6 +125,9 @@ def _train(step: RoadmapStep, s: RoadmapSettings) -> dict[str, Any]:
     # a pinned thread count: on a shared machine, more OpenMP threads than free cores slows training many-fold
     with thread_count(s.threads):
         summary = train(TrainConfig(**fields))
+    if summary.get("interrupted"):
+        # the trainer saved a resumable checkpoint on Ctrl-C; stop the whole roadmap, not just this step
+        raise KeyboardInterrupt
     return {"top1": summary.get("top1"), "best_top1": summary.get("best_top1"),
             "train_time_s": round(time.perf_counter() - t0, 1)}
 
