@@ -16,12 +16,12 @@ def test_bench_smoke_run(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the Pareto plot needs matplotlib: pip install 'repvit[plot]'")
     rc = main(["bench", "--models", "repvit_m0_6,repvit_m0_6:unfused", "--backends",
                "eager,onnxruntime", "--img-size", "64", "--rounds", "2", "--iters", "2", "--warmup", "1",
-               "--throughput-batch", "4", "--throughput-rounds", "1", "--out-dir", str(tmp_path)])
+               "--throughput-batch", "4", "--throughput-rounds", "1", "--threads", "1", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "| model | backend |" in out
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["settings"]["threads"] == 2 and data["settings"]["img_size"] == 64
+    assert data["settings"]["threads"] == 1 and data["settings"]["img_size"] == 64
     assert data["environment"]["torch"] and data["environment"]["onnxruntime"]
     assert data["sgemm"]["gflops"] > 0
     rows = {(r["model"], r["backend"]): r for r in data["rows"]}

@@ -206,7 +206,7 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
     ops = op_types(data)
     if "BatchNormalization" in ops:
         raise ParityError("the exported graph still contains BatchNormalization nodes; fusing did not cover them.")
-    sess = make_session(data, threads=2, level="all")
+    sess = make_session(data, threads=2, level="all", spinning=False)
     for x, ref in zip(xs, refs):
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
         compare_outputs([torch.from_numpy(g) for g in got], ref, rtol, f"onnxruntime, batch {x.shape[0]}",
@@ -216,7 +216,7 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
 
         fp32_sess = sess
         data = quantize_onnx_bytes(data, calib)
-        q = make_session(data, threads=2)
+        q = make_session(data, threads=2, spinning=False)
         result.int8 = _int8_agreement(fp32_sess, q, calib)
         result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations", **{
             "int8_calibration_images": int(sum(len(c) for c in calib))})
