@@ -31,6 +31,9 @@ lint: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/latency_fused.py
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/onnx_vs_bound.py
+	$(VENV)/bin/repvit bench --out-dir benchmarks/results
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
