@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
 
 import repvit
-from repvit.models import get_model_entry, is_fused
+from repvit.models import get_model_entry
 from tests.helpers import randomize_bn, rel_err
 
 ALL = repvit.list_models()
@@ -28,16 +33,34 @@ def test_forward_and_backward_every_param_gets_a_gradient(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_fused_model_scripts_and_matches(name):
+_SCRIPT_WORKER = """
+import json, sys, torch, repvit
+from tests.helpers import randomize_bn, rel_err
+out = {}
+for name in sys.argv[1:]:
+    torch.manual_seed(0)
     model = randomize_bn(repvit.create_model(name, num_classes=10)).eval()
     fused = repvit.fuse_model(model)
-    assert is_fused(fused)
     scripted = torch.jit.script(fused)
-    x = torch.randn(2, 3, SIZE, SIZE)
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert rel_err(scripted(x), fused(x)) < 1e-6
-        assert rel_err(fused(x), model(x)) < 1e-4
+        out[name] = [repvit.models.is_fused(fused), rel_err(scripted(x), fused(x)), rel_err(fused(x), model(x))]
+print(json.dumps(out))
+"""
+
+
+def test_fused_models_script_and_match():
+    # TorchScript (deprecated since torch 2.11) is scripted in a fresh process: inside the long test session it
+    # once failed to compile nn.Conv2d after unrelated tests had run, and never does in isolation
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT_WORKER, *ALL], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(res) == sorted(ALL)
+    for name, (fused_ok, script_err, fuse_err) in res.items():
+        assert fused_ok, f"{name}: BatchNorm or fusable layers left after fusing"
+        assert script_err < 1e-6, f"{name}: scripted fused model differs ({script_err:.1e})"
+        assert fuse_err < 1e-4, f"{name}: fused model differs from unfused ({fuse_err:.1e})"
 
 
 @pytest.mark.parametrize("name", ALL)
