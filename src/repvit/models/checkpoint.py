@@ -381,9 +381,17 @@ def load_checkpoint(
         if mismatched:
             parts.append(f"shape mismatches ({len(mismatched)}): {_fmt_list(mismatched, 5)}")
         hint = ""
-        if not isinstance(source, Mapping) and not isinstance(source, LoadedCheckpoint):
-            hint = f" Run `repvit info --checkpoint {source}` style inspection or create_model(checkpoint=...) " \
-                   "without a name to build the architecture the checkpoint holds."
+        try:  # say what the checkpoint holds, so the fix is obvious
+            cfg, extra = infer_config(ckpt.state_dict)
+            from .registry import _REGISTRY, list_models
+
+            list_models()
+            holds = next((n for n, e in _REGISTRY.items() if e.config == cfg), None)
+            hint = (f" The checkpoint holds {holds or 'a RepViT'} (widths {list(cfg.widths)}, depths "
+                    f"{list(cfg.depths)}, {extra['num_classes']} classes); create_model(checkpoint=...) without a "
+                    "name builds it.")
+        except CheckpointError:
+            pass
         raise CheckpointMismatchError(
             f"checkpoint ({ckpt.source_format} format) does not match the model: " + "; ".join(parts) + "." + hint,
             missing, unexpected, mismatched)
