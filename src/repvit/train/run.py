@@ -271,7 +271,8 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
             else:
                 seed_epoch(cfg.seed, epoch, info.rank)
             bar = tqdm(total=len(loader) + skip_batches, initial=skip_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not (main and cfg.progress), dynamic_ncols=True, leave=False)
+                       disable=None if (main and cfg.progress) else True,  # None: no bar when not a TTY
+                       dynamic_ncols=True, leave=False)
             stats = train_one_epoch(train_model, criterion, loader, optimizer, epoch=epoch, device=device,
                                     start_step=step, scheduler=scheduler, scaler=scaler, ema=ema, mixup_fn=mixup_fn,
                                     options=options, progress=bar, should_stop=should_stop)
