@@ -10,6 +10,8 @@ timed interleaved with the ONNX Runtime sessions in the same run. Variants, all 
 * ``... spin`` (with ``--with-spin``): ONNX Runtime's default spinning worker threads. Off elsewhere: spinning
   threads keep a core busy after each run, which slows whatever runs next in an interleaved run (the sgemm probe
   included) and hurts badly on a shared, oversubscribed machine.
+  With ``--with-spin`` every candidate's block is followed by an untimed pause (``--settle-ms``, default 50) so the
+  spinning threads have gone idle before the next candidate starts.
 * ``ours NCHW``: ONNX Runtime at the extended level (no NCHWc layout transformation).
 * ``ours no-passes``: our export without the graph passes (what the passes buy).
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--sgemm-n", type=int, default=1024)
     p.add_argument("--with-spin", action="store_true", help="add variants with ONNX Runtime thread spinning on")
+    p.add_argument("--settle-ms", type=float, default=None,
+                   help="untimed pause after each candidate's block (default 50 with --with-spin, else 0)")
     p.add_argument("--out", default="benchmarks/results/onnx_vs_bound.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -85,8 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     cands = {k: (lambda sess=v: sess.run(None, {sess.get_inputs()[0].name: feed})) for k, v in sessions.items()}
     sg_fn, sg_flop = sgemm_callable(args.sgemm_n)
     cands["sgemm"] = sg_fn
+    settle = (50.0 if args.with_spin else 0.0) if args.settle_ms is None else args.settle_ms
     res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=args.warmup,
-                              threads=t)
+                              threads=t, settle_s=settle / 1e3)
     sg = res.pop("sgemm")
     flops, best_flops = sgemm_flops(sg.median_ms, sg_flop), sgemm_flops(sg.min_ms, sg_flop)
     b = bound_ms(macs, flops)

@@ -92,11 +92,13 @@ def interleaved_latency(
     warmup: int = 10,
     threads: int | None = 2,
     device: str = "cpu",
+    settle_s: float = 0.0,
 ) -> dict[str, LatencyResult]:
     """Time several callables round-robin so machine noise hits them alike.
 
     Each round runs every candidate ``iters_per_round`` times (order rotating between rounds); the samples of all
-    rounds are pooled per candidate.
+    rounds are pooled per candidate. ``settle_s`` adds an untimed pause after each candidate's block, so a runtime
+    whose idle threads spin (ONNX Runtime's default) does not slow down the candidate that follows it.
     """
     results = {name: LatencyResult(name) for name in candidates}
     names = list(candidates)
@@ -108,6 +110,8 @@ def interleaved_latency(
             order = names[r % len(names):] + names[: r % len(names)]
             for name in order:
                 results[name].samples_ms += time_callable(candidates[name], iters_per_round, 0, device)
+                if settle_s:  # untimed pause: lets spinning worker threads (ONNX Runtime's default) go idle
+                    time.sleep(settle_s)
     return results
 
 
