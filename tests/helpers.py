@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -28,3 +29,16 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|."""
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One PyTorch thread for a test directory that imports this fixture into its conftest.
+
+    The machine is shared, and an oversubscribed OpenMP pool at 2 threads is many times slower than 1 thread
+    (timings are measured by ``benchmarks/``, never in tests).
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
