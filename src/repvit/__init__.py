@@ -1,5 +1,6 @@
 """repvit: RepViT (CVPR 2024) models, checkpoints, fusing, training and deployment."""
 
+from . import roadmap  # noqa: F401  (registers the roadmap_* models)
 from .models import (
     CheckpointError,
     CheckpointMismatchError,

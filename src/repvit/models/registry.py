@@ -52,8 +52,8 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 def _ensure_loaded() -> None:
-    # importing these modules registers their models
-    from .. import roadmap  # noqa: F401
+    # importing this module registers the RepViT variants; the roadmap_* models are registered by
+    # repvit/__init__.py importing repvit.roadmap (the model library does not depend on the roadmap)
     from . import variants  # noqa: F401
 
 
