@@ -206,7 +206,7 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
     ops = op_types(data)
     if "BatchNormalization" in ops:
         raise ParityError("the exported graph still contains BatchNormalization nodes; fusing did not cover them.")
-    sess = make_session(data, threads=2, level="all", spinning=False)
+    sess = make_session(data, threads=2, level="all", spinning=False, nchwc_se=False)
     for x, ref in zip(xs, refs):
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
         compare_outputs([torch.from_numpy(g) for g in got], ref, rtol, f"onnxruntime, batch {x.shape[0]}",
