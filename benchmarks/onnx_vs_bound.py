@@ -6,7 +6,15 @@ timed interleaved with the ONNX Runtime sessions in the same run. Variants, all 
 * ``timm plain``: timm's ``repvit_m0_9`` reparameterized (``timm.utils.model.reparameterize_model``), exported as-is
   (TorchScript exporter, opset 17), ONNX Runtime defaults (all optimizations).
 * ``ours``: ``repvit export`` output (fused, Identity removal, ReduceMean -> GlobalAveragePool so ONNX Runtime's
-  NCHWc layout covers the squeeze-excite blocks, basic optimizations saved), ONNX Runtime all optimizations.
+  NCHWc layout covers the squeeze-excite blocks, basic optimizations saved), run by ``repvit.deploy.make_session``:
+  ONNX Runtime all optimizations plus the NCHWc squeeze-excite rewrite (:mod:`repvit.deploy.ort_nchwc`).
+* ``ours without SE rewrite``: the same file in a plain ONNX Runtime session (all optimizations).
+* ``ours in OpenVINO``: the same file compiled by OpenVINO's CPU plugin (f32, latency hint, pinned threads), when
+  ``openvino`` is installed (``pip install 'repvit[openvino]'``).
+* ``per-layer sgemm (dense layers only)``: not a runtime but a limit: ``torch.mm`` at the GEMM shape of each dense
+  conv/linear layer of the model, one after another (``repvit.bench.compute_bound.layer_gemm_callable``), with no
+  depthwise convs, activations or layout work. No runtime whose dense kernels are no faster than this machine's
+  sgemm at those shapes gets below it.
 * ``... spin`` (with ``--with-spin``): ONNX Runtime's default spinning worker threads. Off elsewhere: spinning
   threads keep a core busy after each run, which slows whatever runs next in an interleaved run (the sgemm probe
   included) and hurts badly on a shared, oversubscribed machine.
@@ -30,10 +38,10 @@ from pathlib import Path
 import torch
 
 
-def _session(data: bytes, threads: int, level: str = "all", spinning: bool = True):
+def _session(data: bytes, threads: int, level: str = "all", spinning: bool = True, nchwc_se: bool = True):
     from repvit.deploy.onnx_export import make_session
 
-    return make_session(data, threads=threads, level=level, spinning=spinning)
+    return make_session(data, threads=threads, level=level, spinning=spinning, nchwc_se=nchwc_se)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import repvit
     from repvit.bench.complexity import count_macs
-    from repvit.bench.compute_bound import bound_ms, sgemm_callable, sgemm_flops
+    from repvit.bench.compute_bound import bound_ms, layer_gemm_callable, sgemm_callable, sgemm_flops
     from repvit.bench.latency import environment_info, interleaved_latency
     from repvit.deploy.export import export_model
     from repvit.deploy.onnx_export import export_onnx_bytes, optimize_onnx_bytes
@@ -80,13 +88,25 @@ def main(argv: list[str] | None = None) -> dict:
     sessions = {
         "timm plain (ORT defaults, no-spin)": _session(timm_plain, t, spinning=False),
         "ours": _session(ours, t, spinning=False),
+        "ours without SE rewrite": _session(ours, t, spinning=False, nchwc_se=False),
         "ours NCHW (ORT extended level)": _session(ours, t, level="extended", spinning=False),
         "ours without graph passes": _session(no_passes, t, spinning=False),
     }
     if args.with_spin:  # spinning threads keep burning CPU after each run and slow down the next candidate
         sessions["timm plain (ORT defaults, spin)"] = _session(timm_plain, t)
         sessions["ours (spin)"] = _session(ours, t)
+        sessions["ours without SE rewrite (spin)"] = _session(ours, t, nchwc_se=False)
     cands = {k: (lambda sess=v: sess.run(None, {sess.get_inputs()[0].name: feed})) for k, v in sessions.items()}
+    try:
+        from repvit.deploy.openvino_runtime import compile_onnx
+
+        compiled = compile_onnx(ours, threads=t)
+        request = compiled.create_infer_request()
+        cands["ours in OpenVINO"] = lambda: request.infer({0: feed})
+    except ImportError as e:
+        print(f"(no OpenVINO row: {e})")
+    layers_fn, layers_flop = layer_gemm_callable(ours_model, x)
+    cands["per-layer sgemm (dense layers only)"] = layers_fn
     sg_fn, sg_flop = sgemm_callable(args.sgemm_n)
     cands["sgemm"] = sg_fn
     settle = (50.0 if args.with_spin else 0.0) if args.settle_ms is None else args.settle_ms
@@ -99,13 +119,19 @@ def main(argv: list[str] | None = None) -> dict:
     for name, r in res.items():
         rows.append({"variant": name, **r.to_dict(), "bound_ms": b, "x_bound": r.median_ms / b,
                      "x_bound_best": r.min_ms / bound_ms(macs, best_flops)})
+    dense = res["per-layer sgemm (dense layers only)"]
     out = {"environment": environment_info(), "settings": vars(args), "macs": macs,
+           "dense_layers": {"gflop": layers_flop / 1e9,
+                            "gflops": sgemm_flops(dense.median_ms, layers_flop) / 1e9},
            "sgemm": {"median_ms": sg.median_ms, "gflops": flops / 1e9, "best_gflops": best_flops / 1e9},
            "bound_ms": b, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"{args.model} @{s}, batch 1, {t} threads; {macs / 1e9:.3f} GMACs; sgemm {flops / 1e9:.1f} GFLOP/s "
           f"(median; best {best_flops / 1e9:.1f}) -> bound {b:.2f} ms")
+    print(f"dense layers alone: {layers_flop / 1e9:.3f} GFLOP as torch.mm at the model's own shapes run at "
+          f"{out['dense_layers']['gflops']:.1f} GFLOP/s ({out['dense_layers']['gflops'] / (flops / 1e9):.0%} of the "
+          f"{args.sgemm_n}x{args.sgemm_n} rate)")
     print("| variant | median ms | p90 ms | min ms | x bound (median/median) | x bound (best/best) |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:

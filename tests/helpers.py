@@ -42,3 +42,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def require_openvino() -> None:
+    """Skip the calling test unless openvino imports (through ``repvit``, so the import sends no telemetry).
+
+    ``pytest.importorskip("openvino")`` would import it directly, which sends OpenVINO's usage event.
+    """
+    from repvit.deploy.openvino_runtime import import_openvino
+
+    try:
+        import_openvino()
+    except ImportError:
+        pytest.skip("needs openvino: pip install 'repvit[openvino]'")

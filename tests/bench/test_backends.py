@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import repvit
-from repvit.bench.backends import BACKENDS, CPU_BACKENDS, prepare_backend
-from tests.helpers import randomize_bn, rel_err
+from repvit.bench.backends import BACKENDS, CPU_BACKENDS, available_backends, prepare_backend
+from tests.helpers import randomize_bn, rel_err, require_openvino
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,19 @@ def test_int8_backend_close_to_fp32(fused_and_input):
         ref = model(x)
     got = _out(prepare_backend(model, "onnxruntime-int8", x, calib=[x.numpy(), torch.randn_like(x).numpy()])())
     assert torch.nn.functional.cosine_similarity(got, ref, dim=1).min() > 0.98
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_openvino_backend_matches_fused_pytorch(fused_and_input, batch):
+    pytest.importorskip("onnx", reason="the openvino backend exports with onnx: pip install 'repvit[onnx]'")
+    require_openvino()
+    model = fused_and_input[0]
+    x = torch.randn(batch, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    got = _out(prepare_backend(model, "openvino", x, threads=1)())
+    assert got.shape == ref.shape
+    assert rel_err(got, ref) < 1e-4
 
 
 @pytest.mark.slow
@@ -77,6 +90,18 @@ def test_missing_onnxruntime_names_extra(fused_and_input, monkeypatch):
         prepare_backend(model, "onnxruntime", x)
 
 
+def test_missing_openvino_names_extra(fused_and_input, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    model, x = fused_and_input
+    with pytest.raises(ImportError, match=r"pip install 'repvit\[openvino\]'"):
+        prepare_backend(model, "openvino", x)
+    assert "openvino" not in available_backends()
+
+
 def test_backend_list_is_stable():
     # the roadmap helper depends on these names
-    assert CPU_BACKENDS == ("eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8")
+    assert CPU_BACKENDS == (
+        "eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8", "openvino",
+    )

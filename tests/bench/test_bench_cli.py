@@ -51,6 +51,15 @@ def test_unknown_backend_and_model_are_clear(capsys, tmp_path):
     assert "not_a_model_xyz" in capsys.readouterr().err
 
 
+def test_openvino_is_selectable_but_not_default(capsys, tmp_path):
+    from repvit.bench.runner import DEFAULT_BACKENDS, BenchSettings
+
+    assert BenchSettings(backends=("eager", "openvino")).backends == ("eager", "openvino")
+    assert "openvino" not in DEFAULT_BACKENDS
+    assert main(["bench", "--backends", "tensorrt", "--out-dir", str(tmp_path)]) == 1
+    assert "openvino" in capsys.readouterr().err  # listed among the supported backends
+
+
 def test_pareto_front_matches_brute_force():
     from repvit.bench.plot import pareto_front
 

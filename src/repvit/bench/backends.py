@@ -13,6 +13,10 @@ Backends:
         Runtime's CPU provider, full graph optimization, ``intra_op_num_threads=threads``, thread spinning off
         (see ``_onnxruntime``).
     onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights.
+    openvino: the same ONNX export and passes, but with the example's fixed batch, compiled by OpenVINO's CPU plugin
+        (:func:`repvit.deploy.openvino_runtime.compile_onnx`: ``INFERENCE_NUM_THREADS=threads``, latency hint, one
+        stream, f32 precision so it compares with FP32 ONNX Runtime); one reused infer request per call. Its idle
+        threads sleep within about a millisecond, so unlike ONNX Runtime it needs no spinning switch.
     cuda-fp16 / cuda-bf16: the model in half / bfloat16 on CUDA (only when CUDA is available); time it with
         ``interleaved_latency(..., device="cuda")`` so CUDA is synchronized.
 
@@ -33,13 +37,16 @@ __all__ = ["BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "prepare_backend", "avai
 
 _LOG = logging.getLogger(__name__)
 
-CPU_BACKENDS: tuple[str, ...] = ("eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8")
+CPU_BACKENDS: tuple[str, ...] = (
+    "eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8", "openvino",
+)
 CUDA_BACKENDS: tuple[str, ...] = ("cuda-fp16", "cuda-bf16")
 BACKENDS: tuple[str, ...] = CPU_BACKENDS + CUDA_BACKENDS
 
 
 def available_backends() -> tuple[str, ...]:
-    """The backends that can run on this machine (CUDA ones only with a GPU, ONNX ones only with onnxruntime)."""
+    """The backends that can run on this machine (CUDA ones only with a GPU, ONNX ones only with onnxruntime,
+    ``openvino`` only with onnx and openvino)."""
     out = []
     for b in BACKENDS:
         if b in CUDA_BACKENDS and not torch.cuda.is_available():
@@ -48,6 +55,15 @@ def available_backends() -> tuple[str, ...]:
             try:
                 import onnx  # noqa: F401
                 import onnxruntime  # noqa: F401
+            except ImportError:
+                continue
+        if b == "openvino":
+            try:
+                import onnx  # noqa: F401
+
+                from repvit.deploy.openvino_runtime import import_openvino
+
+                import_openvino()
             except ImportError:
                 continue
         out.append(b)
@@ -155,6 +171,25 @@ def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bo
     return run
 
 
+def _openvino(model: nn.Module, example: torch.Tensor, threads: int) -> Callable[[], Any]:
+    from repvit.deploy.onnx_export import export_onnx_bytes
+    from repvit.deploy.onnx_passes import apply_passes
+    from repvit.deploy.openvino_runtime import compile_onnx, import_openvino
+
+    import_openvino("the openvino backend")  # fail before exporting when it is missing
+    # a fixed batch: OpenVINO's CPU plugin compiles static shapes ahead of time, dynamic ones at run time
+    data = export_onnx_bytes(_eval_copy(model).cpu().float(), example.cpu().float(), dynamic_batch=False)
+    data = apply_passes(data)
+    request = compile_onnx(data, threads=threads).create_infer_request()
+    feed = {0: example.detach().cpu().float().contiguous().numpy()}
+
+    def run() -> Any:
+        # share_inputs: wrap the numpy input as ONNX Runtime does instead of copying it on every call
+        return request.infer(feed, share_inputs=True).to_tuple()
+
+    return run
+
+
 def _cuda(model: nn.Module, example: torch.Tensor, dtype: torch.dtype) -> Callable[[], Any]:
     if not torch.cuda.is_available():
         raise RuntimeError("CUDA backends need a CUDA GPU and a CUDA build of PyTorch; none is available here.")
@@ -182,15 +217,16 @@ def prepare_backend(
             deploy form.
         backend: one of :data:`BACKENDS`.
         example: the input tensor (N, C, H, W); its shape fixes the benchmarked batch and resolution.
-        threads: intra-op threads for ONNX Runtime sessions (PyTorch's own count is pinned by the timer,
-            e.g. ``interleaved_latency(..., threads=...)``).
+        threads: intra-op threads for ONNX Runtime sessions and OpenVINO (PyTorch's own count is pinned by the
+            timer, e.g. ``interleaved_latency(..., threads=...)``).
         calib: calibration data for ``onnxruntime-int8``: a tensor (one batch, or a stack of batches), or an
             iterable of batches / ``(images, labels)`` pairs. ``None`` calibrates on random inputs, which is fine
             for latency but not for accuracy.
 
     Raises:
         ValueError: unknown backend (the message lists the supported ones).
-        ImportError: onnx/onnxruntime missing for the ONNX backends (names the pip extra).
+        ImportError: onnx/onnxruntime missing for the ONNX backends, openvino for ``openvino`` (names the pip
+            extra).
         RuntimeError: a CUDA backend without CUDA, or ``torch.compile`` failing on this machine.
     """
     if backend not in BACKENDS:
@@ -207,4 +243,6 @@ def prepare_backend(
         return _torchscript(model, example)
     if backend in ("onnxruntime", "onnxruntime-int8"):
         return _onnxruntime(model, example, threads, backend.endswith("int8"), calib)
+    if backend == "openvino":
+        return _openvino(model, example, threads)
     return _cuda(model, example, torch.float16 if backend == "cuda-fp16" else torch.bfloat16)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["sgemm_callable", "sgemm_flops", "bound_ms"]
+__all__ = ["sgemm_callable", "sgemm_flops", "bound_ms", "layer_gemm_callable"]
 
 
 def sgemm_callable(n: int = 1024) -> tuple[Callable[[], torch.Tensor], float]:
@@ -38,3 +38,42 @@ def sgemm_flops(ms_per_call: float, flops_per_call: float) -> float:
 def bound_ms(macs: float, flops_per_s: float, batch: int = 1) -> float:
     """The compute-bound latency in ms of ``batch`` images of a model with ``macs`` MACs per image."""
     return 2.0 * macs * batch / flops_per_s * 1e3
+
+
+def layer_gemm_callable(model: torch.nn.Module, example: torch.Tensor) -> tuple[Callable[[], None], float]:
+    """A callable running, one after another, the ``torch.mm`` each dense layer of ``model`` amounts to, and their
+    FLOP count.
+
+    Every ``Conv2d`` with ``groups == 1`` becomes ``(C_out x C_in*kh*kw) @ (C_in*kh*kw x N*H_out*W_out)`` and every
+    ``Linear`` ``(N x in) @ (in x out)``, at the shapes a forward pass of ``example`` gives them. Depthwise
+    convolutions, activations, pooling and memory layout are left out. Its time against :func:`bound_ms` says how far
+    below large-matrix speed the model's own layer shapes already are: a runtime whose dense kernels are no faster
+    than this machine's sgemm at those shapes cannot beat it.
+    """
+    shapes: list[tuple[int, int, int]] = []
+
+    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        if isinstance(mod, torch.nn.Conv2d):
+            kh, kw = mod.kernel_size
+            shapes.append((mod.out_channels, mod.in_channels * kh * kw, out.shape[0] * out.shape[2] * out.shape[3]))
+        else:
+            shapes.append((inp[0].numel() // mod.in_features, mod.in_features, mod.out_features))
+
+    layers = [m for m in model.modules()
+              if (isinstance(m, torch.nn.Conv2d) and m.groups == 1) or isinstance(m, torch.nn.Linear)]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    g = torch.Generator().manual_seed(0)
+    operands = [(torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.empty(m, n))
+                for m, k, n in shapes]
+
+    def run() -> None:
+        for a, b, out in operands:
+            torch.mm(a, b, out=out)
+
+    return run, float(sum(2 * m * k * n for m, k, n in shapes))

@@ -173,7 +173,7 @@ def environment_info() -> dict[str, Any]:
     except (OSError, AttributeError):
         info["loadavg_1m_5m_15m"] = None
     # read versions from package metadata: importing coremltools & co. just to learn a version is slow and noisy
-    for mod in ("timm", "torchvision", "onnxruntime", "onnx", "coremltools", "numpy"):
+    for mod in ("timm", "torchvision", "onnxruntime", "onnx", "openvino", "coremltools", "numpy"):
         try:
             info[mod] = version(mod)
         except PackageNotFoundError:

@@ -29,8 +29,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Machine: {env.get('cpu_model') or env.get('processor')} ({env.get('cpu_count')} CPUs), {env.get('platform')}",
         f"Libraries: torch {env.get('torch')}, timm {env.get('timm')}, onnxruntime {env.get('onnxruntime')}, "
-        f"onnx {env.get('onnx')}, python {env.get('python')}; load average (1/5/15 min) at the end: "
-        f"{env.get('loadavg_1m_5m_15m')}",
+        f"onnx {env.get('onnx')}, openvino {env.get('openvino')}, python {env.get('python')}; load average "
+        f"(1/5/15 min) at the end: {env.get('loadavg_1m_5m_15m')}",
         f"Settings: {st['threads']} threads, {st['img_size']}x{st['img_size']}, batch 1 latency over "
         f"{st['rounds']}x{st['iters']} interleaved calls after {st['warmup']} warm-up; throughput at batch "
         f"{st['throughput_batch']}; time {env.get('time')}",

@@ -7,7 +7,14 @@ from types import ModuleType
 
 __all__ = ["require"]
 
-_EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "coremltools": "coreml", "matplotlib": "plot"}
+_EXTRAS = {
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "coremltools": "coreml",
+    "matplotlib": "plot",
+}
 
 
 def require(module: str, purpose: str = "") -> ModuleType:
