@@ -58,9 +58,9 @@ def test_rewrite_removes_the_se_reorders(exported):
     assert reorders[1] < reorders[0] / 2, reorders  # most layout conversions were around the SE blocks
     graph = onnx.load_from_string(rewritten).graph
     producer = {o: n.op_type for n in graph.node for o in n.output}
-    for node in graph.node:  # every SE multiply now reads blocked tensors through zero-copy reshapes
+    for node in graph.node:  # every SE multiply now reads the blocked tensor through a zero-copy reshape
         if node.op_type == "Mul":
-            assert [producer[i] for i in node.input] == ["Reshape", "Reshape"]
+            assert [producer[i] for i in node.input] == ["Reshape", "Expand"]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
