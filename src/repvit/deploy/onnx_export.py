@@ -149,6 +149,7 @@ def optimize_onnx_bytes(data: bytes, level: str = "basic") -> bytes:
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[level]
         so.optimized_model_filepath = out
+        so.log_severity_level = 3  # at "all", ORT warns that the file is tied to this CPU: documented above
         ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         with open(out, "rb") as f:
             optimized = f.read()

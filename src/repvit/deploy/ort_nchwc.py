@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import tempfile
 
 import numpy as np
 
@@ -36,16 +34,9 @@ _NCHWC = "com.microsoft.nchwc"
 
 def ort_optimized_bytes(data: bytes) -> bytes:
     """The graph ONNX Runtime's CPU provider runs at optimization level ``all`` (NCHWc layout included)."""
-    ort = require("onnxruntime", "ONNX Runtime graph optimization")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "opt.onnx")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = out
-        so.log_severity_level = 3  # the "hardware specific model" warning is expected here
-        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-        with open(out, "rb") as f:
-            return f.read()
+    from .onnx_export import optimize_onnx_bytes  # onnx_export imports this module lazily
+
+    return optimize_onnx_bytes(data, "all")
 
 
 @functools.lru_cache(maxsize=1)
