@@ -1,4 +1,5 @@
-"""``repvit roadmap``: params, MACs, fused latency and (optionally) top-1 of every MobileNetV3-L → RepViT step."""
+"""``repvit roadmap``: params, MACs, fused latency and (optionally) top-1 of every MobileNetV3-L → RepViT step,
+and of the paper's ablations on top of a step (``--ablate se=all,cross,none``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "roadmap",
         help="the MobileNetV3-L -> RepViT-M1.0 modernization roadmap: one row per step",
         description="Build every roadmap step (roadmap_0_* ... roadmap_8_*), count params and MACs, time the fused "
-        "model on each backend (all steps interleaved in one run) and optionally train every step with one recipe.",
+        "model on each backend (all steps interleaved in one run) and optionally train every step with one recipe. "
+        "--ablate adds the paper's ablations as extra rows, measured the same way: e.g. --steps 8 --ablate "
+        "se=all,cross,none reparam=on,off.",
     )
     p.add_argument("--img-size", type=int, default=224, help="input side for MACs and latency (default 224)")
     p.add_argument("--backends", nargs="*", default=[], metavar="BACKEND",
@@ -26,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="training batch (default 64)")
     p.add_argument("--output-dir", default="runs/roadmap", help="training runs go here (default runs/roadmap)")
     p.add_argument("--steps", nargs="*", metavar="STEP", help="only these steps (numbers or names)")
+    p.add_argument("--ablate", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+                   help="extra rows: --ablate-base with one switch changed, one row per value; keys: "
+                   "se=all,cross,none  reparam=on,off  expansion=RATIO,...  kernel=ODD,... (repeatable)")
+    p.add_argument("--ablate-base", metavar="STEP",
+                   help="the step the ablations change (number or name; default: the last, RepViT-M1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", metavar="FILE", help="draw latency and top-1 per step (needs matplotlib)")
     p.add_argument("--out", metavar="FILE.json", help="also write the full result (JSON) to this file")
@@ -47,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         img_size=args.img_size, backends=tuple(args.backends), threads=args.threads, rounds=args.rounds,
         iters_per_round=args.iters, warmup=args.warmup, train=args.train, epochs=args.epochs,
         train_img_size=args.train_img_size, batch_size=args.batch_size, output_dir=args.output_dir,
-        steps=tuple(args.steps) if args.steps else None,
+        steps=tuple(args.steps) if args.steps else None, ablations=tuple(args.ablate),
+        ablation_base=args.ablate_base,
     )
     result = run_roadmap(settings)
     if args.plot:
@@ -68,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nlatency: fused, batch 1, {args.img_size}x{args.img_size}, {args.threads} thread(s), median of "
               f"{args.rounds}x{args.iters} interleaved calls; {env.get('cpu_model') or env.get('processor')}, "
               f"torch {env['torch']}")
+    if args.ablate:
+        base = next(r["base"] for r in result["steps"] if "ablation" in r)
+        print(f"ablations: {base} with one switch changed per row (repvit.roadmap.config.with_*)")
     if args.train:
         print(f"top-1: {args.epochs} epochs on {args.train} at {args.train_img_size}px, same recipe for every step")
     if args.plot:

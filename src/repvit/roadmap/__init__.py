@@ -1,9 +1,11 @@
 """The modernization roadmap from MobileNetV3-L to RepViT (registered as ``roadmap_*`` models).
 
 :mod:`.config` is the design space, :mod:`.steps` the steps (importing it registers them), :mod:`.model` the
-network that builds any point of the space, and :mod:`.runner` measures the steps (``repvit roadmap``).
+network that builds any point of the space, :mod:`.ablation` the paper's ablations as variants of a step, and
+:mod:`.runner` measures the steps and ablations (``repvit roadmap``).
 """
 
+from .ablation import ABLATIONS, Ablation, RoadmapVariant, ablation_variants, parse_ablations, register_variant
 from .config import (
     BlockSpec,
     DownsampleSpec,
@@ -18,6 +20,12 @@ from .model import RoadmapNet
 from .steps import STEPS, RoadmapStep, build_roadmap, mobilenetv3_large, step_names
 
 __all__ = [
+    "ABLATIONS",
+    "Ablation",
+    "RoadmapVariant",
+    "ablation_variants",
+    "parse_ablations",
+    "register_variant",
     "BlockSpec",
     "DownsampleSpec",
     "RoadmapConfig",

@@ -4,6 +4,9 @@ Latency uses the shared benchmark machinery (:func:`repvit.bench.backends.prepar
 :func:`repvit.bench.latency.interleaved_latency`): all steps on one backend are timed round-robin in one run, so a
 noisy machine slows them alike, and every step is also reported as a ratio to step 0. Training uses the project's
 trainer (:func:`repvit.train.train`) with one recipe for every step.
+
+Ablations (:mod:`.ablation`, e.g. ``roadmap_8 + se=none``) are extra rows after the steps: they are registered
+as models and then measured, timed (in the same interleaved runs) and trained exactly like the steps.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from repvit.bench.complexity import count_macs, count_params
 from repvit.models.factory import create_model
 from repvit.models.fuse import fuse_model
 
+from .ablation import RoadmapVariant, ablation_variants, register_variant
 from .steps import STEPS, RoadmapStep
 
-__all__ = ["RoadmapSettings", "run_roadmap", "select_steps", "plot_roadmap", "format_table"]
+__all__ = ["RoadmapSettings", "run_roadmap", "select_steps", "select_variants", "plot_roadmap", "format_table"]
 
 _LOG = logging.getLogger(__name__)
+
+Entry = RoadmapStep | RoadmapVariant  # one row: a step, or a step with one ablation
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class RoadmapSettings:
         batch_size: training batch.
         output_dir: where the training runs go (one folder per step).
         steps: names or indices of the steps to include (default: all).
+        ablations: ``KEY=VALUE[,VALUE...]`` specs (:func:`repvit.roadmap.ablation.parse_ablations`): one extra
+            row per value, ``ablation_base`` with that one switch changed.
+        ablation_base: name or index of the step the ablations modify (default: the last step, RepViT-M1.0).
         train_overrides: further :class:`repvit.train.TrainConfig` fields, the same for every step.
     """
 
@@ -57,6 +66,8 @@ class RoadmapSettings:
     batch_size: int = 64
     output_dir: str = "runs/roadmap"
     steps: tuple[str, ...] | None = None
+    ablations: tuple[str, ...] = ()
+    ablation_base: str | None = None
     train_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,14 +94,31 @@ def select_steps(selection: tuple[str, ...] | None = None) -> list[RoadmapStep]:
     return sorted(out, key=lambda s: s.index)
 
 
-def _complexity(step: RoadmapStep, img_size: int) -> dict[str, Any]:
+def select_variants(specs: tuple[str, ...], base: str | None = None) -> list[RoadmapVariant]:
+    """The ablation variants of ``specs`` (e.g. ``("se=all,none", "kernel=5")``) on step ``base`` (default: the
+    last step), registered as models so that every code path builds them by name."""
+    if not specs:
+        if base is not None:
+            raise ValueError("an ablation base step needs ablations to apply (KEY=VALUE, e.g. se=none).")
+        return []
+    try:
+        base_step = select_steps((base,))[0] if base is not None else STEPS[-1]
+    except ValueError as e:
+        raise ValueError(f"ablation base: {e}") from None
+    variants = ablation_variants(specs, base_step)
+    for v in variants:
+        register_variant(v)
+    return variants
+
+
+def _complexity(step: Entry, img_size: int) -> dict[str, Any]:
     model = create_model(step.name)
     fused = fuse_model(model)
     return {"params": count_params(model), "fused_params": count_params(fused),
             "fused_macs": count_macs(fused, img_size)}
 
 
-def _latency(steps: list[RoadmapStep], s: RoadmapSettings) -> dict[str, dict[str, dict[str, float]]]:
+def _latency(steps: list[Entry], s: RoadmapSettings) -> dict[str, dict[str, dict[str, float]]]:
     """``{step_name: {backend: LatencyResult.to_dict()}}``; each backend is one interleaved run over all steps."""
     from repvit.bench.backends import prepare_backend
     from repvit.bench.latency import interleaved_latency
@@ -102,7 +130,7 @@ def _latency(steps: list[RoadmapStep], s: RoadmapSettings) -> dict[str, dict[str
         for st in steps:
             fused = fuse_model(create_model(st.name))
             candidates[st.name] = prepare_backend(fused, backend, example, threads=s.threads)
-        _LOG.info("timing %d steps on %s (%d rounds)", len(steps), backend, s.rounds)
+        _LOG.info("timing %d networks on %s (%d rounds)", len(steps), backend, s.rounds)
         res = interleaved_latency(candidates, rounds=s.rounds, iters_per_round=s.iters_per_round,
                                   warmup=s.warmup, threads=s.threads)
         for name, r in res.items():
@@ -110,7 +138,7 @@ def _latency(steps: list[RoadmapStep], s: RoadmapSettings) -> dict[str, dict[str
     return out
 
 
-def _train(step: RoadmapStep, s: RoadmapSettings) -> dict[str, Any]:
+def _train(step: Entry, s: RoadmapSettings) -> dict[str, Any]:
     """Train ``step`` with the shared recipe and return its top-1 figures."""
     from repvit.bench.latency import thread_count
     from repvit.train import TrainConfig, train
@@ -133,23 +161,26 @@ def _train(step: RoadmapStep, s: RoadmapSettings) -> dict[str, Any]:
 
 
 def run_roadmap(settings: RoadmapSettings | None = None) -> dict[str, Any]:
-    """Measure every step.
+    """Measure every step, then every ablation variant.
 
     Returns:
-        ``{"settings", "environment", "steps": [...]}``; each step has ``index``, ``name``, ``title``,
-        ``description``, ``params`` (train-time, 1000 classes), ``fused_params``, ``fused_macs`` (at
-        ``img_size``), and when asked ``latency`` (``{backend: {median_ms, p90_ms, ...}}``),
-        ``latency_vs_first`` (median ratio to the first listed step, same run) and ``top1``/``best_top1``.
+        ``{"settings", "environment", "steps": [...]}``; each row has ``index``, ``name`` (the registered model),
+        ``label`` (the name, or e.g. ``roadmap_8 + se=none``), ``title``, ``description``, ``params``
+        (train-time, 1000 classes), ``fused_params``, ``fused_macs`` (at ``img_size``), and when asked
+        ``latency`` (``{backend: {median_ms, p90_ms, ...}}``), ``latency_vs_first`` (median ratio to the first
+        row, same run) and ``top1``/``best_top1``. Ablation rows follow the steps and also have ``base`` (the
+        step's name), ``ablation`` (``KEY=VALUE``) and ``same_as_base``.
     """
-    from repvit.bench.latency import environment_info
+    from repvit.bench.latency import environment_info, thread_count
 
     s = settings or RoadmapSettings()
-    steps = select_steps(s.steps)
+    steps: list[Entry] = [*select_steps(s.steps), *select_variants(s.ablations, s.ablation_base)]
     rows: list[dict[str, Any]] = []
-    for st in steps:
-        row = st.to_dict()
-        row.update(_complexity(st, s.img_size))
-        rows.append(row)
+    with thread_count(s.threads):  # as in training: more threads than free cores slows a shared machine down
+        for st in steps:
+            row = st.to_dict()
+            row.update(_complexity(st, s.img_size))
+            rows.append(row)
     if s.backends:
         lat = _latency(steps, s)
         first = steps[0].name
@@ -165,7 +196,7 @@ def run_roadmap(settings: RoadmapSettings | None = None) -> dict[str, Any]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A fixed-width table of :func:`run_roadmap`'s result, one row per step (markdown-compatible)."""
+    """A fixed-width table of :func:`run_roadmap`'s result, one row per step or ablation (markdown-compatible)."""
     rows = result["steps"]
     backends = list(result["settings"]["backends"])
     trained = any("top1" in r for r in rows)
@@ -177,7 +208,7 @@ def format_table(result: dict[str, Any]) -> str:
         head += ["top-1 (%)", "best top-1 (%)"]
     lines = []
     for r in rows:
-        cells = [str(r["index"]), r["name"], f"{r['params'] / 1e6:.3f}", f"{r['fused_params'] / 1e6:.3f}",
+        cells = [str(r["index"]), r["label"], f"{r['params'] / 1e6:.3f}", f"{r['fused_params'] / 1e6:.3f}",
                  f"{r['fused_macs'] / 1e9:.3f}"]
         for b in backends:
             cells += [f"{r['latency'][b]['median_ms']:.2f}", f"{r['latency_vs_first'][b]:.2f}"]
@@ -218,12 +249,13 @@ def plot_roadmap(result: dict[str, Any], path: str | Path, backend: str | None =
     has_acc = all(r.get("top1") is not None for r in rows)
     if not (has_lat or has_acc):
         raise ValueError("nothing to plot: measure latency (--backends ...) or accuracy (--train ...) first.")
-    labels = [f"{r['index']}. {r['title']}" for r in rows]
+    labels = [r["label"] if "ablation" in r else f"{r['index']}. {r['title']}" for r in rows]
     x = list(range(len(rows)))
     fig, ax = plt.subplots(figsize=(11, 5.5))
     if has_lat:
         lat = [r["latency"][backend]["median_ms"] for r in rows]
-        ax.bar(x, lat, color="#8fb3d9", label=f"fused latency, {backend} (ms)")
+        colors = ["#d9b38f" if "ablation" in r else "#8fb3d9" for r in rows]  # ablation rows in another colour
+        ax.bar(x, lat, color=colors, label=f"fused latency, {backend} (ms)")
         ax.set_ylabel(f"latency, {backend}, batch 1 @ {result['settings']['img_size']} px (ms)")
         for xi, v in zip(x, lat):
             ax.annotate(f"{v:.1f}", (xi, v), ha="center", va="bottom", fontsize=8)

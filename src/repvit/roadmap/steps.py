@@ -150,7 +150,8 @@ class RoadmapStep:
         return f"roadmap_{self.index}_{self.slug}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "title": self.title, "description": self.description}
+        return {"index": self.index, "name": self.name, "label": self.name, "title": self.title,
+                "description": self.description}
 
 
 def _make_steps() -> tuple[RoadmapStep, ...]:
