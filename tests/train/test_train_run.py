@@ -185,10 +185,8 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
 
 
-def test_ctrl_c_saves_resumable_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
-    ref = train(tiny(tmp_path / "ref"))
-    ref_ck = torch.load(ref["last_checkpoint"], weights_only=True)
-
+def _sigint_at(monkeypatch, at_call):
+    """Send a real SIGINT to this process during the ``at_call``-th loss computation."""
     calls = {"n": 0}
     real = runmod._criterion
 
@@ -197,23 +195,55 @@ def test_ctrl_c_saves_resumable_checkpoint_and_resume_is_exact(tmp_path, monkeyp
 
         def crit_sigint(x, out, y):
             calls["n"] += 1
-            if calls["n"] == 6:  # a real SIGINT in the middle of the second epoch
+            if calls["n"] == at_call:
                 os.kill(os.getpid(), signal.SIGINT)
             return crit(x, out, y)
 
         return crit_sigint, mix
 
     monkeypatch.setattr(runmod, "_criterion", patched)
+
+
+def test_ctrl_c_saves_resumable_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
+    ref = train(tiny(tmp_path / "ref"))
+    ref_ck = torch.load(ref["last_checkpoint"], weights_only=True)
+
+    _sigint_at(monkeypatch, 6)  # in the middle of the second epoch
     res = train(tiny(tmp_path / "int"))
     assert res["interrupted"]
     ck = torch.load(tmp_path / "int" / "last.pt", weights_only=True)
     assert ck["epoch"] == 0 and ck["resume_batch"] == 2 and ck["step"] == 6
-    monkeypatch.setattr(runmod, "_criterion", real)
+    monkeypatch.undo()
     res2 = train(tiny(tmp_path / "int", resume="auto"))
     assert res2["epochs"] == 2 and not res2["interrupted"]
     got = torch.load(tmp_path / "int" / "last.pt", weights_only=True)
     assert max_abs_diff(got["model"], ref_ck["model"]) <= 1e-6
     assert max_abs_diff(got["ema"], ref_ck["ema"]) <= 1e-6
+
+
+def test_ctrl_c_mid_epoch_with_worker_processes_resumes_exactly(tmp_path, monkeypatch):
+    """With 2 loader workers, Mixup/CutMix, random erasing and drop-path, a run interrupted at an odd batch (so the
+    resumed epoch hands its batches to other workers than the uninterrupted one did) ends with the same weights."""
+    kw = dict(workers=2, mixup=0.8, cutmix=1.0, smoothing=0.1, reprob=0.25, drop_path=0.05)
+    ref = train(tiny(tmp_path / "ref", **kw))
+    ref_ck = torch.load(ref["last_checkpoint"], weights_only=True)
+
+    _sigint_at(monkeypatch, 7)  # batch 3 of 4 in the second epoch
+    assert train(tiny(tmp_path / "int", **kw))["interrupted"]
+    ck = torch.load(tmp_path / "int" / "last.pt", weights_only=True)
+    assert ck["epoch"] == 0 and ck["resume_batch"] == 3 and ck["step"] == 7 and len(ck["rng_ranks"]) == 1
+    monkeypatch.undo()
+    res = train(tiny(tmp_path / "int", resume="auto", **kw))
+    assert res["epochs"] == 2 and not res["interrupted"]
+    got = torch.load(tmp_path / "int" / "last.pt", weights_only=True)
+    assert got["step"] == ref_ck["step"] == 8
+    assert max_abs_diff(got["model"], ref_ck["model"]) <= 1e-6
+    assert max_abs_diff(got["ema"], ref_ck["ema"]) <= 1e-6
+    sa, sb = ref_ck["optimizer"]["state"], got["optimizer"]["state"]
+    assert max(max_abs_diff(sa[k], sb[k]) for k in sa) <= 1e-6
+    # the batches, hence the weights, do not depend on the number of workers either
+    same = train(tiny(tmp_path / "w0", **{**kw, "workers": 0}))
+    assert max_abs_diff(same["model"].state_dict(), ref_ck["model"]) <= 1e-6
 
 
 def test_cli_bad_data_is_one_line_error(tmp_path, capsys):

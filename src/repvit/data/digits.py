@@ -94,7 +94,8 @@ class DigitsDataset(Dataset):
     """A digits split as a map-style data set of ``(image, label)``; ``transform`` acts on the image tensor.
 
     The images are preprocessed once (they are small); ``transform`` adds augmentation per sample, using torch's
-    global RNG, which the training engine seeds per epoch so a resumed run sees the same augmentations.
+    global RNG, which the training loader seeds per batch (:class:`repvit.data.loader.SeededBatchDataset`) so a
+    resumed run sees the same augmentations.
     """
 
     classes = DIGITS_CLASSES

@@ -8,6 +8,8 @@ A checkpoint is a dict loadable with ``torch.load(..., weights_only=True)``::
     rng                                         python, numpy, torch and every CUDA device's RNG state
     config                                      the resolved TrainConfig as a dict (``model`` is the model name)
     class_names, num_classes, best_top1, metrics
+    resume_batch, rng_ranks                     only when saved inside an epoch (Ctrl-C): the next batch of the
+                                                epoch, and every rank's RNG state (``rng`` is rank 0's)
 
 so ``repvit.create_model(checkpoint="OUTPUT/best.pt")`` rebuilds the model without being told its name.
 """

@@ -46,6 +46,7 @@ class EpochStats:
     loss: float = 0.0
     images: int = 0
     steps: int = 0
+    batches: int = 0  # batches taken from the loader (a batch of only unreadable images counts, but is no step)
     seconds: float = 0.0
     bad_images: list[str] = field(default_factory=list)
     stopped: bool = False  # should_stop() asked to stop early (Ctrl-C)
@@ -105,6 +106,7 @@ def train_one_epoch(
     t0 = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
     for i, batch in enumerate(loader):
+        stats.batches += 1
         x, y, bad = _unpack(batch)
         stats.bad_images.extend(bad)
         if x.numel() == 0:

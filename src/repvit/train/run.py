@@ -24,7 +24,7 @@ from repvit.data.loader import eval_loader, seed_epoch, train_loader
 from .checkpoint import find_resume, get_rng_state, load_train_checkpoint, save_train_checkpoint, set_rng_state
 from .config import TrainConfig
 from .distill import DistillationLoss, load_teacher
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
+from .distributed import DistInfo, all_gather_object, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from .engine import StepOptions, evaluate, train_one_epoch
 from .records import MetricsLog, plot_curves
 
@@ -112,6 +112,15 @@ def _criterion(cfg: TrainConfig, num_classes: int, teacher: nn.Module | None):
     else:
         base = nn.CrossEntropyLoss()
     return DistillationLoss(base, teacher, cfg.distillation, cfg.distillation_alpha, cfg.distillation_tau), mixup_fn
+
+
+def _rank_rng_state(ckpt: Mapping[str, Any], info: DistInfo) -> dict[str, Any]:
+    """This rank's RNG state from a checkpoint saved inside an epoch (``rng_ranks``: one per rank)."""
+    states = ckpt.get("rng_ranks") or [ckpt["rng"]]
+    if len(states) != info.world_size:
+        _log.warning("resuming inside an epoch with %d processes, saved with %d: the rest of this epoch will not "
+                     "match an uninterrupted run's", info.world_size, len(states))
+    return states[info.rank % len(states)]
 
 
 def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -266,8 +275,8 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
             loader = train_loader(train_ds, cfg.batch_size, seed=cfg.seed, epoch=epoch, workers=cfg.resolved_workers(),
                                   rank=info.rank, world_size=info.world_size, repeated_aug=cfg.repeated_aug,
                                   skip_batches=skip_batches, pin_memory=device.type == "cuda")
-            if skip_batches:  # resuming inside an epoch (after Ctrl-C): continue its RNG stream
-                set_rng_state(ckpt["rng"])
+            if skip_batches:  # resuming inside an epoch (after Ctrl-C): continue this rank's RNG stream
+                set_rng_state(_rank_rng_state(ckpt, info))
             else:
                 seed_epoch(cfg.seed, epoch, info.rank)
             bar = tqdm(total=len(loader) + skip_batches, initial=skip_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -281,8 +290,10 @@ def _run(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
             bad_images.update(stats.bad_images)
             if stats.stopped:
                 interrupted = True
+                rng_ranks = all_gather_object(get_rng_state())  # each rank's trainer RNG (Mixup, dropout)
                 if main:
-                    p = save("last.pt", state(epoch - 1, {"resume_batch": skip_batches + stats.steps}))
+                    p = save("last.pt", state(epoch - 1, {"resume_batch": skip_batches + stats.batches,
+                                                          "rng_ranks": rng_ranks}))
                     _log.info("interrupted in epoch %d: saved %s; continue with --resume auto", epoch + 1, p)
                 break
             skip_batches = 0
