@@ -123,6 +123,18 @@ def op_types(data: bytes) -> set[str]:
     return {n.op_type for n in onnx.load_from_string(data).graph.node}
 
 
+_LEVELS = ("none", "basic", "extended", "all")
+
+
+def _ort_level(ort, level: str):
+    """ONNX Runtime's ``GraphOptimizationLevel`` for ``none``/``basic``/``extended``/``all``."""
+    if level not in _LEVELS:
+        raise ValueError(f"Unknown optimization level {level!r}; supported: {', '.join(_LEVELS)}.")
+    g = ort.GraphOptimizationLevel
+    return {"none": g.ORT_DISABLE_ALL, "basic": g.ORT_ENABLE_BASIC, "extended": g.ORT_ENABLE_EXTENDED,
+            "all": g.ORT_ENABLE_ALL}[level]
+
+
 def optimize_onnx_bytes(data: bytes, level: str = "basic") -> bytes:
     """Apply ONNX Runtime's offline graph optimizations and return the optimized model.
 
@@ -134,20 +146,13 @@ def optimize_onnx_bytes(data: bytes, level: str = "basic") -> bytes:
     import os
     import tempfile
 
-    levels = {
-        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    if level not in levels:
-        raise ValueError(f"Unknown optimization level {level!r}; supported: {', '.join(levels)}.")
+    ort_level = _ort_level(ort, level)
     if level == "none":
         return data
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "opt.onnx")
         so = ort.SessionOptions()
-        so.graph_optimization_level = levels[level]
+        so.graph_optimization_level = ort_level
         so.optimized_model_filepath = out
         so.log_severity_level = 3  # at "all", ORT warns that the file is tied to this CPU: documented above
         ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
@@ -183,16 +188,9 @@ def make_session(
             by more than 1e-5 relative or cannot be built; graphs without such blocks are used as they are.
     """
     ort = require("onnxruntime", "running ONNX models")
-    levels = {
-        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    if level not in levels:
-        raise ValueError(f"Unknown optimization level {level!r}; supported: {', '.join(levels)}.")
+    ort_level = _ort_level(ort, level)
     so = ort.SessionOptions()
-    so.graph_optimization_level = levels[level]
+    so.graph_optimization_level = ort_level
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -14,13 +14,12 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from repvit.models.registry import ModelEntry, UnknownModelError, get_model_entry, register_model
+from repvit.models.registry import ModelEntry, UnknownModelError, get_model_entry
 
 from .config import RoadmapConfig, with_expansion, with_kernel, with_se, with_token_mixer
-from .steps import RoadmapStep, build_roadmap
+from .steps import RoadmapStep, register_roadmap_model
 
 __all__ = ["ABLATIONS", "Ablation", "RoadmapVariant", "parse_ablations", "ablation_variants", "register_variant"]
 
@@ -197,17 +196,9 @@ def register_variant(variant: RoadmapVariant) -> ModelEntry:
     try:
         entry = get_model_entry(variant.name)
     except UnknownModelError:
-        return register_model(
-            ModelEntry(
-                name=variant.name,
-                builder=partial(build_roadmap, variant.config),
-                config=variant.config,
-                description=f"roadmap ablation: {variant.to_dict()['description']}",
-                published=None,
-                supports_features=False,
-                tags=("roadmap", "ablation"),
-            )
-        )
+        return register_roadmap_model(variant.name, variant.config,
+                                      f"roadmap ablation: {variant.to_dict()['description']}",
+                                      tags=("roadmap", "ablation"))
     if entry.config != variant.config:
         raise ValueError(f"model {variant.name!r} is already registered with another architecture.")
     return entry

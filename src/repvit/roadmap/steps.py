@@ -220,15 +220,14 @@ def step_names() -> list[str]:
     return [s.name for s in STEPS]
 
 
+def register_roadmap_model(name: str, config: RoadmapConfig, description: str,
+                           tags: tuple[str, ...] = ("roadmap",)) -> ModelEntry:
+    """Register a roadmap architecture in the model registry (``create_model``, the trainer and the fuser then take
+    it by name)."""
+    return register_model(ModelEntry(name=name, builder=partial(build_roadmap, config), config=config,
+                                     description=description, published=None, supports_features=False, tags=tags))
+
+
 for _step in STEPS:
-    register_model(
-        ModelEntry(
-            name=_step.name,
-            builder=partial(build_roadmap, _step.config),
-            config=_step.config,
-            description=f"roadmap step {_step.index}: {_step.title}. {_step.description}",
-            published=None,
-            supports_features=False,
-            tags=("roadmap",),
-        )
-    )
+    register_roadmap_model(_step.name, _step.config,
+                           f"roadmap step {_step.index}: {_step.title}. {_step.description}")
