@@ -15,12 +15,31 @@ pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (p
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
-def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
+def _torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``tests/train/<script>`` on 2 CPU processes under torch.distributed.run, in its own process group.
+
+    On a timeout the whole group (agent, ranks, their loader workers) is killed, so a hung run fails this test
+    without leaving orphaned processes behind.
+    """
+    import signal
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests" / "train" / "_ddp_worker.py"), str(tmp_path)]
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+           str(ROOT / "tests" / "train" / script), *args]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun {script} {' '.join(args)} hung for 300 s and was killed; stderr:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
+    p = _torchrun("_ddp_worker.py", str(tmp_path))
     assert p.returncode == 0, p.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -45,12 +64,8 @@ def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
 def test_two_process_ctrl_c_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     from tests.train._tiny import max_abs_diff
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
     def launch(out, mode):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "tests" / "train" / "_ddp_resume_worker.py"), str(out), mode]
-        p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        p = _torchrun("_ddp_resume_worker.py", str(out), mode)
         assert p.returncode == 0, p.stderr[-3000:]
 
     launch(tmp_path / "ref", "full")
