@@ -21,6 +21,9 @@ COMMANDS = {
     "export": "export_cmd",
     "bench": "bench_cmd",
     "roadmap": "roadmap_cmd",
+    "segment": "segment_cmd",
+    "detect": "detect_cmd",
+    "sam": "sam_cmd",
 }
 
 
