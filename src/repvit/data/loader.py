@@ -139,12 +139,13 @@ def _worker_init(worker_id: int) -> None:
 
 def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers: int = 0, rank: int = 0,
                  world_size: int = 1, repeated_aug: bool = False, drop_last: bool = True,
-                 pin_memory: bool = False, skip_batches: int = 0) -> DataLoader:
+                 pin_memory: bool = False, skip_batches: int = 0, collate_fn=None) -> DataLoader:
     """The training loader for one epoch (shuffled from ``(seed, epoch)``; sharded per rank when distributed).
 
     ``repeated_aug`` uses timm's ``RepeatAugSampler`` (3 augmented copies of each image spread over the ranks).
     ``skip_batches`` starts the epoch at that batch (resuming inside an epoch); the batches after it, and their
-    augmentations, are the same as in an uninterrupted epoch, whatever the number of workers.
+    augmentations, are the same as in an uninterrupted epoch, whatever the number of workers. ``collate_fn``: the
+    batch collate (default: stack images and labels, dropping unreadable images).
     """
     s = epoch_seed(seed, epoch, rank)
     if repeated_aug:
@@ -164,16 +165,17 @@ def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers
     # the generator only feeds the workers' base seed, drawn when an iterator starts: without it that draw would
     # come from the trainer's global torch RNG, which a resumed epoch restores at another point of its stream
     return DataLoader(SeededBatchDataset(ds), batch_sampler=batches, num_workers=workers,
-                      collate_fn=skip_bad_collate, generator=torch.Generator().manual_seed(s + 1),
+                      collate_fn=collate_fn or skip_bad_collate, generator=torch.Generator().manual_seed(s + 1),
                       pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None)
 
 
 def eval_loader(ds: Dataset, batch_size: int, *, workers: int = 0, rank: int = 0, world_size: int = 1,
-                pin_memory: bool = False) -> DataLoader:
+                pin_memory: bool = False, collate_fn=None) -> DataLoader:
     """Sequential loader over this rank's shard (every ``world_size``-th image), so all images count once."""
     if world_size > 1:
         ds = Subset(ds, list(range(rank, len(ds), world_size)))
     # a fixed generator: starting an iterator then draws nothing from the trainer's global torch RNG
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=skip_bad_collate,
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=collate_fn or skip_bad_collate,
                       generator=torch.Generator().manual_seed(0), pin_memory=pin_memory,
                       worker_init_fn=_worker_init if workers > 0 else None)

@@ -18,41 +18,110 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TrainConfig", "load_config", "parse_overrides", "find_recipe", "recipe_dir"]
+__all__ = ["EngineConfig", "TrainConfig", "load_config", "parse_overrides", "find_recipe", "recipe_dir"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs. Every field can be set from YAML or ``--set key=value``."""
+class EngineConfig:
+    """The fields every training job shares (classification, segmentation, detection, SAM distillation).
+
+    A task's config subclasses this one and adds its own fields; every field can be set from YAML or ``--set``.
+    """
 
     # what
     model: str = "repvit_m0_6"
     data: str = "digits"
     output_dir: str = "runs/train"
     num_classes: int | None = None  # default: from the data
-    in_chans: int = 3
     img_size: int = 32
-    finetune: str | None = None  # start from this checkpoint (any format; the head is dropped if classes differ)
     # schedule and optimiser (timm factories)
     epochs: int = 8
+    iters: int | None = None  # total optimiser steps; when set it overrides epochs (the last epoch is cut short)
     batch_size: int = 64  # per process
+    eval_batch_size: int | None = None  # per process; None: the task's choice
     lr: float = 1.6e-2  # for a total batch of lr_base_batch
     lr_base_batch: int = 512
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
     warmup_epochs: int = 1
-    sched: str = "cosine"
+    warmup_steps: int | None = None  # linear warm-up in optimiser steps; when set it overrides warmup_epochs
+    sched: str = "cosine"  # timm: cosine | poly | multistep | step | plateau-free others
+    decay_rate: float = 0.1  # poly: the power; step/multistep: the factor
+    decay_milestones: tuple[int, ...] | None = None  # multistep: the epochs at which the rate is multiplied
     opt: str = "adamw"
     opt_eps: float = 1e-8
     opt_fused: bool = True  # torch's fused Adam/AdamW kernel (CPU and CUDA): same maths, far fewer kernel launches
     weight_decay: float = 0.025
     clip_grad: float | None = 0.02
     clip_mode: str = "agc"
-    drop_path: float = 0.0
-    drop_rate: float = 0.0
     model_ema: bool = True
     model_ema_decay: float = 0.99
     model_ema_warmup: bool = True  # timm's EMA warm-up (decay ramps up over the first steps; short runs)
+    # runtime
+    seed: int = 0
+    workers: int | None = None  # loader processes; None: 0 for digits (in-memory tensors), else min(8, CPUs)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = 1  # torch CPU threads per process (None: torch's default); 1 is robust on a busy machine
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (fp16 only on CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    strict_data: bool = False
+    resume: str | None = None  # auto | PATH
+    eval_every: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+    plot: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size}).")
+        if self.iters is not None and self.iters < 1:
+            raise ValueError(f"iters must be >= 1 (got {self.iters}); leave it unset to train by epochs.")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be bfloat16 or float16, got {self.amp_dtype!r}.")
+
+    def resolved_workers(self) -> int:
+        """``workers``, or its automatic value: 0 for the in-memory digits set, else min(8, CPU count)."""
+        if self.workers is not None:
+            return self.workers
+        return 0 if str(self.data).strip().lower() == "digits" else min(8, os.cpu_count() or 1)
+
+    def scaled_lr(self, world_size: int = 1) -> float:
+        """The learning rate used: ``lr × total_batch / lr_base_batch``."""
+        return self.lr * self.batch_size * world_size / self.lr_base_batch
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the ``config`` entry of a training checkpoint; ``model`` is the model name)."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ValueError(f"unknown config keys {bad}; valid keys: {', '.join(sorted(names))}.")
+        return cls(**{k: _coerce(cls, k, v) for k, v in d.items()})
+
+    def replace(self, **kw: Any):
+        """A copy with some fields changed (values coerced like overrides)."""
+        return dataclasses.replace(self, **{k: _coerce(type(self), k, v) for k, v in kw.items()})
+
+
+@dataclass(frozen=True)
+class TrainConfig(EngineConfig):
+    """Classification: the engine's fields plus augmentation, Mixup/CutMix and distillation.
+
+    The defaults are the fast recipe for the built-in digits set.
+    """
+
+    in_chans: int = 3
+    finetune: str | None = None  # start from this checkpoint (any format; the head is dropped if classes differ)
+    drop_path: float = 0.0
+    drop_rate: float = 0.0
     # augmentation (ImageFolder: timm create_transform; digits: a small random affine)
     aa: str | None = "rand-m9-mstd0.5-inc1"
     color_jitter: float = 0.4
@@ -78,59 +147,13 @@ class TrainConfig:
     distillation_tau: float = 1.0
     teacher: str | None = None  # a timm model name or a repvit checkpoint path
     teacher_checkpoint: str | None = None
-    # runtime
-    seed: int = 0
-    workers: int | None = None  # loader processes; None: 0 for digits (in-memory tensors), else min(8, CPUs)
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = 1  # torch CPU threads per process (None: torch's default); 1 is robust on a busy machine
-    amp: bool = False
-    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (fp16 only on CUDA)
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = False
-    strict_data: bool = False
-    resume: str | None = None  # auto | PATH
-    eval_every: int = 1
-    progress: bool = True
-    tensorboard: bool = True
-    plot: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if self.distillation not in ("none", "hard", "soft"):
             raise ValueError(f"distillation must be none, hard or soft, got {self.distillation!r}.")
         if self.distillation != "none" and not self.teacher:
             raise ValueError(f"--distillation {self.distillation} needs a teacher: --teacher NAME_OR_CHECKPOINT.")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size}).")
-        if self.amp_dtype not in ("bfloat16", "float16"):
-            raise ValueError(f"amp_dtype must be bfloat16 or float16, got {self.amp_dtype!r}.")
-
-    def resolved_workers(self) -> int:
-        """``workers``, or its automatic value: 0 for the in-memory digits set, else min(8, CPU count)."""
-        if self.workers is not None:
-            return self.workers
-        return 0 if str(self.data).strip().lower() == "digits" else min(8, os.cpu_count() or 1)
-
-    def scaled_lr(self, world_size: int = 1) -> float:
-        """The learning rate used: ``lr × total_batch / lr_base_batch``."""
-        return self.lr * self.batch_size * world_size / self.lr_base_batch
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (the ``config`` entry of a training checkpoint; ``model`` is the model name)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Build from a dict, rejecting unknown keys with the list of valid ones."""
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - names)
-        if bad:
-            raise ValueError(f"unknown config keys {bad}; valid keys: {', '.join(sorted(names))}.")
-        return cls(**{k: _coerce(cls, k, v) for k, v in d.items()})
-
-    def replace(self, **kw: Any) -> TrainConfig:
-        """A copy with some fields changed (values coerced like overrides)."""
-        return dataclasses.replace(self, **{k: _coerce(type(self), k, v) for k, v in kw.items()})
 
 
 def _field_type(cls, key: str) -> str:
@@ -164,6 +187,12 @@ def _coerce(cls, key: str, value: Any) -> Any:
             return float(value)
         if base == "str":
             return str(value)
+        if base.startswith("tuple[int"):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            return tuple(int(v) for v in value)
     except (TypeError, ValueError):
         raise ValueError(f"config key {key!r} expects {t}, got {value!r}.") from None
     return value
@@ -206,8 +235,13 @@ def find_recipe(name_or_path: str) -> Path:
     raise FileNotFoundError(f"config {name_or_path!r} not found (a YAML path, or one of: {', '.join(known) or '-'}).")
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """The defaults, then the YAML recipe at ``path`` (if any; it may ``base:`` another recipe), then ``overrides``.
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+                cls: type[EngineConfig] | None = None):
+    """The defaults of ``cls``, then the YAML recipe at ``path`` (if any; it may ``base:`` another recipe), then
+    ``overrides``.
+
+    Args:
+        cls: the task's config class (a subclass of :class:`EngineConfig`); default :class:`TrainConfig`.
 
     ``None`` values in ``overrides`` are ignored (unset command-line flags).
     """
@@ -215,7 +249,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     if path is not None:
         merged.update(_read_yaml(find_recipe(str(path))))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return TrainConfig.from_dict(merged)
+    return (cls or TrainConfig).from_dict(merged)
 
 
 def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,7 +48,6 @@ class EpochStats:
     steps: int = 0
     batches: int = 0  # batches taken from the loader (a batch of only unreadable images counts, but is no step)
     seconds: float = 0.0
-    bad_images: list[str] = field(default_factory=list)
     stopped: bool = False  # should_stop() asked to stop early (Ctrl-C)
 
     @property
@@ -71,17 +70,17 @@ def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
 
 def train_one_epoch(
     model: nn.Module,
-    criterion: Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor],
+    step_fn: Callable[[Any], tuple[torch.Tensor, int] | None],
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     *,
     epoch: int,
     device: torch.device,
     start_step: int = 0,
+    max_steps: int | None = None,
     scheduler=None,
     scaler: torch.amp.GradScaler | None = None,
     ema=None,
-    mixup_fn=None,
     options: StepOptions = StepOptions(),
     progress=None,
     should_stop: Callable[[], bool] | None = None,
@@ -89,11 +88,13 @@ def train_one_epoch(
     """Train for one epoch; returns the mean loss and throughput.
 
     Args:
-        criterion: ``criterion(inputs, outputs, targets)`` (see :class:`repvit.train.distill.DistillationLoss`).
+        model: the model being trained (its parameters are clipped; ``step_fn`` calls it, maybe DDP-wrapped).
+        step_fn: ``step_fn(batch) -> (loss, images)``, run inside autocast; ``None`` skips an empty batch
+            (see :meth:`repvit.train.task.Task.train_step`).
         start_step: optimiser steps done before this epoch (the scheduler is stepped per update).
+        max_steps: stop the epoch once this many optimiser steps are done in all (training by iterations).
         scaler: a GradScaler for fp16 on CUDA (None otherwise).
         ema: a timm ``ModelEmaV3`` updated after every step.
-        mixup_fn: timm ``Mixup`` applied to each batch.
         progress: a tqdm bar (or None); its postfix shows loss, lr and images/s.
         should_stop: polled after every step; when it returns True the epoch ends early with ``stopped`` set.
     """
@@ -106,21 +107,14 @@ def train_one_epoch(
     t0 = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
     for i, batch in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
         stats.batches += 1
-        x, y, bad = _unpack(batch)
-        stats.bad_images.extend(bad)
-        if x.numel() == 0:
-            continue
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if options.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if mixup_fn is not None:
-            if x.shape[0] % 2:  # timm's Mixup needs an even batch
-                x, y = x[:-1], y[:-1]
-            x, y = mixup_fn(x, y)
         with autocast_context(device, options.amp, options.amp_dtype):
-            out = model(x)
-            loss = criterion(x, out, y)
+            res = step_fn(batch)
+        if res is None:
+            continue
+        loss, n = res
         if not math.isfinite(loss.item()):
             raise NonFiniteLossError(
                 f"loss is {loss.item()} at step {step + 1} (epoch {epoch}, batch {i}); training stopped before "
@@ -144,7 +138,6 @@ def train_one_epoch(
             ema.update(model, step=step)
         if scheduler is not None:
             scheduler.step_update(num_updates=step)
-        n = x.shape[0]
         loss_sum += loss.detach().double() * n
         stats.images += n
         stats.steps += 1

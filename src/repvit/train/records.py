@@ -55,8 +55,14 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
-    """Loss and accuracy curves per epoch as a PNG; ``None`` (with a log line) if matplotlib is missing."""
+def plot_curves(metrics_path: str | Path, png_path: str | Path, *, metric: str = "top1",
+                ylabel: str = "accuracy (%)") -> Path | None:
+    """Loss and validation-metric curves per epoch as a PNG; ``None`` (with a log line) if matplotlib is missing.
+
+    Args:
+        metric: the task's metric; ``val_<metric>`` and ``ema_<metric>`` are drawn (and ``val_top5`` for top-1).
+        ylabel: the right panel's y label.
+    """
     try:
         import matplotlib
 
@@ -77,12 +83,15 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     a1.set_xlabel("epoch")
     a1.set_ylabel("loss")
     a1.legend()
-    for key, lab in (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_top1", "EMA top-1")):
+    keys = [(f"val_{metric}", f"val {metric}"), (f"ema_{metric}", f"EMA {metric}")]
+    if metric == "top1":
+        keys = [("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_top1", "EMA top-1")]
+    for key, lab in keys:
         pts = [(e, r[key]) for e, r in zip(ep, rows) if key in r]
         if pts:
             a2.plot(*zip(*pts), label=lab)
     a2.set_xlabel("epoch")
-    a2.set_ylabel("accuracy (%)")
+    a2.set_ylabel(ylabel)
     a2.legend()
     fig.tight_layout()
     png_path = Path(png_path)
