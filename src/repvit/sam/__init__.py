@@ -1,0 +1,24 @@
+"""RepViT-SAM: SAM (``segment-anything``) with a re-parameterizable RepViT image encoder.
+
+The encoder is built here from repvit's modules; the prompt encoder, mask decoder, predictor and automatic mask
+generator are ``segment-anything``'s own.
+"""
+
+from .build import build_repvit_sam, build_sam_from_encoder, encoder_config, is_fused_sam
+from .checkpoint import SamCheckpoint, read_sam_checkpoint, read_sam_decoder, save_repvit_sam
+from .encoder import SAM_VARIANTS, RepViTSamConfig, RepViTSamEncoder, get_sam_config
+
+__all__ = [
+    "build_repvit_sam",
+    "build_sam_from_encoder",
+    "encoder_config",
+    "is_fused_sam",
+    "SamCheckpoint",
+    "read_sam_checkpoint",
+    "read_sam_decoder",
+    "save_repvit_sam",
+    "RepViTSamConfig",
+    "RepViTSamEncoder",
+    "SAM_VARIANTS",
+    "get_sam_config",
+]
