@@ -1,0 +1,12 @@
+"""Dense prediction on RepViT: the shared base (backbone, FPN neck, built-in scenes) and the task packages.
+
+* :mod:`repvit.dense.backbone`  — :class:`DenseBackbone` (both tap conventions, frozen BN, fusing),
+  :func:`load_backbone_checkpoint`, :class:`RepViTFPN` (torchvision's FPN).
+* :mod:`repvit.dense.scenes`    — :class:`DigitScenes`, the built-in data set (semantic labels, boxes, masks).
+* :mod:`repvit.dense.segmentation` — Semantic FPN (issue 10).
+* :mod:`repvit.dense.detection`    — detection (issue 11).
+"""
+
+from .backbone import TAPS, DenseBackbone, RepViTFPN, load_backbone_checkpoint
+
+__all__ = ["TAPS", "DenseBackbone", "RepViTFPN", "load_backbone_checkpoint"]
