@@ -1,0 +1,155 @@
+"""RepViT-SAM exports: the fused encoder to ONNX (optionally with SAM's preprocessing in the graph) checked against
+ONNX Runtime, SAM's standard ONNX decoder (``segment_anything.utils.onnx.SamOnnxModel``), and the encoder as a
+Core ML ``.mlpackage`` checked by its spec."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session
+from repvit.deploy.parity import ParityReport, compare_outputs
+from repvit.models.checkpoint import atomic_write
+
+from ._deps import require_sam
+from .build import encoder_config
+from .preprocess import PreprocessingEncoder, sam_pixel_stats
+
+__all__ = ["export_encoder_onnx", "export_decoder_onnx", "decoder_example_inputs", "run_decoder_onnx",
+           "export_encoder_coreml", "DECODER_INPUTS", "DECODER_OUTPUTS"]
+
+DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
+DECODER_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
+
+
+def _fused_encoder(sam: nn.Module) -> nn.Module:
+    return copy.deepcopy(sam.image_encoder).float().eval().fuse(inplace=True)
+
+
+def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: bool = False, opset: int = OPSET,
+                        rtol: float = 1e-4, check_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the fused image encoder as ONNX and check it against ONNX Runtime.
+
+    Without ``preprocess`` the graph is the authors' form: input ``image`` (1, 3, S, S), already normalized and
+    padded (``Sam.preprocess``), output ``image_embeddings`` (1, 256, S/16, S/16). With ``preprocess`` the input is
+    a (1, 3, H, W) float RGB image in 0..255 of any size; the graph resizes its longest side to S, normalizes and pads
+    (:class:`repvit.sam.preprocess.PreprocessingEncoder`).
+
+    Returns:
+        ``path``, ``preprocess``, ``parity`` (max abs / relative difference vs the fused PyTorch encoder on random
+        inputs; a :class:`repvit.deploy.parity.ParityError` is raised above ``rtol``).
+    """
+    cfg = encoder_config(sam)
+    enc = _fused_encoder(sam)
+    s = cfg.img_size
+    meta = {"model": "repvit-sam", "sam_config": cfg.to_dict(), "fused": True, "preprocess_in_graph": preprocess,
+            "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1]}
+    gen = torch.Generator().manual_seed(0)
+    if not preprocess:
+        example = torch.randn(1, 3, s, s, generator=gen)
+        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_name="image",
+                                 output_names=["image_embeddings"])
+        checks = [example]
+    else:
+        model = PreprocessingEncoder(enc).eval()
+        h, w = check_size or (s * 3 // 4, s)
+        example = torch.rand(1, 3, h, w, generator=gen) * 255
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["image"],
+                              output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}},
+                              do_constant_folding=True)
+        data = buf.getvalue()
+        enc = model
+        checks = [example, torch.rand(1, 3, w, h // 2 * 2, generator=gen) * 255]  # also a portrait image
+    data = add_metadata(data, meta)
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+    sess = make_session(data, threads=2, level="basic")
+    report = ParityReport()
+    for i, x in enumerate(checks):
+        with torch.no_grad():
+            ref = enc(x)
+        got = torch.from_numpy(sess.run(None, {"image": x.numpy()})[0])
+        compare_outputs([got], [ref], rtol, f"onnxruntime, input {i} {tuple(x.shape)}", ["image_embeddings"], report)
+    return {"path": str(path), "preprocess": preprocess, "parity": report.to_dict()}
+
+
+def decoder_example_inputs(sam: nn.Module, num_points: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Inputs of SAM's ONNX decoder: random embedding and points, a mask input, an original image size."""
+    g = torch.Generator().manual_seed(seed)
+    s = int(sam.image_encoder.img_size)
+    side = sam.prompt_encoder.image_embedding_size
+    return {
+        "image_embeddings": torch.randn(1, 256, *side, generator=g),
+        "point_coords": torch.randint(0, s, (1, num_points, 2), generator=g).float(),
+        "point_labels": torch.randint(0, 4, (1, num_points), generator=g).float(),
+        "mask_input": torch.randn(1, 1, 4 * side[0], 4 * side[1], generator=g),
+        "has_mask_input": torch.tensor([1.0]),
+        "orig_im_size": torch.tensor([s * 3 // 4, s], dtype=torch.float32),
+    }
+
+
+def export_decoder_onnx(sam: nn.Module, path: str | os.PathLike, *, return_single_mask: bool = True,
+                        opset: int = OPSET, rtol: float = 1e-4) -> dict[str, Any]:
+    """Write SAM's prompt encoder + mask decoder + mask post-processing as ONNX with ``SamOnnxModel`` (inputs
+    :data:`DECODER_INPUTS`, a symbolic number of points) and check it against the same module in PyTorch."""
+    require_sam("the SAM ONNX decoder")
+    from segment_anything.utils.onnx import SamOnnxModel
+
+    model = SamOnnxModel(sam, return_single_mask=return_single_mask).eval()
+    example = decoder_example_inputs(sam)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, tuple(example.values()), buf, dynamo=False, opset_version=opset,
+                          input_names=DECODER_INPUTS, output_names=DECODER_OUTPUTS,
+                          dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+                          do_constant_folding=True)
+    data = add_metadata(buf.getvalue(), {"model": "sam-decoder", "img_size": int(sam.image_encoder.img_size),
+                                         "return_single_mask": return_single_mask})
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+    sess = make_session(data, threads=2, level="basic")
+    report = ParityReport()
+    for n in (5, 2):  # the exported number of points and another one
+        inputs = decoder_example_inputs(sam, num_points=n, seed=n)
+        with torch.no_grad():
+            ref = model(**inputs)
+        got = run_decoder_onnx(sess, inputs)
+        compare_outputs(got[:2], list(ref[:2]), rtol, f"onnxruntime, {n} points", DECODER_OUTPUTS[:2], report)
+    return {"path": str(path), "parity": report.to_dict(), "inputs": DECODER_INPUTS}
+
+
+def run_decoder_onnx(sess, inputs: dict[str, Any]) -> list[torch.Tensor]:
+    """Run the decoder session on a dict of tensors or arrays; returns masks, iou_predictions, low_res_masks."""
+    import numpy as np
+
+    feed = {k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v, dtype=np.float32) for k, v in inputs.items()}
+    return [torch.from_numpy(o) for o in sess.run(None, feed)]
+
+
+def export_encoder_coreml(sam: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Write the fused encoder as a Core ML ML program (``.mlpackage``): tensor input ``input`` (1, 3, S, S),
+    normalized and padded as for the ONNX encoder; output ``image_embeddings``. Returns its spec summary
+    (Core ML runs only on Apple platforms; on Linux the package is checked by its spec)."""
+    from repvit.deploy.coreml import convert_coreml, coreml_spec_summary, save_mlpackage
+
+    cfg = encoder_config(sam)
+    enc = _fused_encoder(sam)
+    s = cfg.img_size
+    with torch.no_grad():
+        traced = torch.jit.trace(enc, torch.randn(1, 3, s, s), check_trace=False)
+    mlmodel = convert_coreml(traced, (s, s), ["image_embeddings"], {"model": "repvit-sam", "variant": cfg.variant,
+                                                                    "img_size": str(s)},
+                             image_input=False, description="RepViT-SAM image encoder (fused), exported by repvit")
+    mlmodel.input_description["input"] = "normalized, padded RGB image (Sam.preprocess)"
+    mlmodel.output_description["image_embeddings"] = "SAM image embedding"
+    save_mlpackage(mlmodel, path)
+    return {"path": str(path), "spec": coreml_spec_summary(path)}

@@ -1,0 +1,124 @@
+"""Prompted and automatic segmentation with RepViT-SAM through ``segment_anything``'s ``SamPredictor`` and
+``SamAutomaticMaskGenerator``, and the PNGs ``repvit sam predict`` / ``segment-all`` write."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn as nn
+
+from repvit.models.checkpoint import atomic_write
+
+from ._deps import require_sam
+
+__all__ = ["Prediction", "parse_point", "parse_box", "predict_masks", "segment_everything", "mask_overlay",
+           "masks_overlay", "save_png"]
+
+
+@dataclass
+class Prediction:
+    """The chosen mask (H, W bool), its predicted IoU, and all candidates (``masks`` (K, H, W), ``scores`` (K,))."""
+
+    mask: np.ndarray
+    score: float
+    masks: np.ndarray
+    scores: np.ndarray
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``"X,Y"`` or ``"X,Y,LABEL"`` (label 1 foreground, default; 0 background) in image pixels."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        if len(parts) == 2:
+            return float(parts[0]), float(parts[1]), 1
+        if len(parts) == 3 and parts[2] in ("0", "1"):
+            return float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        pass
+    raise ValueError(f"a point is X,Y or X,Y,LABEL with LABEL 1 (foreground) or 0 (background), got {text!r}.")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``"X0,Y0,X1,Y1"`` in image pixels with X0 < X1 and Y0 < Y1."""
+    try:
+        x0, y0, x1, y1 = (float(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"a box is X0,Y0,X1,Y1 (four numbers), got {text!r}.") from None
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"a box needs X0 < X1 and Y0 < Y1, got {text!r}.")
+    return x0, y0, x1, y1
+
+
+def predict_masks(sam: nn.Module, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
+                  box: Sequence[float] | None = None, multimask: bool | None = None) -> Prediction:
+    """Segment ``image`` ((H, W, 3) uint8 RGB) from point and/or box prompts with ``SamPredictor``.
+
+    ``multimask`` defaults to SAM's advice: three candidates for a single point (the best-scoring one is chosen),
+    one mask otherwise.
+    """
+    sa = require_sam("SAM prediction")
+    if not points and box is None:
+        raise ValueError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
+    predictor = sa.SamPredictor(sam)
+    predictor.set_image(image)
+    coords = np.array([[p[0], p[1]] for p in points], dtype=np.float32) if points else None
+    labels = np.array([p[2] for p in points], dtype=np.int64) if points else None
+    if multimask is None:
+        multimask = len(points) == 1 and box is None
+    masks, scores, _ = predictor.predict(point_coords=coords, point_labels=labels,
+                                         box=None if box is None else np.asarray(box, dtype=np.float32),
+                                         multimask_output=multimask)
+    best = int(np.argmax(scores))
+    return Prediction(masks[best], float(scores[best]), masks, scores)
+
+
+def segment_everything(sam: nn.Module, image: np.ndarray, *, points_per_side: int = 32, points_per_batch: int = 64,
+                       pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
+                       min_mask_region_area: int = 0, crop_n_layers: int = 0) -> list[dict[str, Any]]:
+    """``SamAutomaticMaskGenerator``'s masks for ``image`` (dicts with ``segmentation``, ``area``, ``bbox``,
+    ``predicted_iou``, ``stability_score``, ...), largest first."""
+    sa = require_sam("automatic mask generation")
+    gen = sa.SamAutomaticMaskGenerator(sam, points_per_side=points_per_side, points_per_batch=points_per_batch,
+                                       pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+                                       min_mask_region_area=min_mask_region_area, crop_n_layers=crop_n_layers)
+    return sorted(gen.generate(image), key=lambda m: m["area"], reverse=True)
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
+                 box: Sequence[float] | None = None, color=(30, 144, 255), alpha: float = 0.5) -> np.ndarray:
+    """``image`` with ``mask`` blended in ``color``, foreground points green, background red, the box yellow."""
+    from PIL import Image, ImageDraw
+
+    out = image.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
+    pil = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    r = max(3, round(max(image.shape[:2]) / 150))
+    for x, y, label in points:
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(0, 200, 0) if label else (220, 0, 0), outline=(255, 255, 255))
+    if box is not None:
+        draw.rectangle(tuple(box), outline=(255, 215, 0), width=max(2, r // 2))
+    return np.asarray(pil)
+
+
+def masks_overlay(image: np.ndarray, masks: Sequence[dict[str, Any]], alpha: float = 0.55, seed: int = 0) -> np.ndarray:
+    """``image`` with each automatic mask in its own random colour (larger masks first, smaller on top)."""
+    rng = np.random.default_rng(seed)
+    out = image.astype(np.float32).copy()
+    for m in masks:
+        seg = m["segmentation"]
+        out[seg] = (1 - alpha) * out[seg] + alpha * rng.uniform(0, 255, 3)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 image (or a bool mask as 0/255) as PNG, atomically."""
+    from PIL import Image
+
+    a = array.astype(np.uint8) * 255 if array.dtype == bool else array.astype(np.uint8)
+    return atomic_write(Path(path), lambda tmp: Image.fromarray(a).save(tmp, format="PNG"))
