@@ -1,4 +1,5 @@
-"""``repvit export``: fuse a model, export it to ONNX / TorchScript / Core ML (optionally INT8) and check parity."""
+"""``repvit export``: fuse a model, export it to ONNX / TorchScript / Core ML / ExecuTorch / TFLite (optionally INT8)
+and check parity."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a fused model to ONNX, TorchScript or Core ML and check parity",
+    p = sub.add_parser("export", help="export a fused model to ONNX, TorchScript, Core ML, ExecuTorch or TFLite and "
+                                             "check parity",
                        description="Fuse the model, export it, run the exported file and compare it with the fused "
                                    "PyTorch model; exit 1 with the difference when they do not match.")
     p.add_argument("--model", default=None, help="model name (see `repvit list`); default: read from --checkpoint")
     p.add_argument("--checkpoint", default=None, help="weights in any supported format (ours, timm, authors', fused)")
-    p.add_argument("--format", default=None, help="onnx, torchscript or coreml (default: from the --output suffix)")
-    p.add_argument("--output", required=True, help="file to write: .onnx, .pt (TorchScript) or .mlpackage (Core ML)")
+    p.add_argument("--format", default=None,
+                   help="onnx, torchscript, coreml, executorch or tflite (default: from the --output suffix)")
+    p.add_argument("--output", required=True,
+                   help="file to write: .onnx, .pt (TorchScript), .mlpackage (Core ML), .pte (ExecuTorch) or .tflite")
     p.add_argument("--img-size", type=int, nargs="+", default=[224], metavar=("H", "W"),
                    help="input size, multiples of 32 (default 224)")
-    p.add_argument("--batch", default=None, help="'dynamic' (default; ONNX batch axis) or 1 (Core ML: always 1)")
+    p.add_argument("--batch", default=None,
+                   help="'dynamic' (default; ONNX batch axis; 1 for the fixed-shape formats) or N (Core ML: always 1)")
     p.add_argument("--bake-normalization", action="store_true",
                    help="the graph takes RGB in 0..1 and applies ImageNet mean/std itself (Core ML always does)")
-    p.add_argument("--int8", action="store_true", help="ONNX: static INT8 quantization (QDQ, per-channel weights)")
+    p.add_argument("--int8", action="store_true",
+                   help="static INT8 quantization, per-channel weights (onnx: QDQ for ONNX Runtime; executorch: PT2E + "
+                        "XNNPACKQuantizer)")
     p.add_argument("--calib", default=None, help="INT8 calibration data: a folder of images, or 'digits'")
     p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
     p.add_argument("--mean", type=float, nargs=3, default=None,
@@ -41,7 +48,8 @@ def _format(args: argparse.Namespace) -> str:
         if args.format not in FORMATS:
             raise ValueError(f"Unknown export format {args.format!r}; supported: {', '.join(FORMATS)}.")
         return args.format
-    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".mlpackage": "coreml"}
+    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".mlpackage": "coreml",
+                ".pte": "executorch", ".tflite": "tflite"}
     for suf, fmt in suffixes.items():
         if args.output.endswith(suf):
             return fmt
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
           f"relative {res.parity.max_rel_diff:.2e} "
           f"(tolerance {args.rtol:.0e}; {len(res.parity.checked)} checks)")
     if res.ops:
-        print(f"ONNX ops: {', '.join(res.ops)}")
+        print(f"{'ONNX ops' if fmt == 'onnx' else 'program'}: {', '.join(res.ops)}")
     if res.int8:
         print("INT8 vs FP32 on the calibration images: " + json.dumps({k: round(v, 4) for k, v in res.int8.items()}))
     return 0

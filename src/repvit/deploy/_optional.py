@@ -12,6 +12,11 @@ _EXTRAS = {
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
     "openvino": "openvino",
+    "nncf": "openvino",
+    "executorch": "executorch",
+    "torchao": "executorch",
+    "litert_torch": "tflite",
+    "ai_edge_litert": "tflite",
     "coremltools": "coreml",
     "matplotlib": "plot",
 }

@@ -1,8 +1,11 @@
-"""``export_model``: fuse, export to ONNX / TorchScript / Core ML, optionally quantize, and check parity.
+"""``export_model``: fuse, export to ONNX / TorchScript / Core ML / ExecuTorch / TFLite, optionally quantize, and check
+parity.
 
 Every export fuses first (:func:`repvit.fuse_model`), then runs the exported file and compares it with the fused
 PyTorch model (:mod:`repvit.deploy.parity`), raising :class:`ParityError` with the difference when it does not
 match. Core ML cannot run off Apple platforms, so its parity is checked on the traced module that is converted.
+ExecuTorch (``.pte``) is checked through ``executorch.runtime`` and TFLite in the LiteRT interpreter; both have a
+fixed batch, and their metadata goes into a JSON file beside the model (``m.pte.json``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ __all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model"
 
 _LOG = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml")
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage"}
+FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml", "executorch", "tflite")
+INT8_FORMATS: tuple[str, ...] = ("onnx", "executorch")
+FIXED_BATCH_FORMATS: tuple[str, ...] = ("coreml", "executorch", "tflite")
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage", "executorch": ".pte", "tflite": ".tflite"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -103,17 +108,18 @@ def export_model(
 
     Args:
         model: a RepViT classifier or ``features_only`` backbone (fused or not; it is not modified).
-        output: the file to write (``.onnx``, ``.pt``, ``.mlpackage``).
-        format: ``onnx``, ``torchscript`` or ``coreml``.
+        output: the file to write (``.onnx``, ``.pt``, ``.mlpackage``, ``.pte``, ``.tflite``).
+        format: ``onnx``, ``torchscript``, ``coreml``, ``executorch`` or ``tflite``.
         img_size: input size, an int or (H, W); multiples of 32.
         batch: ``"dynamic"`` (ONNX: symbolic batch axis; parity checked at batch 1 and 3) or a fixed batch size.
-            Core ML is always batch 1.
+            Core ML is always batch 1; ExecuTorch and TFLite take a fixed batch (1 for ``"dynamic"``).
         bake_normalization: the exported graph takes RGB in 0..1 and applies ``mean``/``std`` itself (Core ML
             always does, with 0..255 pixels).
         mean: normalization mean, recorded in the metadata.
         std: normalization std, recorded in the metadata.
         class_names: recorded in the metadata.
-        int8: ONNX only: quantize statically to INT8 (QDQ, per-channel weights) with ``calib``.
+        int8: ONNX (ONNX Runtime static QDQ) or ExecuTorch (PT2E + XNNPACKQuantizer): quantize statically to INT8
+            with per-channel weights, calibrated on ``calib``.
         calib: calibration batches (float32 arrays, preprocessed like the model input).
         rtol: parity tolerance relative to the output's largest magnitude.
         opset: ONNX opset (default :data:`repvit.deploy.onnx_export.OPSET`).
@@ -128,14 +134,16 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}; supported: {', '.join(FORMATS)}.")
-    if int8 and format != "onnx":
-        raise ValueError("--int8 is supported for the ONNX format only (ONNX Runtime static quantization).")
+    if int8 and format not in INT8_FORMATS:
+        raise ValueError(f"--int8 is supported for {' and '.join(INT8_FORMATS)} only (format {format!r}).")
     if int8 and not calib:
         raise ValueError("--int8 needs calibration data: --calib FOLDER (images) or --calib digits.")
     if format == "coreml":
         if batch not in (1, "1", "dynamic"):
             raise ValueError("Core ML export is batch 1 only.")
         batch, bake_normalization = 1, True
+    if format in FIXED_BATCH_FORMATS and batch == "dynamic":
+        batch = 1  # these formats have a fixed input shape
     if batch != "dynamic":
         try:
             batch = int(batch)
@@ -180,6 +188,10 @@ def export_model(
         _export_onnx(net, xs, refs, result, batch, rtol, opset, optimize, int8, calib)
     elif format == "torchscript":
         _export_torchscript(net, xs, refs, result, rtol)
+    elif format == "executorch":
+        _export_executorch(net, xs, refs, result, rtol, int8, calib)
+    elif format == "tflite":
+        _export_tflite(net, xs, refs, result, rtol)
     else:
         _export_coreml(net, xs, refs, result, rtol, (h, w))
     return result
@@ -217,7 +229,7 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
         fp32_sess = sess
         data = quantize_onnx_bytes(data, calib)
         q = make_session(data, threads=2, spinning=False)
-        result.int8 = _int8_agreement(fp32_sess, q, calib)
+        result.int8 = _agreement(_ort_fn(fp32_sess), _ort_fn(q), calib)
         result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations", **{
             "int8_calibration_images": int(sum(len(c) for c in calib))})
         ops = op_types(data)
@@ -227,18 +239,10 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
     _LOG.info("wrote ONNX %s (opset %d, ops: %s)", result.path, opset, ", ".join(result.ops))
 
 
-def _int8_agreement(fp32_sess, int8_sess, calib) -> dict[str, float]:
-    """How closely the INT8 model follows the FP32 one on the calibration images (top-1 agreement, cosine)."""
-    agree, n, cos = 0, 0, []
-    name = fp32_sess.get_inputs()[0].name
-    for b in calib:
-        a = torch.from_numpy(fp32_sess.run(None, {name: b})[0]).flatten(1)
-        q = torch.from_numpy(int8_sess.run(None, {int8_sess.get_inputs()[0].name: b})[0]).flatten(1)
-        if a.dim() == 2 and a.shape[1] > 1:
-            agree += (a.argmax(1) == q.argmax(1)).sum().item()
-        n += a.shape[0]
-        cos.append(torch.nn.functional.cosine_similarity(a, q, dim=1))
-    return {"top1_agreement": agree / max(n, 1), "mean_cosine": torch.cat(cos).mean().item(), "images": n}
+def _ort_fn(sess):
+    """An image batch -> first output callable over an ONNX Runtime session."""
+    name = sess.get_inputs()[0].name
+    return lambda b: torch.from_numpy(sess.run(None, {name: b.numpy()})[0])
 
 
 def _export_torchscript(net, xs, refs, result: ExportResult, rtol) -> None:
@@ -272,3 +276,68 @@ def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
                              description=f"{result.metadata['model_name']} (fused RepViT)")
     result.metadata["coreml_precision"] = "float16"
     save_mlpackage(mlmodel, result.path)
+
+
+def _write_sidecar(result: ExportResult) -> None:
+    """Formats without a metadata slot get ``<file>.json`` beside them (mean/std, classes, input size)."""
+    from repvit.models.checkpoint import atomic_write
+
+    text = json.dumps(result.metadata, indent=2)
+    atomic_write(Path(str(result.path) + ".json"), lambda p: Path(p).write_text(text))
+
+
+def _agreement(fp32_fn, int8_fn, calib) -> dict[str, float]:
+    """Top-1 agreement and mean cosine between two callables (image batch -> logits) on the calibration images."""
+    agree, n, cos = 0, 0, []
+    for b in calib:
+        a, q = fp32_fn(torch.as_tensor(b)).flatten(1), int8_fn(torch.as_tensor(b)).flatten(1)
+        if a.shape[1] > 1:
+            agree += (a.argmax(1) == q.argmax(1)).sum().item()
+        n += a.shape[0]
+        cos.append(torch.nn.functional.cosine_similarity(a, q, dim=1))
+    return {"top1_agreement": agree / max(n, 1), "mean_cosine": torch.cat(cos).mean().item(), "images": n}
+
+
+def _per_image(method, run):
+    """A batch -> logits callable over a fixed-batch-1 program (calibration batches are larger)."""
+    return lambda b: torch.cat([run(method, b[i:i + 1])[0] for i in range(b.shape[0])])
+
+
+def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -> None:
+    from repvit.models.checkpoint import atomic_write
+
+    from .executorch_export import export_executorch_bytes, load_method, run_method
+
+    data, info = export_executorch_bytes(net, xs[0])
+    method = load_method(data)
+    for x, ref in zip(xs, refs):
+        compare_outputs(run_method(method, x), ref, rtol, f"executorch.runtime, batch {x.shape[0]}",
+                        result.output_names, result.parity)
+    result.metadata.update(runtime="executorch", delegate="XNNPACK", **info)
+    if int8:
+        if int(result.metadata["batch"]) != 1:
+            raise ValueError("ExecuTorch INT8 export is batch 1 only (calibration agreement runs image by image).")
+        data, info = export_executorch_bytes(net, xs[0], int8=True, calib=calib)
+        q = load_method(data)
+        result.int8 = _agreement(_per_image(method, run_method), _per_image(q, run_method), calib)
+        result.metadata.update(int8="PT2E XNNPACKQuantizer: symmetric per-channel int8 weights, int8 activations",
+                               int8_calibration_images=int(sum(len(c) for c in calib)), **info)
+    result.ops = [f"executorch_call_delegate x{info['delegate_calls']}"] + info["portable_ops"]
+    atomic_write(result.path, lambda p: Path(p).write_bytes(data))
+    _write_sidecar(result)
+    _LOG.info("wrote ExecuTorch %s (%d XNNPACK delegate calls)", result.path, info["delegate_calls"])
+
+
+def _export_tflite(net, xs, refs, result: ExportResult, rtol) -> None:
+    from repvit.models.checkpoint import atomic_write
+
+    from .tflite_export import export_tflite_bytes, load_interpreter, run_interpreter
+
+    data = export_tflite_bytes(net, xs[0])
+    interp = load_interpreter(data)
+    for x, ref in zip(xs, refs):
+        compare_outputs(run_interpreter(interp, x), ref, rtol, f"LiteRT interpreter, batch {x.shape[0]}",
+                        result.output_names, result.parity)
+    result.metadata.update(runtime="litert", layout="NCHW input (as PyTorch)")
+    atomic_write(result.path, lambda p: Path(p).write_bytes(data))
+    _write_sidecar(result)
