@@ -1,0 +1,196 @@
+"""``repvit sam``: RepViT-SAM prediction, automatic masks, export and distillation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+# distill flag -> config key (flags left unset do not override the recipe)
+_DISTILL_FLAGS = {
+    "model": "model", "images": "data", "output_dir": "output_dir", "teacher": "teacher",
+    "teacher_checkpoint": "teacher_checkpoint", "init": "init", "epochs": "epochs", "iters": "iters",
+    "batch_size": "batch_size", "lr": "lr", "img_size": "img_size", "resume": "resume", "seed": "seed",
+    "amp": "amp", "amp_dtype": "amp_dtype", "workers": "workers", "device": "device", "threads": "threads",
+    "cache_dir": "cache_dir", "compile": "compile", "channels_last": "channels_last", "max_images": "max_images",
+}
+
+
+def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
+    p.add_argument("--checkpoint", required=checkpoint_required,
+                   help="repvit_sam.pt (authors), our .safetensors, or a distillation last.pt/best.pt")
+    p.add_argument("--decoder-checkpoint", help="SAM checkpoint for the prompt encoder and mask decoder (needed for "
+                                                "distillation checkpoints, which hold only the encoder)")
+    p.add_argument("--variant", help="encoder variant (repvit_sam_m2_3, m0_9, ...); default: the checkpoint's")
+    p.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 1024)")
+    p.add_argument("--fused", action="store_true", help="the checkpoint holds a fused encoder")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sam", help="RepViT-SAM: predict, segment-all, export, distill",
+                       description="Segment anything with a RepViT image encoder (segment-anything's prompt encoder "
+                                   "and mask decoder). Needs the sam extra: pip install 'repvit[sam]'.")
+    ss = p.add_subparsers(dest="sam_command", metavar="SAM_COMMAND")
+
+    q = ss.add_parser("predict", help="masks from point / box prompts (SamPredictor)")
+    q.add_argument("image")
+    _model_args(q)
+    q.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
+                   help="a prompt point in image pixels; LABEL 1 foreground (default), 0 background; repeatable")
+    q.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a prompt box in image pixels")
+    q.add_argument("--multimask", action=argparse.BooleanOptionalAction, default=None,
+                   help="three candidates, keep the best (default: only for a single point)")
+    q.add_argument("--output-dir", required=True)
+    q.set_defaults(func=run_predict)
+
+    a = ss.add_parser("segment-all", help="automatic masks for the whole image (SamAutomaticMaskGenerator)")
+    a.add_argument("image")
+    _model_args(a)
+    a.add_argument("--points-per-side", type=int, default=32, help="grid of point prompts (fewer: faster)")
+    a.add_argument("--points-per-batch", type=int, default=64)
+    a.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    a.add_argument("--stability-score-thresh", type=float, default=0.95)
+    a.add_argument("--min-mask-region-area", type=int, default=0)
+    a.add_argument("--output-dir", required=True)
+    a.set_defaults(func=run_segment_all)
+
+    e = ss.add_parser("export", help="encoder.onnx (fused, checked with ONNX Runtime) and decoder.onnx")
+    _model_args(e)
+    e.add_argument("--output-dir", required=True)
+    e.add_argument("--preprocess-in-graph", action="store_true",
+                   help="encoder input: a 0..255 RGB image of any size; resize, normalize and pad inside the graph")
+    e.add_argument("--multimask-decoder", action="store_true", help="decoder returns all candidate masks")
+    e.add_argument("--coreml", action="store_true", help="also write encoder.mlpackage (checked by its spec)")
+    e.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance against the fused PyTorch model")
+    e.set_defaults(func=run_export)
+
+    d = ss.add_parser("distill", help="train a RepViT-SAM encoder on a SAM teacher's image embeddings",
+                      description="Decoupled distillation (MobileSAM / RepViT-SAM): MSE between the student's and "
+                                  "the teacher's image embeddings. Teacher embeddings are cached once (sharded, "
+                                  "resumable). Settings: defaults < --config YAML < --set KEY=VALUE < flags. "
+                                  "torchrun for DDP.")
+    d.add_argument("--config", help="YAML recipe: a path or a name in configs/ (e.g. sam_repvit_m2_3)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--teacher", choices=["vit_h", "vit_l", "vit_b"])
+    d.add_argument("--teacher-checkpoint", help="the SAM checkpoint file (nothing is downloaded)")
+    d.add_argument("--images", help="folder of training images (searched recursively)")
+    d.add_argument("--output-dir")
+    d.add_argument("--model", help="student trunk (default repvit_m2_3)")
+    d.add_argument("--init", help="RepViT classification checkpoint for the trunk (any format)")
+    d.add_argument("--epochs", type=int)
+    d.add_argument("--iters", type=int, help="total optimiser steps (overrides --epochs)")
+    d.add_argument("--batch-size", type=int, help="per process")
+    d.add_argument("--lr", type=float, help="for a total batch of lr_base_batch (8)")
+    d.add_argument("--img-size", type=int)
+    d.add_argument("--resume", help="'auto' or a checkpoint path")
+    d.add_argument("--seed", type=int)
+    d.add_argument("--cache-dir", help="teacher-embedding cache root (default ~/.cache/repvit/sam_embeddings)")
+    d.add_argument("--max-images", type=int)
+    d.add_argument("--amp", action="store_true", default=None)
+    d.add_argument("--amp-dtype", choices=["bfloat16", "float16"])
+    d.add_argument("--channels-last", action="store_true", default=None)
+    d.add_argument("--compile", action="store_true", default=None)
+    d.add_argument("--workers", type=int)
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    d.add_argument("--threads", type=int)
+    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--print-config", action="store_true")
+    d.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
+    d.set_defaults(func=run_distill)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from repvit.sam import build_repvit_sam
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return build_repvit_sam(args.checkpoint, fused=args.fused, variant=args.variant, img_size=args.img_size,
+                            decoder_checkpoint=args.decoder_checkpoint)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png
+    from repvit.sam.preprocess import load_rgb
+
+    points = [parse_point(p) for p in args.point]
+    box = parse_box(args.box) if args.box else None
+    image = load_rgb(args.image)
+    pred = predict_masks(_load(args), image, points, box, args.multimask)
+    out, stem = Path(args.output_dir), Path(args.image).stem
+    m = save_png(pred.mask, out / f"{stem}_mask.png")
+    o = save_png(mask_overlay(image, pred.mask, points, box), out / f"{stem}_overlay.png")
+    print(f"mask: {m} ({int(pred.mask.sum())} px, predicted IoU {pred.score:.3f})\noverlay: {o}")
+    return 0
+
+
+def run_segment_all(args: argparse.Namespace) -> int:
+    from repvit.sam.predict import masks_overlay, save_png, segment_everything
+    from repvit.sam.preprocess import load_rgb
+
+    image = load_rgb(args.image)
+    masks = segment_everything(_load(args), image, points_per_side=args.points_per_side,
+                               points_per_batch=args.points_per_batch, pred_iou_thresh=args.pred_iou_thresh,
+                               stability_score_thresh=args.stability_score_thresh,
+                               min_mask_region_area=args.min_mask_region_area)
+    out = Path(args.output_dir) / f"{Path(args.image).stem}_masks.png"
+    save_png(masks_overlay(image, masks), out)
+    print(f"{len(masks)} masks; overlay: {out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from repvit.sam.export import export_decoder_onnx, export_encoder_coreml, export_encoder_onnx
+
+    sam = _load(args)
+    out = Path(args.output_dir)
+    enc = export_encoder_onnx(sam, out / "encoder.onnx", preprocess=args.preprocess_in_graph, rtol=args.rtol)
+    dec = export_decoder_onnx(sam, out / "decoder.onnx", return_single_mask=not args.multimask_decoder,
+                              rtol=args.rtol)
+    print(f"encoder: {enc['path']} (fused; ONNX Runtime vs PyTorch max rel diff {enc['parity']['max_rel_diff']:.2e}"
+          f"{'; preprocessing in the graph' if enc['preprocess'] else ''})")
+    print(f"decoder: {dec['path']} (inputs {', '.join(dec['inputs'])}; max rel diff "
+          f"{dec['parity']['max_rel_diff']:.2e})")
+    if args.coreml:
+        cm = export_encoder_coreml(sam, out / "encoder.mlpackage")
+        spec = cm["spec"]
+        print(f"core ml: {cm['path']} (ML program {spec['is_ml_program']}; inputs "
+              f"{[(i['name'], i['shape']) for i in spec['inputs']]}; outputs "
+              f"{[(o['name'], o['shape']) for o in spec['outputs']]})")
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from repvit.sam.distill import SamDistillConfig, distill
+    from repvit.train.config import load_config, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    overrides.update({key: getattr(args, flag) for flag, key in _DISTILL_FLAGS.items()
+                      if getattr(args, flag) is not None})
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = load_config(args.config, overrides, cls=SamDistillConfig)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
+    res = distill(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "model"}))
+    elif res["interrupted"]:
+        print(f"interrupted after {res['epochs']} epochs; resume with --resume auto ({res['last_checkpoint']})")
+    else:
+        print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out embedding "
+              f"MSE {res['eval'].get('mse', float('nan')):.5f} (best {-res['best']:.5f})")
+        print(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
+        print(f"  teacher cache: {res['cache_dir']} ({res['teacher_shards_computed']} shards computed this run)")
+        if res["sam_checkpoint"]:
+            print(f"  RepViT-SAM (student encoder + teacher decoder): {res['sam_checkpoint']}")
+        if res["curves_png"]:
+            print(f"  curves: {res['curves_png']}")
+    return 130 if res["interrupted"] else 0
