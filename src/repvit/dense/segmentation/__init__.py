@@ -1,0 +1,13 @@
+"""Semantic segmentation: Semantic FPN on RepViT (PAPER.md §7), trained on the shared engine.
+
+* :mod:`.model`     — :class:`SemanticFPNHead`, :class:`SemanticFPN`, :func:`build_semantic_fpn`
+* :mod:`.data`      — the ADE20K-layout reader, joint v2 transforms, the collate
+* :mod:`.metrics`   — mIoU / pixel accuracy / per-class IoU from a confusion matrix
+* :mod:`.task`      — :class:`SegmentConfig`, :class:`SegmentTask`, :func:`train_segmentation`, checkpoints
+* :mod:`.inference` — checkpoint evaluation and prediction to PNGs
+* :mod:`.export`    — fused ONNX export with dynamic height and width, ONNX Runtime parity
+"""
+
+from .model import SemanticFPN, SemanticFPNHead, build_semantic_fpn
+
+__all__ = ["SemanticFPN", "SemanticFPNHead", "build_semantic_fpn"]

@@ -1,0 +1,67 @@
+"""ONNX export of the fused Semantic FPN, with dynamic batch, height and width, checked against ONNX Runtime.
+
+The graph takes the normalised image ``input`` ``(N, 3, H, W)`` (normalisation is not in the graph; the mean and
+std are in the metadata) and returns ``logits`` ``(N, num_classes, H, W)``. It is exported from the fused model
+(re-parameterized backbone, head conv+BN folded) with PyTorch's TorchScript-based exporter, like the
+classification exports (:mod:`repvit.deploy.onnx_export`), and every size in ``check_sizes`` is run in ONNX
+Runtime and compared with the fused PyTorch model (max |difference| relative to max |logit|).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repvit.deploy.onnx_export import OPSET, add_metadata, make_session, run_session
+from repvit.deploy.parity import compare_outputs
+from repvit.models.checkpoint import atomic_write
+
+from .model import SemanticFPN
+
+__all__ = ["export_segmenter_onnx"]
+
+
+def export_segmenter_onnx(
+    model: SemanticFPN,
+    output: str | Path,
+    *,
+    example_size: tuple[int, int] = (64, 64),
+    check_sizes: Sequence[tuple[int, int]] = ((64, 64), (96, 128)),
+    rtol: float = 1e-4,
+    opset: int = OPSET,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fuse ``model``, export it to ``output`` (written atomically) and check parity at ``check_sizes``.
+
+    Returns ``path``, ``max_rel_diff``, ``checked`` (sizes) and ``opset``; raises
+    :class:`repvit.deploy.parity.ParityError` when ONNX Runtime differs by more than ``rtol``.
+    """
+    from repvit.deploy._optional import require
+
+    require("onnx", "ONNX export")
+    require("onnxruntime", "the ONNX parity check")
+    fused = model.fuse().float().eval()
+    example = torch.randn(1, 3, *example_size)
+    axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(fused, (example,), buf, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
+    data = add_metadata(buf.getvalue(), {"task": "segment", "num_classes": fused.num_classes, **(metadata or {})})
+    sess = make_session(data, threads=1)
+    report = None
+    g = torch.Generator().manual_seed(0)
+    for h, w in check_sizes:
+        x = torch.randn(2, 3, h, w, generator=g)
+        with torch.no_grad():
+            ref = fused(x)
+        report = compare_outputs(run_session(sess, x), [ref], rtol, f"onnxruntime, 2x3x{h}x{w}", ["logits"], report)
+    path = atomic_write(output, lambda tmp: Path(tmp).write_bytes(data))
+    return {"path": str(path), "max_rel_diff": report.max_rel_diff if report else None,
+            "checked": [list(s) for s in check_sizes], "opset": opset}
