@@ -1,0 +1,13 @@
+"""Object detection and instance segmentation on RepViT: torchvision's Mask R-CNN, Faster R-CNN and RetinaNet.
+
+* :mod:`.model`    — the detectors on :class:`~repvit.dense.RepViTFPN`, fusing, weight loading.
+* :mod:`.coco`     — COCO-layout data (torchvision's CocoDetection), category-id maps, the COCO writer.
+* :mod:`.data`     — the built-in digit scenes or COCO data with ``transforms.v2`` augmentation.
+* :mod:`.evaluate` — COCO results and COCOeval (pycocotools).
+* :mod:`.task`     — the ``detect`` task on the shared training engine, its config, checkpoint evaluation.
+* :mod:`.predict`, :mod:`.export` — drawn predictions, ONNX export with ONNX Runtime parity.
+"""
+
+from .model import DETECTORS, DetectorSpec, build_detector, fuse_detector
+
+__all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector"]

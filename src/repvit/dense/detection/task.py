@@ -1,0 +1,250 @@
+"""Detection as a :class:`~repvit.train.task.Task` on the shared engine, its config, and checkpoint evaluation.
+
+``repvit detect train`` runs :class:`DetectTask` with a :class:`DetectConfig` through
+:func:`repvit.train.run.run_task` (checkpoints, exact resume, DDP, AMP, progress, ``metrics.jsonl``, curves).
+The config's defaults are the built-in digits recipe (``configs/detect_digits.yaml``); the paper's Mask R-CNN 1x
+recipe is ``configs/detect_maskrcnn_coco_1x.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from repvit.train.config import EngineConfig
+from repvit.train.task import Task, TaskData
+
+from .coco import CategoryMap
+from .data import DetectionData, build_detection_data, detect_collate
+from .evaluate import coco_evaluate, detections_to_coco
+from .model import DETECTORS, DetectorSpec, build_detector, load_detector_weights
+
+__all__ = ["DetectConfig", "DetectTask", "detector_spec", "init_detector", "evaluate_checkpoint",
+           "load_detector_checkpoint"]
+
+_log = logging.getLogger("repvit.detect")
+
+
+@dataclass(frozen=True)
+class DetectConfig(EngineConfig):
+    """A detection run: the engine's fields plus the detector, its data and its heads (defaults: digits recipe)."""
+
+    model: str = "repvit_m0_6"
+    output_dir: str = "runs/detect"
+    img_size: int = 64  # short side after resizing (keeping the aspect ratio)
+    max_size: int | None = None  # long side at most; None: img_size x 1333 / 800
+    detector: str = "maskrcnn"  # maskrcnn | fasterrcnn | retinanet
+    taps: str = "stage"
+    frozen_bn: bool = True
+    backbone_checkpoint: str | None = None  # classification checkpoint (any format), authors' downstream file, or ours
+    hflip: float = 0.0
+    # schedule (the engine's fields with detection defaults)
+    epochs: int = 6
+    batch_size: int = 8
+    lr: float = 2e-3  # for a total batch of lr_base_batch
+    lr_base_batch: int = 16
+    min_lr: float = 1e-5
+    warmup_epochs: int = 0
+    warmup_steps: int | None = 50
+    weight_decay: float = 0.05
+    clip_grad: float | None = 5.0
+    clip_mode: str = "norm"
+    model_ema: bool = False
+    # heads (see DetectorSpec; MMDetection's defaults in the paper recipe, leaner ones here)
+    fpn_channels: int = 256
+    anchor_scale: int = 4
+    rpn_batch_size_per_image: int = 256
+    rpn_pre_nms_top_n_train: int = 500
+    rpn_post_nms_top_n_train: int = 250
+    rpn_pre_nms_top_n_test: int = 500
+    rpn_post_nms_top_n_test: int = 250
+    box_batch_size_per_image: int = 64
+    box_head_dim: int = 256
+    mask_head_channels: int = 64
+    mask_head_convs: int = 4
+    roi_sampling_ratio: int = 1
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    # data
+    scene_size: int = 64
+    scene_min_digits: int = 1
+    scene_max_digits: int = 4
+    train_scenes: int = 2000
+    val_scenes: int = 256
+    train_subset: int | None = None
+    val_subset: int | None = None
+    train_images: str | None = None  # COCO layout: other image folders / annotation files, relative to --data
+    val_images: str | None = None
+    train_annotations: str | None = None
+    val_annotations: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}.")
+        if self.img_size < 32:
+            raise ValueError(f"img_size must be at least 32 (the RepViT minimum input), got {self.img_size}.")
+
+    @property
+    def min_size(self) -> int:
+        return self.img_size
+
+    @property
+    def resolved_max_size(self) -> int:
+        return self.max_size or math.ceil(self.img_size * 1333 / 800)
+
+
+def detector_spec(cfg: DetectConfig) -> DetectorSpec:
+    """The detector architecture a config asks for."""
+    spec = DetectorSpec.from_config(cfg)
+    import dataclasses
+
+    return dataclasses.replace(spec, min_size=cfg.img_size, max_size=cfg.resolved_max_size)
+
+
+def init_detector(model: nn.Module, path: str | os.PathLike) -> None:
+    """Initial weights: a detection checkpoint of ours (whole detector; class layers of another class count are
+    re-initialized with a warning), else backbone weights from any classification or downstream checkpoint."""
+    from repvit.dense import load_backbone_checkpoint
+
+    obj = None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (safetensors and others: the backbone reader names the problem)
+        obj = None
+    if isinstance(obj, dict) and obj.get("task") == "detect" and isinstance(obj.get("model"), dict):
+        load_detector_weights(model, obj["model"], source=str(path))
+        _log.info("initialized the detector from %s", path)
+        return
+    res = load_backbone_checkpoint(model.backbone.backbone, path)
+    _log.info("initialized the backbone from %s (%s format)", path, res.source_format)
+
+
+def _to(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in target.items()}
+
+
+class DetectTask(Task):
+    """Mask R-CNN / Faster R-CNN / RetinaNet training and COCO evaluation (``cfg``: a :class:`DetectConfig`)."""
+
+    name: ClassVar[str] = "detect"
+    best_metric: ClassVar[str] = "bbox_ap"
+    default_eval_batch_size: ClassVar[int] = 8
+    plot_label: ClassVar[str] = "box AP"
+
+    def __init__(self):
+        self.data: DetectionData | None = None
+
+    def build_data(self, cfg: DetectConfig, info) -> TaskData:
+        self.data = build_detection_data(cfg)
+        cats = self.data.categories
+        if cfg.num_classes is not None and cfg.num_classes != len(cats.category_ids):
+            raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {len(cats.category_ids)} categories.")
+        meta = {"num_classes": cats.num_classes, **cats.to_meta(), "detector": cfg.detector,
+                "data_stats": self.data.stats}
+        return TaskData(self.data.train, self.data.val, collate=detect_collate, meta=meta)
+
+    def build_model(self, cfg: DetectConfig, data: TaskData) -> nn.Module:
+        model = build_detector(detector_spec(cfg), data.meta["num_classes"])
+        if cfg.backbone_checkpoint and not self.resuming:
+            init_detector(model, cfg.backbone_checkpoint)
+        return model
+
+    def train_step(self, model: nn.Module, batch, device: torch.device):
+        images, targets = batch
+        images = [im.to(device, non_blocking=True) for im in images]
+        losses = model(images, [_to(t, device) for t in targets])
+        return sum(losses.values()), len(images)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
+        return evaluate_detector(model, loader, device, self.data.categories, self.data.val_gt,
+                                 masks=self.cfg.detector == "maskrcnn")
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        parts = [f"box AP {metrics['bbox_ap']:.4f}"]
+        if metrics.get("mask_ap") is not None:
+            parts.append(f"mask AP {metrics['mask_ap']:.4f}")
+        return "  ".join(parts)
+
+
+@torch.no_grad()
+def evaluate_detector(model: nn.Module, loader, device: torch.device, categories: CategoryMap, gt, *,
+                      masks: bool) -> dict[str, Any]:
+    """COCO AP of ``model`` over ``loader`` (this rank's shard; results are gathered so every rank returns the
+    same numbers)."""
+    from repvit.train.distributed import all_gather_object
+
+    model.eval()
+    results: list[dict[str, Any]] = []
+    ids: list[int] = []
+    for images, targets in loader:
+        outputs = model([im.to(device) for im in images])
+        batch_ids = [int(t["image_id"]) for t in targets]
+        results += detections_to_coco(outputs, batch_ids, categories)
+        ids += batch_ids
+    gathered = all_gather_object((results, ids))
+    results = [r for rs, _ in gathered for r in rs]
+    ids = sorted({i for _, part in gathered for i in part})
+    return coco_evaluate(gt, results, ids, masks=masks)
+
+
+def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model") -> tuple[nn.Module, DetectConfig,
+                                                                                             dict[str, Any]]:
+    """The detector of a ``repvit detect train`` checkpoint (eval mode), its config and meta.
+
+    ``weights``: ``model`` (the trained weights) or ``ema`` (the EMA copy, when the run kept one).
+    """
+    from repvit.train.checkpoint import load_train_checkpoint
+
+    ckpt = load_train_checkpoint(path)
+    if ckpt.get("task") != "detect":
+        raise ValueError(f"{path} is a {ckpt.get('task', 'classification')} checkpoint, not a detection one; "
+                         "pass a checkpoint written by `repvit detect train`.")
+    names = {f for f in DetectConfig.__dataclass_fields__}
+    cfg = DetectConfig.from_dict({k: v for k, v in ckpt["config"].items() if k in names})
+    meta = dict(ckpt.get("meta") or {})
+    model = build_detector(detector_spec(cfg), int(meta["num_classes"]))
+    sd = ckpt.get(weights)
+    if sd is None:
+        raise ValueError(f"{path} holds no {weights!r} weights (EMA was off in that run); use the model weights.")
+    model.load_state_dict(sd)
+    return model.eval(), cfg, meta
+
+
+def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused: bool = False, batch_size: int = 8,
+                        workers: int = 0, device: str = "cpu", overrides: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """COCO AP of a detection checkpoint on the val split of ``data`` (``digits`` or a COCO-layout folder).
+
+    The val split is read with the checkpoint's own settings (image size, digits scene parameters), which
+    ``overrides`` (config keys) may change. ``fused``: evaluate the deploy form (re-parameterized backbone).
+    """
+    from repvit.data.loader import eval_loader
+
+    from .model import fuse_detector
+
+    model, cfg, meta = load_detector_checkpoint(path)
+    cfg = cfg.replace(data=data, train_subset=None, **(overrides or {}))
+    d = build_detection_data(cfg, train=False)
+    saved = CategoryMap.from_meta(meta)
+    if len(saved.category_ids) != len(d.categories.category_ids):
+        raise ValueError(f"{path} detects {len(saved.category_ids)} categories, {data} has "
+                         f"{len(d.categories.category_ids)}; evaluate on data with the same categories.")
+    if saved.names != d.categories.names:
+        raise ValueError(f"{path} was trained on categories {list(saved.names)[:10]}, {data} has "
+                         f"{list(d.categories.names)[:10]}; the names (in category-id order) must match.")
+    if fused:
+        model = fuse_detector(model, inplace=True)
+    dev = torch.device(device)
+    model.to(dev)
+    loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
+    res = evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
+    return res
