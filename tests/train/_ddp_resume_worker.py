@@ -9,13 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
-from repvit.train import run as runmod
+from repvit.train import classify as clsmod
 from repvit.train import train
 from tests.train._tiny import tiny
 
 out, mode = Path(sys.argv[1]), sys.argv[2]
 if mode == "interrupt" and os.environ["RANK"] == "1":
-    real, calls = runmod._criterion, {"n": 0}
+    real, calls = clsmod.build_criterion, {"n": 0}
 
     def patched(cfg, n, teacher):
         crit, mix = real(cfg, n, teacher)
@@ -28,6 +28,6 @@ if mode == "interrupt" and os.environ["RANK"] == "1":
 
         return crit_sigint, mix
 
-    runmod._criterion = patched
+    clsmod.build_criterion = patched
 train(tiny(out, epochs=2, batch_size=16, train_subset=128, val_subset=64, workers=2, mixup=0.8, cutmix=1.0,
            smoothing=0.1, drop_path=0.05, resume="auto" if mode == "resume" else None))

@@ -14,6 +14,7 @@ import repvit  # noqa: E402
 from repvit.cli.main import main as cli  # noqa: E402
 from repvit.train import NonFiniteLossError, train  # noqa: E402
 from repvit.train import checkpoint as ckmod  # noqa: E402
+from repvit.train import classify as clsmod  # noqa: E402
 from repvit.train import run as runmod  # noqa: E402
 from tests.train._tiny import max_abs_diff, tiny  # noqa: E402
 
@@ -140,7 +141,7 @@ def test_corrupt_images_counted_or_strict(tmp_path):
 
 def _nan_after(monkeypatch, bad_step):
     calls = {"n": 0}
-    real = runmod._criterion
+    real = clsmod.build_criterion
 
     def patched(cfg, n, teacher):
         crit, mix = real(cfg, n, teacher)
@@ -152,7 +153,7 @@ def _nan_after(monkeypatch, bad_step):
 
         return crit_nan, mix
 
-    monkeypatch.setattr(runmod, "_criterion", patched)
+    monkeypatch.setattr(clsmod, "build_criterion", patched)
 
 
 def test_nan_loss_stops_names_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -188,7 +189,7 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
 def _sigint_at(monkeypatch, at_call):
     """Send a real SIGINT to this process during the ``at_call``-th loss computation."""
     calls = {"n": 0}
-    real = runmod._criterion
+    real = clsmod.build_criterion
 
     def patched(cfg, n, teacher):
         crit, mix = real(cfg, n, teacher)
@@ -201,7 +202,7 @@ def _sigint_at(monkeypatch, at_call):
 
         return crit_sigint, mix
 
-    monkeypatch.setattr(runmod, "_criterion", patched)
+    monkeypatch.setattr(clsmod, "build_criterion", patched)
 
 
 def test_ctrl_c_saves_resumable_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
