@@ -82,8 +82,10 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
     return {"path": str(path), "preprocess": preprocess, "parity": report.to_dict()}
 
 
-def decoder_example_inputs(sam: nn.Module, num_points: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Inputs of SAM's ONNX decoder: random embedding and points, a mask input, an original image size."""
+def decoder_example_inputs(sam: nn.Module, num_points: int = 5, seed: int = 0,
+                           orig_im_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """Inputs of SAM's ONNX decoder: random embedding and points, a mask input, an original image size (default
+    3/4 x 1 of the input side)."""
     g = torch.Generator().manual_seed(seed)
     s = int(sam.image_encoder.img_size)
     side = sam.prompt_encoder.image_embedding_size
@@ -93,7 +95,7 @@ def decoder_example_inputs(sam: nn.Module, num_points: int = 5, seed: int = 0) -
         "point_labels": torch.randint(0, 4, (1, num_points), generator=g).float(),
         "mask_input": torch.randn(1, 1, 4 * side[0], 4 * side[1], generator=g),
         "has_mask_input": torch.tensor([1.0]),
-        "orig_im_size": torch.tensor([s * 3 // 4, s], dtype=torch.float32),
+        "orig_im_size": torch.tensor(orig_im_size or (s * 3 // 4, s), dtype=torch.float32),
     }
 
 
@@ -101,10 +103,7 @@ def export_decoder_onnx(sam: nn.Module, path: str | os.PathLike, *, return_singl
                         opset: int = OPSET, rtol: float = 1e-4) -> dict[str, Any]:
     """Write SAM's prompt encoder + mask decoder + mask post-processing as ONNX with ``SamOnnxModel`` (inputs
     :data:`DECODER_INPUTS`, a symbolic number of points) and check it against the same module in PyTorch."""
-    require_sam("the SAM ONNX decoder")
-    from segment_anything.utils.onnx import SamOnnxModel
-
-    model = SamOnnxModel(sam, return_single_mask=return_single_mask).eval()
+    model = _onnx_decoder(sam, return_single_mask)
     example = decoder_example_inputs(sam)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -118,13 +117,36 @@ def export_decoder_onnx(sam: nn.Module, path: str | os.PathLike, *, return_singl
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
     sess = make_session(data, threads=2, level="basic")
     report = ParityReport()
-    for n in (5, 2):  # the exported number of points and another one
-        inputs = decoder_example_inputs(sam, num_points=n, seed=n)
+    s = int(sam.image_encoder.img_size)
+    for n, size in ((5, None), (2, (s + 37, s // 2 - 5))):  # the exported example, then other points and image size
+        inputs = decoder_example_inputs(sam, num_points=n, seed=n, orig_im_size=size)
         with torch.no_grad():
             ref = model(**inputs)
         got = run_decoder_onnx(sess, inputs)
         compare_outputs(got[:2], list(ref[:2]), rtol, f"onnxruntime, {n} points", DECODER_OUTPUTS[:2], report)
     return {"path": str(path), "parity": report.to_dict(), "inputs": DECODER_INPUTS}
+
+
+def _onnx_decoder(sam: nn.Module, return_single_mask: bool) -> nn.Module:
+    """``SamOnnxModel`` whose mask post-processing keeps the crop size symbolic.
+
+    ``SamOnnxModel.mask_postprocessing`` crops with ``int(prepadded_size[i])``, which the tracing exporter records as
+    the example's constant: the decoder would only un-pad images of the example's aspect ratio correctly. Here the crop
+    is a traced slice, so ``orig_im_size`` may be any size; everything else is segment_anything's.
+    """
+    require_sam("the SAM ONNX decoder")
+    import torch.nn.functional as F
+    from segment_anything.utils.onnx import SamOnnxModel
+
+    class DynamicCropSamOnnxModel(SamOnnxModel):
+        def mask_postprocessing(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+            masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+            pre = self.resize_longest_image_size(orig_im_size, self.img_size)
+            masks = masks[..., : pre[0], : pre[1]]
+            size = orig_im_size.to(torch.int64)
+            return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+
+    return DynamicCropSamOnnxModel(sam, return_single_mask=return_single_mask).eval()
 
 
 def run_decoder_onnx(sess, inputs: dict[str, Any]) -> list[torch.Tensor]:
