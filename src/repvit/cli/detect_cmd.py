@@ -1,0 +1,180 @@
+"""``repvit detect``: object detection and instance segmentation (Mask R-CNN, Faster R-CNN, RetinaNet).
+
+Sub-commands: ``train`` (shared engine; torchrun for DDP), ``eval`` (COCO AP as JSON), ``predict`` (drawn PNGs and a
+COCO results JSON), ``export`` (the whole detector to ONNX, checked against ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+# flag -> config key (flags left unset do not override the recipe)
+_FLAGS = {
+    "model": "model", "data": "data", "epochs": "epochs", "batch_size": "batch_size", "output_dir": "output_dir",
+    "seed": "seed", "resume": "resume", "img_size": "img_size", "detector": "detector",
+    "backbone_checkpoint": "backbone_checkpoint", "workers": "workers", "device": "device", "threads": "threads",
+    "amp": "amp", "iters": "iters",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="object detection / instance segmentation: train, eval, predict, export",
+                       description="Mask R-CNN (default), Faster R-CNN and RetinaNet from torchvision on RepViT + FPN.")
+    s = p.add_subparsers(dest="detect_command", metavar="ACTION")
+
+    t = s.add_parser("train", help="train a detector (digits scenes or a COCO-layout folder; torchrun for DDP)",
+                     description="Settings: the detect_digits recipe (defaults) < --config YAML < --set KEY=VALUE < "
+                                 "the named flags. lr is for a total batch of lr_base_batch (16).")
+    t.add_argument("--config", help="YAML recipe: a path or a name in configs/ (detect_digits, "
+                                    "detect_maskrcnn_coco_1x)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable)")
+    t.add_argument("--data", help="'digits' (built-in scenes) or a COCO-layout folder (train2017/, val2017/, "
+                                  "annotations/instances_*.json)")
+    t.add_argument("--output-dir", help="where last.pt, best.pt, metrics.jsonl and curves.png go")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--model", help="backbone: a RepViT model name (repvit list)")
+    t.add_argument("--detector", choices=["maskrcnn", "fasterrcnn", "retinanet"])
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--iters", type=int, help="total optimiser steps (overrides --epochs)")
+    t.add_argument("--img-size", type=int, help="short side after resizing (the long side is capped at x1333/800)")
+    t.add_argument("--batch-size", type=int, help="per process")
+    t.add_argument("--backbone-checkpoint", help="initial weights: a classification checkpoint (any format), the "
+                                                 "authors' detection/segmentation file, or a detect checkpoint")
+    t.add_argument("--resume", help="'auto' (OUTPUT/last.pt if present) or a checkpoint path")
+    t.add_argument("--amp", action="store_true", default=None, help="mixed precision")
+    t.add_argument("--workers", type=int, help="data loader processes")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--threads", type=int, help="CPU threads per process")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
+    t.set_defaults(func=run_train)
+
+    e = s.add_parser("eval", help="COCO box (and mask) AP of a checkpoint on the val split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", default="digits", help="'digits' or a COCO-layout folder (its val split)")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config keys for reading the data (val_images=..., val_annotations=..., val_subset=N)")
+    e.add_argument("--fused", action="store_true", help="evaluate the deploy form (re-parameterized backbone)")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=None, help="CPU threads")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=run_eval)
+
+    pr = s.add_parser("predict", help="draw detections on images; one COCO results JSON")
+    pr.add_argument("images", metavar="IMAGE|DIR")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--output-dir", required=True)
+    pr.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    pr.add_argument("--fused", action="store_true", help="run the deploy form")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=run_predict)
+
+    x = s.add_parser("export", help="export the whole detector (fused backbone) to ONNX; check it in ONNX Runtime")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--output", required=True, help="the .onnx file")
+    x.add_argument("--height", type=int, help="input height (default: the training img_size)")
+    x.add_argument("--width", type=int, help="input width (default: the height)")
+    x.add_argument("--dynamic-size", action="store_true", help="symbolic image height and width")
+    x.add_argument("--image", help="image for the parity check (default: a held-out digits scene for digits "
+                                   "checkpoints, else a random image)")
+    x.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=run_export)
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def resolve_config(args: argparse.Namespace):
+    """The DetectConfig the arguments describe."""
+    from repvit.dense.detection.task import DetectConfig
+    from repvit.train.config import load_config, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items()
+                      if getattr(args, flag, None) is not None})
+    if args.no_progress:
+        overrides["progress"] = False
+    return load_config(args.config, overrides, cls=DetectConfig)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from repvit.dense.detection.task import DetectTask
+    from repvit.train.run import run_task
+
+    cfg = resolve_config(args)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
+    res = run_task(DetectTask(), cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    ev = res["eval"] or {}
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k not in ("model", "meta")}))
+    elif res["interrupted"]:
+        print(f"interrupted after {res['epochs']} complete epochs; resume with: repvit detect train ... --resume "
+              f"auto (checkpoint {res['last_checkpoint']})")
+    else:
+        mask = f", mask AP {ev['mask_ap']:.4f}" if ev.get("mask_ap") is not None else ""
+        print(f"done: {res['epochs']} epochs ({res['steps']} steps) in {res['wall_time_s']:.0f} s, best box AP "
+              f"{res['best']:.4f}; last eval box AP {ev.get('bbox_ap', float('nan')):.4f}{mask}")
+        print(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
+        if res["curves_png"]:
+            print(f"  curves: {res['curves_png']}")
+    return 130 if res["interrupted"] else 0
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from repvit.dense.detection.task import evaluate_checkpoint
+    from repvit.train.config import parse_overrides
+
+    _threads(args.threads)
+    res = evaluate_checkpoint(args.checkpoint, data=args.data, fused=args.fused, batch_size=args.batch_size,
+                              workers=args.workers, device=args.device, overrides=parse_overrides(args.overrides))
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:16s} {v if isinstance(v, int) or v is None else f'{v:.4f}'}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from repvit.dense.detection.predict import predict_images
+
+    res = predict_images(args.checkpoint, args.images, args.output_dir, score_threshold=args.score_threshold,
+                         fused=args.fused, device=args.device)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for item in res["images"]:
+            print(f"{item['image']}: {item['detections']} detections -> {item['png']}")
+        print(f"COCO results: {res['results_json']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from repvit.dense.detection.export import export_checkpoint
+
+    res = export_checkpoint(args.checkpoint, args.output, height=args.height, width=args.width,
+                            dynamic_size=args.dynamic_size, image=args.image, check=not args.no_check)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"wrote {res['onnx']} ({res['input']})")
+        if "parity" in res:
+            print("ONNX Runtime parity: " + ", ".join(f"{k} {v}" for k, v in res["parity"].items()))
+    return 0 if res.get("parity_ok", True) else 1
