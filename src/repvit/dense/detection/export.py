@@ -92,13 +92,32 @@ def onnx_parity(detector: nn.Module, path: str | Path, image: torch.Tensor, *, t
     res["same_count"] = res["detections"] == res["onnx_detections"]
     if not res["same_count"]:
         return res
-    res["labels_equal"] = bool(torch.equal(ref[2].long(), got[2].long()))
+    # detections are a set: pair each PyTorch detection with the nearest ONNX one of the same label (the order of
+    # detections with equal scores may differ between the two runtimes' sorts)
+    order = _match(ref[0].float(), ref[2].long(), got[0].float(), got[2].long())
+    res["labels_equal"] = order is not None
+    if order is None:
+        return res
+    got = [g[order] for g in got]
     res["boxes_max_abs"] = float((ref[0] - got[0]).abs().max()) if ref[0].numel() else 0.0
     res["boxes_max_rel"] = res["boxes_max_abs"] / max(float(ref[0].abs().max()) if ref[0].numel() else 1.0, 1e-12)
     res["scores_max_abs"] = float((ref[1] - got[1]).abs().max()) if ref[1].numel() else 0.0
     if len(ref) == 4:
         res["masks_max_abs"] = float((ref[3] - got[3]).abs().max()) if ref[3].numel() else 0.0
     return res
+
+
+def _match(boxes_a, labels_a, boxes_b, labels_b) -> torch.Tensor | None:
+    """For each detection of ``a``, the index of the same-label detection of ``b`` with the nearest box; None if
+    that is not a one-to-one pairing."""
+    if boxes_a.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    d = torch.cdist(boxes_a, boxes_b)
+    d[labels_a[:, None] != labels_b[None, :]] = float("inf")
+    idx = d.argmin(dim=1)
+    if not torch.isfinite(d.min(dim=1).values).all() or idx.unique().numel() != idx.numel():
+        return None
+    return idx
 
 
 def _parity_ok(p: dict[str, Any]) -> bool:

@@ -196,11 +196,12 @@ def evaluate_detector(model: nn.Module, loader, device: torch.device, categories
     return coco_evaluate(gt, results, ids, masks=masks)
 
 
-def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model") -> tuple[nn.Module, DetectConfig,
-                                                                                             dict[str, Any]]:
+def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
+                             overrides: dict[str, Any] | None = None) -> tuple[nn.Module, DetectConfig, dict[str, Any]]:
     """The detector of a ``repvit detect train`` checkpoint (eval mode), its config and meta.
 
-    ``weights``: ``model`` (the trained weights) or ``ema`` (the EMA copy, when the run kept one).
+    ``weights``: ``model`` (the trained weights) or ``ema`` (the EMA copy, when the run kept one). ``overrides``
+    change config keys that do not alter the weights (score threshold, detections per image, data keys).
     """
     from repvit.train.checkpoint import load_train_checkpoint
 
@@ -208,14 +209,20 @@ def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model")
     if ckpt.get("task") != "detect":
         raise ValueError(f"{path} is a {ckpt.get('task', 'classification')} checkpoint, not a detection one; "
                          "pass a checkpoint written by `repvit detect train`.")
-    names = {f for f in DetectConfig.__dataclass_fields__}
+    names = set(DetectConfig.__dataclass_fields__)
     cfg = DetectConfig.from_dict({k: v for k, v in ckpt["config"].items() if k in names})
+    if overrides:
+        cfg = cfg.replace(**overrides)
     meta = dict(ckpt.get("meta") or {})
     model = build_detector(detector_spec(cfg), int(meta["num_classes"]))
     sd = ckpt.get(weights)
     if sd is None:
         raise ValueError(f"{path} holds no {weights!r} weights (EMA was off in that run); use the model weights.")
-    model.load_state_dict(sd)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the detector its config describes "
+                         f"(were architecture keys overridden?): {str(e)[:300]}") from None
     return model.eval(), cfg, meta
 
 
@@ -225,14 +232,15 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     """COCO AP of a detection checkpoint on the val split of ``data`` (``digits`` or a COCO-layout folder).
 
     The val split is read with the checkpoint's own settings (image size, digits scene parameters), which
-    ``overrides`` (config keys) may change. ``fused``: evaluate the deploy form (re-parameterized backbone).
+    ``overrides`` (config keys: ``val_subset``, ``val_annotations``, ``box_score_thresh``, ...) may change.
+    ``fused``: evaluate the deploy form (re-parameterized backbone).
     """
     from repvit.data.loader import eval_loader
 
     from .model import fuse_detector
 
-    model, cfg, meta = load_detector_checkpoint(path)
-    cfg = cfg.replace(data=data, train_subset=None, **(overrides or {}))
+    model, cfg, meta = load_detector_checkpoint(path, overrides={"data": data, "train_subset": None,
+                                                                 **(overrides or {})})
     d = build_detection_data(cfg, train=False)
     saved = CategoryMap.from_meta(meta)
     if len(saved.category_ids) != len(d.categories.category_ids):
@@ -246,5 +254,4 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     dev = torch.device(device)
     model.to(dev)
     loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
-    res = evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
-    return res
+    return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")

@@ -1,0 +1,115 @@
+"""Detectors on RepViT: torchvision composition, exact fusing (float64, randomized BN), ONNX Runtime parity, and
+a few training iterations + COCO evaluation for Faster R-CNN and RetinaNet on the shared engine."""
+
+import pytest
+import torch
+
+from repvit.dense.detection import DETECTORS, DetectorSpec, build_detector, fuse_detector
+from tests.helpers import randomize_bn
+
+TINY = dict(model="repvit_m0_6", fpn_channels=16, min_size=64, max_size=64, box_head_dim=32, mask_head_channels=8,
+            mask_head_convs=1, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=100, anchor_scale=4)
+
+
+def _detector(kind: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = build_detector(DetectorSpec(detector=kind, **{**TINY, **kw}), 11)
+    randomize_bn(m.backbone)
+    if kind == "retinanet":  # spread the class scores so detections are many and their order has no ties
+        torch.nn.init.normal_(m.head.classification_head.cls_logits.weight, std=5.0)
+        m.score_thresh = 0.0
+    else:
+        m.roi_heads.score_thresh = 0.0
+    return m.eval()
+
+
+def test_composition_matches_the_issue():
+    from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+    from repvit.dense import DenseBackbone, RepViTFPN
+
+    m = build_detector(DetectorSpec(), 81)  # the paper recipe's heads (MMDetection defaults)
+    assert isinstance(m, MaskRCNN) and isinstance(m.backbone, RepViTFPN) and m.backbone.out_channels == 256
+    assert isinstance(m.backbone.backbone, DenseBackbone) and m.backbone.backbone.taps == "stage"
+    assert m.backbone.backbone.frozen_bn and isinstance(m.backbone.fpn.extra_blocks, LastLevelMaxPool)
+    with torch.no_grad():
+        levels = m.backbone(torch.zeros(1, 3, 256, 256))
+    assert [(k, v.shape[-1]) for k, v in levels.items()] == [("0", 64), ("1", 32), ("2", 16), ("3", 8), ("pool", 4)]
+    assert m.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))
+    assert m.roi_heads.box_roi_pool.output_size == (7, 7) and m.roi_heads.mask_roi_pool.output_size == (14, 14)
+    assert m.roi_heads.box_head.fc7.out_features == 1024 and len(m.roi_heads.mask_head) == 4
+    assert m.roi_heads.fg_bg_sampler.batch_size_per_image == 512
+    assert m.transform.min_size == (800,) and m.transform.max_size == 1333
+    assert isinstance(build_detector(DetectorSpec(detector="fasterrcnn"), 3), FasterRCNN)
+    r = build_detector(DetectorSpec(detector="retinanet"), 3)
+    assert isinstance(r, RetinaNet) and isinstance(r.backbone.fpn.extra_blocks, LastLevelP6P7)
+    with torch.no_grad():
+        levels = r.backbone(torch.zeros(1, 3, 256, 256))
+    assert [(k, v.shape[-1]) for k, v in levels.items()] == [("1", 32), ("2", 16), ("3", 8), ("p6", 4), ("p7", 2)]
+    with pytest.raises(ValueError, match="detector must be one of"):
+        DetectorSpec(detector="yolo")
+
+
+def test_frozen_bn_statistics_do_not_move_in_training():
+    m = _detector("maskrcnn").train()
+    bn = [x for x in m.backbone.backbone.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    before = [b.running_mean.clone() for b in bn]
+    target = {"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([3]),
+              "masks": torch.zeros(1, 64, 64, dtype=torch.uint8)}
+    target["masks"][0, 4:30, 4:30] = 1
+    loss = sum(m([torch.rand(3, 64, 64)], [target]).values())
+    loss.backward()
+    assert all(not b.training for b in bn)
+    assert all(torch.equal(a, b.running_mean) for a, b in zip(before, bn))
+    assert bn[0].weight.grad is not None  # affine parameters still train
+
+
+@pytest.mark.parametrize("kind", DETECTORS)
+def test_fused_detector_gives_the_same_detections_float64(kind):
+    m = _detector(kind).double()
+    f = fuse_detector(m)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.backbone.backbone.modules())
+    x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        a, b = m([x])[0], f([x])[0]
+    assert a["boxes"].shape[0] > 10 and a["boxes"].shape == b["boxes"].shape
+    assert torch.equal(a["labels"], b["labels"])
+    assert ((a["boxes"] - b["boxes"]).abs().max() / a["boxes"].abs().max()).item() <= 1e-6
+    assert (a["scores"] - b["scores"]).abs().max().item() <= 1e-6
+    if kind == "maskrcnn":
+        assert (a["masks"] - b["masks"]).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("kind", ["fasterrcnn", pytest.param("maskrcnn", marks=pytest.mark.slow),
+                                  pytest.param("retinanet", marks=pytest.mark.slow)])
+def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from repvit.dense.detection.export import _parity_ok, export_detector_onnx, onnx_parity
+
+    m = fuse_detector(_detector(kind))
+    path = export_detector_onnx(m, tmp_path / "d.onnx", height=64, width=64, metadata={"class_names": ["a"]})
+    p = onnx_parity(m, path, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(2)))
+    assert p["detections"] > 10 and p["same_count"] and p["labels_equal"], p
+    assert _parity_ok(p), p
+    import onnx
+
+    props = {q.key: q.value for q in onnx.load(str(path)).metadata_props}
+    assert props["class_names"] == '["a"]'
+
+
+@pytest.mark.parametrize("kind", ["fasterrcnn", "retinanet"])
+def test_other_detectors_train_a_few_iterations_and_evaluate(kind, tmp_path):
+    from repvit.dense.detection.task import DetectConfig, DetectTask
+    from repvit.train.run import run_task
+
+    cfg = DetectConfig(output_dir=str(tmp_path), detector=kind, iters=3, batch_size=2, img_size=64, train_scenes=16,
+                       val_scenes=200, val_subset=8, fpn_channels=16, box_head_dim=32, progress=False,
+                       tensorboard=False, plot=False, warmup_steps=1)
+    res = run_task(DetectTask(), cfg)
+    assert res["steps"] == 3 and not res["interrupted"]
+    ev = res["eval"]
+    assert ev["images"] == 8 and 0.0 <= ev["bbox_ap"] <= 1.0 and "mask_ap" not in ev
+    ck = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert ck["task"] == "detect" and ck["meta"]["category_ids"] == list(range(1, 11))
+    assert ck["config"]["detector"] == kind
