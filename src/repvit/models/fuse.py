@@ -27,7 +27,7 @@ def fuse_model(model: nn.Module, inplace: bool = False) -> nn.Module:
 
     The result keeps the model's dtype and device (fusing computes in that dtype), is in eval mode, and fusing it
     again changes nothing. Works on classifiers, ``features_only`` backbones and any module containing RepViT
-    layers.
+    layers; the ``pretrained_cfg`` of the result names the fused first conv and classifier.
 
     Args:
         model: a model built by :func:`repvit.create_model` (or any module with fusable layers).
@@ -41,6 +41,10 @@ def fuse_model(model: nn.Module, inplace: bool = False) -> nn.Module:
     if isinstance(model, FusableMixin):
         return model.fuse()
     _fuse_children(model)
+    if getattr(model, "pretrained_cfg", None):
+        from .pretrained import refresh_pretrained_cfg
+
+        refresh_pretrained_cfg(model)  # fused layers have other names (stem.conv1, head)
     return model
 
 

@@ -17,10 +17,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, SqueezeExcite
+from timm.models import FeatureInfo
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.utils.checkpoint import checkpoint
 
 from .config import BlockConfig, RepViTConfig
 from .layers import ConvMlp, ConvNorm, FusableMixin, LegacyRepVGGDW, NormLinear, RepVGGDW
+from .pretrained import init_pretrained_cfg, refresh_pretrained_cfg
 
 __all__ = [
     "RepViTBlock",
@@ -31,9 +34,13 @@ __all__ = [
     "RepViT",
     "RepViTFeatures",
     "MIN_INPUT_SIZE",
+    "GLOBAL_POOL_TYPES",
+    "check_input",
+    "global_pool_2d",
 ]
 
 MIN_INPUT_SIZE = 32
+GLOBAL_POOL_TYPES = ("avg", "")
 
 
 def _token_mixer(kind: str, dim: int, kernel_size: int) -> nn.Module:
@@ -140,7 +147,8 @@ class RepViTClassifier(FusableMixin, nn.Module):
     """BN + Linear head, optionally with a second (distillation) head.
 
     With distillation the module returns ``(cls_logits, dist_logits)`` in train mode and their mean in eval
-    mode; its deploy form is one Linear layer holding the average of both fused heads.
+    mode; its deploy form is one Linear layer holding the average of both fused heads. Without distillation (or
+    without classes) ``head_dist`` is ``None``: TorchScript compiles both branches, so the attribute always exists.
     """
 
     def __init__(self, dim: int, num_classes: int, distillation: bool = False):
@@ -148,11 +156,10 @@ class RepViTClassifier(FusableMixin, nn.Module):
         self.num_classes = num_classes
         self.distillation = distillation
         self.head = NormLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
-        if distillation:
-            self.head_dist = NormLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_dist = NormLinear(dim, num_classes) if distillation and num_classes > 0 else None
 
     def forward(self, x: torch.Tensor):
-        if not self.distillation:
+        if self.head_dist is None:
             return self.head(x)
         x1, x2 = self.head(x), self.head_dist(x)
         if self.training and not torch.jit.is_scripting():
@@ -164,14 +171,22 @@ class RepViTClassifier(FusableMixin, nn.Module):
         if self.num_classes <= 0:
             return nn.Identity()
         head = self.head.fuse()
-        if self.distillation:
+        if self.head_dist is not None:
             dist = self.head_dist.fuse()
             head.weight.data.add_(dist.weight).mul_(0.5)
             head.bias.data.add_(dist.bias).mul_(0.5)
         return head
 
 
-def _check_input(x: torch.Tensor, in_chans: int) -> None:
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Eager-mode input check with errors that say how to fix the input.
+
+    Call it as ``if not torch.jit.is_scripting(): check_input(x, c)``: it does nothing while torch.fx or
+    ``torch.jit.trace`` traces the model (a shape test on a traced value would be control flow, or would be frozen
+    into the trace), and TorchScript never compiles it.
+    """
+    if torch.jit.is_tracing() or is_fx_symbolic_tracing():
+        return
     if x.dim() != 4:
         raise ValueError(f"RepViT expects a 4-D input (N, C, H, W), got a tensor of shape {tuple(x.shape)}.")
     if x.shape[1] != in_chans:
@@ -183,6 +198,30 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
         raise ValueError(
             f"RepViT needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} px (total stride 32), got "
             f"{x.shape[2]}x{x.shape[3]}. Resize the images up."
+        )
+
+
+_check_input = check_input  # the former private name, still imported by other modules
+
+
+def global_pool_2d(x: torch.Tensor, pool_type: str) -> torch.Tensor:
+    """Global average pooling ``(N, C, H, W) -> (N, C)`` for ``"avg"``; the input unchanged for ``""``.
+
+    The mean is taken with ``keepdim=True`` and then flattened: ExecuTorch's XNNPACK delegate lowers that form
+    (a 4-D mean), so a whole model goes to the delegate in one piece.
+    """
+    if pool_type == "avg":
+        return x.mean((2, 3), keepdim=True).flatten(1)
+    return x
+
+
+def check_global_pool(global_pool: str, num_classes: int) -> None:
+    if global_pool not in GLOBAL_POOL_TYPES:
+        raise ValueError(f"global_pool must be 'avg' (average pooling) or '' (no pooling), got {global_pool!r}.")
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(
+            f"global_pool='' returns unpooled (N, C, H, W) features, which a {num_classes}-class head cannot take; "
+            "use num_classes=0 with it, or global_pool='avg' for a classifier."
         )
 
 
@@ -241,6 +280,12 @@ class _Backbone(nn.Module):
         return fuse_model(self, inplace=inplace)
 
 
+def _new_head(model: nn.Module, head: nn.Module) -> nn.Module:
+    """``head`` on the model's device and dtype and in its train/eval mode."""
+    ref = next(model.parameters())
+    return head.to(ref.device, ref.dtype).train(model.training)
+
+
 def _take_indices(num: int, indices: int | Sequence[int] | None) -> list[int]:
     if indices is None:
         return list(range(num))
@@ -265,6 +310,11 @@ class RepViT(_Backbone):
         distillation: add a second (distillation) head, DeiT style.
         drop_rate: dropout before the head.
         drop_path_rate: stochastic depth, increasing linearly over the residual FFNs.
+        global_pool: ``"avg"``, or ``""`` for no pooling (with ``num_classes=0``: ``forward`` returns the
+            ``(N, C, H, W)`` features).
+
+    ``pretrained_cfg`` (alias ``default_cfg``) holds the preprocessing the weights expect, as in timm (see
+    :mod:`repvit.models.pretrained`).
     """
 
     def __init__(
@@ -275,32 +325,48 @@ class RepViT(_Backbone):
         distillation: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
     ):
         super().__init__()
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        check_global_pool(global_pool, num_classes)
         self._build_backbone(cfg, in_chans, drop_path_rate)
         self.num_classes = num_classes
         self.distillation = distillation
+        self.global_pool = global_pool
         self.feature_info = list(self.stage_info)
         self.head_hidden_size = self.num_features
         self.head_drop = nn.Dropout(drop_rate)
         self.head = RepViTClassifier(self.num_features, num_classes, distillation)
+        init_pretrained_cfg(self)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
     @torch.jit.ignore
-    def reset_classifier(self, num_classes: int, distillation: bool | None = None) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` classes (0 removes it)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None,
+                         distillation: bool | None = None) -> None:
+        """Replace the head with a freshly initialised one, as timm's ``reset_classifier`` does.
+
+        Args:
+            num_classes: classes of the new head; 0 removes it (the model returns pooled features).
+            global_pool: ``"avg"`` (the default) or ``""``: no pooling and no head, the model returns the
+                ``(N, C, H, W)`` features. ``None`` keeps the current setting.
+            distillation: give the new head a distillation head; ``None`` keeps the current setting.
+
+        The new head takes the model's device, dtype and train/eval mode.
+        """
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        self.num_classes = num_classes
+        pool = self.global_pool if global_pool is None else global_pool
+        check_global_pool(pool, num_classes)
+        self.num_classes, self.global_pool = num_classes, pool
         if distillation is not None:
             self.distillation = distillation
-        ref = next(self.parameters())
-        self.head = RepViTClassifier(self.num_features, num_classes, self.distillation).to(ref.device, ref.dtype)
+        self.head = _new_head(self, RepViTClassifier(self.num_features, num_classes, self.distillation))
+        refresh_pretrained_cfg(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -309,7 +375,7 @@ class RepViT(_Backbone):
         return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        x = self.head_drop(x.mean((2, 3)))
+        x = self.head_drop(global_pool_2d(x, self.global_pool))
         if pre_logits:
             return x
         return self.head(x)
@@ -345,8 +411,8 @@ class RepViT(_Backbone):
         return x, intermediates
 
     def forward(self, x: torch.Tensor):
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
-            _check_input(x, self.in_chans)
+        if not torch.jit.is_scripting():
+            check_input(x, self.in_chans)
         return self.forward_head(self.forward_features(x))
 
 
@@ -367,19 +433,24 @@ class RepViTFeatures(_Backbone):
         super().__init__()
         self._build_backbone(cfg, in_chans, drop_path_rate)
         self.out_indices = _take_indices(cfg.num_stages, list(out_indices))
-        self.feature_info = [self.stage_info[i] for i in self.out_indices]
+        # timm's feature models: all stages described, channels()/reduction()/module_name() give the selected ones
+        self.feature_info = FeatureInfo([dict(f) for f in self.stage_info], tuple(self.out_indices))
         # only keep the stages that are needed
         self.stages = self.stages[: max(self.out_indices) + 1]
+        self.num_classes = 0
+        init_pretrained_cfg(self)
 
+    @torch.jit.ignore
     def feature_channels(self) -> list[int]:
-        return [f["num_chs"] for f in self.feature_info]
+        return self.feature_info.channels()
 
+    @torch.jit.ignore
     def feature_strides(self) -> list[int]:
-        return [f["reduction"] for f in self.feature_info]
+        return self.feature_info.reduction()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
-            _check_input(x, self.in_chans)
+        if not torch.jit.is_scripting():
+            check_input(x, self.in_chans)
         x = self.stem(x)
         out = []
         for i, stage in enumerate(self.stages):

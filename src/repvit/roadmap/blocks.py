@@ -159,12 +159,12 @@ class MobileNetV3Classifier(FusableMixin, nn.Module):
         self.act = act_layer(act)()
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
-        if distillation:
-            self.head_dist = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
+        # None without distillation: TorchScript compiles both branches of forward
+        self.head_dist = nn.Linear(hidden, num_classes) if distillation and num_classes > 0 else None
 
     def forward(self, x: torch.Tensor):
         x = self.drop(self.act(self.fc(x)))
-        if not self.distillation:
+        if self.head_dist is None:
             return self.head(x)
         x1, x2 = self.head(x), self.head_dist(x)
         if self.training and not torch.jit.is_scripting():
@@ -174,7 +174,7 @@ class MobileNetV3Classifier(FusableMixin, nn.Module):
     @torch.no_grad()
     def fuse(self) -> nn.Sequential:
         head = self.head
-        if self.distillation and self.num_classes > 0:
+        if self.head_dist is not None and self.num_classes > 0:
             head = nn.Linear(head.in_features, head.out_features, device=head.weight.device, dtype=head.weight.dtype)
             head.weight.copy_((self.head.weight + self.head_dist.weight) / 2)
             head.bias.copy_((self.head.bias + self.head_dist.bias) / 2)

@@ -13,7 +13,8 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from repvit.models.layers import ConvNorm
-from repvit.models.repvit import RepViTClassifier, RepViTStem, _check_input
+from repvit.models.pretrained import init_pretrained_cfg, refresh_pretrained_cfg
+from repvit.models.repvit import RepViTClassifier, RepViTStem, check_global_pool, check_input, global_pool_2d
 
 from .blocks import MobileNetV3Classifier, MobileNetV3Stem, act_layer, build_block, build_downsample
 from .config import RoadmapConfig, StageSpec
@@ -53,6 +54,7 @@ class RoadmapNet(nn.Module):
         distillation: add a second (distillation) head, DeiT style.
         drop_rate: dropout before the last Linear layer.
         drop_path_rate: stochastic depth, increasing linearly over the residual blocks.
+        global_pool: ``"avg"``, or ``""`` for no pooling (with ``num_classes=0``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class RoadmapNet(nn.Module):
         distillation: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
     ):
         super().__init__()
         if not isinstance(cfg, RoadmapConfig):
@@ -73,10 +76,12 @@ class RoadmapNet(nn.Module):
             raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+        check_global_pool(global_pool, num_classes)
         self.cfg = cfg
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.distillation = distillation
+        self.global_pool = global_pool
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
@@ -107,8 +112,12 @@ class RoadmapNet(nn.Module):
             self.head_drop = nn.Dropout(drop_rate)
         self.head_hidden_size = self.num_features
         self.head = self._make_head(num_classes, distillation)
+        init_pretrained_cfg(self)
 
     def _make_head(self, num_classes: int, distillation: bool) -> nn.Module:
+        if num_classes == 0 and self.cfg.classifier == "mbv3":
+            # no head at all, so that the model returns its num_features pooled features, as a RepViT does
+            return nn.Identity()
         if self.cfg.classifier == "mbv3":
             return MobileNetV3Classifier(self.num_features, self.cfg.head_chs[1], num_classes, self.cfg.stem_act,
                                          self.drop_rate, distillation)
@@ -119,15 +128,22 @@ class RoadmapNet(nn.Module):
         return self.head
 
     @torch.jit.ignore
-    def reset_classifier(self, num_classes: int, distillation: bool | None = None) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` classes (0 removes it)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None,
+                         distillation: bool | None = None) -> None:
+        """Replace the head with a freshly initialised one (see :meth:`repvit.models.RepViT.reset_classifier`).
+
+        ``global_pool=""`` means no pooling and no head; the new head takes the model's device, dtype and mode.
+        """
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        self.num_classes = num_classes
+        pool = self.global_pool if global_pool is None else global_pool
+        check_global_pool(pool, num_classes)
+        self.num_classes, self.global_pool = num_classes, pool
         if distillation is not None:
             self.distillation = distillation
         ref = next(self.parameters())
-        self.head = self._make_head(num_classes, self.distillation).to(ref.device, ref.dtype)
+        self.head = self._make_head(num_classes, self.distillation).to(ref.device, ref.dtype).train(self.training)
+        refresh_pretrained_cfg(self)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -149,14 +165,14 @@ class RoadmapNet(nn.Module):
         return self.final_conv(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        x = self.head_drop(x.mean((2, 3)))
+        x = self.head_drop(global_pool_2d(x, self.global_pool))
         if pre_logits:
             return x
         return self.head(x)
 
     def forward(self, x: torch.Tensor):
-        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
-            _check_input(x, self.in_chans)
+        if not torch.jit.is_scripting():
+            check_input(x, self.in_chans)
         return self.forward_head(self.forward_features(x))
 
     @torch.no_grad()
