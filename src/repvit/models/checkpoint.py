@@ -142,7 +142,7 @@ def _unwrap(obj: Any, path: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any
                         meta["model_name"] = mcfg
                     elif isinstance(mcfg, Mapping) and isinstance(mcfg.get("name"), str):
                         meta["model_name"] = mcfg["name"]
-                for k in ("model_name", "class_names", "num_classes", "distillation", "in_chans"):
+                for k in ("model_name", "class_names", "num_classes", "distillation", "in_chans", "pretrained_cfg"):
                     if k in obj and k not in meta:
                         meta[k] = obj[k]
                 return dict(obj[key]), meta
@@ -189,7 +189,8 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> L
             f"unrecognised checkpoint layout (first keys: {list(sd)[:5]}). Supported: repvit safetensors, timm "
             "RepViT state dicts and the authors' release (features.N)."
         )
-    fused = "stem.conv1.weight" in sd
+    # our format records it; otherwise a fused RepViT stem has a plain conv (roadmap stems are named otherwise)
+    fused = bool(meta["fused"]) if isinstance(meta.get("fused"), bool) else "stem.conv1.weight" in sd
     return LoadedCheckpoint(sd, fmt, fused, meta)
 
 
@@ -441,11 +442,14 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` in our format: a ``.safetensors`` file with the model config as JSON metadata.
 
+    The metadata also holds the data fields of the model's ``pretrained_cfg`` (input size, mean, std, ...).
+
     ``create_model(checkpoint=path)`` rebuilds the model from it (fused or not). The write is atomic.
     """
     from safetensors.torch import save_file
 
     from .fuse import is_fused
+    from .pretrained import data_config_of
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -462,6 +466,8 @@ def save_checkpoint(
         distillation=bool(getattr(model, "distillation", False)),
         fused=is_fused(model),
     )
+    if getattr(model, "pretrained_cfg", None):
+        info["pretrained_cfg"] = data_config_of(model)  # input size, interpolation, crop, mean, std
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": json.dumps(info)}
     if class_names is not None:
         metadata["class_names"] = json.dumps(list(class_names))

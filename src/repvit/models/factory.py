@@ -12,6 +12,7 @@ import torch.nn as nn
 from .checkpoint import CheckpointError, LoadedCheckpoint, infer_config, load_checkpoint, read_checkpoint
 from .config import RepViTConfig
 from .fuse import fuse_model
+from .pretrained import set_data_config
 from .registry import _REGISTRY, get_model_entry, list_models
 
 __all__ = ["create_model"]
@@ -23,6 +24,18 @@ def _name_for_config(cfg: RepViTConfig) -> str | None:
         if entry.config == cfg:
             return name
     return None
+
+
+def _fit_channels(data: dict[str, Any], in_chans: int) -> dict[str, Any]:
+    """Drop saved preprocessing that cannot apply to a model built with another number of input channels."""
+    for key in ("input_size", "test_input_size"):
+        size = data.get(key)
+        if size is not None and int(size[0]) != in_chans:
+            data[key] = (in_chans, *size[1:])
+    for key in ("mean", "std"):
+        if key in data and len(data[key]) not in (1, in_chans):
+            del data[key]
+    return data
 
 
 def create_model(
@@ -55,6 +68,9 @@ def create_model(
         features_only: return the backbone, giving the stage outputs at strides 4, 8, 16, 32.
         out_indices: which stages ``features_only`` returns.
         strict: refuse checkpoints whose keys do not match (the head excepted, see above).
+
+    The model's ``pretrained_cfg`` (timm's, alias ``default_cfg``) holds the paper's preprocessing, or the one saved
+    in the checkpoint (a model trained on another data set keeps its own input size, mean and std).
     """
     ckpt: LoadedCheckpoint | None = None
     if checkpoint is not None:
@@ -109,6 +125,11 @@ def create_model(
         "config": config.to_dict() if hasattr(config, "to_dict") else None,
         "features_only": features_only,
     }
+    if getattr(model, "pretrained_cfg", None) is not None:
+        model.pretrained_cfg["architecture"] = name
+        saved = ckpt.meta.get("pretrained_cfg") if ckpt is not None else None
+        if isinstance(saved, Mapping) and saved:
+            set_data_config(model, **_fit_channels(dict(saved), in_chans))
     if ckpt is not None and ckpt.fused:
         if not fused:
             raise CheckpointError(
