@@ -120,10 +120,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"params             {summary['params'] / 1e6:.3f} M train-time, {summary['fused_params'] / 1e6:.3f} M fused")
     print(f"MACs (fused)       {summary['fused_macs'] / 1e6:.1f} M at {img}px, {summary['fused_macs_224'] / 1e9:.3f} G "
           "at 224px")
-    print("latency (batch 1)  " + ", ".join(f"{k} {v.median_ms:.3f} ms ({v.median_ms / base:.2f}x fused)"
+    print("latency (batch 1)  " + ", ".join(f"{k} {v.median_ms:.3f} ms ({_vs_fused(k, v.median_ms, base)})"
                                              for k, v in lat.items()))
     print(f"total              {summary['wall_s']:.0f} s; everything is in {out}/ (summary.json)")
     return 0
+
+
+def _vs_fused(name: str, ms: float, base_ms: float) -> str:
+    """How a latency compares with fused PyTorch's, in words that read the right way round."""
+    if name == "pytorch fused":
+        return "the reference"
+    ratio = base_ms / ms
+    if ratio >= 1:
+        return f"{ratio:.1f}× faster than fused PyTorch"
+    return f"{1 / ratio:.1f}× slower than fused PyTorch"
 
 
 def _onnx_top1(path: Path, img: int) -> float:
