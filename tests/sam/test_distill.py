@@ -147,3 +147,32 @@ def test_distillation_reaches_a_fifth_of_the_starting_mse(tmp_path):
     print(f"held-out embedding MSE: start {start:.4f}, end {end:.4f} ({end / start:.1%}), {res['wall_time_s']:.0f} s")
     assert res["teacher_shards_computed"] == 0  # the cache filled above is the one training reads
     assert res["eval"]["images"] == 10 and end <= 0.2 * start
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_two_process_distillation(tmp_path):
+    """torchrun, 2 CPU processes (gloo): the ranks split the teacher-cache shards, train in step and report the same
+    all-reduced held-out MSE; only rank 0 writes checkpoints."""
+    import signal
+
+    images = make_images(tmp_path / "images", 12, size=(40, 90))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(__file__).parent / "_ddp_distill_worker.py"), str(tmp_path), str(images)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"torchrun distillation hung and was killed; stderr:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    assert r0["shards"] + r1["shards"] == 6 and r0["shards"] == r1["shards"] == 3  # 12 images, 2 per shard
+    assert r0["weights"] == r1["weights"] and r0["mse"] == r1["mse"] and r0["val_images"] == 3
+    assert r0["steps"] == r1["steps"] == 4  # 9 training images, 2 per rank per step, 2 epochs
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["task"] == "sam-distill" and ck["epoch"] == 1
