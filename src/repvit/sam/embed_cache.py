@@ -84,8 +84,8 @@ def module_sha256(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
-        t = v.detach().cpu().contiguous()
-        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        t = v.detach().cpu().contiguous().reshape(-1)  # (0-d tensors cannot be viewed as bytes)
+        h.update(str((tuple(v.shape), str(t.dtype))).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
