@@ -104,4 +104,6 @@ def test_backend_list_is_stable():
     # the roadmap helper depends on these names
     assert CPU_BACKENDS == (
         "eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8", "openvino",
+        "executorch", "executorch-int8", "openvino-int8", "openvino-qdq", "openvino-bf16", "eager-bf16",
+        "onnxruntime-int8-conv", "tflite",
     )

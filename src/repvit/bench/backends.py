@@ -17,6 +17,8 @@ Backends:
         (:func:`repvit.deploy.openvino_runtime.compile_onnx`: ``INFERENCE_NUM_THREADS=threads``, latency hint, one
         stream, f32 precision so it compares with FP32 ONNX Runtime); one reused infer request per call. Its idle
         threads sleep within about a millisecond, so unlike ONNX Runtime it needs no spinning switch.
+    executorch, executorch-int8, openvino-int8, openvino-qdq, openvino-bf16, eager-bf16, onnxruntime-int8-conv,
+        tflite: phone runtimes and low precision, see :mod:`repvit.bench.lowp_backends`.
     cuda-fp16 / cuda-bf16: the model in half / bfloat16 on CUDA (only when CUDA is available); time it with
         ``interleaved_latency(..., device="cuda")`` so CUDA is synchronized.
 
@@ -33,31 +35,41 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "prepare_backend", "available_backends"]
+from .lowp_backends import LOWP_BACKENDS, PRECISION, prepare_lowp_backend
+
+__all__ = ["BACKENDS", "CPU_BACKENDS", "CUDA_BACKENDS", "prepare_backend", "available_backends", "precision_of"]
 
 _LOG = logging.getLogger(__name__)
 
 CPU_BACKENDS: tuple[str, ...] = (
     "eager", "channels_last", "compile", "torchscript", "onnxruntime", "onnxruntime-int8", "openvino",
-)
+) + LOWP_BACKENDS
 CUDA_BACKENDS: tuple[str, ...] = ("cuda-fp16", "cuda-bf16")
 BACKENDS: tuple[str, ...] = CPU_BACKENDS + CUDA_BACKENDS
 
 
+def precision_of(backend: str) -> str:
+    """``fp32``, ``int8``, ``bf16`` or ``fp16``: the arithmetic a backend runs the model in."""
+    return PRECISION.get(backend, "fp32")
+
+
+def _importable(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 def available_backends() -> tuple[str, ...]:
     """The backends that can run on this machine (CUDA ones only with a GPU, ONNX ones only with onnxruntime,
-    ``openvino`` only with onnx and openvino)."""
+    ``openvino*`` only with onnx and openvino, ``openvino-int8`` also with nncf, ``executorch*`` with executorch,
+    ``tflite`` with litert-torch and ai-edge-litert)."""
     out = []
     for b in BACKENDS:
         if b in CUDA_BACKENDS and not torch.cuda.is_available():
             continue
-        if b.startswith("onnxruntime"):
-            try:
-                import onnx  # noqa: F401
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                continue
-        if b == "openvino":
+        if (b.startswith("onnxruntime") or b == "openvino-qdq") and not _importable("onnx", "onnxruntime"):
+            continue
+        if b.startswith("openvino"):
             try:
                 import onnx  # noqa: F401
 
@@ -66,6 +78,12 @@ def available_backends() -> tuple[str, ...]:
                 import_openvino()
             except ImportError:
                 continue
+            if b == "openvino-int8" and not _importable("nncf"):
+                continue
+        if b.startswith("executorch") and not _importable("executorch"):
+            continue
+        if b == "tflite" and not _importable("litert_torch", "ai_edge_litert"):
+            continue
         out.append(b)
     return tuple(out)
 
@@ -219,7 +237,7 @@ def prepare_backend(
         example: the input tensor (N, C, H, W); its shape fixes the benchmarked batch and resolution.
         threads: intra-op threads for ONNX Runtime sessions and OpenVINO (PyTorch's own count is pinned by the
             timer, e.g. ``interleaved_latency(..., threads=...)``).
-        calib: calibration data for ``onnxruntime-int8``: a tensor (one batch, or a stack of batches), or an
+        calib: calibration data for the INT8 backends: a tensor (one batch, or a stack of batches), or an
             iterable of batches / ``(images, labels)`` pairs. ``None`` calibrates on random inputs, which is fine
             for latency but not for accuracy.
 
@@ -245,4 +263,8 @@ def prepare_backend(
         return _onnxruntime(model, example, threads, backend.endswith("int8"), calib)
     if backend == "openvino":
         return _openvino(model, example, threads)
+    if backend in LOWP_BACKENDS:
+        needs_calib = precision_of(backend) == "int8"
+        return prepare_lowp_backend(model, backend, example, threads,
+                                    _calibration_arrays(calib, example) if needs_calib else None)
     return _cuda(model, example, torch.float16 if backend == "cuda-fp16" else torch.bfloat16)

@@ -1,17 +1,81 @@
-"""This machine's FP32 compute bound: the sgemm rate ``torch.mm`` reaches, and the latency it implies for a model.
+"""This machine's FP32 compute bound: the best large-sgemm rate of MKL (``torch.mm``) and OpenBLAS (numpy), and the
+latency it implies for a model.
 
 The bound for a model is ``2 * MACs / sgemm FLOP/s``: the time the model's arithmetic would take if every
 multiply-add ran at large-matrix-multiply speed. Real convolutional networks (depthwise layers, small tensors,
 memory traffic) rarely get near it; ``measured / bound`` says how far off a runtime is.
+
+Which library is faster depends on the CPU vendor (OpenBLAS beat MKL on an AMD EPYC, MKL may win on Intel), so the
+bound takes the better of the two. OpenBLAS's worker threads keep spinning after a call and slow whatever runs next
+on a small machine, so :func:`openblas_sgemm_probe` times it in a separate process (its own phase);
+the ``torch.mm`` probe (:func:`sgemm_callable`) is timed in-process, interleaved with the models.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["sgemm_callable", "sgemm_flops", "bound_ms", "layer_gemm_callable"]
+__all__ = ["sgemm_callable", "sgemm_flops", "bound_ms", "layer_gemm_callable", "openblas_sgemm_probe",
+           "best_rate"]
+
+_OPENBLAS_PROBE = """
+import json, sys, time
+import numpy as np
+n, reps, warmup = (int(v) for v in sys.argv[1:4])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+c = np.empty((n, n), dtype=np.float32)
+for _ in range(warmup):
+    np.matmul(a, b, out=c)
+ms = []
+for _ in range(reps):
+    t0 = time.perf_counter()
+    np.matmul(a, b, out=c)
+    ms.append((time.perf_counter() - t0) * 1e3)
+cfg = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+blas = (cfg.get("Build Dependencies", {}) or {}).get("blas", {}) if isinstance(cfg, dict) else {}
+print(json.dumps({"samples_ms": ms, "blas": blas.get("name"), "blas_version": blas.get("version")}))
+"""
+
+
+def openblas_sgemm_probe(n: int = 1024, threads: int = 2, reps: int = 30, warmup: int = 5,
+                         timeout_s: float = 300.0) -> dict:
+    """Time ``n x n`` float32 ``numpy.matmul`` (OpenBLAS in numpy's wheels) in a separate process with
+    ``threads`` BLAS threads; returns ``{"library", "blas", "median_ms", "min_ms", "gflops", "best_gflops", ...}``.
+
+    Raises:
+        RuntimeError: the probe process failed (its stderr is included).
+    """
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-c", _OPENBLAS_PROBE, str(n), str(reps), str(warmup)],
+                          capture_output=True, text=True, env=env, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the OpenBLAS sgemm probe failed: {proc.stderr.strip()[-500:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    med, best = statistics.median(out["samples_ms"]), min(out["samples_ms"])
+    flop = 2.0 * n**3
+    return {"library": "openblas (numpy)", "blas": out.get("blas"), "blas_version": out.get("blas_version"),
+            "n": n, "threads": threads, "median_ms": med, "min_ms": best,
+            "gflops": sgemm_flops(med, flop) / 1e9, "best_gflops": sgemm_flops(best, flop) / 1e9,
+            "process": "separate"}
+
+
+def best_rate(probes: dict[str, dict]) -> tuple[str, dict]:
+    """The probe with the highest median GFLOP/s among ``{name: probe}`` (probes that failed are skipped)."""
+    ok = {k: v for k, v in probes.items() if v and v.get("gflops")}
+    if not ok:
+        raise ValueError("no sgemm probe succeeded.")
+    name = max(ok, key=lambda k: ok[k]["gflops"])
+    return name, ok[name]
 
 
 def sgemm_callable(n: int = 1024) -> tuple[Callable[[], torch.Tensor], float]:

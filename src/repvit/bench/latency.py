@@ -23,7 +23,11 @@ __all__ = [
     "interleaved_latency",
     "cuda_event_throughput",
     "environment_info",
+    "cpu_flags",
+    "ISA_FLAGS",
 ]
+
+ISA_FLAGS: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx")
 
 
 @dataclass
@@ -72,7 +76,14 @@ def _sync(device: str) -> None:
 
 
 def time_callable(fn: Callable[[], Any], iters: int = 50, warmup: int = 10, device: str = "cpu") -> list[float]:
-    """Milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` calls."""
+    """Milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` calls.
+
+    A callable with a ``time_calls(n)`` method (a model running in a worker process,
+    :class:`repvit.bench.remote.RemoteProgram`) times its own calls there; its timings are used as they are.
+    """
+    if hasattr(fn, "time_calls"):
+        fn.time_calls(warmup)
+        return list(fn.time_calls(iters))
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -164,6 +175,7 @@ def environment_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    info["cpu_flags"] = cpu_flags()
     from importlib.metadata import PackageNotFoundError, version
 
     try:  # a busy machine makes every timing slower: record how busy it was
@@ -173,9 +185,29 @@ def environment_info() -> dict[str, Any]:
     except (OSError, AttributeError):
         info["loadavg_1m_5m_15m"] = None
     # read versions from package metadata: importing coremltools & co. just to learn a version is slow and noisy
-    for mod in ("timm", "torchvision", "onnxruntime", "onnx", "openvino", "coremltools", "numpy"):
+    for mod in ("timm", "torchvision", "onnxruntime", "onnx", "openvino", "nncf", "executorch", "litert-torch",
+                "ai-edge-litert", "coremltools", "numpy"):
         try:
             info[mod] = version(mod)
         except PackageNotFoundError:
             info[mod] = None
     return info
+
+
+def cpu_flags() -> dict[str, bool] | None:
+    """Which of :data:`ISA_FLAGS` this CPU reports in ``/proc/cpuinfo`` (``amx``: any of amx_tile/int8/bf16, also
+    listed one by one); None where there is no ``/proc/cpuinfo``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags: set[str] = set()
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return None
+    out = {k: k in flags for k in ISA_FLAGS if k != "amx"}
+    amx = sorted(f for f in flags if f.startswith("amx"))
+    out["amx"] = bool(amx)
+    out.update({f: True for f in amx})
+    return out

@@ -34,25 +34,74 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Settings: {st['threads']} threads, {st['img_size']}x{st['img_size']}, batch 1 latency over "
         f"{st['rounds']}x{st['iters']} interleaved calls after {st['warmup']} warm-up; throughput at batch "
         f"{st['throughput_batch']}; time {env.get('time')}",
-        f"Compute bound: sgemm {sg['n']}x{sg['n']} torch.mm on {sg['threads']} threads = {sg['gflops']:.1f} GFLOP/s "
-        f"(median; best {sg['best_gflops']:.1f}); bound = 2 x MACs / median rate; x bound (best/best) = fastest "
-        "call / bound at the best rate.",
+        f"CPU flags: {_flags(env.get('cpu_flags'))}",
+        f"Compute bound: best large sgemm ({sg['n']}x{sg['n']}, {sg['threads']} threads) of {_probes(sg)} = "
+        f"{sg['gflops']:.1f} GFLOP/s (median; best call {sg['best_gflops']:.1f}); bound = 2 x MACs / median rate; "
+        "x bound (best/best) = fastest call / bound at the best rate.",
         "",
-        "| model | backend | params (M) | MACs (G) | top-1 (published) | latency ms (median) | p90 ms | "
+        "| model | backend | precision | params (M) | MACs (G) | top-1 (published) | latency ms (median) | p90 ms | "
         "throughput img/s | bound ms | x bound | efficiency % | x bound (best/best) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         top1 = _fmt(r["top1"], 1) + (f" @{r['top1_res']}" if r["top1"] and r["top1_res"] not in (None, 224) else "")
         lines.append(
-            f"| {r['model']} | {r['backend']} | {_fmt(r['params_m'])} | {_fmt(r['macs_g'], 3)} | {top1} | "
+            f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | {_fmt(r['params_m'])} | "
+            f"{_fmt(r['macs_g'], 3)} | {top1} | "
             f"{_fmt(r['latency_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['throughput_img_s'], 1)} | "
             f"{_fmt(r['bound_ms'])} | {_fmt(r['x_bound'])} | {_fmt(r['efficiency_pct'], 1)} | "
             f"{_fmt(r.get('x_bound_best'))} |"
         )
+    lines += _lowp_lines(result.get("lowp") or [])
+    lines += _accuracy_lines(result.get("accuracy"))
     if result.get("errors"):
         lines += ["", "Skipped:"] + [f"- {e['model']} / {e['backend']}: {e['error']}" for e in result["errors"]]
     return "\n".join(lines) + "\n"
+
+
+def _flags(flags: dict | None) -> str:
+    if not flags:
+        return "unknown"
+    return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
+
+
+def _probes(sg: dict[str, Any]) -> str:
+    parts = []
+    for key in ("mkl", "openblas"):
+        p = sg.get(key)
+        if p:
+            mark = " (used)" if sg.get("bound_library") == key else ""
+            parts.append(f"{p['library']} {p['gflops']:.1f}{mark}")
+    return "; ".join(parts) if parts else "torch.mm"
+
+
+def _lowp_lines(lowp: list[dict[str, Any]]) -> list[str]:
+    if not any("int8_ms" in e or "bf16_ms" in e for e in lowp):
+        return []
+    lines = ["", "Low precision against the fastest FP32 backend (median latency, batch 1):", "",
+             "| model | fastest FP32 | ms | fastest INT8 | ms | speed-up | fastest bf16 | ms | speed-up |",
+             "|---|---|---:|---|---:|---:|---|---:|---:|"]
+    for e in lowp:
+        lines.append(f"| {e['model']} | {e['fp32_backend']} | {_fmt(e['fp32_ms'])} | {e.get('int8_backend', '–')} | "
+                     f"{_fmt(e.get('int8_ms'))} | {_fmt(e.get('int8_speedup'))}x | {e.get('bf16_backend', '–')} | "
+                     f"{_fmt(e.get('bf16_ms'))} | {_fmt(e.get('bf16_speedup'))}x |")
+    return lines
+
+
+def _accuracy_lines(acc: dict[str, Any] | None) -> list[str]:
+    if not acc:
+        return []
+    c = acc["criteria"]
+    lines = ["", f"Accuracy on the digits held-out split ({acc['images']} images, {acc['img_size']}x{acc['img_size']}, "
+             f"{acc['model']} from {acc['checkpoint']}): FP32 PyTorch top-1 {acc['fp32_top1']:.2f}%; a backend passes "
+             f"within {c['max_drop_points']} points of it and >= {100 * c['min_agreement']:.0f}% agreement.", "",
+             "| backend | precision | top-1 % | vs FP32 (points) | agreement with FP32 % | passed |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in acc["rows"]:
+        lines.append(f"| {r['backend']} | {r['precision']} | {r['top1']:.2f} | {r['delta_points']:+.2f} | "
+                     f"{100 * r['agreement']:.2f} | {_fmt(r['passed'])} |")
+    lines += [f"- {e['backend']}: {e['error']}" for e in acc.get("errors", [])]
+    return lines
 
 
 def to_csv(result: dict[str, Any]) -> str:

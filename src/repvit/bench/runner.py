@@ -1,7 +1,11 @@
 """``run_benchmark``: latency, throughput and efficiency vs the compute bound for models x backends, one run.
 
-All candidates (every model on every backend, plus the sgemm probe that defines the compute bound) are timed in one
-interleaved run, so machine noise affects them alike, with the thread count pinned and recorded.
+All candidates (every model on every backend, plus the MKL sgemm probe) are timed in one interleaved run, so machine
+noise affects them alike, with the thread count pinned and recorded. The OpenBLAS sgemm probe runs just before, in
+its own process (its threads spin after a call); the compute bound uses the faster of the two libraries. With
+``accuracy_checkpoint`` (a digits-trained checkpoint) every backend's top-1 on the digits held-out split is checked
+against FP32 in the same run (:mod:`repvit.bench.accuracy`), and ``lowp`` compares the fastest INT8 and bf16
+backends with the fastest FP32 one per model.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .backends import BACKENDS, CUDA_BACKENDS, prepare_backend
+from .backends import BACKENDS, CUDA_BACKENDS, precision_of, prepare_backend
 from .baselines import DEFAULT_MODELS, BenchModel, build_bench_model, resolve_model
 from .complexity import count_macs, count_params
-from .compute_bound import bound_ms, sgemm_callable, sgemm_flops
+from .compute_bound import best_rate, bound_ms, openblas_sgemm_probe, sgemm_callable, sgemm_flops
 from .latency import cuda_event_throughput, environment_info, interleaved_latency
 
 __all__ = ["BenchSettings", "run_benchmark", "DEFAULT_BACKENDS", "ROW_FIELDS"]
@@ -25,7 +29,7 @@ _LOG = logging.getLogger(__name__)
 
 DEFAULT_BACKENDS: tuple[str, ...] = ("eager", "onnxruntime")
 ROW_FIELDS: tuple[str, ...] = (
-    "model", "backend", "fused", "params_m", "macs_g", "top1", "top1_res", "top1_source", "latency_ms",
+    "model", "backend", "precision", "fused", "params_m", "macs_g", "top1", "top1_res", "top1_source", "latency_ms",
     "p90_ms", "min_ms", "throughput_img_s", "bound_ms", "x_bound", "efficiency_pct", "best_bound_ms", "x_bound_best",
 )
 
@@ -44,7 +48,10 @@ class BenchSettings:
         warmup: untimed calls per candidate before timing.
         throughput_batch: batch size for throughput (0 skips throughput).
         throughput_rounds: timed large-batch calls per candidate (interleaved).
-        sgemm_n: matrix size of the sgemm probe.
+        sgemm_n: matrix size of the sgemm probes (MKL and OpenBLAS).
+        openblas_probe: also measure OpenBLAS (numpy) sgemm, in its own process; the bound takes the faster library.
+        accuracy_checkpoint: a digits-trained checkpoint; when set, every backend's digits held-out top-1 and
+            agreement with FP32 are checked in the same run.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -57,6 +64,8 @@ class BenchSettings:
     throughput_batch: int = 32
     throughput_rounds: int = 3
     sgemm_n: int = 1024
+    openblas_probe: bool = True
+    accuracy_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         bad = [b for b in self.backends if b not in BACKENDS]
@@ -121,6 +130,13 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     size = settings.img_size
     x1 = torch.randn(1, 3, size, size)
     cands = _prepare(models, cpu_backends, x1, settings.threads, errors, say)
+    openblas = None
+    if settings.openblas_probe:
+        say(f"OpenBLAS sgemm probe ({settings.sgemm_n}x{settings.sgemm_n}, own process)")
+        try:
+            openblas = openblas_sgemm_probe(settings.sgemm_n, settings.threads)
+        except (RuntimeError, OSError, ValueError) as e:
+            errors.append({"model": "*", "backend": "openblas sgemm probe", "error": str(e)})
     sgemm_fn, sgemm_flop = sgemm_callable(settings.sgemm_n)
     timed = {k: c.fn for k, c in cands.items()}
     timed["__sgemm__"] = sgemm_fn
@@ -128,9 +144,16 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     lat = interleaved_latency(timed, rounds=settings.rounds, iters_per_round=settings.iters, warmup=settings.warmup,
                               threads=settings.threads)
     sg = lat.pop("__sgemm__")
-    flops, best_flops = sgemm_flops(sg.median_ms, sgemm_flop), sgemm_flops(sg.min_ms, sgemm_flop)
-    sgemm = {"n": settings.sgemm_n, "median_ms": sg.median_ms, "gflops": flops / 1e9,
-             "best_gflops": best_flops / 1e9, "threads": sg.threads}
+    probes = {"mkl": {"library": f"{torch.backends.mkl.is_available() and 'mkl' or 'blas'} (torch.mm)",
+                      "n": settings.sgemm_n, "threads": sg.threads, "median_ms": sg.median_ms, "min_ms": sg.min_ms,
+                      "gflops": sgemm_flops(sg.median_ms, sgemm_flop) / 1e9,
+                      "best_gflops": sgemm_flops(sg.min_ms, sgemm_flop) / 1e9, "process": "interleaved"}}
+    if openblas is not None:
+        probes["openblas"] = openblas
+    lib, best = best_rate(probes)
+    flops, best_flops = best["gflops"] * 1e9, max(p["best_gflops"] for p in probes.values()) * 1e9
+    sgemm = {"n": settings.sgemm_n, "median_ms": best["median_ms"], "gflops": flops / 1e9,
+             "best_gflops": best_flops / 1e9, "threads": sg.threads, "bound_library": lib, **probes}
 
     thr: dict[str, float] = {}
     if settings.throughput_batch > 0 and cands:
@@ -140,6 +163,9 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
         res = interleaved_latency({k: c.fn for k, c in big.items()}, rounds=settings.throughput_rounds,
                                   iters_per_round=1, warmup=1, threads=settings.threads)
         thr = {k: settings.throughput_batch / (r.median_ms * 1e-3) for k, r in res.items()}
+        for c in big.values():
+            if hasattr(c.fn, "close"):
+                c.fn.close()
         del big
 
     rows = []
@@ -150,16 +176,52 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
         best_b = bound_ms(c.macs, best_flops)
         row.update(min_ms=r.min_ms, best_bound_ms=best_b, x_bound_best=r.min_ms / best_b)
         rows.append(row)
+    for c in cands.values():
+        if hasattr(c.fn, "close"):
+            c.fn.close()  # worker processes (ExecuTorch)
     rows += _cuda_rows(models, cuda_only, settings, errors, say)
     settings_d = asdict(settings)
-    return {"environment": environment_info() | {"bench_threads": settings.threads},
-            "settings": settings_d, "sgemm": sgemm, "rows": rows, "errors": errors}
+    out = {"environment": environment_info() | {"bench_threads": settings.threads},
+           "settings": settings_d, "sgemm": sgemm, "rows": rows, "errors": errors}
+    if settings.accuracy_checkpoint:
+        from .accuracy import digits_accuracy
+
+        out["accuracy"] = digits_accuracy(settings.accuracy_checkpoint, settings.backends, settings.threads, say=say)
+    out["lowp"] = lowp_summary(rows, out.get("accuracy"))
+    return out
+
+
+def lowp_summary(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per model: the fastest FP32, INT8 and bf16 backends (median latency) and the speed-up of each low-precision
+    one over the fastest FP32 one, with the accuracy check of that backend when there is one."""
+    acc = {r["backend"]: r for r in (accuracy or {}).get("rows", [])}
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        fastest: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            if r["model"] == model and r.get("latency_ms"):
+                p = r.get("precision", "fp32")
+                if p not in fastest or r["latency_ms"] < fastest[p]["latency_ms"]:
+                    fastest[p] = r
+        if "fp32" not in fastest:
+            continue
+        ref = fastest["fp32"]
+        entry: dict[str, Any] = {"model": model, "fp32_backend": ref["backend"], "fp32_ms": ref["latency_ms"]}
+        for p in ("int8", "bf16"):
+            if p in fastest:
+                r = fastest[p]
+                entry.update({f"{p}_backend": r["backend"], f"{p}_ms": r["latency_ms"],
+                              f"{p}_speedup": ref["latency_ms"] / r["latency_ms"],
+                              f"{p}_accuracy": acc.get(r["backend"])})
+        out.append(entry)
+    return out
 
 
 def _row(c: _Candidate, median: float, p90: float, throughput: float | None, b_ms: float | None) -> dict[str, Any]:
     bm = c.bm
     return {
-        "model": bm.name, "backend": c.backend, "fused": bm.fused, "params_m": c.params / 1e6, "macs_g": c.macs / 1e9,
+        "model": bm.name, "backend": c.backend, "precision": precision_of(c.backend), "fused": bm.fused,
+        "params_m": c.params / 1e6, "macs_g": c.macs / 1e9,
         "top1": bm.top1, "top1_res": bm.top1_res, "top1_source": bm.top1_source, "latency_ms": median,
         "p90_ms": p90, "throughput_img_s": throughput, "bound_ms": b_ms,
         "x_bound": (median / b_ms) if b_ms else None, "efficiency_pct": (100 * b_ms / median) if b_ms else None,

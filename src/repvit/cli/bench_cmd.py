@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("bench", help="measure latency and throughput of models x backends (markdown, JSON, CSV, PNG)",
                        description="All candidates are timed interleaved in one run with pinned threads; the "
-                                   "compute bound (2 x MACs / sgemm FLOP/s) is measured in the same run.")
+                                   "compute bound (2 x MACs / the better sgemm FLOP/s of MKL and OpenBLAS) is measured "
+                                   "in the same run.")
     p.add_argument("--models", type=_csv, default=DEFAULT_MODELS,
                    help="comma-separated: repvit names (fused; add ':unfused'), timm names, 'timm:repvit_m0_9' "
                         f"(default: {','.join(DEFAULT_MODELS)})")
@@ -30,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--throughput-batch", type=int, default=32, help="batch for throughput; 0 skips it")
     p.add_argument("--throughput-rounds", type=int, default=3)
     p.add_argument("--out-dir", default="bench_results", help="where bench.{md,json,csv} and bench_pareto.png go")
+    p.add_argument("--accuracy-checkpoint", default=None,
+                   help="a checkpoint trained on the digits set (e.g. make demo's runs/demo/train/best.pt): check "
+                        "every backend's held-out top-1 and agreement with FP32 in the same run")
+    p.add_argument("--sgemm-n", type=int, default=1024, help="matrix size of the MKL and OpenBLAS sgemm probes")
     p.add_argument("--no-plot", action="store_true", help="skip the Pareto PNG (no matplotlib needed)")
     p.set_defaults(func=run)
 
@@ -40,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = BenchSettings(models=tuple(args.models), backends=tuple(args.backends), img_size=args.img_size,
                              threads=args.threads, rounds=args.rounds, iters=args.iters, warmup=args.warmup,
-                             throughput_batch=args.throughput_batch, throughput_rounds=args.throughput_rounds)
+                             throughput_batch=args.throughput_batch, throughput_rounds=args.throughput_rounds,
+                             sgemm_n=args.sgemm_n, accuracy_checkpoint=args.accuracy_checkpoint)
     result = run_benchmark(settings, progress=lambda s: print(f"  {s}", flush=True))
     print()
     print(to_markdown(result))

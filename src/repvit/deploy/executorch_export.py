@@ -47,7 +47,9 @@ def _calibrate(net: nn.Module, example: torch.Tensor, calib: Sequence[np.ndarray
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    gm = torch.export.export(net, (example,), dynamic_shapes=({0: batch},)).module()
+    traced_with = example if example.shape[0] > 1 else example.expand(2, *example.shape[1:]).contiguous()
+    # (torch.export specializes a size-1 dimension, so the dynamic batch is traced with two images)
+    gm = torch.export.export(net, (traced_with,), dynamic_shapes=({0: batch},)).module()
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     gm = prepare_pt2e(gm, quantizer)
     with torch.no_grad():

@@ -26,7 +26,10 @@ import torch
 
 from ._optional import require
 
-__all__ = ["import_openvino", "cpu_config", "compile_onnx", "run"]
+__all__ = ["import_openvino", "cpu_config", "compile_onnx", "compile_model", "read_onnx", "quantize_nncf", "run",
+           "PRECISIONS"]
+
+PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 
 
 @contextmanager
@@ -56,28 +59,45 @@ def import_openvino(purpose: str = "running models with OpenVINO") -> ModuleType
         return require("openvino", purpose)
 
 
-def cpu_config(threads: int = 2) -> dict[str, Any]:
+def cpu_config(threads: int = 2, precision: str = "f32") -> dict[str, Any]:
     """The CPU plugin properties :func:`compile_onnx` uses: ``threads`` inference threads, latency hint, one
-    stream, f32 precision (no bf16 even where the CPU supports it)."""
+    stream, and ``precision`` for floating-point layers: ``f32`` (the default: no bf16 even where the CPU supports
+    it) or ``bf16`` (AVX512_BF16 / AMX-BF16 CPUs; OpenVINO falls back to f32 where the CPU has no bf16)."""
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown OpenVINO precision {precision!r}; supported: {', '.join(PRECISIONS)}.")
     return {
         "INFERENCE_NUM_THREADS": int(threads),
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": 1,
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": precision,
     }
 
 
-def compile_onnx(path_or_bytes: str | Path | bytes, threads: int = 2):
+def read_onnx(path_or_bytes: str | Path | bytes):
+    """Read an ONNX model (file or bytes) into an ``openvino.Model``."""
+    ov = import_openvino("reading ONNX models with OpenVINO")
+    return ov.Core().read_model(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes))
+
+
+def compile_model(model, threads: int = 2, precision: str = "f32"):
+    """Compile an ``openvino.Model`` (e.g. from :func:`read_onnx` or :func:`quantize_nncf`) for the CPU plugin."""
+    ov = import_openvino("compiling models with OpenVINO")
+    return ov.Core().compile_model(model, "CPU", cpu_config(threads, precision))
+
+
+def compile_onnx(path_or_bytes: str | Path | bytes, threads: int = 2, precision: str = "f32"):
     """Read an ONNX model and compile it for OpenVINO's CPU plugin (see :func:`cpu_config`).
 
     A model exported with a fixed input shape compiles for that shape; one with a dynamic batch axis (the default of
-    ``repvit export``) accepts any batch, at some cost in latency.
+    ``repvit export``) accepts any batch, at some cost in latency. A QDQ (INT8) file from ``repvit export --int8``
+    runs with INT8 convolutions.
 
     Args:
         path_or_bytes: the ``.onnx`` file or its serialized bytes.
         threads: inference threads (``INFERENCE_NUM_THREADS``).
+        precision: ``f32`` or ``bf16`` for the floating-point layers.
 
     Returns:
         The ``openvino.CompiledModel``; run it with :func:`run`, or create an infer request for repeated calls.
@@ -85,11 +105,36 @@ def compile_onnx(path_or_bytes: str | Path | bytes, threads: int = 2):
     Raises:
         ImportError: openvino is not installed (names the pip extra).
     """
-    ov = import_openvino("compiling ONNX models with OpenVINO")
-    config = cpu_config(threads)
-    core = ov.Core()
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return core.compile_model(core.read_model(src), "CPU", config)
+    return compile_model(read_onnx(path_or_bytes), threads, precision)
+
+
+def quantize_nncf(path_or_bytes: str | Path | bytes, calib_batches, model_type: str | None = "transformer"):
+    """INT8 post-training quantization of an ONNX model with NNCF for OpenVINO; returns the quantized
+    ``openvino.Model`` (compile it with :func:`compile_model`).
+
+    Args:
+        path_or_bytes: the float ONNX model.
+        calib_batches: calibration inputs (float32 arrays shaped like the model input, or larger batches when the
+            model has a dynamic batch axis), preprocessed like the model's input.
+        model_type: ``"transformer"`` (NNCF's ``ModelType.TRANSFORMER`` scheme: quantizes the convolutions and
+            matrix multiplies and leaves element-wise ops such as GELU, the squeeze-excite scale and the residual
+            adds in float, so fewer quantize/dequantize pairs sit on the hot path) or None (NNCF's default CNN
+            scheme, which quantizes every input of those element-wise ops too).
+
+    Raises:
+        ImportError: nncf or openvino is not installed (names the pip extra).
+        ValueError: no calibration data, or an unknown ``model_type``.
+    """
+    model = read_onnx(path_or_bytes)
+    nncf = require("nncf", "INT8 quantization for OpenVINO")
+    if not calib_batches:
+        raise ValueError("NNCF quantization needs calibration data (a folder of images or the built-in digits set).")
+    types = {"transformer": nncf.ModelType.TRANSFORMER, None: None}
+    if model_type not in types:
+        raise ValueError(f"Unknown NNCF model type {model_type!r}; use 'transformer' or None.")
+    items = [b for b in calib_batches]
+    kw = {"model_type": types[model_type]} if types[model_type] is not None else {}
+    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), **kw)
 
 
 def run(compiled, x: torch.Tensor) -> list[torch.Tensor]:

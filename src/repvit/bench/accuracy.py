@@ -1,0 +1,95 @@
+"""Accuracy checks for benchmark backends on the built-in digits set: top-1 and agreement with FP32 PyTorch.
+
+A checkpoint trained on the digits set (``repvit train --data digits``, or ``make demo``) is fused and run on the
+450 held-out images by each backend, built with the same code as the timed candidates
+(:func:`repvit.bench.backends.prepare_backend`) at the held-out batch and the checkpoint's resolution. The INT8
+backends are calibrated on training images only. Each backend's top-1 is compared with the fused FP32 PyTorch
+model's, and its predictions with FP32's image by image. A low-precision backend passes when its top-1 is within
+``max_drop`` points of FP32 and it agrees with FP32 on at least ``min_agreement`` of the images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["digits_accuracy", "MAX_DROP_POINTS", "MIN_AGREEMENT"]
+
+_LOG = logging.getLogger(__name__)
+
+MAX_DROP_POINTS = 0.5
+MIN_AGREEMENT = 0.99
+
+
+def digits_accuracy(
+    checkpoint: str,
+    backends: Sequence[str],
+    threads: int = 2,
+    img_size: int | None = None,
+    calib_images: int = 256,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Top-1 of every backend on the digits held-out split, against fused FP32 PyTorch eager.
+
+    Args:
+        checkpoint: a checkpoint trained on the digits set (any format ``repvit`` reads).
+        backends: backends to check (CUDA ones are skipped without a GPU); the FP32 reference is always eager.
+        threads: threads for the runtimes.
+        img_size: resolution (default: the checkpoint's training ``img_size``, else 32).
+        calib_images: training images used to calibrate the INT8 backends.
+        say: progress callback.
+
+    Returns:
+        ``{"checkpoint", "img_size", "images", "fp32_top1", "criteria", "rows": [{"backend", "precision", "top1",
+        "delta_points", "agreement", "passed"}], "errors"}``.
+    """
+    import repvit
+    from repvit.data import load_digits_split
+
+    from .backends import CUDA_BACKENDS, precision_of, prepare_backend
+    from .lowp_backends import first_output
+
+    say = say or (lambda s: _LOG.info(s))
+    from repvit.models import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    cfg = ckpt.meta.get("train_config") or {}
+    if cfg.get("data") not in (None, "digits"):
+        raise ValueError(f"accuracy checks need a checkpoint trained on the digits set; {checkpoint} was trained on "
+                         f"{cfg.get('data')!r}.")
+    size = int(img_size or cfg.get("img_size") or 32)
+    model = repvit.fuse_model(repvit.create_model(checkpoint=checkpoint)).eval()
+    x, y = load_digits_split("val", img_size=size)
+    x_train, _ = load_digits_split("train", img_size=size)
+    g = torch.Generator().manual_seed(0)
+    calib = list(x_train[torch.randperm(len(x_train), generator=g)[:calib_images]].split(32))
+    with torch.inference_mode():
+        ref = model(x).argmax(1)
+    fp32_top1 = 100.0 * (ref == y).float().mean().item()
+    rows, errors = [], []
+    for backend in backends:
+        if backend in CUDA_BACKENDS and not torch.cuda.is_available():
+            continue
+        say(f"accuracy: {backend} on {len(y)} held-out digits at {size}x{size}")
+        try:
+            fn = prepare_backend(model, backend, x, threads=threads, calib=calib)
+            with torch.inference_mode():
+                pred = first_output(fn()).argmax(1)
+            if hasattr(fn, "close"):
+                fn.close()
+        except Exception as e:  # noqa: BLE001 - a backend that cannot run is recorded, like in the benchmark
+            errors.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
+            _LOG.warning("accuracy check of %s failed: %s", backend, e)
+            continue
+        top1 = 100.0 * (pred == y).float().mean().item()
+        agreement = (pred == ref).float().mean().item()
+        rows.append({"backend": backend, "precision": precision_of(backend), "top1": top1,
+                     "delta_points": top1 - fp32_top1, "agreement": agreement,
+                     "passed": abs(top1 - fp32_top1) <= MAX_DROP_POINTS and agreement >= MIN_AGREEMENT})
+    return {"checkpoint": str(checkpoint), "model": ckpt.meta.get("model_name") or cfg.get("model"),
+            "img_size": size, "images": int(len(y)), "fp32_top1": fp32_top1, "calib_images": calib_images,
+            "criteria": {"max_drop_points": MAX_DROP_POINTS, "min_agreement": MIN_AGREEMENT}, "rows": rows,
+            "errors": errors}
