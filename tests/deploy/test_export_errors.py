@@ -20,8 +20,9 @@ def _err(capsys, argv) -> str:
 
 
 def test_unknown_format_lists_supported(capsys, tmp_path):
-    err = _err(capsys, ["export", "--model", "m0_6", "--format", "tflite", "--output", str(tmp_path / "m.tflite")])
-    assert "tflite" in err and "onnx" in err and "torchscript" in err and "coreml" in err
+    err = _err(capsys, ["export", "--model", "m0_6", "--format", "tensorrt", "--output", str(tmp_path / "m.plan")])
+    assert "tensorrt" in err and "onnx" in err and "torchscript" in err and "coreml" in err
+    assert "executorch" in err and "tflite" in err
 
 
 def test_image_size_not_multiple_of_32(capsys, tmp_path):
