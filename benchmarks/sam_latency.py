@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=1024)
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-mobilesam", action="store_true")
+    ap.add_argument("--no-macs", action="store_true", help="skip counting MACs (one extra forward per encoder)")
     ap.add_argument("--out", default="benchmarks/results/sam_latency.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -71,6 +72,11 @@ def main() -> None:
         if tiny is not None:
             encoders["MobileSAM TinyViT"] = tiny
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in encoders.items()}
+    macs = {}
+    if not args.no_macs:
+        from repvit.bench.complexity import count_macs
+
+        macs = {k: count_macs(m, s) for k, m in encoders.items() if not k.endswith("unfused")}
 
     cands = {f"{k} (torch)": (lambda m=m: m(x)) for k, m in encoders.items()}
     onnx_notes: dict[str, str] = {}
@@ -119,19 +125,21 @@ def main() -> None:
                                              / res["RepViT-SAM M2.3 fused (torch)"].median_ms)
     out = {
         "benchmark": "sam_latency", "img_size": s, "batch": 1, "threads": args.threads, "rounds": args.rounds,
-        "iters_per_round": args.iters, "params": params, "mobilesam": mobilesam_note, "onnx_notes": onnx_notes,
+        "iters_per_round": args.iters, "params": params, "macs": macs, "mobilesam": mobilesam_note,
+        "onnx_notes": onnx_notes,
         "results": {k: v.to_dict() for k, v in res.items()}, "ratios": ratios, "environment": environment_info(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"SAM image encoders @ {s}x{s}, batch 1, {args.threads} threads, {args.rounds}x{args.iters} interleaved; "
           f"load {out['environment']['loadavg_1m_5m_15m']}")
-    print(f"| {'candidate':<38} | {'params':>7} | {'median ms':>10} | {'p90 ms':>10} |")
-    print(f"|{'-' * 40}|{'-' * 9}|{'-' * 12}|{'-' * 12}|")
+    print(f"| {'candidate':<38} | {'params':>7} | {'GMACs':>6} | {'median ms':>10} | {'p90 ms':>10} |")
+    print(f"|{'-' * 40}|{'-' * 9}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
     for k, v in res.items():
-        n = next((p for name, p in params.items() if k.startswith(name + " (")), None)
-        ps = f"{n / 1e6:.1f}M" if n else "-"
-        print(f"| {k:<38} | {ps:>7} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} |")
+        name = next((n for n in params if k.startswith(n + " (")), None)
+        ps = f"{params[name] / 1e6:.1f}M" if name else "-"
+        ms = f"{macs[name] / 1e9:.0f}" if name in macs else "-"
+        print(f"| {k:<38} | {ps:>7} | {ms:>6} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} |")
     for k, r in ratios.items():
         print(f"{k}: {r:.2f}x")
     print(f"MobileSAM: {mobilesam_note}")
