@@ -211,3 +211,16 @@ def test_checkpoint_with_another_class_count_reinitializes_the_heads(tmp_path, c
     torch.save({"model": cls.state_dict()}, tmp_path / "c.pt")
     init_detector(dst, tmp_path / "c.pt")
     assert torch.equal(dst.backbone.backbone.stem.conv1.c.weight, cls.stem.conv1.c.weight)
+
+
+def test_paper_recipe_trains_an_iteration_on_coco_layout(coco_root, tmp_path, capsys):
+    """The Mask R-CNN 1x recipe (full heads) runs on a COCO-layout folder (a small backbone and size here)."""
+    out = tmp_path / "paper"
+    _repvit(capsys, "detect", "train", "--config", "detect_maskrcnn_coco_1x", "--data", str(coco_root),
+            "--model", "repvit_m0_6", "--img-size", "32", "--set", "max_size=48", "--iters", "1", "--batch-size", "2",
+            "--output-dir", str(out), "--no-progress", "--set", "workers=0", "--set", "val_subset=2",
+            "--set", "detections_per_img=10", "--set", "rpn_post_nms_top_n_test=50",
+            "--set", "plot=false", "--set", "tensorboard=false")
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["config"]["box_head_dim"] == 1024 and ck["config"]["decay_milestones"] == [8, 11]
+    assert ck["config"]["hflip"] == 0.5 and ck["step"] == 1
