@@ -97,6 +97,15 @@ def test_distill_on_the_engine_resume_and_load(tmp_path):
     assert all(torch.equal(v, best[k]) for k, v in sam.image_encoder.state_dict().items())
 
 
+def test_distill_amp_and_curves(tmp_path):
+    """bf16 autocast on the CPU (the GPU recipe uses AMP) and the engine's curves PNG."""
+    pytest.importorskip("matplotlib", reason="curves need matplotlib: pip install 'repvit[plot]'")
+    images = make_images(tmp_path / "images", 8, size=(40, 90))
+    res = distill(_cfg(tmp_path, images, amp=True, plot=True), tiny_teacher(64))
+    assert res["curves_png"] and Path(res["curves_png"]).is_file()
+    assert 0 < res["eval"]["mse"] < 10 and res["eval"]["neg_mse"] == -res["eval"]["mse"]
+
+
 def test_init_from_a_classifier_checkpoint(tmp_path):
     import repvit
     from repvit.models import save_checkpoint
