@@ -32,6 +32,7 @@ from .preprocess import IMAGE_EXTENSIONS, load_rgb, preprocess_image, sam_pixel_
 __all__ = ["CacheSpec", "EmbeddingCache", "list_images", "file_sha256", "module_sha256", "default_cache_root"]
 
 _log = logging.getLogger("repvit.sam")
+_MAX_OPEN_SHARDS = 32  # open shard files kept per process (a shuffled epoch touches every shard)
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -195,12 +196,15 @@ class EmbeddingCache:
         from safetensors import safe_open
 
         shard, j = divmod(index, self.spec.shard_size)
-        h = self._handles.get(shard)
+        h = self._handles.pop(shard, None)
         if h is None:
             path = self.shard_path(shard)
             if not path.is_file():
                 raise FileNotFoundError(f"teacher-embedding shard {path} is missing; fill the cache first.")
-            h = self._handles[shard] = safe_open(str(path), framework="pt", device="cpu")
+            h = safe_open(str(path), framework="pt", device="cpu")
+            if len(self._handles) >= _MAX_OPEN_SHARDS:  # least recently used first (dicts keep insertion order)
+                self._handles.pop(next(iter(self._handles)))
+        self._handles[shard] = h
         return h.get_slice("embeddings")[j:j + 1][0].float()
 
     def __getstate__(self):  # loader workers open their own file handles
