@@ -129,7 +129,10 @@ def create_model(
         model.pretrained_cfg["architecture"] = name
         saved = ckpt.meta.get("pretrained_cfg") if ckpt is not None else None
         if isinstance(saved, Mapping) and saved:
-            set_data_config(model, **_fit_channels(dict(saved), in_chans))
+            saved = _fit_channels(dict(saved), in_chans)
+            if len(saved.get("label_names") or ()) != getattr(model, "num_classes", 0):
+                saved.pop("label_names", None)  # another class count (fine-tuning): the names do not apply
+            set_data_config(model, **saved)
     if ckpt is not None and ckpt.fused:
         if not fused:
             raise CheckpointError(

@@ -66,6 +66,22 @@ def _aug_kwargs(cfg: TrainConfig, digits: bool) -> dict[str, Any]:
                 re_count=cfg.recount, hflip=cfg.hflip)
 
 
+def _data_config(cfg: TrainConfig, digits: bool, class_names: list[str]) -> dict[str, Any]:
+    """The preprocessing the trained weights expect (the data fields of timm's ``pretrained_cfg``)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
+
+    n = cfg.in_chans
+    if digits:
+        mean, std = [DIGITS_MEAN] * n, [DIGITS_STD] * n
+    else:
+        mean, std = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
+    return {"input_size": [n, cfg.img_size, cfg.img_size], "interpolation": "bicubic" if digits else cfg.interpolation,
+            "crop_pct": 1.0 if digits else cfg.crop_pct, "crop_mode": "center", "mean": mean, "std": std,
+            "label_names": list(class_names)}
+
+
 def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if len(batch) == 3:
         return batch
@@ -97,6 +113,7 @@ class ClassifyTask(Task):
         if cfg.num_classes is not None and cfg.num_classes != data.num_classes:
             raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {data.num_classes} classes.")
         self.num_classes, self.class_names = data.num_classes, list(data.class_names)
+        self.data_cfg = _data_config(cfg, str(cfg.data).lower() == "digits", self.class_names)
         return TaskData(train_ds, val_ds, meta={"num_classes": data.num_classes,
                                                 "class_names": list(data.class_names)})
 
@@ -137,7 +154,7 @@ class ClassifyTask(Task):
 
     def checkpoint_extra(self, data: TaskData, best: float) -> dict[str, Any]:
         return {"class_names": self.class_names, "num_classes": self.num_classes, "in_chans": self.cfg.in_chans,
-                "best_top1": best}
+                "best_top1": best, "pretrained_cfg": self.data_cfg}  # create_model(checkpoint=...) restores it
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"val top-1 {metrics['top1']:.2f}%" if "top1" in metrics else ""
