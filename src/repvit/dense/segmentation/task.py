@@ -67,6 +67,9 @@ class SegmentConfig(EngineConfig):
     train_scenes: int = 2000  # digits: scenes in the training split
     val_scenes: int = 256  # digits: held-out scenes (at least 200)
     scenes_seed: int = 0  # digits: the scenes (the same for every run seed, so results compare)
+    digit_scale_min: float = 0.25  # digits: glyph side as a fraction of the canvas (DigitScenes' scale)
+    digit_scale_max: float = 0.5
+    max_digits: int = 4  # digits: glyphs per scene, at most
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,7 +93,8 @@ def build_segment_datasets(cfg: SegmentConfig, *, train: bool = True) -> tuple[A
         if cfg.num_classes is not None and cfg.num_classes != len(SCENE_CLASSES):
             raise ValueError(f"--num-classes {cfg.num_classes} does not fit --data digits "
                              f"({len(SCENE_CLASSES)} classes: background and the ten digits).")
-        kw = dict(size=cfg.img_size, seed=cfg.scenes_seed)
+        kw = dict(size=cfg.img_size, seed=cfg.scenes_seed, scale=(cfg.digit_scale_min, cfg.digit_scale_max),
+                  max_digits=cfg.max_digits)
         # training scenes are rendered on every access (about a millisecond; no memory held for large splits)
         tr = DigitScenes("train", num_scenes=cfg.train_scenes, cache=False, **kw) if train else None
         va = DigitScenes("val", num_scenes=cfg.val_scenes, **kw)
