@@ -65,6 +65,24 @@ def test_whole_graph_is_one_xnnpack_call_and_metadata_sidecar(exported):
     assert Runtime.get().backend_registry.is_available("XnnpackBackend")
 
 
+def test_method_loaded_from_bytes_outlives_the_bytes(exported):
+    import gc
+
+    from repvit.deploy.executorch_export import load_method, run_method
+
+    path, fused = exported
+    data = path.read_bytes()
+    method = load_method(data)
+    del data
+    gc.collect()
+    junk = [bytes(1 << 20) for _ in range(64)]  # reuse the freed memory, if it was freed
+    x = torch.randn(1, 3, IMG, IMG)
+    (got,) = run_method(method, x)
+    del junk
+    with torch.no_grad():
+        assert rel_err(got, fused(x)) < 1e-4
+
+
 def test_int8_needs_calibration_and_other_formats_refuse_it(tmp_path):
     from repvit.deploy.export import export_model
 

@@ -147,6 +147,9 @@ def load_method(src: str | Path | bytes, threads: int | None = None, method: str
     loaded = program.load_method(method)
     if loaded is None:
         raise ValueError(f"the ExecuTorch program has no method {method!r}; it has {sorted(program.method_names)}.")
+    # the Program holds the .pte bytes the method runs from, and a Method does not reference its Program: keep it
+    # alive with the method, or a method loaded from bytes crashes once the caller drops them
+    loaded._repvit_program = program
     return loaded
 
 
