@@ -137,6 +137,24 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _worker_context():
+    """Start loader workers from a forkserver, not by forking the trainer.
+
+    The trainer has threads that Python does not see (gloo's, under DDP) and that briefly take CPython's
+    thread-state lock when they touch a Python object. A fork at that moment gives a worker that holds the lock
+    for ever: CPython up to 3.11.9 takes it again in its after-fork clean-up (gh-112275) and the worker hangs, and
+    with it the trainer. The forkserver is a single-threaded process started once (with torch imported), so a
+    worker forked from it inherits no lock held by another thread.
+    """
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return None  # not POSIX: workers are spawned anyway
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "repvit.data.loader"])
+    return ctx
+
+
 def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers: int = 0, rank: int = 0,
                  world_size: int = 1, repeated_aug: bool = False, drop_last: bool = True,
                  pin_memory: bool = False, skip_batches: int = 0, collate_fn=None) -> DataLoader:
@@ -166,7 +184,8 @@ def train_loader(ds: Dataset, batch_size: int, *, seed: int, epoch: int, workers
     # come from the trainer's global torch RNG, which a resumed epoch restores at another point of its stream
     return DataLoader(SeededBatchDataset(ds), batch_sampler=batches, num_workers=workers,
                       collate_fn=collate_fn or skip_bad_collate, generator=torch.Generator().manual_seed(s + 1),
-                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None)
+                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers > 0 else None,
+                      multiprocessing_context=_worker_context() if workers > 0 else None)
 
 
 def eval_loader(ds: Dataset, batch_size: int, *, workers: int = 0, rank: int = 0, world_size: int = 1,
@@ -178,4 +197,5 @@ def eval_loader(ds: Dataset, batch_size: int, *, workers: int = 0, rank: int = 0
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                       collate_fn=collate_fn or skip_bad_collate,
                       generator=torch.Generator().manual_seed(0), pin_memory=pin_memory,
-                      worker_init_fn=_worker_init if workers > 0 else None)
+                      worker_init_fn=_worker_init if workers > 0 else None,
+                      multiprocessing_context=_worker_context() if workers > 0 else None)
