@@ -41,11 +41,11 @@ class DetectConfig(EngineConfig):
     max_size: int | None = None  # long side at most; None: img_size x 1333 / 800
     detector: str = "maskrcnn"  # maskrcnn | fasterrcnn | retinanet
     taps: str = "stage"
-    frozen_bn: bool = True
+    frozen_bn: bool = False  # from scratch there are no ImageNet statistics to keep; the paper recipe sets True
     backbone_checkpoint: str | None = None  # classification checkpoint (any format), authors' downstream file, or ours
     hflip: float = 0.0
     # schedule (the engine's fields with detection defaults)
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 8
     lr: float = 2e-3  # for a total batch of lr_base_batch
     lr_base_batch: int = 16
@@ -56,27 +56,28 @@ class DetectConfig(EngineConfig):
     clip_grad: float | None = 5.0
     clip_mode: str = "norm"
     model_ema: bool = False
+    eval_every: int = 2
     # heads (see DetectorSpec; MMDetection's defaults in the paper recipe, leaner ones here)
-    fpn_channels: int = 256
+    fpn_channels: int = 128
     anchor_scale: int = 4
     rpn_batch_size_per_image: int = 256
     rpn_pre_nms_top_n_train: int = 500
     rpn_post_nms_top_n_train: int = 250
-    rpn_pre_nms_top_n_test: int = 500
-    rpn_post_nms_top_n_test: int = 250
-    box_batch_size_per_image: int = 64
+    rpn_pre_nms_top_n_test: int = 300
+    rpn_post_nms_top_n_test: int = 100
+    box_batch_size_per_image: int = 32
     box_head_dim: int = 256
     mask_head_channels: int = 64
     mask_head_convs: int = 4
     roi_sampling_ratio: int = 1
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
-    detections_per_img: int = 100
+    detections_per_img: int = 20
     # data
     scene_size: int = 64
     scene_min_digits: int = 1
     scene_max_digits: int = 4
-    train_scenes: int = 2000
+    train_scenes: int = 1800
     val_scenes: int = 256
     train_subset: int | None = None
     val_subset: int | None = None
