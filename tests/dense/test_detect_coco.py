@@ -224,3 +224,17 @@ def test_paper_recipe_trains_an_iteration_on_coco_layout(coco_root, tmp_path, ca
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["config"]["box_head_dim"] == 1024 and ck["config"]["decay_milestones"] == [8, 11]
     assert ck["config"]["hflip"] == 0.5 and ck["step"] == 1
+
+
+def test_polygon_masks_are_read_like_pycocotools_decodes_them(coco_root, tmp_path):
+    from pycocotools import mask as mask_util
+
+    d = json.loads((coco_root / "annotations" / "instances_val2017.json").read_text())
+    poly = [[2.0, 3.0, 20.0, 3.0, 20.0, 15.0, 2.0, 15.0]]
+    ann = next(a for a in d["annotations"] if a["image_id"] == 0)
+    ann["segmentation"] = poly
+    (tmp_path / "poly.json").write_text(json.dumps(d))
+    ds = CocoDetectionDataset(coco_root / "val2017", tmp_path / "poly.json", masks=True, train=False)
+    _, t = ds[ds.ids.index(0)]
+    ref = mask_util.decode(mask_util.merge(mask_util.frPyObjects(poly, SIZE, SIZE)))
+    assert torch.equal(t["masks"][0], torch.from_numpy(ref)) and ref.sum() > 100
