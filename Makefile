@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo demo-segment demo-detect demo-sam test test-all lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -19,6 +19,35 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/repvit demo --output-dir $(DEMO_DIR)
+
+# Dense tasks and RepViT-SAM (each its own command; see docs/dense.md, docs/detection.md, docs/sam.md)
+$(VENV)/.dense-installed: pyproject.toml | $(PY)
+	$(PIP) -e ".[onnx,plot,digits,dense]"
+	touch $@
+
+$(VENV)/.sam-installed: pyproject.toml | $(PY)
+	$(PIP) -e ".[onnx,plot,sam]" "scikit-image>=0.22"
+	touch $@
+
+demo-segment: $(VENV)/.dense-installed
+	$(VENV)/bin/repvit segment train --data digits --output-dir $(DEMO_DIR)/segment --seed 0 --no-progress
+	$(VENV)/bin/repvit segment eval --checkpoint $(DEMO_DIR)/segment/best.pt --data digits --json
+	$(VENV)/bin/repvit segment export --checkpoint $(DEMO_DIR)/segment/best.pt --output $(DEMO_DIR)/segment/semfpn.onnx
+
+demo-detect: $(VENV)/.dense-installed
+	$(VENV)/bin/repvit detect train --data digits --output-dir $(DEMO_DIR)/detect --seed 0 --no-progress
+	$(VENV)/bin/repvit detect eval --checkpoint $(DEMO_DIR)/detect/best.pt --data digits --json
+	$(VENV)/bin/repvit detect export --checkpoint $(DEMO_DIR)/detect/best.pt --output $(DEMO_DIR)/detect/maskrcnn.onnx
+
+# RepViT-SAM's pipeline on a real photo (scikit-image's astronaut). Nothing is downloaded, so the M0.9-SAM here has
+# random weights: the masks are meaningless until you pass the authors' repvit_sam.pt or a distilled checkpoint.
+demo-sam: $(VENV)/.sam-installed
+	mkdir -p $(DEMO_DIR)/sam
+	$(PY) -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save('$(DEMO_DIR)/sam/astronaut.png')"
+	$(PY) -c "from repvit.sam import build_repvit_sam, save_repvit_sam; save_repvit_sam(build_repvit_sam(variant='repvit_sam_m0_9'), '$(DEMO_DIR)/sam/m0_9_sam_random.safetensors')"
+	$(VENV)/bin/repvit sam predict $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --point 250,150 --output-dir $(DEMO_DIR)/sam
+	$(VENV)/bin/repvit sam segment-all $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --points-per-side 8 --output-dir $(DEMO_DIR)/sam
+	$(VENV)/bin/repvit sam export --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --output-dir $(DEMO_DIR)/sam/onnx
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q
