@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.datasets import CocoDetection
+from torchvision.datasets.vision import VisionDataset
 
 __all__ = ["CocoFormatError", "CategoryMap", "CocoDetectionDataset", "coco_detection_dataset", "load_coco_json",
            "make_coco", "coco_from_samples", "write_coco_split", "mask_to_rle", "empty_target"]
@@ -55,7 +57,7 @@ def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file {path} does not exist (COCO layout: "
-                                "ROOT/annotations/instances_{{train,val}}2017.json; or name the file with an option).")
+                                "ROOT/annotations/instances_{train,val}2017.json; or name the file with an option).")
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -144,25 +146,18 @@ def empty_target(height: int, width: int, image_id: int, masks: bool) -> dict[st
     return t
 
 
-def _torchvision_coco():
-    from torchvision.datasets import CocoDetection
+class _FilteredCocoDetection(CocoDetection):
+    """CocoDetection over an already-checked COCO index; leaves crowd (training) and degenerate boxes out."""
 
-    class _FilteredCocoDetection(CocoDetection):
-        """CocoDetection over an already-checked COCO index; leaves crowd (training) and degenerate boxes out."""
+    def __init__(self, root: str, coco, *, keep_crowd: bool):
+        VisionDataset.__init__(self, root)
+        self.coco, self.keep_crowd = coco, keep_crowd
+        self.ids = sorted(coco.imgs.keys())
 
-        def __init__(self, root, coco, *, keep_crowd: bool):
-            from torchvision.datasets.vision import VisionDataset
-
-            VisionDataset.__init__(self, root)
-            self.coco, self.keep_crowd = coco, keep_crowd
-            self.ids = sorted(coco.imgs.keys())
-
-        def _load_target(self, id: int) -> list[Any]:
-            anns = super()._load_target(id)
-            return [a for a in anns if a["bbox"][2] > 0 and a["bbox"][3] > 0
-                    and (self.keep_crowd or not a.get("iscrowd", 0))]
-
-    return _FilteredCocoDetection
+    def _load_target(self, id: int) -> list[Any]:
+        anns = super()._load_target(id)
+        return [a for a in anns if a["bbox"][2] > 0 and a["bbox"][3] > 0
+                and (self.keep_crowd or not a.get("iscrowd", 0))]
 
 
 class CocoDetectionDataset(Dataset):
@@ -216,7 +211,7 @@ class CocoDetectionDataset(Dataset):
                   self.ann_file.name, self.stats["images"], self.stats["empty_images"], self.stats["annotations"],
                   crowd, " (left out of training)" if train else "")
         keys = {"image_id", "boxes", "labels"} | ({"masks"} if masks else set())
-        base = _torchvision_coco()(str(self.root), self.coco, keep_crowd=not train)
+        base = _FilteredCocoDetection(str(self.root), self.coco, keep_crowd=not train)
         self._ds = wrap_dataset_for_transforms_v2(base, target_keys=keys)
 
     @property

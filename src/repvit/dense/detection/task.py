@@ -8,6 +8,7 @@ recipe is ``configs/detect_maskrcnn_coco_1x.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -104,10 +105,7 @@ class DetectConfig(EngineConfig):
 
 def detector_spec(cfg: DetectConfig) -> DetectorSpec:
     """The detector architecture a config asks for."""
-    spec = DetectorSpec.from_config(cfg)
-    import dataclasses
-
-    return dataclasses.replace(spec, min_size=cfg.img_size, max_size=cfg.resolved_max_size)
+    return dataclasses.replace(DetectorSpec.from_config(cfg), min_size=cfg.img_size, max_size=cfg.resolved_max_size)
 
 
 def init_detector(model: nn.Module, path: str | os.PathLike) -> None:
