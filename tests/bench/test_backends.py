@@ -27,7 +27,7 @@ def _out(r):
 @pytest.mark.parametrize("backend", ["eager", "channels_last", "torchscript", "onnxruntime"])
 def test_backend_matches_eager(fused_and_input, backend):
     if backend == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit[onnx]'")
+        pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
     model, x = fused_and_input
     with torch.no_grad():
         ref = model(x)
@@ -35,7 +35,7 @@ def test_backend_matches_eager(fused_and_input, backend):
 
 
 def test_int8_backend_close_to_fp32(fused_and_input):
-    pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit[onnx]'")
+    pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
     model, x = fused_and_input
     with torch.no_grad():
         ref = model(x)
@@ -45,7 +45,7 @@ def test_int8_backend_close_to_fp32(fused_and_input):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_openvino_backend_matches_fused_pytorch(fused_and_input, batch):
-    pytest.importorskip("onnx", reason="the openvino backend exports with onnx: pip install 'repvit[onnx]'")
+    pytest.importorskip("onnx", reason="the openvino backend exports with onnx: pip install 'repvit-pytorch[onnx]'")
     require_openvino()
     model = fused_and_input[0]
     x = torch.randn(batch, 3, 64, 64)

@@ -12,8 +12,8 @@ from repvit.cli.main import main
 
 
 def test_bench_smoke_run(tmp_path, capsys):
-    pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit[onnx]'")
-    pytest.importorskip("matplotlib", reason="the Pareto plot needs matplotlib: pip install 'repvit[plot]'")
+    pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
+    pytest.importorskip("matplotlib", reason="the Pareto plot needs matplotlib: pip install 'repvit-pytorch[plot]'")
     rc = main(["bench", "--models", "repvit_m0_6,repvit_m0_6:unfused", "--backends",
                "eager,onnxruntime", "--img-size", "64", "--rounds", "2", "--iters", "2", "--warmup", "1",
                "--throughput-batch", "4", "--throughput-rounds", "1", "--threads", "1", "--out-dir", str(tmp_path)])

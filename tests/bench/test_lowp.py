@@ -83,7 +83,7 @@ def test_low_precision_backends_follow_fp32_but_are_not_fp32(small, backend, tol
 
 
 def test_remote_executorch_program_matches_in_process_runtime(small):
-    pytest.importorskip("executorch", reason="needs executorch: pip install 'repvit[executorch]'")
+    pytest.importorskip("executorch", reason="needs executorch: pip install 'repvit-pytorch[executorch]'")
     from repvit.bench.remote import RemoteProgram
     from repvit.deploy.executorch_export import export_executorch_bytes, load_method, run_method
 

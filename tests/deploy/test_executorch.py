@@ -14,7 +14,7 @@ import repvit
 from repvit.cli.main import main
 from tests.helpers import randomize_bn, rel_err
 
-pytest.importorskip("executorch", reason="ExecuTorch export needs executorch: pip install 'repvit[executorch]'")
+pytest.importorskip("executorch", reason="ExecuTorch export needs executorch: pip install 'repvit-pytorch[executorch]'")
 
 IMG = 64
 
@@ -95,7 +95,7 @@ def test_int8_needs_calibration_and_other_formats_refuse_it(tmp_path):
 
 @pytest.mark.slow
 def test_executorch_int8_within_half_a_point_of_fp32_on_digits(tmp_path):
-    pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip install 'repvit[digits]'")
+    pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip install 'repvit-pytorch[digits]'")
     from repvit.data import load_digits_split
     from repvit.deploy.calib import load_calibration
     from repvit.deploy.export import export_model

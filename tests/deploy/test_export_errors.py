@@ -8,7 +8,7 @@ import torch
 import repvit
 from repvit.cli.main import main
 
-pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime: pip install 'repvit[onnx]'")
+pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
 
 
 def _err(capsys, argv) -> str:
@@ -44,7 +44,7 @@ def test_missing_optional_dependency_names_extra(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "coremltools", None)  # makes `import coremltools` raise ImportError
     err = _err(capsys, ["export", "--model", "m0_6", "--output", str(tmp_path / "m.mlpackage"), "--img-size", "64"])
-    assert "pip install 'repvit[coreml]'" in err
+    assert "pip install 'repvit-pytorch[coreml]'" in err
 
 
 def test_parity_failure_reports_difference(capsys, tmp_path, monkeypatch):

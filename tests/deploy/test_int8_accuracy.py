@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime", reason="INT8 needs onnxruntime: pip install 'repvit[onnx]'")
-pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip install 'repvit[digits]'")
+pytest.importorskip("onnxruntime", reason="INT8 needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
+pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip install 'repvit-pytorch[digits]'")
 
 
 @pytest.mark.slow

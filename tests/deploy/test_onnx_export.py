@@ -11,8 +11,8 @@ import repvit
 from repvit.cli.main import main
 from tests.helpers import randomize_bn, rel_err
 
-onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'repvit[onnx]'")
-ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime: pip install 'repvit[onnx]'")
+onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'repvit-pytorch[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
 
 IMG = 64
 

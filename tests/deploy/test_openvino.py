@@ -20,7 +20,7 @@ IMG = 64
 
 @pytest.fixture(scope="module")
 def onnx_passes():
-    pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'repvit[onnx]'")
+    pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'repvit-pytorch[onnx]'")
     from repvit.deploy.onnx_export import export_onnx_bytes
     from repvit.deploy.onnx_passes import apply_passes
 

@@ -10,8 +10,8 @@ import torch
 import repvit
 from tests.helpers import randomize_bn, rel_err
 
-onnx = pytest.importorskip("onnx", reason="the rewrite needs onnx: pip install 'repvit[onnx]'")
-ort = pytest.importorskip("onnxruntime", reason="the rewrite needs onnxruntime: pip install 'repvit[onnx]'")
+onnx = pytest.importorskip("onnx", reason="the rewrite needs onnx: pip install 'repvit-pytorch[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="the rewrite needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
 
 from repvit.deploy import ort_nchwc  # noqa: E402
 from repvit.deploy.export import export_model  # noqa: E402

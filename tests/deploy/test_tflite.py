@@ -20,9 +20,9 @@ IMG = 64
 @pytest.mark.slow
 def test_tflite_matches_fused_pytorch_in_litert(tmp_path):
     # imported here, not at collection: litert-torch takes seconds to import
-    pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch: pip install 'repvit[tflite]'")
+    pytest.importorskip("litert_torch", reason="TFLite export needs litert-torch: pip install 'repvit-pytorch[tflite]'")
     interpreter = pytest.importorskip("ai_edge_litert.interpreter",
-                                      reason="needs ai-edge-litert: pip install 'repvit[tflite]'")
+                                      reason="needs ai-edge-litert: pip install 'repvit-pytorch[tflite]'")
     model = randomize_bn(repvit.create_model("repvit_m0_6", num_classes=10, distillation=True), seed=5)
     ckpt = repvit.save_checkpoint(model, tmp_path / "m.safetensors")
     out = tmp_path / "m.tflite"

@@ -31,7 +31,7 @@ def test_torchscript_file_matches_fused_pytorch(tmp_path):
 
 
 def test_coreml_package_spec(tmp_path):
-    pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install 'repvit[coreml]'")
+    pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install 'repvit-pytorch[coreml]'")
     from repvit.deploy.coreml import coreml_spec_summary
 
     model = randomize_bn(repvit.create_model("repvit_m0_6", num_classes=10), seed=6)

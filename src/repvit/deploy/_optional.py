@@ -34,4 +34,4 @@ def require(module: str, purpose: str = "") -> ModuleType:
     except ImportError as e:
         extra = _EXTRAS.get(module.split(".")[0], module)
         why = f" for {purpose}" if purpose else ""
-        raise ImportError(f"{module} is needed{why} but is not installed: pip install 'repvit[{extra}]'") from e
+        raise ImportError(f"{module} is needed{why} but is not installed: pip install 'repvit-pytorch[{extra}]'") from e
