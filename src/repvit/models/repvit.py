@@ -10,8 +10,8 @@ Module and parameter names follow timm's port, so timm state dicts load as they 
 ``features.N`` layout is converted in :mod:`repvit.models.checkpoint`.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: torch.fx copies forward's annotation into traced code, where the
+# string 'torch.Tensor' would stop TorchScript from compiling an FX-traced model
 from collections.abc import Sequence
 
 import torch

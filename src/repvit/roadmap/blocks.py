@@ -157,13 +157,14 @@ class MobileNetV3Classifier(FusableMixin, nn.Module):
         self.distillation = distillation
         self.fc = nn.Linear(in_features, hidden)
         self.act = act_layer(act)()
-        self.drop = nn.Dropout(drop_rate)
+        # not "drop": torchvision's FX node naming confuses "head.drop" with the model's "head_drop"
+        self.dropout = nn.Dropout(drop_rate)
         self.head = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
         # None without distillation: TorchScript compiles both branches of forward
         self.head_dist = nn.Linear(hidden, num_classes) if distillation and num_classes > 0 else None
 
     def forward(self, x: torch.Tensor):
-        x = self.drop(self.act(self.fc(x)))
+        x = self.dropout(self.act(self.fc(x)))
         if self.head_dist is None:
             return self.head(x)
         x1, x2 = self.head(x), self.head_dist(x)

@@ -6,8 +6,8 @@ unchanged. The model contract is timm's: ``forward_features``, ``forward_head(pr
 ``set_grad_checkpointing``, ``feature_info``, ``fuse()``.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: torch.fx copies forward's annotation into traced code, where the
+# string 'torch.Tensor' would stop TorchScript from compiling an FX-traced model
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
