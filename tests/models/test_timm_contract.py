@@ -6,9 +6,9 @@ own RepViT cfgs), ``forward_features`` / ``forward_head``, ``reset_classifier``,
 ``timm.models.FeatureInfo`` (checked against timm's own ``features_only`` RepViT), ``forward_intermediates``,
 TorchScript of unfused models, and torch.fx through torchvision's ``create_feature_extractor``.
 
-TorchScript runs in a fresh process (see ``test_contract.py``). Scripting and tracing every form of every model is
-slow, so the default suite covers every model in one form plus a representative subset of the others (every form of
-m0_6, a legacy RepViT, MobileNetV3-style roadmap steps); ``make test-all`` covers every form of every model.
+TorchScript runs in a fresh process (see ``test_contract.py``). Every check on every model is slow on 2 cores, so the
+default suite runs a representative subset (:data:`DEFAULT_SUBSET`: a current and a legacy RepViT, a MobileNetV3-
+and a RepViT-headed roadmap step; every form of m0_6); ``make test-all`` runs every model in every form.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ ALL = repvit.list_models()
 FEATURES = [n for n in ALL if get_model_entry(n).supports_features]
 TIMM_NAMES = [n for n in ALL if n in timm.list_models("repvit_*")]
 SIZE, BATCH = 64, 2
+# the models every check runs on in the default suite (a current and a legacy RepViT, a MobileNetV3-headed and a
+# RepViT-headed roadmap step); the rest of the registry runs with `make test-all`
+DEFAULT_SUBSET = ("repvit_m0_6", "repvit_m1", "roadmap_0_mobilenetv3_l_gelu", "roadmap_5_simple_classifier")
+
+
+def _registry(names):
+    keep = (*DEFAULT_SUBSET, "repvit_m0_9")  # m0_9: timm has it (m0_6 is not in timm)
+    return [pytest.param(n, marks=() if n in keep else pytest.mark.slow) for n in names]
+
+
 # scripted in the default suite: every form of one model, and the other kinds of block, head and token mixer
 SCRIPT_SUBSET = [("repvit_m0_6", "unfused", True), ("repvit_m0_6", "unfused", False), ("repvit_m0_6", "fused", True),
                  ("repvit_m0_6", "features", False), ("repvit_m1", "unfused", True),
@@ -79,7 +89,7 @@ def _check_paper_cfg(model: nn.Module, name: str) -> None:
         assert theirs["crop_pct"] == 0.95
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", _registry(ALL))
 def test_cfg_features_head_and_reset_classifier(name):
     model = _model(name, num_classes=10, distillation=True).eval()
     _check_paper_cfg(model, name)
@@ -150,7 +160,7 @@ def test_reset_classifier_keeps_device_and_dtype():
         assert model(_x(1).double()).dtype == torch.float64
 
 
-@pytest.mark.parametrize("name", FEATURES)
+@pytest.mark.parametrize("name", _registry(FEATURES))
 def test_features_only_feature_info_and_intermediates(name):
     full = _model(name, num_classes=10).eval()
     x = torch.randn(1, 3, 96, 128)
@@ -199,10 +209,10 @@ def _fx_cases(names):
 
 
 def _fx_params():
-    """Every model unfused with distillation in the default suite; the other forms with ``make test-all``."""
+    """Every form of m0_6 and the subset unfused with distillation by default; the rest with ``make test-all``."""
     slow = pytest.mark.slow
-    return [pytest.param(*c, marks=() if c[1:] == ("unfused", True) or c[0] == "repvit_m0_6" else slow)
-            for c in _fx_cases(ALL)]
+    return [pytest.param(*c, marks=() if c[0] == "repvit_m0_6" or c[0] in DEFAULT_SUBSET and c[1:] == ("unfused", True)
+                         else slow) for c in _fx_cases(ALL)]
 
 
 def _build_case(name, form, dist):
