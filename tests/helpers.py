@@ -54,4 +54,4 @@ def require_openvino() -> None:
     try:
         import_openvino()
     except ImportError:
-        pytest.skip("needs openvino: pip install 'repvit[openvino]'")
+        pytest.skip("needs openvino: pip install 'repvit-pytorch[openvino]'")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit[digits]')")
+pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 from sklearn.datasets import load_digits  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit[digits]')")
+pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 from repvit.data import DigitsDataset, digits_train_transform  # noqa: E402
 from repvit.data.loader import train_loader  # noqa: E402

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("pycocotools", reason="COCO data needs pycocotools (pip install 'repvit[dense]')")
-pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit[dense]')")
+pytest.importorskip("pycocotools", reason="COCO data needs pycocotools (pip install 'repvit-pytorch[dense]')")
+pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
 from repvit.dense.detection.coco import (  # noqa: E402
     CategoryMap,

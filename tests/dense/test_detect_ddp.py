@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit[dense]')")
-pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pip install 'repvit[dense]')")
+pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
+pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pip install 'repvit-pytorch[dense]')")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit[dense]')")
-pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pip install 'repvit[dense]')")
+pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
+pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pip install 'repvit-pytorch[dense]')")
 
 from tests.train._tiny import max_abs_diff  # noqa: E402
 

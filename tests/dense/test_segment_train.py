@@ -13,7 +13,7 @@ from PIL import Image
 from repvit.cli.main import main
 from tests.dense._ade import make_ade_folder
 
-pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit[dense]')")
+pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
 FAST = ["--no-progress", "--threads", "1", "--workers", "0", "--set", "plot=false", "--set", "tensorboard=false",
         "--set", "fpn_channels=16", "--set", "head_channels=16"]

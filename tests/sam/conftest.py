@@ -9,7 +9,7 @@ import torch
 
 from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture)
 
-pytest.importorskip("segment_anything", reason="RepViT-SAM needs segment-anything: pip install 'repvit[sam]'")
+pytest.importorskip("segment_anything", reason="RepViT-SAM needs segment-anything: pip install 'repvit-pytorch[sam]'")
 
 SMALL = dict(variant="repvit_sam_m0_9", img_size=256)
 

@@ -99,7 +99,7 @@ def test_distill_on_the_engine_resume_and_load(tmp_path):
 
 def test_distill_amp_and_curves(tmp_path):
     """bf16 autocast on the CPU (the GPU recipe uses AMP) and the engine's curves PNG."""
-    pytest.importorskip("matplotlib", reason="curves need matplotlib: pip install 'repvit[plot]'")
+    pytest.importorskip("matplotlib", reason="curves need matplotlib: pip install 'repvit-pytorch[plot]'")
     images = make_images(tmp_path / "images", 8, size=(40, 90))
     res = distill(_cfg(tmp_path, images, amp=True, plot=True), tiny_teacher(64))
     assert res["curves_png"] and Path(res["curves_png"]).is_file()

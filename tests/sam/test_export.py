@@ -10,7 +10,7 @@ from repvit.cli.main import main
 from repvit.sam import save_repvit_sam
 from tests.helpers import rel_err
 
-ort = pytest.importorskip("onnxruntime", reason="ONNX export needs: pip install 'repvit[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="ONNX export needs: pip install 'repvit-pytorch[onnx]'")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_decoder_onnx_matches_sam(exported, small_sam, astronaut, prompt):
 
 @pytest.mark.slow
 def test_coreml_encoder_spec(small_sam, tmp_path):
-    pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install 'repvit[coreml]'")
+    pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install 'repvit-pytorch[coreml]'")
     from repvit.sam.export import export_encoder_coreml
 
     res = export_encoder_coreml(small_sam, tmp_path / "encoder.mlpackage")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit[digits]')")
+pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit[digits]')")
+pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 import repvit  # noqa: E402
 from repvit.data import load_digits_split  # noqa: E402

@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit[digits]')")
+pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 import repvit  # noqa: E402
 from repvit.cli.main import main as cli  # noqa: E402

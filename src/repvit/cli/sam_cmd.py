@@ -31,7 +31,7 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sam", help="RepViT-SAM: predict, segment-all, export, distill",
                        description="Segment anything with a RepViT image encoder (segment-anything's prompt encoder "
-                                   "and mask decoder). Needs the sam extra: pip install 'repvit[sam]'.")
+                                   "and mask decoder). Needs the sam extra: pip install 'repvit-pytorch[sam]'.")
     ss = p.add_subparsers(dest="sam_command", metavar="SAM_COMMAND")
 
     q = ss.add_parser("predict", help="masks from point / box prompts (SamPredictor)")

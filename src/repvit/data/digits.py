@@ -42,7 +42,7 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise ImportError(
-            "the built-in 'digits' data set needs scikit-learn: pip install 'repvit[digits]'"
+            "the built-in 'digits' data set needs scikit-learn: pip install 'repvit-pytorch[digits]'"
         ) from e
     d = load_digits()
     return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)

@@ -179,7 +179,9 @@ def export_model(
     }
     if features_only and getattr(fused, "feature_info", None) is not None:
         try:
-            metadata["reductions"] = [int(f["reduction"]) for f in fused.feature_info]
+            fi = fused.feature_info
+            red = fi.reduction() if hasattr(fi, "reduction") else [f["reduction"] for f in fi]
+            metadata["reductions"] = [int(r) for r in red]
         except (TypeError, KeyError):
             pass
     result = ExportResult(output, format, ParityReport(), metadata, out_names)

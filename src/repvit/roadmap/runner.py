@@ -239,7 +239,7 @@ def plot_roadmap(result: dict[str, Any], path: str | Path, backend: str | None =
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install 'repvit[plot]'") from None
+        raise ImportError("--plot needs matplotlib: pip install 'repvit-pytorch[plot]'") from None
     from repvit.models.checkpoint import atomic_write
 
     rows = result["steps"]

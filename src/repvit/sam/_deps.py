@@ -14,5 +14,5 @@ def require_sam(purpose: str = "RepViT-SAM") -> ModuleType:
         return importlib.import_module("segment_anything")
     except ImportError as e:
         raise ImportError(
-            f"segment-anything is needed for {purpose} but is not installed: pip install 'repvit[sam]'"
+            f"segment-anything is needed for {purpose} but is not installed: pip install 'repvit-pytorch[sam]'"
         ) from e

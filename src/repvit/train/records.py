@@ -69,7 +69,7 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path, *, metric: str =
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        _log.info("matplotlib is not installed, so no curves PNG: pip install 'repvit[plot]'")
+        _log.info("matplotlib is not installed, so no curves PNG: pip install 'repvit-pytorch[plot]'")
         return None
     rows = read_metrics(metrics_path)
     if not rows:

@@ -49,7 +49,7 @@ def _need_pycocotools():
     try:
         import pycocotools.coco  # noqa: F401
     except ImportError as e:
-        raise ImportError("COCO data and evaluation need pycocotools: pip install 'repvit[dense]'") from e
+        raise ImportError("COCO data and evaluation need pycocotools: pip install 'repvit-pytorch[dense]'") from e
 
 
 def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def coco_evaluate(gt, results: list[dict[str, Any]], image_ids: Sequence[int], *
     try:
         import pycocotools.cocoeval  # noqa: F401
     except ImportError as e:
-        raise ImportError("COCO evaluation needs pycocotools: pip install 'repvit[dense]'") from e
+        raise ImportError("COCO evaluation needs pycocotools: pip install 'repvit-pytorch[dense]'") from e
     ids = set(int(i) for i in image_ids)
     results = [r for r in results if int(r["image_id"]) in ids]
     out: dict[str, Any] = {}
