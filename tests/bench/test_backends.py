@@ -86,7 +86,7 @@ def test_missing_onnxruntime_names_extra(fused_and_input, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     model, x = fused_and_input
-    with pytest.raises(ImportError, match=r"pip install 'repvit\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'repvit-pytorch\[onnx\]'"):
         prepare_backend(model, "onnxruntime", x)
 
 
@@ -95,7 +95,7 @@ def test_missing_openvino_names_extra(fused_and_input, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "openvino", None)
     model, x = fused_and_input
-    with pytest.raises(ImportError, match=r"pip install 'repvit\[openvino\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'repvit-pytorch\[openvino\]'"):
         prepare_backend(model, "openvino", x)
     assert "openvino" not in available_backends()
 

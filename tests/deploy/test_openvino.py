@@ -72,7 +72,7 @@ def test_compiled_model_is_f32_with_pinned_threads(exported):
 
 def test_missing_openvino_names_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
-    with pytest.raises(ImportError, match=r"pip install 'repvit\[openvino\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'repvit-pytorch\[openvino\]'"):
         compile_onnx(b"", threads=1)
 
 
