@@ -55,3 +55,44 @@ def require_openvino() -> None:
         import_openvino()
     except ImportError:
         pytest.skip("needs openvino: pip install 'repvit-pytorch[openvino]'")
+
+
+def kill_in_second_epoch_then_resume(cmd, tmp_path, *, sleep_s: float, timeout_s: float):
+    """Run ``cmd(out_dir, *extra)`` uninterrupted into ``tmp_path/ref`` and, beside it, into ``tmp_path/victim``,
+    SIGKILL the victim ``sleep_s`` after its first ``last.pt`` appears (inside the second epoch), resume it with
+    ``--resume auto``, and return both final ``last.pt`` checkpoints ``(uninterrupted, resumed)``.
+
+    Asserts what the harness itself needs: the kill landed in the second epoch and both runs finished.
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    ref = subprocess.Popen(cmd(tmp_path / "ref"), env=env, cwd=root, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    victim_dir = tmp_path / "victim"
+    victim = subprocess.Popen(cmd(victim_dir), env=env, cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    last = victim_dir / "last.pt"
+    deadline = time.time() + timeout_s
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert last.exists(), "the run never finished its first epoch"
+    time.sleep(sleep_s)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) == 0, \
+        "the kill did not land in the second epoch; make the epoch longer"
+
+    resumed = subprocess.run(cmd(victim_dir, "--resume", "auto"), env=env, cwd=root, capture_output=True,
+                             text=True, timeout=timeout_s)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    _, err = ref.communicate(timeout=timeout_s)
+    assert ref.returncode == 0, err[-3000:]
+    return (torch.load(tmp_path / "ref" / "last.pt", weights_only=True), torch.load(last, weights_only=True))
