@@ -56,9 +56,19 @@ def cleanup_distributed() -> None:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over all processes (no-op when not distributed)."""
+    """Sum ``t`` over all processes, in place (no-op when not distributed).
+
+    NCCL reduces CUDA tensors only, so under NCCL a CPU tensor goes through the process's GPU and back; callers may
+    keep their small metric sums on the CPU whatever the backend.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        if t.device.type == "cpu" and dist.get_backend() == "nccl":
+            dev = torch.device("cuda", torch.cuda.current_device())
+            on_gpu = t.to(dev)
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            t.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 

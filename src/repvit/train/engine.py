@@ -102,7 +102,7 @@ def train_one_epoch(
 
     model.train()
     stats = EpochStats()
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the loss's device: no sync per step
     step = start_step
     t0 = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
