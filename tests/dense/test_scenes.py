@@ -78,3 +78,11 @@ def test_bad_arguments():
         DigitScenes("val", num_scenes=50)
     with pytest.raises(ValueError, match="32"):
         DigitScenes("train", size=16)
+
+
+def test_semantic_only_targets_equal_the_full_ones():
+    full, lean = DigitScenes("val", num_scenes=200), DigitScenes("val", num_scenes=200, instances=False)
+    for i in (0, 7, 199):
+        (img_f, t_f), (img_l, t_l) = full[i], lean[i]
+        assert torch.equal(img_f, img_l) and torch.equal(t_f["semantic"], t_l["semantic"])
+        assert set(t_l) == {"semantic", "image_id"} and t_l["image_id"] == t_f["image_id"] == i

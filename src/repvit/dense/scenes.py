@@ -63,6 +63,8 @@ class DigitScenes(Dataset):
         ink_threshold: glyph intensity (0..1) from which a pixel counts as the digit.
         transform: optional joint transform called as ``transform(image, target)`` (torchvision.transforms.v2).
         cache: keep rendered scenes in memory (about ``size**2 * (3 + max_digits)`` bytes each).
+        instances: build ``boxes``, ``labels`` and ``masks`` too; ``False`` gives only ``semantic`` and
+            ``image_id`` (segmentation needs no more, and the per-instance targets cost as much as the render).
     """
 
     classes = SCENE_CLASSES
@@ -81,6 +83,7 @@ class DigitScenes(Dataset):
         ink_threshold: float = 0.3,
         transform: Callable | None = None,
         cache: bool = True,
+        instances: bool = True,
     ):
         if split not in _SPLIT_CODE:
             raise ValueError(f"DigitScenes split must be 'train' or 'val', got {split!r}.")
@@ -98,6 +101,7 @@ class DigitScenes(Dataset):
         self.scale = (float(scale[0]), float(scale[1]))
         self.max_overlap, self.ink_threshold = float(max_overlap), float(ink_threshold)
         self.transform = transform
+        self.instances = bool(instances)
         self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
         images, labels = _raw_digits()
         idx = digits_split_indices()[split]
@@ -176,6 +180,10 @@ class DigitScenes(Dataset):
         semantic = torch.zeros((s, s), dtype=torch.int64)
         for m, lab in zip(masks, labels):
             semantic[m] = lab
+        img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        if not self.instances:
+            target: dict[str, Any] = {"semantic": tv_tensors.Mask(semantic), "image_id": int(index)}
+            return self.transform(img, target) if self.transform is not None else (img, target)
         boxes = torch.zeros((len(labels), 4), dtype=torch.float32)
         for i, m in enumerate(masks):
             ys, xs = torch.where(m)
@@ -187,7 +195,6 @@ class DigitScenes(Dataset):
             "masks": tv_tensors.Mask(masks.to(torch.uint8)),
             "image_id": int(index),
         }
-        img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
         if self.transform is not None:
             return self.transform(img, target)
         return img, target
