@@ -9,7 +9,12 @@ What it runs, each as the user would (``python -m repvit ...``, ``torchrun``), o
 4. the paper's Mask R-CNN 1x recipe (``detect_maskrcnn_coco_1x``: M1.1, 1333x800, AMP) through ``torchrun`` on
    the digit scenes written in COCO layout at 800 px, a few iterations, then ``detect eval --device cuda``;
 5. the throughput of one training step of each paper recipe on this GPU (img/s, AMP), so that a full run's time
-   can be estimated.
+   can be estimated;
+6. RepViT-SAM: ``sam distill`` (torchrun, AMP) from a random ViT-B teacher on generated images, ``sam predict`` on
+   the GPU, and the image-encoder latency at 1024x1024, batch 1, fp16 of fused RepViT-SAM M2.3 / M0.9 against
+   segment-anything's ViT-B and ViT-H encoders, interleaved.
+
+``--only sam`` runs step 6 alone.
 
 Usage: ``python benchmarks/gpu_check.py --out-dir DIR``; the summary goes to ``DIR/gpu_check.json``.
 """
@@ -122,9 +127,85 @@ def step_rate(recipe: str, device: str) -> dict:
             "img_per_s": round(batch / med, 1), "max_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
 
 
+def sam_encoder_latency(device: str) -> dict:
+    """Median ms per 1024x1024 image (batch 1, fp16 autocast) of fused RepViT-SAM encoders and SAM's ViT-B/H."""
+    import torch
+    from segment_anything import sam_model_registry
+
+    from repvit.sam import build_repvit_sam
+
+    encs = {}
+    for v in ("repvit_sam_m0_9", "repvit_sam_m2_3"):
+        sam = build_repvit_sam(variant=v)
+        encs[v] = repvit_fuse(sam.image_encoder).to(device).eval()
+    for v in ("vit_b", "vit_h"):
+        encs[v] = sam_model_registry[v]().image_encoder.to(device).eval()
+    x = torch.randn(1, 3, 1024, 1024, device=device)
+    times: dict[str, list[float]] = {k: [] for k in encs}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        for k, m in encs.items():  # warm-up (cuDNN autotuning)
+            for _ in range(5):
+                m(x)
+        for _ in range(10):  # interleaved rounds
+            for k, m in encs.items():
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    m(x)
+                torch.cuda.synchronize()
+                times[k].append((time.perf_counter() - t0) / 5 * 1e3)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"ms_median": {k: round(v, 3) for k, v in med.items()},
+            "vit_h_over_repvit_m2_3": round(med["vit_h"] / med["repvit_sam_m2_3"], 2),
+            "vit_b_over_repvit_m2_3": round(med["vit_b"] / med["repvit_sam_m2_3"], 2)}
+
+
+def repvit_fuse(module):
+    import repvit
+
+    return repvit.fuse_model(module)
+
+
+def run_sam(res: dict, out: Path, work: Path, py: str, save) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from segment_anything import sam_model_registry
+
+    imgs = work / "sam_images"
+    imgs.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        a = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        a[100:300, 200:400] = rng.integers(0, 255, 3)
+        Image.fromarray(a).save(imgs / f"im{i:02d}.png")
+    teacher = work / "sam_vit_b_random.pth"
+    torch.manual_seed(0)
+    torch.save(sam_model_registry["vit_b"]().state_dict(), teacher)
+    tr = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", "repvit"]
+    run = res["steps"]
+    run["sam_distill"] = sh(tr + ["sam", "distill", "--teacher", "vit_b", "--teacher-checkpoint", str(teacher),
+                                  "--images", str(imgs), "--model", "repvit_m0_9", "--iters", "16",
+                                  "--batch-size", "4", "--amp", "--device", "cuda", "--workers", "2",
+                                  "--cache-dir", str(work / "sam_cache"), "--output-dir", str(work / "sam"),
+                                  "--no-progress"], out / "sam_distill.log", timeout=400)
+    save()
+    best = work / "sam" / "best.pt"
+    run["sam_predict"] = sh([py, "-m", "repvit", "sam", "predict", str(imgs / "im00.png"), "--checkpoint", str(best),
+                             "--decoder-checkpoint", str(teacher), "--point", "300,200", "--device", "cuda",
+                             "--output-dir", str(work / "sam_pred")], out / "sam_predict.log")
+    save()
+    try:
+        res["sam_encoder_latency"] = sam_encoder_latency("cuda")
+    except Exception as e:  # noqa: BLE001 - a failure is a result here
+        res["sam_encoder_latency"] = {"error": repr(e)}
+    save()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--only", choices=["sam"], help="run one part only")
     args = ap.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +220,14 @@ def main() -> int:
     def save():
         (out / "gpu_check.json").write_text(json.dumps(res, indent=2))
 
+    if args.only == "sam":
+        run_sam(res, out, work, py, save)
+        ok = all(v["rc"] == 0 for v in run.values())
+        res["all_ok"] = ok
+        save()
+        print(json.dumps({k: (v["rc"], v["seconds"]) for k, v in run.items()}))
+        print(json.dumps(res.get("sam_encoder_latency")))
+        return 0 if ok else 1
     run["pytest_cuda"] = sh([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/models/test_fuse.py",
                              "-m", "not slow or slow", "-rs"], out / "pytest.log")
     save()

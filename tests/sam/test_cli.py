@@ -54,3 +54,11 @@ def test_cli_errors(files, tmp_path, capsys):
     assert main(["sam", "predict", str(image), "--checkpoint", str(tmp_path / "none.pt"), "--point", "1,2",
                  "--output-dir", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA message")
+def test_predict_on_cuda_without_a_gpu_is_a_clear_error(files, tmp_path, capsys):
+    image, ckpt = files
+    rc = main(["sam", "predict", str(image), "--checkpoint", str(ckpt), "--point", "250,150", "--device", "cuda",
+               "--output-dir", str(tmp_path)])
+    assert rc != 0 and "--device cpu" in capsys.readouterr().err

@@ -26,6 +26,7 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
     p.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 1024)")
     p.add_argument("--fused", action="store_true", help="the checkpoint holds a fused encoder")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when available)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,8 +110,14 @@ def _load(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return build_repvit_sam(args.checkpoint, fused=args.fused, variant=args.variant, img_size=args.img_size,
-                            decoder_checkpoint=args.decoder_checkpoint)
+    device = getattr(args, "device", "cpu") or "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch sees no CUDA device; use --device cpu.")
+    sam = build_repvit_sam(args.checkpoint, fused=args.fused, variant=args.variant, img_size=args.img_size,
+                           decoder_checkpoint=args.decoder_checkpoint)
+    return sam.to(device)
 
 
 def run_predict(args: argparse.Namespace) -> int:
