@@ -93,7 +93,8 @@ def build_detection_data(cfg: Any, *, train: bool = True) -> DetectionData:
     if str(cfg.data).strip().lower() == "digits":
         from repvit.dense.scenes import DigitScenes
 
-        kw = dict(size=cfg.scene_size, min_digits=cfg.scene_min_digits, max_digits=cfg.scene_max_digits)
+        kw = dict(size=cfg.scene_size, min_digits=cfg.scene_min_digits, max_digits=cfg.scene_max_digits,
+                  scale=(cfg.scene_scale_min, cfg.scene_scale_max))
         val_raw = _subset(DigitScenes("val", num_scenes=cfg.val_scenes, **kw), cfg.val_subset)
         gt = make_coco(coco_from_samples((val_raw[i] for i in range(len(val_raw))), DIGIT_CATEGORIES.names,
                                          category_ids=DIGIT_CATEGORIES.category_ids, masks=masks))

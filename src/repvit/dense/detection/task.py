@@ -59,17 +59,17 @@ class DetectConfig(EngineConfig):
     model_ema: bool = False
     eval_every: int = 2
     # heads (see DetectorSpec; MMDetection's defaults in the paper recipe, leaner ones here)
-    fpn_channels: int = 128
+    fpn_channels: int = 96
     anchor_scale: int = 4
     rpn_batch_size_per_image: int = 256
-    rpn_pre_nms_top_n_train: int = 500
-    rpn_post_nms_top_n_train: int = 250
+    rpn_pre_nms_top_n_train: int = 200
+    rpn_post_nms_top_n_train: int = 100
     rpn_pre_nms_top_n_test: int = 300
     rpn_post_nms_top_n_test: int = 100
     box_batch_size_per_image: int = 32
     box_head_dim: int = 256
     mask_head_channels: int = 64
-    mask_head_convs: int = 4
+    mask_head_convs: int = 2
     roi_sampling_ratio: int = 1
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
@@ -78,6 +78,8 @@ class DetectConfig(EngineConfig):
     scene_size: int = 64
     scene_min_digits: int = 1
     scene_max_digits: int = 4
+    scene_scale_min: float = 0.35  # glyph side as a fraction of the scene (DigitScenes' scale range)
+    scene_scale_max: float = 0.6
     train_scenes: int = 1800
     val_scenes: int = 256
     train_subset: int | None = None
@@ -209,7 +211,10 @@ def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
         raise ValueError(f"{path} is a {ckpt.get('task', 'classification')} checkpoint, not a detection one; "
                          "pass a checkpoint written by `repvit detect train`.")
     names = set(DetectConfig.__dataclass_fields__)
-    cfg = DetectConfig.from_dict({k: v for k, v in ckpt["config"].items() if k in names})
+    saved = dict(ckpt["config"])
+    saved.setdefault("scene_scale_min", 0.25)  # checkpoints from before the scale keys used DigitScenes' default
+    saved.setdefault("scene_scale_max", 0.5)
+    cfg = DetectConfig.from_dict({k: v for k, v in saved.items() if k in names})
     if overrides:
         cfg = cfg.replace(**overrides)
     meta = dict(ckpt.get("meta") or {})
