@@ -35,7 +35,10 @@ TINY = ["--set", "fpn_channels=16", "--set", "box_head_dim=32", "--set", "mask_h
 
 
 def _scenes(split, n):
-    return DigitScenes(split, size=SIZE, num_scenes=n)
+    from repvit.dense.detection.task import DetectConfig
+
+    cfg = DetectConfig()  # the scenes --data digits builds (the recipe's glyph scale)
+    return DigitScenes(split, size=SIZE, num_scenes=n, scale=(cfg.scene_scale_min, cfg.scene_scale_max))
 
 
 @pytest.fixture(scope="module")
