@@ -70,3 +70,28 @@ def test_cli_precedence_defaults_recipe_set_flags():
     assert (cfg.distillation, cfg.teacher, cfg.teacher_checkpoint) == ("soft", "T.pt", "w.pth")
     plain = resolve_config(p.parse_args(["train", "--data", "digits", "--output-dir", "D"]))
     assert plain.model == "repvit_m0_6" and plain.data == "digits" and plain.img_size >= 32
+
+
+def test_recipes_are_found_where_a_wheel_installs_them(tmp_path, monkeypatch):
+    """Outside a source checkout, recipes come from <prefix>/share/repvit/configs (pyproject's data-files)."""
+    import sys
+
+    import repvit.train.config as config
+
+    shared = tmp_path / "prefix" / "share" / "repvit" / "configs"
+    shared.mkdir(parents=True)
+    (shared / "segment_digits.yaml").write_text("epochs: 3\n")
+    site = tmp_path / "prefix" / "lib" / "site-packages" / "repvit" / "train"
+    monkeypatch.delenv("REPVIT_CONFIG_DIR", raising=False)
+    monkeypatch.setattr(config, "__file__", str(site / "config.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    assert recipe_dir() == shared
+    assert find_recipe("segment_digits") == shared / "segment_digits.yaml"
+    # and pyproject ships every recipe there
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data == {"share/repvit/configs": ["configs/*.yaml"]}

@@ -210,7 +210,10 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def recipe_dir() -> Path | None:
-    """The ``configs/`` folder of a source checkout (recipes are looked up there by name)."""
+    """Where recipes are looked up by name: ``$REPVIT_CONFIG_DIR``, else the ``configs/`` folder of a source
+    checkout, else the copy a wheel install puts in ``<prefix>/share/repvit/configs``."""
+    import sys
+
     env = os.environ.get("REPVIT_CONFIG_DIR")
     if env:
         return Path(env)
@@ -218,6 +221,10 @@ def recipe_dir() -> Path | None:
     for parent in here.parents:
         if (parent / "configs").is_dir() and (parent / "pyproject.toml").exists():
             return parent / "configs"
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        installed = Path(prefix) / "share" / "repvit" / "configs"
+        if installed.is_dir():
+            return installed
     return None
 
 
