@@ -143,7 +143,7 @@ def sam_encoder_latency(device: str) -> dict:
     x = torch.randn(1, 3, 1024, 1024, device=device)
     times: dict[str, list[float]] = {k: [] for k in encs}
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
-        for k, m in encs.items():  # warm-up (cuDNN autotuning)
+        for m in encs.values():  # warm-up (cuDNN autotuning)
             for _ in range(5):
                 m(x)
         for _ in range(10):  # interleaved rounds
