@@ -132,12 +132,13 @@ def sam_encoder_latency(device: str) -> dict:
     import torch
     from segment_anything import sam_model_registry
 
+    import repvit
     from repvit.sam import build_repvit_sam
 
     encs = {}
     for v in ("repvit_sam_m0_9", "repvit_sam_m2_3"):
         sam = build_repvit_sam(variant=v)
-        encs[v] = repvit_fuse(sam.image_encoder).to(device).eval()
+        encs[v] = repvit.fuse_model(sam.image_encoder).to(device).eval()
     for v in ("vit_b", "vit_h"):
         encs[v] = sam_model_registry[v]().image_encoder.to(device).eval()
     x = torch.randn(1, 3, 1024, 1024, device=device)
@@ -158,12 +159,6 @@ def sam_encoder_latency(device: str) -> dict:
     return {"ms_median": {k: round(v, 3) for k, v in med.items()},
             "vit_h_over_repvit_m2_3": round(med["vit_h"] / med["repvit_sam_m2_3"], 2),
             "vit_b_over_repvit_m2_3": round(med["vit_b"] / med["repvit_sam_m2_3"], 2)}
-
-
-def repvit_fuse(module):
-    import repvit
-
-    return repvit.fuse_model(module)
 
 
 def run_sam(res: dict, out: Path, work: Path, py: str, save) -> None:
