@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["digits_accuracy", "MAX_DROP_POINTS", "MIN_AGREEMENT"]
+__all__ = ["digits_accuracy", "lowp_warning", "MAX_DROP_POINTS", "MIN_AGREEMENT"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def digits_accuracy(
     img_size: int | None = None,
     calib_images: int = 256,
     say: Callable[[str], None] | None = None,
+    int8_mode: Any = None,
 ) -> dict[str, Any]:
     """Top-1 of every backend on the digits held-out split, against fused FP32 PyTorch eager.
 
@@ -41,18 +42,23 @@ def digits_accuracy(
         img_size: resolution (default: the checkpoint's training ``img_size``, else 32).
         calib_images: training images used to calibrate the INT8 backends.
         say: progress callback.
+        int8_mode: ``auto``, ``safe`` or ``full`` for the ONNX Runtime and OpenVINO INT8 backends
+            (:mod:`repvit.deploy.int8_mode`).
 
     Returns:
         ``{"checkpoint", "img_size", "images", "fp32_top1", "criteria", "rows": [{"backend", "precision", "top1",
-        "delta_points", "agreement", "passed"}], "errors"}``.
+        "delta_points", "agreement", "passed", "warning"}], "int8", "errors"}``; ``warning`` (None when passed) says
+        how far a low-precision backend fell and its likely cause.
     """
     import repvit
     from repvit.data import load_digits_split
+    from repvit.deploy.int8_mode import resolve_int8_mode
 
     from .backends import CUDA_BACKENDS, precision_of, prepare_backend
     from .lowp_backends import first_output
 
     say = say or (lambda s: _LOG.info(s))
+    int8 = resolve_int8_mode(int8_mode)
     from repvit.models import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
@@ -75,7 +81,7 @@ def digits_accuracy(
             continue
         say(f"accuracy: {backend} on {len(y)} held-out digits at {size}x{size}")
         try:
-            fn = prepare_backend(model, backend, x, threads=threads, calib=calib)
+            fn = prepare_backend(model, backend, x, threads=threads, calib=calib, int8_mode=int8)
             with torch.inference_mode():
                 pred = first_output(fn()).argmax(1)
             if hasattr(fn, "close"):
@@ -86,10 +92,32 @@ def digits_accuracy(
             continue
         top1 = 100.0 * (pred == y).float().mean().item()
         agreement = (pred == ref).float().mean().item()
+        passed = abs(top1 - fp32_top1) <= MAX_DROP_POINTS and agreement >= MIN_AGREEMENT
         rows.append({"backend": backend, "precision": precision_of(backend), "top1": top1,
-                     "delta_points": top1 - fp32_top1, "agreement": agreement,
-                     "passed": abs(top1 - fp32_top1) <= MAX_DROP_POINTS and agreement >= MIN_AGREEMENT})
+                     "delta_points": top1 - fp32_top1, "agreement": agreement, "passed": passed,
+                     "warning": None if passed else lowp_warning(backend, precision_of(backend), top1 - fp32_top1,
+                                                                 agreement)})
     return {"checkpoint": str(checkpoint), "model": ckpt.meta.get("model_name") or cfg.get("model"),
             "img_size": size, "images": int(len(y)), "fp32_top1": fp32_top1, "calib_images": calib_images,
             "criteria": {"max_drop_points": MAX_DROP_POINTS, "min_agreement": MIN_AGREEMENT}, "rows": rows,
-            "errors": errors}
+            "int8": int8.to_dict(), "errors": errors}
+
+
+def lowp_warning(backend: str, precision: str, delta_points: float, agreement: float | None = None) -> str | None:
+    """A one-line warning for a result more than :data:`MAX_DROP_POINTS` below FP32 (or agreeing with it on fewer
+    than :data:`MIN_AGREEMENT` of the images), with its likely cause; None when it is within both."""
+    from repvit.deploy.int8_mode import LOWP_DROP_HINT
+
+    low_agree = agreement is not None and agreement < MIN_AGREEMENT
+    if delta_points >= -MAX_DROP_POINTS and not low_agree:
+        return None
+    what = f"{delta_points:+.2f} points vs FP32"
+    if agreement is not None:
+        what += f", {100 * agreement:.2f}% agreement"
+    if precision == "int8":
+        cause = LOWP_DROP_HINT
+    elif precision in ("bf16", "fp16"):
+        cause = "likely cause: a layer whose range or precision bf16/fp16 cannot hold; keep it in FP32"
+    else:
+        cause = "an FP32 backend should match PyTorch: report it as a bug"
+    return f"WARNING {backend} ({precision}): {what}; {cause}"

@@ -168,7 +168,8 @@ def _calibration_arrays(calib: Any, example: torch.Tensor) -> list:
     return arrays
 
 
-def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bool, calib: Any) -> Callable[[], Any]:
+def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bool, calib: Any,
+                 int8_mode: Any = None) -> Callable[[], Any]:
     from repvit.deploy.onnx_export import export_onnx_bytes, make_session
     from repvit.deploy.onnx_passes import apply_passes
     from repvit.deploy.quantize import quantize_onnx_bytes
@@ -176,7 +177,7 @@ def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bo
     data = export_onnx_bytes(_eval_copy(model).cpu().float(), example.cpu().float(), dynamic_batch=True)
     data = apply_passes(data)  # the same graph rewrites `repvit export` applies
     if int8:
-        data = quantize_onnx_bytes(data, _calibration_arrays(calib, example))
+        data = quantize_onnx_bytes(data, _calibration_arrays(calib, example), int8_mode=int8_mode)
     # no spinning: idle ONNX Runtime threads would busy-wait and steal the CPU from whatever runs next (another
     # candidate of an interleaved run, PyTorch's own thread pool), which distorts every other measurement
     sess = make_session(data, threads=threads, spinning=False)
@@ -227,6 +228,7 @@ def prepare_backend(
     example: torch.Tensor,
     threads: int = 2,
     calib: Any = None,
+    int8_mode: Any = None,
 ) -> Callable[[], Any]:
     """Return a zero-argument callable that runs one inference of ``model`` on ``example`` with ``backend``.
 
@@ -240,6 +242,8 @@ def prepare_backend(
         calib: calibration data for the INT8 backends: a tensor (one batch, or a stack of batches), or an
             iterable of batches / ``(images, labels)`` pairs. ``None`` calibrates on random inputs, which is fine
             for latency but not for accuracy.
+        int8_mode: ``auto`` (default), ``safe`` or ``full`` for the ONNX Runtime and OpenVINO INT8 backends
+            (:func:`repvit.deploy.int8_mode.resolve_int8_mode`: 7-bit weights on x86 CPUs without VNNI).
 
     Raises:
         ValueError: unknown backend (the message lists the supported ones).
@@ -260,11 +264,11 @@ def prepare_backend(
     if backend == "torchscript":
         return _torchscript(model, example)
     if backend in ("onnxruntime", "onnxruntime-int8"):
-        return _onnxruntime(model, example, threads, backend.endswith("int8"), calib)
+        return _onnxruntime(model, example, threads, backend.endswith("int8"), calib, int8_mode)
     if backend == "openvino":
         return _openvino(model, example, threads)
     if backend in LOWP_BACKENDS:
         needs_calib = precision_of(backend) == "int8"
         return prepare_lowp_backend(model, backend, example, threads,
-                                    _calibration_arrays(calib, example) if needs_calib else None)
+                                    _calibration_arrays(calib, example) if needs_calib else None, int8_mode)
     return _cuda(model, example, torch.float16 if backend == "cuda-fp16" else torch.bfloat16)

@@ -170,12 +170,21 @@ def environment_info() -> dict[str, Any]:
         info["cpu_count"] = os.cpu_count()
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "cpu family":  # the model name of a VM is often just the vendor: keep family/model too
+                    info["cpu_family"] = value.strip()
+                elif key == "model":
+                    info["cpu_model_number"] = value.strip()
+                elif key == "model name":
+                    info["cpu_model"] = value.strip()
                     break
     except OSError:
         pass
     info["cpu_flags"] = cpu_flags()
+    from repvit.deploy.int8_mode import isa_class
+
+    info["int8_isa_class"] = isa_class()
     from importlib.metadata import PackageNotFoundError, version
 
     try:  # a busy machine makes every timing slower: record how busy it was
@@ -197,14 +206,10 @@ def environment_info() -> dict[str, Any]:
 def cpu_flags() -> dict[str, bool] | None:
     """Which of :data:`ISA_FLAGS` this CPU reports in ``/proc/cpuinfo`` (``amx``: any of amx_tile/int8/bf16, also
     listed one by one); None where there is no ``/proc/cpuinfo``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags: set[str] = set()
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
+    from repvit.deploy.int8_mode import read_cpu_flags
+
+    flags = read_cpu_flags()
+    if flags is None:
         return None
     out = {k: k in flags for k in ISA_FLAGS if k != "amx"}
     amx = sorted(f for f in flags if f.startswith("amx"))

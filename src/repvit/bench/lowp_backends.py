@@ -74,7 +74,7 @@ def _executorch(model, example, threads, int8, calib) -> Callable[[], Any]:
     return RemoteProgram(pte, example.detach().cpu().float().numpy(), threads=threads)
 
 
-def _openvino(backend, model, example, threads, calib) -> Callable[[], Any]:
+def _openvino(backend, model, example, threads, calib, int8_mode=None) -> Callable[[], Any]:
     from repvit.deploy import openvino_runtime as ovr
 
     ovr.import_openvino(f"the {backend} backend")
@@ -83,11 +83,11 @@ def _openvino(backend, model, example, threads, calib) -> Callable[[], Any]:
     if backend == "openvino-qdq":
         from repvit.deploy.quantize import quantize_onnx_bytes
 
-        qdq = quantize_onnx_bytes(_onnx(model, example, dynamic=True), calib)
+        qdq = quantize_onnx_bytes(_onnx(model, example, dynamic=True), calib, int8_mode=int8_mode)
         m = ovr.read_onnx(qdq)
     else:  # openvino-int8: NNCF on a dynamic-batch graph (calibration batches of any size), then the fixed shape
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
-            m = ovr.quantize_nncf(_onnx(model, example, dynamic=True), calib)
+            m = ovr.quantize_nncf(_onnx(model, example, dynamic=True), calib, int8_mode=int8_mode)
     m.reshape({m.inputs[0].get_any_name(): list(example.shape)})
     return _ov_request(ovr.compile_model(m, threads, "f32"), example)
 
@@ -103,11 +103,12 @@ def _eager_bf16(model: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
     return run
 
 
-def _ort_int8_conv(model, example, threads, calib) -> Callable[[], Any]:
+def _ort_int8_conv(model, example, threads, calib, int8_mode=None) -> Callable[[], Any]:
     from repvit.deploy.onnx_export import make_session
     from repvit.deploy.quantize import quantize_onnx_bytes
 
-    data = quantize_onnx_bytes(_onnx(model, example, dynamic=True), calib, op_types=["Conv", "Gemm"])
+    data = quantize_onnx_bytes(_onnx(model, example, dynamic=True), calib, op_types=["Conv", "Gemm"],
+                               int8_mode=int8_mode)
     sess = make_session(data, threads=threads, spinning=False)
     feed = {sess.get_inputs()[0].name: example.detach().cpu().float().numpy()}
     return lambda: sess.run(None, feed)
@@ -129,16 +130,17 @@ def _tflite(model, example, threads) -> Callable[[], Any]:
 
 
 def prepare_lowp_backend(model: nn.Module, backend: str, example: torch.Tensor, threads: int,
-                         calib: list | None) -> Callable[[], Any]:
-    """The callable for one of :data:`LOWP_BACKENDS` (see the module docstring); ``calib``: numpy batches."""
+                         calib: list | None, int8_mode=None) -> Callable[[], Any]:
+    """The callable for one of :data:`LOWP_BACKENDS` (see the module docstring); ``calib``: numpy batches;
+    ``int8_mode``: :func:`repvit.deploy.int8_mode.resolve_int8_mode` (ONNX Runtime and OpenVINO INT8)."""
     if backend in ("executorch", "executorch-int8"):
         return _executorch(model, example, threads, backend.endswith("int8"), calib)
     if backend.startswith("openvino-"):
-        return _openvino(backend, model, example, threads, calib)
+        return _openvino(backend, model, example, threads, calib, int8_mode)
     if backend == "eager-bf16":
         return _eager_bf16(model, example)
     if backend == "onnxruntime-int8-conv":
-        return _ort_int8_conv(model, example, threads, calib)
+        return _ort_int8_conv(model, example, threads, calib, int8_mode)
     if backend == "tflite":
         return _tflite(model, example, threads)
     raise ValueError(f"Unknown low-precision backend {backend!r}; supported: {', '.join(LOWP_BACKENDS)}.")

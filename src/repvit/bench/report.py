@@ -101,6 +101,10 @@ def _accuracy_lines(acc: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {r['backend']} | {r['precision']} | {r['top1']:.2f} | {r['delta_points']:+.2f} | "
                      f"{100 * r['agreement']:.2f} | {_fmt(r['passed'])} |")
     lines += [f"- {e['backend']}: {e['error']}" for e in acc.get("errors", [])]
+    lines += [f"- {r['warning']}" for r in acc["rows"] if r.get("warning")]
+    if acc.get("int8"):
+        i = acc["int8"]
+        lines.append(f"- INT8 mode: {i['mode']} (asked {i['requested']}; ISA class {i['isa']}: {i['reason']})")
     return lines
 
 

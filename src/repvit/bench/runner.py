@@ -52,6 +52,8 @@ class BenchSettings:
         openblas_probe: also measure OpenBLAS (numpy) sgemm, in its own process; the bound takes the faster library.
         accuracy_checkpoint: a digits-trained checkpoint; when set, every backend's digits held-out top-1 and
             agreement with FP32 are checked in the same run.
+        int8_mode: ``auto``, ``safe`` or ``full`` for the ONNX Runtime and OpenVINO INT8 backends
+            (:mod:`repvit.deploy.int8_mode`); the resolved choice is recorded in the result's ``int8``.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -66,6 +68,7 @@ class BenchSettings:
     sgemm_n: int = 1024
     openblas_probe: bool = True
     accuracy_checkpoint: str | None = None
+    int8_mode: str = "auto"
 
     def __post_init__(self) -> None:
         bad = [b for b in self.backends if b not in BACKENDS]
@@ -87,14 +90,15 @@ class _Candidate:
     row: dict[str, Any] = field(default_factory=dict)
 
 
-def _prepare(models: dict[str, tuple[BenchModel, torch.nn.Module]], backends, example, threads, errors, say):
+def _prepare(models: dict[str, tuple[BenchModel, torch.nn.Module]], backends, example, threads, errors, say,
+             int8_mode=None):
     cands: dict[str, _Candidate] = {}
     for key, (bm, model) in models.items():
         params, macs = count_params(model), count_macs(model, tuple(example.shape[-2:]))
         for backend in backends:
             say(f"preparing {bm.name} / {backend} (batch {example.shape[0]})")
             try:
-                fn = prepare_backend(model, backend, example, threads=threads)
+                fn = prepare_backend(model, backend, example, threads=threads, int8_mode=int8_mode)
             except (ImportError, RuntimeError, ValueError, TypeError, NotImplementedError) as e:
                 errors.append({"model": bm.name, "backend": backend, "error": f"{type(e).__name__}: {e}"})
                 _LOG.warning("skipping %s / %s: %s", bm.name, backend, e)
@@ -116,7 +120,10 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     than the medians when other jobs share the machine.
     A backend that cannot run (a missing package, no CUDA) is recorded in ``errors`` and skipped.
     """
+    from repvit.deploy.int8_mode import resolve_int8_mode
+
     say = progress or (lambda s: _LOG.info(s))
+    int8 = resolve_int8_mode(settings.int8_mode)
     errors: list[dict[str, str]] = []
     cuda_only = [b for b in settings.backends if b in CUDA_BACKENDS]
     cpu_backends = [b for b in settings.backends if b not in CUDA_BACKENDS]
@@ -129,7 +136,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     torch.manual_seed(0)
     size = settings.img_size
     x1 = torch.randn(1, 3, size, size)
-    cands = _prepare(models, cpu_backends, x1, settings.threads, errors, say)
+    cands = _prepare(models, cpu_backends, x1, settings.threads, errors, say, int8)
     openblas = None
     if settings.openblas_probe:
         say(f"OpenBLAS sgemm probe ({settings.sgemm_n}x{settings.sgemm_n}, own process)")
@@ -158,7 +165,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     thr: dict[str, float] = {}
     if settings.throughput_batch > 0 and cands:
         xb = torch.randn(settings.throughput_batch, 3, size, size)
-        big = _prepare(models, cpu_backends, xb, settings.threads, errors, say)
+        big = _prepare(models, cpu_backends, xb, settings.threads, errors, say, int8)
         say(f"timing throughput at batch {settings.throughput_batch}")
         res = interleaved_latency({k: c.fn for k, c in big.items()}, rounds=settings.throughput_rounds,
                                   iters_per_round=1, warmup=1, threads=settings.threads)
@@ -182,11 +189,12 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     rows += _cuda_rows(models, cuda_only, settings, errors, say)
     settings_d = asdict(settings)
     out = {"environment": environment_info() | {"bench_threads": settings.threads},
-           "settings": settings_d, "sgemm": sgemm, "rows": rows, "errors": errors}
+           "settings": settings_d, "int8": int8.to_dict(), "sgemm": sgemm, "rows": rows, "errors": errors}
     if settings.accuracy_checkpoint:
         from .accuracy import digits_accuracy
 
-        out["accuracy"] = digits_accuracy(settings.accuracy_checkpoint, settings.backends, settings.threads, say=say)
+        out["accuracy"] = digits_accuracy(settings.accuracy_checkpoint, settings.backends, settings.threads, say=say,
+                                          int8_mode=int8)
     out["lowp"] = lowp_summary(rows, out.get("accuracy"))
     return out
 

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy-checkpoint", default=None,
                    help="a checkpoint trained on the digits set (e.g. make demo's runs/demo/train/best.pt): check "
                         "every backend's held-out top-1 and agreement with FP32 in the same run")
+    p.add_argument("--int8-mode", default="auto", choices=("auto", "safe", "full"),
+                   help="INT8 weights for ONNX Runtime and OpenVINO: auto (7-bit on x86 CPUs without VNNI, where 8-bit "
+                        "products saturate), safe (7-bit everywhere) or full (8-bit)")
     p.add_argument("--sgemm-n", type=int, default=1024, help="matrix size of the MKL and OpenBLAS sgemm probes")
     p.add_argument("--no-plot", action="store_true", help="skip the Pareto PNG (no matplotlib needed)")
     p.set_defaults(func=run)
@@ -46,10 +49,14 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(models=tuple(args.models), backends=tuple(args.backends), img_size=args.img_size,
                              threads=args.threads, rounds=args.rounds, iters=args.iters, warmup=args.warmup,
                              throughput_batch=args.throughput_batch, throughput_rounds=args.throughput_rounds,
-                             sgemm_n=args.sgemm_n, accuracy_checkpoint=args.accuracy_checkpoint)
+                             sgemm_n=args.sgemm_n, accuracy_checkpoint=args.accuracy_checkpoint,
+                             int8_mode=args.int8_mode)
     result = run_benchmark(settings, progress=lambda s: print(f"  {s}", flush=True))
     print()
     print(to_markdown(result))
+    for r in (result.get("accuracy") or {}).get("rows", []):
+        if r.get("warning"):
+            print(r["warning"])
     paths = write_outputs(result, args.out_dir, plot=not args.no_plot)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="threads for the latency measurement")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--int8-mode", default="auto", choices=("auto", "safe", "full"),
+                   help="INT8 weights: auto (7-bit on x86 CPUs without VNNI), safe (7-bit) or full (8-bit)")
     p.set_defaults(func=run)
 
 
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         r32 = export_model(model, out / "model.onnx", "onnx", img_size=img, class_names=names)
         calib = load_calibration("digits", (img, img), None, None, limit=256, batch_size=32)
         r8 = export_model(model, out / "model_int8.onnx", "onnx", img_size=img, class_names=names, int8=True,
-                          calib=calib)
+                          calib=calib, int8_mode=args.int8_mode)
+        summary["int8_mode"] = {k: r8.metadata[k] for k in ("int8_mode", "int8_mode_requested", "int8_isa_at_export")}
         summary.update(onnx=str(r32.path), onnx_int8=str(r8.path), onnx_parity=r32.parity.to_dict())
         print(f"wrote {r32.path} (max relative difference to fused PyTorch {r32.parity.max_rel_diff:.1e}) "
               f"and {r8.path}")
@@ -102,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if onnx_ok:
         cands["onnxruntime fp32"] = prepare_backend(fused, "onnxruntime", ex, args.threads)
         cands["onnxruntime int8"] = prepare_backend(fused, "onnxruntime-int8", ex, args.threads,
-                                                    calib=calib)
+                                                    calib=calib, int8_mode=args.int8_mode)
         summary["top1_int8"] = _onnx_top1(out / "model_int8.onnx", img)
         summary["top1_onnx_fp32"] = _onnx_top1(out / "model.onnx", img)
+        from repvit.bench.accuracy import lowp_warning
+
+        warning = lowp_warning("onnxruntime-int8", "int8", summary["top1_int8"] - summary["top1_onnx_fp32"])
+        summary["warnings"] = [warning] if warning else []
     lat = interleaved_latency(cands, rounds=10, iters_per_round=10, threads=args.threads)
     summary["latency_ms"] = {k: round(v.median_ms, 4) for k, v in lat.items()}
     base = lat["pytorch fused"].median_ms
@@ -117,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
     if "top1_int8" in summary:
         acc += f", ONNX fp32 {summary['top1_onnx_fp32']:.2f}%, INT8 {summary['top1_int8']:.2f}%"
     print(f"accuracy           {acc}) on {summary['images']} held-out digits")
+    if "top1_int8" in summary:
+        m = summary["int8_mode"]
+        print(f"INT8 mode          {m['int8_mode']} (asked {m['int8_mode_requested']}, CPU class "
+              f"{m['int8_isa_at_export']})")
+        for warning in summary["warnings"]:
+            print(warning)
     print(f"params             {summary['params'] / 1e6:.3f} M train-time, {summary['fused_params'] / 1e6:.3f} M fused")
     print(f"MACs (fused)       {summary['fused_macs'] / 1e6:.1f} M at {img}px, {summary['fused_macs_224'] / 1e9:.3f} G "
           "at 224px")

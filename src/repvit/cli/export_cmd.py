@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true",
                    help="static INT8 quantization, per-channel weights (onnx: QDQ for ONNX Runtime; executorch: PT2E + "
                         "XNNPACKQuantizer)")
+    p.add_argument("--int8-mode", default="auto", choices=("auto", "safe", "full"),
+                   help="ONNX INT8 weights: auto (7-bit on x86 CPUs without VNNI, where 8-bit products saturate), safe "
+                        "(7-bit, accurate on every CPU) or full (8-bit: VNNI, AMX, ARM); recorded in the metadata")
     p.add_argument("--calib", default=None, help="INT8 calibration data: a folder of images, or 'digits'")
     p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
     p.add_argument("--mean", type=float, nargs=3, default=None,
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     res = export_model(model, args.output, fmt, img_size=img, batch=batch,
                        bake_normalization=args.bake_normalization,
                        mean=mean, std=std, class_names=class_names, int8=args.int8, calib=calib, rtol=args.rtol,
+                       int8_mode=args.int8_mode,
                        opset=args.opset, optimize=args.optimize)
     print(f"wrote {res.path} ({fmt}, {res.metadata['model_name']}, input {res.metadata['input_size']}, "
           f"batch {res.metadata['batch']}, outputs {', '.join(res.output_names)})")

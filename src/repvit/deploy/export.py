@@ -103,6 +103,7 @@ def export_model(
     opset: int | None = None,
     optimize: str = "basic",
     model_name: str | None = None,
+    int8_mode: str | None = None,
 ) -> ExportResult:
     """Fuse ``model``, export it, check parity and write ``output``.
 
@@ -126,6 +127,8 @@ def export_model(
         optimize: ONNX graph optimization written into the file: ``none``, ``basic`` (portable, default) or
             ``extended`` (ONNX Runtime-only fused ops).
         model_name: recorded in the metadata (default: ``model.build_info['model_name']``).
+        int8_mode: ONNX INT8 weights: ``auto`` (default: 7-bit on x86 CPUs without VNNI), ``safe`` (7-bit, accurate on
+            every CPU) or ``full`` (8-bit); :mod:`repvit.deploy.int8_mode`. Recorded in the metadata.
 
     Raises:
         ValueError: unknown format, bad image size or batch, INT8 without calibration data or with another format.
@@ -187,7 +190,7 @@ def export_model(
     result = ExportResult(output, format, ParityReport(), metadata, out_names)
 
     if format == "onnx":
-        _export_onnx(net, xs, refs, result, batch, rtol, opset, optimize, int8, calib)
+        _export_onnx(net, xs, refs, result, batch, rtol, opset, optimize, int8, calib, int8_mode)
     elif format == "torchscript":
         _export_torchscript(net, xs, refs, result, rtol)
     elif format == "executorch":
@@ -206,7 +209,8 @@ def _in_chans(model: nn.Module) -> int:
     return 3
 
 
-def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib) -> None:
+def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib,
+                 int8_mode=None) -> None:
     from repvit.models.checkpoint import atomic_write
 
     from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
@@ -226,14 +230,16 @@ def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimi
         compare_outputs([torch.from_numpy(g) for g in got], ref, rtol, f"onnxruntime, batch {x.shape[0]}",
                         result.output_names, result.parity)
     if int8:
+        from .int8_mode import resolve_int8_mode
         from .quantize import quantize_onnx_bytes
 
+        choice = resolve_int8_mode(int8_mode)
         fp32_sess = sess
-        data = quantize_onnx_bytes(data, calib)
+        data = quantize_onnx_bytes(data, calib, int8_mode=choice)
         q = make_session(data, threads=2, spinning=False)
         result.int8 = _agreement(_ort_fn(fp32_sess), _ort_fn(q), calib)
         result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations", **{
-            "int8_calibration_images": int(sum(len(c) for c in calib))})
+            "int8_calibration_images": int(sum(len(c) for c in calib))}, **choice.metadata())
         ops = op_types(data)
     result.ops = sorted(ops)
     data = add_metadata(data, result.metadata)
@@ -323,6 +329,7 @@ def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -
         q = load_method(data)
         result.int8 = _agreement(_per_image(method, run_method), _per_image(q, run_method), calib)
         result.metadata.update(int8="PT2E XNNPACKQuantizer: symmetric per-channel int8 weights, int8 activations",
+                               int8_mode="not needed (XNNPACK widens to 16 bits before multiplying)",
                                int8_calibration_images=int(sum(len(c) for c in calib)), **info)
     result.ops = [f"executorch_call_delegate x{info['delegate_calls']}"] + info["portable_ops"]
     atomic_write(result.path, lambda p: Path(p).write_bytes(data))

@@ -108,7 +108,8 @@ def compile_onnx(path_or_bytes: str | Path | bytes, threads: int = 2, precision:
     return compile_model(read_onnx(path_or_bytes), threads, precision)
 
 
-def quantize_nncf(path_or_bytes: str | Path | bytes, calib_batches, model_type: str | None = "transformer"):
+def quantize_nncf(path_or_bytes: str | Path | bytes, calib_batches, model_type: str | None = "transformer",
+                  int8_mode=None):
     """INT8 post-training quantization of an ONNX model with NNCF for OpenVINO; returns the quantized
     ``openvino.Model`` (compile it with :func:`compile_model`).
 
@@ -120,6 +121,9 @@ def quantize_nncf(path_or_bytes: str | Path | bytes, calib_batches, model_type: 
             matrix multiplies and leaves element-wise ops such as GELU, the squeeze-excite scale and the residual
             adds in float, so fewer quantize/dequantize pairs sit on the hot path) or None (NNCF's default CNN
             scheme, which quantizes every input of those element-wise ops too).
+        int8_mode: ``auto``, ``safe`` or ``full`` (:func:`repvit.deploy.int8_mode.resolve_int8_mode`): ``safe`` turns
+            on NNCF's ``overflow_fix`` for every layer (7-bit weights, no saturation on x86 CPUs without VNNI);
+            ``full`` keeps NNCF's default (first layer only).
 
     Raises:
         ImportError: nncf or openvino is not installed (names the pip extra).
@@ -132,9 +136,14 @@ def quantize_nncf(path_or_bytes: str | Path | bytes, calib_batches, model_type: 
     types = {"transformer": nncf.ModelType.TRANSFORMER, None: None}
     if model_type not in types:
         raise ValueError(f"Unknown NNCF model type {model_type!r}; use 'transformer' or None.")
+    from .int8_mode import resolve_int8_mode
+
+    choice = resolve_int8_mode(int8_mode)
     items = [b for b in calib_batches]
     kw = {"model_type": types[model_type]} if types[model_type] is not None else {}
-    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), **kw)
+    fix = nncf.OverflowFix.ENABLE if choice.saturation_safe else nncf.OverflowFix.FIRST_LAYER
+    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
+                         advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=fix), **kw)
 
 
 def run(compiled, x: torch.Tensor) -> list[torch.Tensor]:

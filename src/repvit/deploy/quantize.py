@@ -1,9 +1,12 @@
-"""INT8 post-training quantization with ONNX Runtime: static, QDQ format, per-channel weights.
+"""INT8 post-training quantization with ONNX Runtime: static (QDQ or operator format) or dynamic, per-channel weights.
 
 The float model is first pre-processed (``onnxruntime.quantization.quant_pre_process``: shape inference and graph
 optimization, so Conv+Add+Relu patterns become one quantizable unit), then calibrated on a few batches of real
 images (MinMax by default) and written with QuantizeLinear/DequantizeLinear pairs around every Conv, Gemm and Add.
 ONNX Runtime then runs the Conv/Gemm in INT8 (u8s8 kernels).
+
+On x86 CPUs without VNNI those kernels saturate (:mod:`repvit.deploy.int8_mode`); ``int8_mode`` ``safe`` (the
+``auto`` choice there) quantizes the weights to 7 bits (``reduce_range``), which keeps the sums in range.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import numpy as np
 
 from ._optional import require
 
-__all__ = ["quantize_onnx_bytes", "ArrayCalibrationReader"]
+__all__ = ["quantize_onnx_bytes", "quantize_onnx_dynamic_bytes", "ArrayCalibrationReader", "QUANT_FORMATS"]
+
+QUANT_FORMATS: tuple[str, ...] = ("qdq", "operator")
 
 _LOG = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ def quantize_onnx_bytes(
     method: str = "minmax",
     preprocess: bool = True,
     op_types: Sequence[str] | None = None,
+    int8_mode=None,
+    quant_format: str = "qdq",
 ) -> bytes:
     """Quantize a float ONNX model statically to INT8 (QDQ) and return the quantized model.
 
@@ -56,7 +63,15 @@ def quantize_onnx_bytes(
         method: calibration method, ``minmax``, ``entropy`` or ``percentile``.
         preprocess: run ``quant_pre_process`` first (shape inference + ORT graph optimization).
         op_types: node types to quantize; default Conv, Gemm, MatMul, Add, Mul.
+        int8_mode: ``auto``, ``safe``, ``full`` or an :class:`~repvit.deploy.int8_mode.Int8Choice`
+            (:func:`~repvit.deploy.int8_mode.resolve_int8_mode`); ``safe`` keeps weights to 7 bits.
+        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs) or ``operator`` (QLinearConv & co.).
     """
+    from .int8_mode import resolve_int8_mode
+
+    choice = resolve_int8_mode(int8_mode)
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"Unknown quantization format {quant_format!r}; supported: {', '.join(QUANT_FORMATS)}.")
     require("onnx", "INT8 quantization")
     require("onnxruntime", "INT8 quantization")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -90,17 +105,50 @@ def quantize_onnx_bytes(
             src,
             dst,
             ArrayCalibrationReader(input_name, calib_batches),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=choice.saturation_safe,
             calibrate_method=methods[method],
             op_types_to_quantize=list(op_types) if op_types else ["Conv", "Gemm", "MatMul", "Add", "Mul"],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         with open(dst, "rb") as f:
             out = f.read()
-    _LOG.info("quantized model: %d -> %d bytes", len(data), len(out))
+    _LOG.info("quantized model (%s, %s weights): %d -> %d bytes", quant_format,
+              "7-bit" if choice.saturation_safe else "8-bit", len(data), len(out))
     return out
+
+
+def quantize_onnx_dynamic_bytes(data: bytes, per_channel: bool = True, int8_mode=None,
+                                op_types: Sequence[str] | None = None) -> bytes:
+    """Quantize a float ONNX model dynamically (weights INT8 ahead of time, activation scales computed per call).
+
+    Needs no calibration data. ONNX Runtime quantizes MatMul/Gemm (and Conv, as ConvInteger) this way; activations
+    are uint8, so on x86 CPUs without VNNI ``int8_mode`` ``safe`` (7-bit weights) matters here as well.
+
+    Args:
+        data: the float model (serialized ONNX).
+        per_channel: per-output-channel weight scales.
+        int8_mode: as for :func:`quantize_onnx_bytes`.
+        op_types: node types to quantize; default Conv, MatMul, Gemm.
+    """
+    require("onnx", "INT8 quantization")
+    require("onnxruntime", "INT8 quantization")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .int8_mode import resolve_int8_mode
+
+    choice = resolve_int8_mode(int8_mode)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        with open(src, "wb") as f:
+            f.write(data)
+        quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=choice.saturation_safe,
+                         weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types) if op_types else ["Conv", "MatMul", "Gemm"])
+        with open(dst, "rb") as f:
+            return f.read()
 
 
