@@ -365,3 +365,28 @@ def test_aligned_roi_align_matches_mmdet_rule():
         ref = ((1 - ay) * ((1 - ax) * f[:, y0, x0] + ax * f[:, y0, x0 + 1])
                + ay * ((1 - ax) * f[:, y0 + 1, x0] + ax * f[:, y0 + 1, x0 + 1]))
         assert torch.allclose(val[:, 0, 0], ref, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_file):
+    import json
+
+    from PIL import Image
+
+    from repvit.dense.authors import coco_categories
+    from repvit.dense.detection.task import evaluate_checkpoint
+
+    path, _ = mmdet_file
+    (tmp_path / "val2017").mkdir()
+    (tmp_path / "annotations").mkdir()
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(tmp_path / "val2017" / "a.jpg")
+    cats = coco_categories(K)
+    ann = {"images": [{"id": 7, "file_name": "a.jpg", "height": 48, "width": 64}],
+           "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400,
+                            "iscrowd": 0, "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]]}],
+           "categories": [{"id": i, "name": n} for i, n in zip(cats.category_ids, cats.names)]}
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
+    res = evaluate_checkpoint(path, data=str(tmp_path))
+    assert "bbox_ap" in res and "mask_ap" in res
+    with pytest.raises(ValueError, match="COCO-layout"):
+        evaluate_checkpoint(path, data="digits")
