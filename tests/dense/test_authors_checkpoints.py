@@ -332,6 +332,7 @@ def test_mmdet_test_settings(mmdet_file):
     assert rpn._pre_nms_top_n["testing"] == 1000 and rpn._post_nms_top_n["testing"] == 1000
     assert rpn.nms_thresh == 0.7 and roi.score_thresh == 0.05 and roi.nms_thresh == 0.5
     assert roi.detections_per_img == 100 and roi.box_coder.weights == (10.0, 10.0, 5.0, 5.0)  # 1 / (.1,.1,.2,.2)
+    assert rpn.box_coder.weights == (1.0, 1.0, 1.0, 1.0)  # mmdet's RPN target_stds are 1
     assert model.transform.min_size == (800,) and model.transform.max_size == 1333
     # mmdet's anchors: base size = stride, scale 8, ratios 0.5/1/2 (h/w), centred on the cell's corner, unrounded
     anchors = model.rpn.anchor_generator.cell_anchors

@@ -144,16 +144,19 @@ def read_dense_checkpoint(name_or_path: str | os.PathLike) -> DenseCheckpoint:
 
 
 def _split_backbone(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """``(backbone in our layout, the other keys)``; the authors' ``features.N`` keys are renamed."""
+    """``(backbone in our layout, the other keys)``; the authors' ``features.N`` keys are renamed (a classifier
+    head inside the backbone, which the dense models never run, is left out)."""
     bb = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
     rest = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
     if not any(k.startswith("features.") for k in bb):
         raise CheckpointError(f"the backbone keys are not the authors' RepViT layout (first: {list(bb)[:4]}); "
                               "expected backbone.features.N...")
     try:
-        return authors_to_timm(bb), rest
+        bb = authors_to_timm(bb)
     except CheckpointError as e:
         raise CheckpointError(f"backbone: {e}") from None
+    # a classifier left in the backbone is not used by mmseg/mmdet either (their loaders are not strict)
+    return {k: v for k, v in bb.items() if not k.startswith("head.")}, rest
 
 
 def _model_name(bb: Mapping[str, torch.Tensor]) -> str:
