@@ -341,6 +341,15 @@ def test_mmdet_test_settings(mmdet_file):
         w, h = stride * 8 / torch.sqrt(r), stride * 8 * torch.sqrt(r)
         assert torch.allclose(cell, torch.stack([-w / 2, -h / 2, w / 2, h / 2], 1), atol=1e-4)
     assert cell[0, 0] != torch.round(cell[0, 0])
+    # fixed strides: a 96 x 160 batch has a 2 x 3 P6 grid, at stride 64 (torchvision's rule: 96 // 2 = 48)
+    from torchvision.models.detection.image_list import ImageList
+
+    feats = [torch.zeros(1, 1, 96 // s, 160 // s) for s in (4, 8, 16, 32)] + [torch.zeros(1, 1, 2, 3)]
+    got = model.rpn.anchor_generator(ImageList(torch.zeros(1, 3, 96, 160), [(96, 160)]), feats)[0]
+    p6 = got[-2 * 3 * 3:].view(2, 3, 3, 4)  # (y, x, ratio, box): location-major, ratios inner
+    centres = (p6[..., :2] + p6[..., 2:]) / 2
+    assert torch.allclose(centres[:, :, 0, 1], torch.tensor([[0.0] * 3, [64.0] * 3]))
+    assert torch.allclose(centres[:, :, 0, 0], torch.tensor([[0.0, 64.0, 128.0]] * 2))
     model.transform.min_size, model.transform.max_size = (96,), 128  # a small forward: it runs end to end
     out = model([torch.rand(3, 72, 90)])[0]
     assert set(out) == {"boxes", "labels", "scores", "masks"} and out["masks"].shape[-2:] == (72, 90)

@@ -273,8 +273,8 @@ def coco_categories(num_classes: int):
 def mmdet_detector_spec(state_dict: Mapping[str, torch.Tensor], model_name: str):
     """The :class:`~repvit.dense.detection.DetectorSpec` of an mmdet 2.x Mask R-CNN (sizes read from the tensors,
     the authors' ``test_cfg``: RPN 1000 per level before NMS 0.7, 1000 after; boxes score > 0.05, NMS 0.5, 100 per
-    image; test resize 1333 x 800 keeping the ratio; anchors 8 x stride unrounded; aligned RoIAlign, adaptive
-    sampling)."""
+    image; test resize 1333 x 800 keeping the ratio; anchors 8 x stride, unrounded, at fixed strides; aligned
+    RoIAlign, adaptive sampling)."""
     from .detection.model import DetectorSpec
 
     mask_convs = {int(m.group(1)) for k in state_dict if (m := re.match(r"roi_head\.mask_head\.convs\.(\d+)\.", k))}
@@ -285,7 +285,7 @@ def mmdet_detector_spec(state_dict: Mapping[str, torch.Tensor], model_name: str)
         box_head_dim=int(state_dict["roi_head.bbox_head.shared_fcs.0.weight"].shape[0]),
         mask_head_channels=int(state_dict["roi_head.mask_head.upsample.weight"].shape[1]),
         mask_head_convs=len(mask_convs), roi_sampling_ratio=0, anchor_scale=8, box_score_thresh=0.05,
-        box_nms_thresh=0.5, detections_per_img=100, round_anchors=False, mmdet_roi_align=True)
+        box_nms_thresh=0.5, detections_per_img=100, mmdet_anchors=True, mmdet_roi_align=True)
 
 
 def _background_first(v: torch.Tensor, num_fg: int, key: str) -> torch.Tensor:

@@ -12,8 +12,8 @@ taps, frozen BatchNorm), torchvision's FPN (:class:`~repvit.dense.RepViTFPN`) an
 1000/1000 (test). The built-in digits recipe uses leaner heads (see ``configs/detect_digits.yaml``).
 
 Two settings make the R-CNNs compute what MMDetection 2.x computes, for the authors' published Mask R-CNN files
-(:func:`repvit.load_detector`): ``round_anchors=False`` keeps the RPN anchors unrounded (torchvision rounds the
-anchor corners to integers, MMDetection does not), and ``mmdet_roi_align=True`` pools RoIs with
+(:func:`repvit.load_detector`): ``mmdet_anchors=True`` places the RPN anchors as MMDetection does (unrounded, at
+fixed level strides; :class:`MMDetAnchorGenerator`), and ``mmdet_roi_align=True`` pools RoIs with
 ``roi_align(aligned=True)`` (the half-pixel-corrected RoIAlign of mmcv's default) and MMDetection's level rule
 (``floor(log2(sqrt(area) / 56))``, which picks the same levels as torchvision's). Both default to torchvision's
 behaviour, so existing checkpoints give identical results.
@@ -33,7 +33,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
-           "IMAGENET_MEAN", "IMAGENET_STD", "UnroundedAnchorGenerator", "AlignedMultiScaleRoIAlign"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign"]
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class DetectorSpec:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     detections_per_img: int = 100
-    round_anchors: bool = True  # torchvision rounds anchor corners; MMDetection (the authors' files) does not
+    mmdet_anchors: bool = False  # MMDetection's anchors: unrounded, fixed strides (MMDetAnchorGenerator)
     mmdet_roi_align: bool = False  # RoIAlign aligned=True with MMDetection's level rule (the authors' files)
 
     def __post_init__(self):
@@ -80,12 +80,22 @@ class DetectorSpec:
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
 
 
-class UnroundedAnchorGenerator(AnchorGenerator):
-    """torchvision's ``AnchorGenerator`` whose cell anchors are not rounded to integers (MMDetection 2.x's).
+class MMDetAnchorGenerator(AnchorGenerator):
+    """torchvision's ``AnchorGenerator`` placing anchors as MMDetection 2.x does.
 
-    The anchors of one location are ``(-w/2, -h/2, w/2, h/2)`` with ``h = size * sqrt(ratio)``, ``w = size /
-    sqrt(ratio)``, ratios in order, centred on the top-left corner of each stride cell (``center_offset=0``).
+    * The cell anchors are not rounded to integers: ``(-w/2, -h/2, w/2, h/2)`` with ``h = size * sqrt(ratio)``,
+      ``w = size / sqrt(ratio)``, ratios in order, centred on the top-left corner of each stride cell
+      (``center_offset=0``). torchvision rounds them.
+    * Each level has its fixed stride (``strides``: 4, 8, 16, 32, 64). torchvision derives a level's stride from
+      ``image size // grid size``, which for P6 (a stride-2 max-pool of P5) of a batch padded to a multiple of 32
+      but not of 64 gives e.g. 800 // 13 = 61 instead of 64.
     """
+
+    def __init__(self, sizes, aspect_ratios, strides: tuple[int, ...] = (4, 8, 16, 32, 64)):
+        super().__init__(sizes, aspect_ratios)
+        if len(strides) != len(self.cell_anchors):
+            raise ValueError(f"{len(self.cell_anchors)} anchor levels but {len(strides)} strides.")
+        self.strides = tuple(int(s) for s in strides)
 
     def generate_anchors(self, scales: list[int], aspect_ratios: list[float], dtype: torch.dtype = torch.float32,
                          device: torch.device = torch.device("cpu")) -> torch.Tensor:
@@ -94,6 +104,14 @@ class UnroundedAnchorGenerator(AnchorGenerator):
         ws = ((1 / h_ratios)[:, None] * scales_t[None, :]).reshape(-1)
         hs = (h_ratios[:, None] * scales_t[None, :]).reshape(-1)
         return torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=1)
+
+    def forward(self, image_list, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        fm = feature_maps[0]
+        grid_sizes = [list(f.shape[-2:]) for f in feature_maps]
+        strides = [[torch.tensor(s, dtype=torch.int64, device=fm.device)] * 2 for s in self.strides]
+        self.set_cell_anchors(fm.dtype, fm.device)
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
+        return [anchors for _ in image_list.image_sizes]
 
 
 class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
@@ -176,7 +194,7 @@ def build_detector(spec: DetectorSpec, num_classes: int) -> nn.Module:
         rpn_batch_size_per_image=spec.rpn_batch_size_per_image,
         box_batch_size_per_image=spec.box_batch_size_per_image, box_score_thresh=spec.box_score_thresh,
         box_nms_thresh=spec.box_nms_thresh, box_detections_per_img=spec.detections_per_img,
-        rpn_anchor_generator=(AnchorGenerator if spec.round_anchors else UnroundedAnchorGenerator)(
+        rpn_anchor_generator=(MMDetAnchorGenerator if spec.mmdet_anchors else AnchorGenerator)(
             tuple((spec.anchor_scale * s,) for s in (4, 8, 16, 32, 64)), ((0.5, 1.0, 2.0),) * 5),
         box_roi_pool=_roi_pool(spec, 7),
         box_head=TwoMLPHead(c * 7 * 7, spec.box_head_dim),
