@@ -400,3 +400,22 @@ def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_fi
     assert "bbox_ap" in res and "mask_ap" in res
     with pytest.raises(ValueError, match="COCO-layout"):
         evaluate_checkpoint(path, data="digits")
+
+
+def test_names_resolve_through_repvit_weights(monkeypatch, mmseg_file, mmdet_file):
+    import sys
+    import types
+
+    files = {"repvit_m1_1_ade20k": mmseg_file[0], "repvit_m1_1_coco": mmdet_file[0]}
+    fake = types.ModuleType("repvit.weights")
+    fake.resolve_weights = lambda name: files[name]
+    monkeypatch.setitem(sys.modules, "repvit.weights", fake)
+    assert repvit.load_segmenter("repvit_m1_1_ade20k").num_classes == NUM_CLASSES
+    assert len(repvit.load_detector("repvit_m1_1_coco").class_names) == K + 1
+    from repvit.models.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="segmentation checkpoint"):
+        repvit.load_detector("repvit_m1_1_ade20k")
+    monkeypatch.setitem(sys.modules, "repvit.weights", None)  # the registry is not installed
+    with pytest.raises(FileNotFoundError, match="repvit.weights is not available"):
+        repvit.load_segmenter("repvit_m1_1_ade20k")
