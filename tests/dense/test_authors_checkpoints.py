@@ -209,6 +209,17 @@ def test_mmseg_loader_is_strict(tmp_path, mmseg_file):
         repvit.load_segmenter(tmp_path / "missing.pth")
 
 
+def test_numpy_values_in_meta_load(tmp_path, mmseg_file):
+    import numpy as np
+
+    _, sd = mmseg_file
+    meta = {"hook_msgs": {"best_score": np.float64(0.4), "iter": np.int64(40000)}, "arr": np.zeros(3, np.float32),
+            "CLASSES": tuple(f"c{i}" for i in range(NUM_CLASSES))}
+    torch.save({"meta": meta, "state_dict": sd}, tmp_path / "np.pth")
+    model = repvit.load_segmenter(tmp_path / "np.pth")
+    assert model.class_names[:2] == ["c0", "c1"]
+
+
 def test_missing_file_and_unresolvable_name():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         repvit.load_segmenter("no/such/file.pth")

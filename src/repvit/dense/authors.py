@@ -120,10 +120,29 @@ def _mm_layout(sd: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _numpy_globals() -> list:
+    """NumPy scalars and arrays as plain data for ``weights_only`` loading: mmcv's ``meta`` may hold them (e.g.
+    an evaluation hook's best score). Both module names are listed: NumPy 1.x pickles say ``numpy.core``."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtypes = {type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")}
+    out: list = [scalar, _reconstruct, np.ndarray, np.dtype, *dtypes]
+    for name, obj in (("scalar", scalar), ("_reconstruct", _reconstruct)):
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            if f"{obj.__module__}.{obj.__name__}" != f"{module}.{name}":
+                out.append((obj, f"{module}.{name}"))
+    return out
+
+
 def read_dense_checkpoint(name_or_path: str | os.PathLike) -> DenseCheckpoint:
     """Read a dense checkpoint (``weights_only=True``) and tell its layout; see :class:`DenseCheckpoint`."""
     path = resolve_checkpoint(name_or_path)
-    obj = _torch_load(path)
+    with torch.serialization.safe_globals(_numpy_globals()):
+        obj = _torch_load(path)
     if isinstance(obj, Mapping):
         if obj.get("task") in ("segment", "detect") and isinstance(obj.get("model"), Mapping):
             return DenseCheckpoint(path, str(obj["task"]), obj)
