@@ -16,6 +16,30 @@ from .models import (
 )
 
 __version__ = "0.1.0"
+
+
+def load_segmenter(name_or_path, *, fused: bool = False):
+    """A Semantic FPN (eval mode) from a file or a published name: the authors' mmseg files (``repvit_m1_1_ade20k``,
+    ...) or ``repvit segment train`` checkpoints. ``fused``: the deploy form (same logits).
+
+    See :func:`repvit.dense.authors.load_segmenter`.
+    """
+    from .dense.authors import load_segmenter as _load
+
+    return _load(name_or_path, fused=fused)
+
+
+def load_detector(name_or_path, *, fused: bool = False):
+    """A torchvision detector (eval mode) from a file or a published name: the authors' mmdet Mask R-CNN files
+    (``repvit_m1_1_coco``, ...) or ``repvit detect train`` checkpoints. ``fused``: re-parameterized backbone.
+
+    See :func:`repvit.dense.authors.load_detector`.
+    """
+    from .dense.authors import load_detector as _load
+
+    return _load(name_or_path, fused=fused)
+
+
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
@@ -27,6 +51,8 @@ __all__ = [
     "get_model_entry",
     "list_models",
     "load_checkpoint",
+    "load_detector",
+    "load_segmenter",
     "save_checkpoint",
     "__version__",
 ]

@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
     e = s.add_parser("eval", help="COCO box (and mask) AP of a checkpoint on the val split")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", required=True, help="a detect checkpoint (OUT/best.pt), or the authors' mmdet "
+                   "Mask R-CNN file or its published name (repvit_m1_1_coco; evaluated with their test settings)")
     e.add_argument("--data", default="digits", help="'digits' or a COCO-layout folder (its val split)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config keys for reading the data (val_images=..., val_annotations=..., val_subset=N)")

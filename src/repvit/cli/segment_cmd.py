@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_train)
 
     e = ss.add_parser("eval", help="mIoU / pixel accuracy / per-class IoU of a checkpoint on held-out data")
-    e.add_argument("--checkpoint", required=True, help="a segmentation checkpoint (OUT/best.pt)")
+    e.add_argument("--checkpoint", required=True, help="a segmentation checkpoint (OUT/best.pt), or the authors' "
+                   "mmseg file or its published name (repvit_m1_1_ade20k; evaluated with their test pipeline)")
     e.add_argument("--data", help="'digits' or an ADE20K-layout folder (default: the checkpoint's data)")
     e.add_argument("--num-classes", type=int, help="optional check against the checkpoint's class count")
     e.add_argument("--batch-size", type=int, default=8)

@@ -10,6 +10,13 @@ taps, frozen BatchNorm), torchvision's FPN (:class:`~repvit.dense.RepViTFPN`) an
 :class:`DetectorSpec` holds the head sizes. Its defaults are MMDetection 2.x's Mask R-CNN defaults (PAPER.md §7):
 2-FC box head of 1024, four 256-channel mask convs, 512 sampled RoIs, RPN 2000/1000 proposals (train) and
 1000/1000 (test). The built-in digits recipe uses leaner heads (see ``configs/detect_digits.yaml``).
+
+Two settings make the R-CNNs compute what MMDetection 2.x computes, for the authors' published Mask R-CNN files
+(:func:`repvit.load_detector`): ``mmdet_anchors=True`` places the RPN anchors as MMDetection does (unrounded, at
+fixed level strides; :class:`MMDetAnchorGenerator`), and ``mmdet_roi_align=True`` pools RoIs with
+``roi_align(aligned=True)`` (the half-pixel-corrected RoIAlign of mmcv's default) and MMDetection's level rule
+(``floor(log2(sqrt(area) / 56))``, which picks the same levels as torchvision's). Both default to torchvision's
+behaviour, so existing checkpoints give identical results.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
-           "IMAGENET_MEAN", "IMAGENET_STD"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +67,8 @@ class DetectorSpec:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     detections_per_img: int = 100
+    mmdet_anchors: bool = False  # MMDetection's anchors: unrounded, fixed strides (MMDetAnchorGenerator)
+    mmdet_roi_align: bool = False  # RoIAlign aligned=True with MMDetection's level rule (the authors' files)
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -67,6 +78,82 @@ class DetectorSpec:
     def from_config(cls, cfg: Any) -> DetectorSpec:
         """The spec from any object (a task config) carrying these field names."""
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
+
+
+class MMDetAnchorGenerator(AnchorGenerator):
+    """torchvision's ``AnchorGenerator`` placing anchors as MMDetection 2.x does.
+
+    * The cell anchors are not rounded to integers: ``(-w/2, -h/2, w/2, h/2)`` with ``h = size * sqrt(ratio)``,
+      ``w = size / sqrt(ratio)``, ratios in order, centred on the top-left corner of each stride cell
+      (``center_offset=0``). torchvision rounds them.
+    * Each level has its fixed stride (``strides``: 4, 8, 16, 32, 64). torchvision derives a level's stride from
+      ``image size // grid size``, which for P6 (a stride-2 max-pool of P5) of a batch padded to a multiple of 32
+      but not of 64 gives e.g. 800 // 13 = 61 instead of 64.
+    """
+
+    def __init__(self, sizes, aspect_ratios, strides: tuple[int, ...] = (4, 8, 16, 32, 64)):
+        super().__init__(sizes, aspect_ratios)
+        if len(strides) != len(self.cell_anchors):
+            raise ValueError(f"{len(self.cell_anchors)} anchor levels but {len(strides)} strides.")
+        self.strides = tuple(int(s) for s in strides)
+
+    def generate_anchors(self, scales: list[int], aspect_ratios: list[float], dtype: torch.dtype = torch.float32,
+                         device: torch.device = torch.device("cpu")) -> torch.Tensor:
+        scales_t = torch.as_tensor(scales, dtype=dtype, device=device)
+        h_ratios = torch.sqrt(torch.as_tensor(aspect_ratios, dtype=dtype, device=device))
+        ws = ((1 / h_ratios)[:, None] * scales_t[None, :]).reshape(-1)
+        hs = (h_ratios[:, None] * scales_t[None, :]).reshape(-1)
+        return torch.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], dim=1)
+
+    def forward(self, image_list, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        fm = feature_maps[0]
+        grid_sizes = [list(f.shape[-2:]) for f in feature_maps]
+        strides = [[torch.tensor(s, dtype=torch.int64, device=fm.device)] * 2 for s in self.strides]
+        self.set_cell_anchors(fm.dtype, fm.device)
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
+        return [anchors for _ in image_list.image_sizes]
+
+
+class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """Multi-level RoIAlign as MMDetection 2.x's ``SingleRoIExtractor`` with mmcv's ``RoIAlign`` (aligned).
+
+    A box of side ``s = sqrt(w * h)`` is pooled from level ``floor(log2(s / finest_scale + 1e-6))`` (clamped to
+    the levels), with torchvision's ``roi_align(..., aligned=True)`` at ``1 / stride``. A drop-in replacement for
+    torchvision's ``MultiScaleRoIAlign`` (a subclass, as its R-CNN heads require): ``forward(features, boxes,
+    image_shapes)``.
+
+    Args:
+        featmap_names: the feature keys, finest first.
+        output_size: the pooled size (7 for boxes, 14 for masks).
+        sampling_ratio: samples per bin side; 0 is adaptive (``ceil(roi_size / output_size)``, MMDetection's).
+        strides: the strides of the levels.
+        finest_scale: the box side mapped to the second level's lower bound over two (56 in MMDetection).
+    """
+
+    def __init__(self, featmap_names: list[str], output_size: int, sampling_ratio: int,
+                 strides: tuple[int, ...] = (4, 8, 16, 32), finest_scale: float = 56.0):
+        if len(featmap_names) != len(strides):
+            raise ValueError(f"{len(featmap_names)} feature maps but {len(strides)} strides.")
+        super().__init__(list(featmap_names), int(output_size), int(sampling_ratio))
+        self.output_size = (int(output_size), int(output_size))
+        self.strides = [int(s) for s in strides]
+        self.finest_scale = float(finest_scale)
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        from torchvision.ops import roi_align
+
+        feats = [x[n] for n in self.featmap_names]
+        rois = torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+        side = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+        levels = torch.floor(torch.log2(side / self.finest_scale + 1e-6)).clamp(0, len(feats) - 1).long()
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
+        for lvl, (feat, stride) in enumerate(zip(feats, self.strides)):
+            idx = torch.where(levels == lvl)[0]
+            if idx.numel():
+                out[idx] = roi_align(feat, rois[idx].to(feat.dtype), self.output_size, 1.0 / stride,
+                                     self.sampling_ratio, aligned=True)
+        return out
 
 
 def _neck(spec: DetectorSpec):
@@ -91,10 +178,8 @@ def build_detector(spec: DetectorSpec, num_classes: int) -> nn.Module:
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background too and must be >= 2, got {num_classes}.")
     from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-    from torchvision.ops import MultiScaleRoIAlign
 
     neck = _neck(spec)
     common = dict(min_size=spec.min_size, max_size=spec.max_size, image_mean=list(IMAGENET_MEAN),
@@ -109,17 +194,24 @@ def build_detector(spec: DetectorSpec, num_classes: int) -> nn.Module:
         rpn_batch_size_per_image=spec.rpn_batch_size_per_image,
         box_batch_size_per_image=spec.box_batch_size_per_image, box_score_thresh=spec.box_score_thresh,
         box_nms_thresh=spec.box_nms_thresh, box_detections_per_img=spec.detections_per_img,
-        rpn_anchor_generator=AnchorGenerator(tuple((spec.anchor_scale * s,) for s in (4, 8, 16, 32, 64)),
-                                             ((0.5, 1.0, 2.0),) * 5),
-        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 7, spec.roi_sampling_ratio),
+        rpn_anchor_generator=(MMDetAnchorGenerator if spec.mmdet_anchors else AnchorGenerator)(
+            tuple((spec.anchor_scale * s,) for s in (4, 8, 16, 32, 64)), ((0.5, 1.0, 2.0),) * 5),
+        box_roi_pool=_roi_pool(spec, 7),
         box_head=TwoMLPHead(c * 7 * 7, spec.box_head_dim),
         box_predictor=FastRCNNPredictor(spec.box_head_dim, num_classes), **common)
     if spec.detector == "fasterrcnn":
         return FasterRCNN(neck, None, **rcnn)
     layers = [spec.mask_head_channels] * spec.mask_head_convs
-    return MaskRCNN(neck, None, mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 14, spec.roi_sampling_ratio),
+    return MaskRCNN(neck, None, mask_roi_pool=_roi_pool(spec, 14),
                     mask_head=MaskRCNNHeads(c, layers, 1),
                     mask_predictor=MaskRCNNPredictor(layers[-1], spec.mask_head_channels, num_classes), **rcnn)
+
+
+def _roi_pool(spec: DetectorSpec, size: int) -> nn.Module:
+    names = ["0", "1", "2", "3"]
+    if spec.mmdet_roi_align:
+        return AlignedMultiScaleRoIAlign(names, size, spec.roi_sampling_ratio)
+    return MultiScaleRoIAlign(names, size, spec.roi_sampling_ratio)
 
 
 @torch.no_grad()

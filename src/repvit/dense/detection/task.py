@@ -238,11 +238,19 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     The val split is read with the checkpoint's own settings (image size, digits scene parameters), which
     ``overrides`` (config keys: ``val_subset``, ``val_annotations``, ``box_score_thresh``, ...) may change.
     ``fused``: evaluate the deploy form (re-parameterized backbone).
+
+    ``path`` may also be the authors' mmdet Mask R-CNN file (or its published name, e.g. ``repvit_m1_1_coco``): it
+    is evaluated with their test settings (:func:`repvit.dense.authors.mmdet_detector_spec`), one image per batch
+    as MMDetection's test loader, on the COCO-layout ``data`` (data keys in ``overrides`` apply).
     """
     from repvit.data.loader import eval_loader
 
     from .model import fuse_detector
 
+    authors = _authors_checkpoint(path)
+    if authors is not None:
+        return _evaluate_authors(authors, data=data, fused=fused, workers=workers, device=device,
+                                 overrides=overrides)
     model, cfg, meta = load_detector_checkpoint(path, overrides={"data": data, "train_subset": None,
                                                                  **(overrides or {})})
     d = build_detection_data(cfg, train=False)
@@ -259,3 +267,55 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     model.to(dev)
     loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
     return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
+
+
+_DATA_KEYS = ("val_images", "val_annotations", "val_subset")
+
+
+def _authors_checkpoint(path: str | os.PathLike):
+    """The authors' mmdet checkpoint read, or None for anything else (ours keep their own path)."""
+    from pathlib import Path
+
+    from repvit.models.checkpoint import CheckpointError
+
+    from ..authors import read_dense_checkpoint
+
+    p = Path(path)
+    if not p.is_file() and (p.suffix or "/" in str(path)):
+        return None  # a missing path: the usual reader names it
+    try:
+        ckpt = read_dense_checkpoint(path)
+    except CheckpointError:
+        return None
+    return ckpt if ckpt.layout == "mmdet" else None
+
+
+def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str,
+                      overrides: dict[str, Any] | None) -> dict[str, Any]:
+    from repvit.data.loader import eval_loader
+
+    from ..authors import maskrcnn_from_mmdet
+    from .model import fuse_detector
+
+    if str(data).strip().lower() == "digits":
+        raise ValueError(f"{ckpt.path} is the authors' COCO Mask R-CNN: pass --data with a COCO-layout folder "
+                         "(val2017/, annotations/instances_val2017.json).")
+    other = sorted(set(overrides or {}) - set(_DATA_KEYS))
+    if other:
+        raise ValueError(f"--set {other} cannot change the authors' test settings; only {list(_DATA_KEYS)} apply.")
+    model = maskrcnn_from_mmdet(ckpt.state_dict, where=str(ckpt.path))
+    spec = model.spec
+    cfg = DetectConfig().replace(model=spec.model, data=str(data), detector="maskrcnn", img_size=spec.min_size,
+                                 max_size=spec.max_size, train_subset=None, **(overrides or {}))
+    d = build_detection_data(cfg, train=False)
+    if d.categories.category_ids != model.categories.category_ids:
+        raise ValueError(f"{ckpt.path} detects the {len(model.categories.category_ids)} COCO categories; {data} has "
+                         f"category ids {list(d.categories.category_ids)[:10]}...; evaluate on COCO 2017 val.")
+    if fused:
+        model = fuse_detector(model, inplace=True)
+    dev = torch.device(device)
+    model.to(dev)
+    # one image per batch (MMDetection's test loader): padding to a common size would change the features
+    loader = eval_loader(d.val, 1, workers=workers, collate_fn=detect_collate)
+    out = evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=True)
+    return out

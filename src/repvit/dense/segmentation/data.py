@@ -18,6 +18,11 @@ ignore (``RandomCrop``), horizontal flip, ``RandomPhotometricDistort``, then flo
 mmseg's ``cat_max_ratio`` crop retries are not reproduced. Evaluation: the image's shorter side resized to
 ``img_size`` (longer side at most ``4 × img_size``), the label kept at its original size; predictions are resized
 back to it (whole-image, single-scale, as in the paper).
+
+:class:`AlignResize` is the authors' test pipeline for their mmseg checkpoints (``img_scale=(2048, 512)``,
+``AlignResize(keep_ratio=True, size_divisor=32)``): rescale keeping the ratio so that the short side is at most 512
+and the long side at most 2048, then resize again so both sides are multiples of 32; both steps bilinear without
+antialiasing on 8-bit images (as OpenCV's ``INTER_LINEAR``), then ImageNet normalisation.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = ["IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ADE20KSegmentation", "SegmentationView",
-           "train_transform", "eval_transform", "segment_collate", "resize_logits", "IMAGE_SUFFIXES"]
+           "train_transform", "eval_transform", "segment_collate", "resize_logits", "IMAGE_SUFFIXES",
+           "AlignResize"]
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,6 +161,47 @@ def eval_transform(img_size: int, *, mean: Sequence[float] = IMAGENET_MEAN,
     """The evaluation transform on the image alone: shorter side to ``img_size``, then float and normalisation."""
     return v2.Compose([v2.Resize(img_size, max_size=4 * img_size + 1), v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(mean, std)])
+
+
+class AlignResize:
+    """The authors' mmseg test resize (``AlignResize``): keep-ratio rescale into ``scale``, then align to a multiple
+    of ``size_divisor``; takes a ``(3, H, W)`` uint8 image and returns the normalised float image.
+
+    Args:
+        scale: ``(long side, short side)`` limits (mmseg's ``img_scale=(2048, 512)``).
+        size_divisor: both output sides are multiples of it.
+        mean: per-channel mean (of images in [0, 1]).
+        std: per-channel std.
+    """
+
+    def __init__(self, scale: tuple[int, int] = (2048, 512), size_divisor: int = 32,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.long, self.short = max(scale), min(scale)
+        self.size_divisor = int(size_divisor)
+        self.mean = torch.tensor(mean).view(3, 1, 1) * 255
+        self.std = torch.tensor(std).view(3, 1, 1) * 255
+
+    def sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((h, w) after the rescale, (h, w) after the alignment)`` for an image of ``height x width``."""
+        s = min(self.long / max(height, width), self.short / min(height, width))
+        h, w = int(height * s + 0.5), int(width * s + 0.5)
+        d = self.size_divisor
+        return (h, w), (int(np.ceil(h / d)) * d, int(np.ceil(w / d)) * d)
+
+    @staticmethod
+    def _resize_u8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        y = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+        return y.round_().clamp_(0, 255)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else torch.as_tensor(image)
+        if x.dtype != torch.uint8:
+            raise TypeError(f"AlignResize takes a uint8 image, got {x.dtype}.")
+        first, aligned = self.sizes(*x.shape[-2:])
+        x = self._resize_u8(self._resize_u8(x.float(), first), aligned)
+        return (x - self.mean) / self.std
 
 
 class SegmentationView(Dataset):
