@@ -210,18 +210,41 @@ def test_browser_upload_click_shows_the_mask(server, tmp_path):
             page.wait_for_function("document.querySelector('#status').innerText.includes('encode')", timeout=20_000)
             img = page.locator("#photo img").first
             box = img.bounding_box()
-            img.click(position={"x": box["width"] * 250 / 512, "y": box["height"] * 150 / 512})
-            page.wait_for_function("document.querySelector('#status').innerText.includes('decode')", timeout=20_000)
+
+            def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
+                img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
+
+            def wait_status(text):
+                page.wait_for_function(f"document.querySelector('#status').innerText.includes({text!r})",
+                                       timeout=20_000)
+
+            click(250, 150)
+            wait_status("decode")
             page.wait_for_selector("#overlay img", timeout=10_000)
             status = page.inner_text("#status")
-            assert "encode cached" in status and "1 point" in status  # the click reused the embedding
-            assert page.locator("#mask-file").inner_text().count(".png") >= 1  # the mask PNG to download
+            assert "once, reused" in status and "1 point" in status  # the click reused the embedding
+            assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
             src = page.locator("#overlay img").first.get_attribute("src")
             assert src and url.rstrip("/") in src
+
+            page.locator("#background input").check()  # a background point, then undo it
+            click(300, 420)
+            wait_status("2 point(s)")
+            page.click("#undo")
+            wait_status("1 point(s)")
+            page.locator("#mode label", has_text="box").click()  # box mode: two corners
+            click(420, 500)
+            wait_status("opposite corner")
+            click(100, 30)
+            wait_status("a box")
             shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
+            page.locator("#mode label", has_text="everything").click()
+            wait_status("masks;")
+            page.click("#clear")
+            wait_status("Cleared")
         finally:
             browser.close()
     assert errors == [], errors

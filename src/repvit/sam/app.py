@@ -414,8 +414,9 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
         os.close(fd)
         return Path(name)
 
-    def fmt_ms(ms: float | None, what: str) -> str:
-        return f"{what} cached (0 ms)" if ms is None else f"{what} {ms:.0f} ms"
+    def enc_text(ms: float | None, st: dict[str, Any]) -> str:
+        """The encode time of this request, or the first one's when the embedding was reused."""
+        return f"encode {ms:.0f} ms" if ms is not None else f"encode {st.get('encode_ms', 0):.0f} ms once, reused"
 
     # ---- the scripting API
     def api_segment(image, points_json, box_json):
@@ -444,8 +445,10 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
             return None, None, None, "Upload a photo."
         key = image_key(image)
         emb, fresh = session.embed(image, key)
-        st = {"key": key, "image": image, "points": [], "box": None, "corner": None, "history": []}
-        msg = (f"{image.shape[1]} x {image.shape[0]} image; {fmt_ms(emb.encode_ms if fresh else None, 'encode')}. "
+        st = {"key": key, "image": image, "points": [], "box": None, "corner": None, "history": [],
+              "encode_ms": emb.encode_ms}
+        cached = "" if fresh else " (cached)"
+        msg = (f"{image.shape[1]} x {image.shape[0]} image; encode {emb.encode_ms:.0f} ms{cached}. "
                "Click on the photo to add prompts.")
         return st, image, None, msg
 
@@ -454,10 +457,11 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
         if mode == "everything":
             masks, enc, gen_ms = session.segment_all(image, key=st["key"], **auto_kw)
             return (masks_overlay(image, masks), None,
-                    f"{len(masks)} masks; {fmt_ms(enc, 'encode')}, automatic masks {gen_ms:.0f} ms. {extra}")
+                    f"{len(masks)} masks; {enc_text(enc, st)}, automatic masks {gen_ms:.0f} ms. {extra}")
+        if st["corner"] is not None:
+            extra = f"Box: click the opposite corner. {extra}"
         if not st["points"] and st["box"] is None:
-            return _draw_pending(image, st["corner"]), None, ("Box: click the opposite corner. " if st["corner"]
-                                                              else "No prompts. ") + extra
+            return _draw_pending(image, st["corner"]), None, extra or "No prompts."
         try:
             res = session.segment(image, st["points"], st["box"], key=st["key"])
         except PromptError as e:
@@ -466,7 +470,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
         ov = _draw_pending(mask_overlay(image, res.mask, st["points"], st["box"]), st["corner"])
         ovl_ms = (time.perf_counter() - t0) * 1e3
         path = str(save_png(res.mask, new_file("mask")))
-        msg = (f"{fmt_ms(res.encode_ms, 'encode')}; decode {res.decode_ms:.0f} ms, overlay {ovl_ms:.0f} ms; "
+        msg = (f"{enc_text(res.encode_ms, st)}; decode {res.decode_ms:.0f} ms, overlay {ovl_ms:.0f} ms; "
                f"predicted IoU {res.score:.3f}; {len(st['points'])} point(s){', a box' if st['box'] else ''}. {extra}")
         return ov, path, msg
 
