@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ from ._deps import require_sam
 
 __all__ = [
     "ImageEmbedding",
+    "SegmentResult",
     "SamSession",
+    "image_key",
     "PromptError",
     "check_prompts",
     "parse_points_json",
@@ -47,6 +49,8 @@ __all__ = [
     "time_click",
     "load_app_model",
     "create_app",
+    "launch_app",
+    "require_gradio",
     "DEFAULT_CHECKPOINT",
 ]
 
@@ -148,7 +152,6 @@ class SegmentResult:
     score: float
     decode_ms: float
     encode_ms: float | None = None  # None: the embedding came from the cache
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def image_key(image: np.ndarray) -> str:
