@@ -111,6 +111,15 @@ def test_load_app_model_falls_back_to_random_weights_with_a_note(tmp_path):
         load_app_model(tmp_path / "missing.safetensors")
 
 
+def test_cli_app_with_a_missing_checkpoint_file_is_a_one_line_error(tmp_path, capsys):
+    from repvit.cli.main import main
+
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    assert main(["sam", "app", "--checkpoint", str(tmp_path / "missing.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
 # ------------------------------------------------------------------------------------------------- the server
 
 
