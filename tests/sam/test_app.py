@@ -252,6 +252,8 @@ def test_browser_upload_click_shows_the_mask(server, tmp_path):
             print(f"screenshot: {shot}")
             page.locator("#mode label", has_text="everything").click()
             wait_status("masks;")
+            click(200, 200)  # no prompts in everything mode
+            wait_status("Everything mode")
             page.click("#clear")
             wait_status("Cleared")
         finally:

@@ -480,6 +480,8 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
     def on_click(st, mode, background, evt: gr.SelectData):
         if st is None:
             raise gr.Error("upload a photo first.")
+        if mode == "everything":  # clicks add no prompts here; keep the automatic masks on screen
+            return st, gr.update(), gr.update(), "Everything mode: choose point or box to add prompts."
         x, y = (float(v) for v in evt.index[:2])
         h, w = st["image"].shape[:2]
         if mode == "point":
@@ -553,6 +555,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
 
         outs = [state, overlay, mask_file, status]
         photo.upload(on_upload, [photo], outs, **private)
+        photo.clear(lambda: (None, None, None, "Upload a photo."), None, outs, **private)
         photo.select(on_click, [state, mode, background], outs, **private)
         overlay.select(on_click, [state, mode, background], outs, **private)
         undo.click(on_undo, [state, mode], outs, **private)
