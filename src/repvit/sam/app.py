@@ -412,7 +412,11 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
     auto_kw = dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                    stability_score_thresh=stability_score_thresh)
 
-    def new_file(stem: str) -> Path:
+    def new_file(stem: str, keep: int = 64) -> Path:
+        """A fresh PNG path in the app's folder; only the newest ``keep`` files stay (gradio copies what it serves)."""
+        old = sorted(out_dir.glob("*.png"), key=lambda f: f.stat().st_mtime)
+        for f in old[:max(0, len(old) - keep)]:
+            f.unlink(missing_ok=True)
         fd, name = tempfile.mkstemp(prefix=stem + "_", suffix=".png", dir=out_dir)
         os.close(fd)
         return Path(name)
@@ -529,7 +533,8 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: the page works offline
-    blocks_kw: dict[str, Any] = {"title": title, "analytics_enabled": False}
+    blocks_kw: dict[str, Any] = {"title": title, "analytics_enabled": False,
+                                 "delete_cache": (3600, 3600)}  # gradio's copies of served files: an hour
     if "theme" in inspect.signature(gr.Blocks.__init__).parameters:
         blocks_kw["theme"] = theme
     with gr.Blocks(**blocks_kw) as demo:
