@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo demo-segment demo-detect demo-sam test test-all lint bench clean
+.PHONY: demo demo-segment demo-detect demo-sam demo-app docs-sam-app test test-all lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -48,6 +48,21 @@ demo-sam: $(VENV)/.sam-installed
 	$(VENV)/bin/repvit sam predict $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --point 250,150 --output-dir $(DEMO_DIR)/sam
 	$(VENV)/bin/repvit sam segment-all $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --points-per-side 8 --output-dir $(DEMO_DIR)/sam
 	$(VENV)/bin/repvit sam export --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --output-dir $(DEMO_DIR)/sam/onnx
+
+# The click-to-segment web page (docs/sam.md, "The app") on http://127.0.0.1:7860/. SAM_CHECKPOINT: a RepViT-SAM file
+# or name; one that cannot be had gives random weights (a warning says so).
+SAM_CHECKPOINT ?= edge_sam
+$(VENV)/.app-installed: pyproject.toml | $(PY)
+	$(PIP) -e ".[app]"
+	touch $@
+
+demo-app: $(VENV)/.app-installed
+	$(VENV)/bin/repvit sam app --checkpoint $(SAM_CHECKPOINT) --threads 2
+
+# Regenerates docs/img/sam_app.png: the browser test's screenshot (needs Chromium at /usr/bin/chromium)
+docs-sam-app: $(VENV)/.test-installed
+	REPVIT_SAM_APP_SCREENSHOT=docs/img/sam_app.png $(PY) -m pytest -q tests/sam/test_app.py -k browser
+	$(PY) -c "from PIL import Image; p = 'docs/img/sam_app.png'; Image.open(p).convert('RGB').quantize(256).save(p, optimize=True)"
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q

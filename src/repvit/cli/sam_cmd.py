@@ -1,4 +1,4 @@
-"""``repvit sam``: RepViT-SAM prediction, automatic masks, export and distillation."""
+"""``repvit sam``: RepViT-SAM prediction, automatic masks, export, distillation and the web app."""
 
 from __future__ import annotations
 
@@ -100,6 +100,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--print-config", action="store_true")
     d.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     d.set_defaults(func=run_distill)
+
+    w = ss.add_parser("app", help="a web page (Gradio): click on a photo, get a mask",
+                      description="Upload a photo and click on it: points (foreground / background), boxes, undo, "
+                                  "clear, automatic masks; the mask downloads as a PNG. The image is encoded once "
+                                  "and each click runs only the mask decoder. Scripting: gradio_client with "
+                                  "api_name='/segment' and '/segment_all' (docs/sam.md). Needs the app extra: "
+                                  "pip install 'repvit-pytorch[app]'.")
+    w.add_argument("--checkpoint", default="edge_sam", metavar="NAME_OR_PATH",
+                   help="a RepViT-SAM checkpoint file or name (default edge_sam); a name that cannot be had "
+                        "(unknown, not cached, offline) gives random weights with a warning")
+    w.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-parameterized (deploy-form) encoder (default: fused)")
+    w.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    w.add_argument("--port", type=int, default=7860)
+    w.add_argument("--threads", type=int, help="torch CPU threads")
+    w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
+    w.set_defaults(func=run_app)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
@@ -201,3 +218,22 @@ def run_distill(args: argparse.Namespace) -> int:
         if res["curves_png"]:
             print(f"  curves: {res['curves_png']}")
     return 130 if res["interrupted"] else 0
+
+
+def run_app(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from repvit.sam.app import create_app, launch_app, load_app_model, require_gradio
+
+    require_gradio()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sam, note = load_app_model(args.checkpoint, fused=args.fused)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    demo = create_app(sam, note=note, points_per_side=args.points_per_side)
+    print(f"RepViT-SAM app on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    launch_app(demo, host=args.host, port=args.port, block=True, quiet=True)
+    return 0

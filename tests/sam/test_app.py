@@ -1,0 +1,263 @@
+"""``repvit sam app``: the session (embedding cache, decoder-only clicks) against segment_anything's ``SamPredictor``
+and ``SamAutomaticMaskGenerator``; the Gradio app launched in-process on 127.0.0.1 and driven by ``gradio_client``
+(``/segment``, ``/segment_all``) and by a headless Chromium (Playwright): upload a photo, click, see the mask.
+
+The browser test writes its screenshot to ``$REPVIT_SAM_APP_SCREENSHOT`` when set (``make docs-sam-app`` regenerates
+``docs/img/sam_app.png`` that way), else to pytest's tmp dir (the path is printed).
+"""
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repvit.sam.app import PromptError, SamSession, check_prompts, load_app_model, parse_box_json, parse_points_json
+
+CHROMIUM = os.environ.get("REPVIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def _reference(sam, image, points=(), box=None, multimask=False):
+    """segment_anything's own predictor: the chosen mask and score."""
+    from segment_anything import SamPredictor
+
+    p = SamPredictor(sam)
+    p.set_image(image)
+    coords = np.array([[x, y] for x, y, _ in points], np.float32) if points else None
+    labels = np.array([lab for _, _, lab in points]) if points else None
+    masks, scores, _ = p.predict(point_coords=coords, point_labels=labels,
+                                 box=None if box is None else np.asarray(box, np.float32), multimask_output=multimask)
+    best = int(np.argmax(scores))
+    return masks[best], float(scores[best])
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+# ------------------------------------------------------------------------------------------------- the session
+
+
+def test_session_matches_sam_predictor_and_reuses_the_embedding(small_sam, astronaut):
+    s = SamSession(small_sam)
+    point = [(250.0, 150.0, 1)]
+    first = s.segment(astronaut, point)
+    assert first.encode_ms is not None and first.encode_ms > 0  # encoded now
+    ref_mask, ref_score = _reference(small_sam, astronaut, point, multimask=True)  # one point: best of three
+    assert np.array_equal(first.mask, ref_mask) and first.score == pytest.approx(ref_score, rel=1e-5, abs=1e-6)
+
+    calls = []
+    hook = small_sam.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        prompts = dict(points=[(250.0, 150.0, 1), (300.0, 420.0, 0)], box=(100.0, 30.0, 420.0, 500.0))
+        again = s.segment(astronaut, **prompts)
+        assert again.encode_ms is None and calls == []  # the cached embedding: the encoder did not run
+    finally:
+        hook.remove()
+    ref_mask, ref_score = _reference(small_sam, astronaut, **prompts)
+    assert np.array_equal(again.mask, ref_mask) and again.score == pytest.approx(ref_score, rel=1e-5, abs=1e-6)
+    other = astronaut[::2, ::2].copy()  # another image: a new embedding
+    assert s.segment(other, point).encode_ms is not None
+
+
+def test_session_everything_equals_the_automatic_mask_generator(small_sam, astronaut):
+    from segment_anything import SamAutomaticMaskGenerator
+
+    kw = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    s = SamSession(small_sam)
+    s.embed(astronaut)
+    masks, enc_ms, _ = s.segment_all(astronaut, **kw)
+    assert enc_ms is None  # the generator used the cached embedding
+    ref = sorted(SamAutomaticMaskGenerator(small_sam, **kw).generate(astronaut), key=lambda m: m["area"], reverse=True)
+    assert len(masks) == len(ref) > 0
+    for m, r in zip(masks, ref):
+        assert np.array_equal(m["segmentation"], r["segmentation"])
+
+
+def test_click_timing(small_sam, astronaut):
+    t = SamSession(small_sam).click_ms(astronaut, (250, 150, 1), repeats=2, warmup=1)
+    assert t["click_ms"] == pytest.approx(t["decode_ms"] + t["overlay_ms"], rel=0.5) and t["decode_ms"] > 0
+
+
+def test_prompt_checks():
+    check_prompts([(0, 0, 1), (512, 400, 0)], (0, 0, 512, 400), 512, 400)  # the edges are inside
+    for points, box, what in [([(513, 10, 1)], None, "outside"), ([(-1, 10, 1)], None, "outside"),
+                              ([(10, 10, 2)], None, "label"), ([], (10, 10, 5, 50), "x1 > x0"),
+                              ([], (10, 10, 50, 10), "y1 > y0"), ([], (0, 0, 600, 50), "outside")]:
+        with pytest.raises(PromptError, match=what):
+            check_prompts(points, box, 512, 400)
+    assert parse_points_json("[[1, 2, 0], [3.5, 4]]") == [(1.0, 2.0, 0), (3.5, 4.0, 1)]
+    assert parse_points_json("") == [] and parse_box_json("") is None and parse_box_json("null") is None
+    assert parse_box_json("[1, 2, 3, 4]") == (1.0, 2.0, 3.0, 4.0)
+    for bad in ("[[1, 2, 5]]", "[1, 2]", "nope"):
+        with pytest.raises(PromptError):
+            parse_points_json(bad)
+    with pytest.raises(PromptError):
+        parse_box_json("[1, 2, 3]")
+
+
+def test_load_app_model_falls_back_to_random_weights_with_a_note(tmp_path):
+    sam, note = load_app_model("no_such_checkpoint_name", fused=True)
+    assert "RANDOM weights" in note and "no_such_checkpoint_name" in note
+    from repvit.sam import is_fused_sam
+
+    assert is_fused_sam(sam)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_app_model(tmp_path / "missing.safetensors")
+
+
+def test_cli_app_with_a_missing_checkpoint_file_is_a_one_line_error(tmp_path, capsys):
+    from repvit.cli.main import main
+
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    assert main(["sam", "app", "--checkpoint", str(tmp_path / "missing.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------------- the server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(small_sam, astronaut, tmp_path_factory):
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    from repvit.sam.app import create_app, launch_app
+
+    d = tmp_path_factory.mktemp("sam_app")
+    photo = d / "astronaut.png"
+    Image.fromarray(astronaut).save(photo)
+    demo = create_app(small_sam, note="test model: random weights", points_per_side=4)
+    port = _free_port()
+    launch_app(demo, host="127.0.0.1", port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", photo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    gc = pytest.importorskip("gradio_client", reason="the scripting API test needs gradio_client")
+    return gc.Client(server[0], verbose=False)
+
+
+def test_api_segment_point_and_box_match_sam_predictor(client, server, small_sam, astronaut):
+    from gradio_client import handle_file
+
+    photo = handle_file(str(server[1]))
+    cases = [([(250.0, 150.0, 1)], None, True),  # one point alone: the best of SAM's three candidates
+             ([(250.0, 150.0, 1), (300.0, 420.0, 0)], (100.0, 30.0, 420.0, 500.0), False),
+             ([], (60.0, 20.0, 300.0, 260.0), False)]
+    for points, box, multimask in cases:
+        overlay, mask_png, score = client.predict(photo, json.dumps([list(p) for p in points]),
+                                                  json.dumps(list(box)) if box else "", api_name="/segment")
+        mask = np.asarray(Image.open(mask_png))
+        assert mask.shape == astronaut.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        ref_mask, ref_score = _reference(small_sam, astronaut, points, box, multimask)
+        assert _iou(mask > 0, ref_mask) > 0.999 and np.array_equal(mask > 0, ref_mask)
+        assert score == pytest.approx(ref_score, rel=1e-4, abs=1e-5)
+        ov = np.asarray(Image.open(overlay).convert("RGB"))
+        assert ov.shape == astronaut.shape and not np.array_equal(ov, astronaut)
+
+
+def test_api_segment_all_returns_a_count(client, server, astronaut):
+    from gradio_client import handle_file
+
+    overlay, count = client.predict(handle_file(str(server[1])), api_name="/segment_all")
+    assert isinstance(count, int | float) and count >= 0 and int(count) == count
+    assert np.asarray(Image.open(overlay).convert("RGB")).shape == astronaut.shape
+
+
+def test_api_refuses_prompts_outside_the_image(client, server):
+    from gradio_client import handle_file
+
+    photo = handle_file(str(server[1]))
+    with pytest.raises(Exception, match="outside the 512 x 512 image"):
+        client.predict(photo, "[[900, 150, 1]]", "", api_name="/segment")
+    with pytest.raises(Exception, match="x1 > x0"):
+        client.predict(photo, "", "[300, 10, 100, 200]", api_name="/segment")
+
+
+# ------------------------------------------------------------------------------------------------- the browser
+
+
+def test_browser_upload_click_shows_the_mask(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set REPVIT_CHROMIUM)")
+    url, photo = server
+    errors, external = [], []
+
+    def route(r):  # the page must work offline: nothing but the app's own server
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            external.append(r.request.url)
+            r.abort()
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.route("**/*", route)
+            page.goto(url)
+            page.wait_for_selector("#photo input[type=file]", state="attached", timeout=20_000)
+            assert page.locator("#overlay img").count() == 0  # no mask before a click
+            page.set_input_files("#photo input[type=file]", str(photo))
+            page.wait_for_function("document.querySelector('#status').innerText.includes('encode')", timeout=20_000)
+            img = page.locator("#photo img").first
+            box = img.bounding_box()
+
+            def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
+                img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
+
+            def wait_status(text):
+                page.wait_for_function(f"document.querySelector('#status').innerText.includes({text!r})",
+                                       timeout=20_000)
+
+            click(250, 150)
+            wait_status("decode")
+            page.wait_for_selector("#overlay img", timeout=10_000)
+            status = page.inner_text("#status")
+            assert "once, reused" in status and "1 point" in status  # the click reused the embedding
+            assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
+            src = page.locator("#overlay img").first.get_attribute("src")
+            assert src and url.rstrip("/") in src
+
+            page.locator("#background input").check()  # a background point, then undo it
+            click(300, 420)
+            wait_status("2 point(s)")
+            page.click("#undo")
+            wait_status("1 point(s)")
+            page.locator("#mode label", has_text="box").click()  # box mode: two corners
+            click(420, 500)
+            wait_status("opposite corner")
+            click(100, 30)
+            wait_status("a box")
+            shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            page.locator("#mode label", has_text="everything").click()
+            wait_status("masks;")
+            click(200, 200)  # no prompts in everything mode
+            wait_status("Everything mode")
+            page.click("#clear")
+            wait_status("Cleared")
+        finally:
+            browser.close()
+    assert errors == [], errors
+    assert external == [], f"the page asked for outside resources: {external}"
+    assert Image.open(shot).size[0] > 0
