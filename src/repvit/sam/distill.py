@@ -4,7 +4,8 @@ Phase 1 (``phase="encoder"``, the default): decoupled distillation as in MobileS
 encoder learns the teacher's (SAM ViT-H) image embeddings with an MSE loss; prompt encoder and mask decoder take no
 part, and the student is later paired with the teacher's decoder. Phase 2 (``phase="prompt"``): EdgeSAM's
 prompt-in-the-loop distillation of the student's whole SAM on the teacher's masks (:mod:`repvit.sam.prompt_distill`);
-``phase="both"`` runs phase 1 into ``OUT/encoder`` and phase 2 from its ``best.pt`` into ``OUT/prompt``. The teacher's embeddings are computed once into :class:`EmbeddingCache`; training is a
+``phase="both"`` runs phase 1 into ``OUT/encoder`` and phase 2 from its ``best.pt`` into ``OUT/prompt``.
+The teacher's embeddings are computed once into :class:`EmbeddingCache`; training is a
 :class:`SamDistillTask` on the shared engine (:func:`repvit.train.run_task`: resume, DDP, AMP, EMA, progress,
 ``metrics.jsonl``, curves).
 """
@@ -314,7 +315,8 @@ def phase_configs(cfg: SamDistillConfig) -> tuple[SamDistillConfig, SamDistillCo
         raise ValueError("--phase both resumes with --resume auto (each phase from its own folder), not a path.")
     out = Path(cfg.output_dir)
     first = cfg.replace(phase="encoder", output_dir=str(out / "encoder"))
-    kw: dict[str, Any] = {"phase": "prompt", "output_dir": str(out / "prompt"), "init": str(out / "encoder" / "best.pt")}
+    kw: dict[str, Any] = {"phase": "prompt", "output_dir": str(out / "prompt"),
+                          "init": str(out / "encoder" / "best.pt")}
     if cfg.prompt_epochs is not None:
         kw.update(epochs=cfg.prompt_epochs, iters=None)
     if cfg.prompt_iters is not None:
