@@ -455,23 +455,25 @@ class SamPromptDistillTask(SamDistillTask):
         return f"val mask loss {metrics['mask_loss']:.4f}  mIoU vs teacher {metrics['miou']:.3f}"
 
 
-def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path, teacher: nn.Module | None = None,
+def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
                             device: str | torch.device = "cpu") -> dict[str, Any]:
     """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
-    phase-2 checkpoint, any RepViT-SAM format) with the teacher's prompt encoder and mask decoder; for a phase-2
-    training checkpoint, with its own (trained) decoder. Compares phase 1 and phase 2 on the same prompts."""
+    phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
+    prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
+    phase 1 and phase 2 on the same prompts."""
     from repvit.data.loader import eval_loader
     from repvit.train.checkpoint import load_train_checkpoint
     from repvit.train.distributed import DistInfo
 
-    cfg = cfg.replace(phase="prompt", init=str(init))
+    cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
     dev = torch.device(device)
     task = SamPromptDistillTask(teacher)
     task.cfg, task.info = cfg, DistInfo(device=dev)
     data = task.build_data(cfg, task.info)
+    torch.manual_seed(cfg.seed)  # as the engine, before building the student
     model = task.build_model(cfg, data)
     ck = None
-    if Path(init).suffix == ".pt":
+    if init is not None and Path(init).suffix == ".pt":
         ck = load_train_checkpoint(init)
     if ck is not None and ck.get("task") == SamPromptDistillTask.name:
         model.load_state_dict(ck["model"])
