@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # this checkout's repvit before an installed one
+
 from repvit.sam.distill import SamDistillConfig, distill
 from tests.sam._distill_data import tiny_teacher_sam
 

@@ -24,6 +24,7 @@ from tests.helpers import kill_in_second_epoch_then_resume
 from ._distill_data import make_images, tiny_teacher_sam
 
 ROOT = Path(__file__).resolve().parents[2]
+_RUN_CHECKOUT = "import runpy, sys; sys.path.insert(0, 'src'); runpy.run_module('repvit', run_name='__main__')"
 
 
 def _to_pixel(coords: torch.Tensor, side: int, img_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,8 +230,8 @@ def test_sigkill_in_second_epoch_then_resume_matches_uninterrupted(tmp_path):
     images = make_images(tmp_path / "images", 10, size=(40, 60))
     teacher = _teacher_file(tmp_path)
 
-    def cmd(out, *extra):
-        return [sys.executable, "-m", "repvit", "sam", "distill", *_cli_args(images, teacher, out / "cache"),
+    def cmd(out, *extra):  # (the checkout's src/ first: the harness sets PYTHONPATH to the repository root)
+        return [sys.executable, "-c", _RUN_CHECKOUT, "sam", "distill", *_cli_args(images, teacher, out / "cache"),
                 "--phase", "prompt", "--epochs", "2", "--output-dir", str(out), *extra]
 
     a, b = kill_in_second_epoch_then_resume(cmd, tmp_path, sleep_s=1.0, timeout_s=600)
