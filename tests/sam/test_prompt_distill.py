@@ -136,6 +136,7 @@ def _cfg(tmp_path, images, **kw):
     return SamDistillConfig(**{**base, **kw})
 
 
+@pytest.mark.slow  # two engine runs and several checkpoint loads: ~10 s on a quiet machine, 35 s on this one
 def test_phase_two_after_phase_one_trains_the_students_sam(tmp_path):
     from repvit.sam import build_repvit_sam
     from repvit.train.checkpoint import load_train_checkpoint
@@ -189,6 +190,18 @@ def test_phase_two_needs_a_whole_teacher_and_valid_settings(tmp_path):
         distill(_cfg(tmp_path, images, phase="both", resume="x.pt"), tiny_teacher_sam(64))
 
 
+def test_phase_both_configs(tmp_path):
+    from repvit.sam.distill import phase_configs
+
+    cfg = _cfg(tmp_path, tmp_path, phase="both", epochs=3, lr=1e-3, init="cls.pth", prompt_epochs=5, prompt_lr=3.2e-3)
+    first, second = phase_configs(cfg)
+    assert (first.phase, first.output_dir, first.epochs, first.lr, first.init) == (
+        "encoder", str(tmp_path / "run" / "encoder"), 3, 1e-3, "cls.pth")
+    assert (second.phase, second.output_dir, second.epochs, second.lr, second.init) == (
+        "prompt", str(tmp_path / "run" / "prompt"), 5, 3.2e-3, str(tmp_path / "run" / "encoder" / "best.pt"))
+    assert phase_configs(cfg.replace(prompt_epochs=None, prompt_iters=7))[1].iters == 7
+
+
 def _teacher_file(root: Path) -> Path:
     """A RepViT-SAM teacher checkpoint (random M0.9 at 64 px) for the CLI's --teacher repvit_sam."""
     from repvit.sam import build_repvit_sam, save_repvit_sam
@@ -214,7 +227,7 @@ def test_cli_phase_prompt_with_a_repvit_sam_teacher(tmp_path, capsys):
     images = make_images(tmp_path / "images", 5, size=(40, 60))
     teacher = _teacher_file(tmp_path)
     rc = main(["sam", "distill", *_cli_args(images, teacher, tmp_path / "cache"), "--phase", "prompt", "--iters", "1",
-               "--output-dir", str(tmp_path / "run"), "--refine-iters", "1", "--json"])
+               "--output-dir", str(tmp_path / "run"), "--refine-iters", "1", "--amp", "--json"])  # bf16 on the CPU
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["phase"] == "prompt" and out["steps"] == 1 and out["teacher_shards_computed"] == 2
