@@ -29,3 +29,13 @@ def tiny_teacher(img_size: int, seed: int = 123) -> torch.nn.Module:
     torch.manual_seed(seed)
     return ImageEncoderViT(img_size=img_size, patch_size=16, embed_dim=64, depth=2, num_heads=2,
                            out_chans=256).eval()
+
+
+def tiny_teacher_sam(img_size: int, seed: int = 123) -> torch.nn.Module:
+    """A whole SAM teacher for prompt distillation: :func:`tiny_teacher`'s image encoder with SAM's prompt encoder
+    and mask decoder (``segment_anything``'s modules, random but fixed weights)."""
+    from repvit.sam import build_sam_from_encoder
+
+    enc = tiny_teacher(img_size, seed)
+    torch.manual_seed(seed + 1)
+    return build_sam_from_encoder(enc).eval()

@@ -14,6 +14,7 @@ _DISTILL_FLAGS = {
     "batch_size": "batch_size", "lr": "lr", "img_size": "img_size", "resume": "resume", "seed": "seed",
     "amp": "amp", "amp_dtype": "amp_dtype", "workers": "workers", "device": "device", "threads": "threads",
     "cache_dir": "cache_dir", "compile": "compile", "channels_last": "channels_last", "max_images": "max_images",
+    "phase": "phase", "max_prompts": "max_prompts", "refine_iters": "refine_iters",
 }
 
 
@@ -67,19 +68,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance against the fused PyTorch model")
     e.set_defaults(func=run_export)
 
-    d = ss.add_parser("distill", help="train a RepViT-SAM encoder on a SAM teacher's image embeddings",
-                      description="Decoupled distillation (MobileSAM / RepViT-SAM): MSE between the student's and "
-                                  "the teacher's image embeddings. Teacher embeddings are cached once (sharded, "
-                                  "resumable). Settings: defaults < --config YAML < --set KEY=VALUE < flags. "
-                                  "torchrun for DDP.")
+    d = ss.add_parser("distill", help="train a RepViT-SAM encoder on a SAM teacher's image embeddings and masks",
+                      description="Phase 1 (--phase encoder, default): decoupled distillation (MobileSAM / "
+                                  "RepViT-SAM), MSE between the student's and the teacher's image embeddings. Phase 2 "
+                                  "(--phase prompt): EdgeSAM's prompt-in-the-loop distillation, the student's SAM "
+                                  "learns the teacher's masks for box and point prompts (BCE + Dice) with refinement "
+                                  "points from the errors; start it from phase 1 with --init OUT/best.pt. --phase "
+                                  "both runs phase 1 into OUT/encoder, then phase 2 into OUT/prompt. Teacher "
+                                  "embeddings are cached once (sharded, resumable) and shared by both phases. "
+                                  "Settings: defaults < --config YAML < --set KEY=VALUE < flags. torchrun for DDP.")
     d.add_argument("--config", help="YAML recipe: a path or a name in configs/ (e.g. sam_repvit_m2_3)")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    d.add_argument("--teacher", choices=["vit_h", "vit_l", "vit_b"])
+    d.add_argument("--phase", choices=["encoder", "prompt", "both"],
+                   help="encoder (default): embedding MSE; prompt: EdgeSAM's prompt-in-the-loop; both: one, then the "
+                        "other (phase 2 settings: --set prompt_epochs=/prompt_iters=/prompt_lr=)")
+    d.add_argument("--teacher", choices=["vit_h", "vit_l", "vit_b", "repvit_sam"])
     d.add_argument("--teacher-checkpoint", help="the SAM checkpoint file (nothing is downloaded)")
     d.add_argument("--images", help="folder of training images (searched recursively)")
     d.add_argument("--output-dir")
     d.add_argument("--model", help="student trunk (default repvit_m2_3)")
-    d.add_argument("--init", help="RepViT classification checkpoint for the trunk (any format)")
+    d.add_argument("--init", help="phase 1: a RepViT classification checkpoint for the trunk (any format); phase 2: "
+                                  "the phase-1 best.pt (or any RepViT-SAM checkpoint) for the encoder")
+    d.add_argument("--max-prompts", type=int, help="phase 2: prompts per image and step (default 16)")
+    d.add_argument("--refine-iters", type=int, help="phase 2: refinement decodes, one new point each (default 2)")
     d.add_argument("--epochs", type=int)
     d.add_argument("--iters", type=int, help="total optimiser steps (overrides --epochs)")
     d.add_argument("--batch-size", type=int, help="per process")
@@ -209,12 +220,23 @@ def run_distill(args: argparse.Namespace) -> int:
     elif res["interrupted"]:
         print(f"interrupted after {res['epochs']} epochs; resume with --resume auto ({res['last_checkpoint']})")
     else:
-        print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out embedding "
-              f"MSE {res['eval'].get('mse', float('nan')):.5f} (best {-res['best']:.5f})")
+        ev = res["eval"]
+        if res.get("phase") == "prompt":
+            if "phases" in res:
+                p1 = res["phases"]["encoder"]
+                print(f"phase 1 (encoder): {p1['steps']} steps; held-out embedding MSE {-p1['best']:.5f} (best); "
+                      f"{p1['best_checkpoint']}")
+            print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out mask "
+                  f"loss vs the teacher {ev.get('mask_loss', float('nan')):.4f} (best {-res['best']:.4f}), mIoU "
+                  f"{ev.get('miou', float('nan')):.3f}, embedding MSE {ev.get('mse', float('nan')):.5f}")
+        else:
+            print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out "
+                  f"embedding MSE {ev.get('mse', float('nan')):.5f} (best {-res['best']:.5f})")
         print(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
         print(f"  teacher cache: {res['cache_dir']} ({res['teacher_shards_computed']} shards computed this run)")
         if res["sam_checkpoint"]:
-            print(f"  RepViT-SAM (student encoder + teacher decoder): {res['sam_checkpoint']}")
+            what = "the student's SAM" if res.get("phase") == "prompt" else "student encoder + teacher decoder"
+            print(f"  RepViT-SAM ({what}): {res['sam_checkpoint']}")
         if res["curves_png"]:
             print(f"  curves: {res['curves_png']}")
     return 130 if res["interrupted"] else 0

@@ -11,6 +11,8 @@ Formats read:
 * ``sam-distill`` — a training checkpoint of ``repvit sam distill`` (``last.pt``/``best.pt``): the student encoder
   only (``trunk.*``, ``neck.*``) with the encoder config in ``meta``; SAM's prompt encoder and mask decoder come
   from another checkpoint (the teacher's ``sam_vit_h.pth``).
+* ``sam-prompt-distill`` — a training checkpoint of ``repvit sam distill --phase prompt``: the whole SAM in our
+  layout (``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``), the encoder config in ``meta``.
 * a plain state dict in our ``Sam`` layout (``image_encoder.trunk.*``), e.g. ``torch.save(sam.state_dict())``.
 """
 
@@ -119,11 +121,15 @@ def read_sam_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> SamChe
         else:
             obj = _torch_load(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and "task" in obj:
-        if obj.get("task") != "sam-distill":
+        if obj.get("task") not in ("sam-distill", "sam-prompt-distill"):
             raise CheckpointError(f"{label} is a training checkpoint of task {obj.get('task')!r}, not of "
                                   "`repvit sam distill`.")
         tmeta = dict(obj.get("meta") or {})
         cfg = RepViTSamConfig.from_dict(tmeta["sam_config"]) if "sam_config" in tmeta else None
+        if obj["task"] == "sam-prompt-distill":  # phase 2: the whole SAM, in our layout
+            sd = _strip_prefixes(dict(obj["model"]))
+            return SamCheckpoint(sd, "sam-prompt-distill", "image_encoder.trunk.stem.conv1.weight" in sd, cfg, False,
+                                 tmeta)
         sd = {"image_encoder." + k: v for k, v in _strip_prefixes(dict(obj["model"])).items()}
         return SamCheckpoint(sd, "sam-distill", "image_encoder.trunk.stem.conv1.weight" in sd, cfg, True, tmeta)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):

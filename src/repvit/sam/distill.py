@@ -1,8 +1,11 @@
 """RepViT-SAM distillation (``repvit sam distill``): the training code the authors did not release.
 
-Decoupled distillation as in MobileSAM and RepViT-SAM: the student image encoder learns the teacher's (SAM ViT-H)
-image embeddings with an MSE loss; prompt encoder and mask decoder take no part, and the student is later paired
-with the teacher's decoder. The teacher's embeddings are computed once into :class:`EmbeddingCache`; training is a
+Phase 1 (``phase="encoder"``, the default): decoupled distillation as in MobileSAM and RepViT-SAM: the student image
+encoder learns the teacher's (SAM ViT-H) image embeddings with an MSE loss; prompt encoder and mask decoder take no
+part, and the student is later paired with the teacher's decoder. Phase 2 (``phase="prompt"``): EdgeSAM's
+prompt-in-the-loop distillation of the student's whole SAM on the teacher's masks (:mod:`repvit.sam.prompt_distill`);
+``phase="both"`` runs phase 1 into ``OUT/encoder`` and phase 2 from its ``best.pt`` into ``OUT/prompt``.
+The teacher's embeddings are computed once into :class:`EmbeddingCache`; training is a
 :class:`SamDistillTask` on the shared engine (:func:`repvit.train.run_task`: resume, DDP, AMP, EMA, progress,
 ``metrics.jsonl``, curves).
 """
@@ -28,10 +31,13 @@ from .embed_cache import EmbeddingCache, default_cache_root, file_sha256, list_i
 from .encoder import RepViTSamConfig, RepViTSamEncoder
 from .preprocess import load_rgb, preprocess_image
 
-__all__ = ["SamDistillConfig", "SamDistillTask", "EmbeddingPairs", "load_teacher_encoder", "distill", "TEACHERS"]
+__all__ = ["SamDistillConfig", "SamDistillTask", "EmbeddingPairs", "load_teacher_encoder", "load_teacher_sam",
+           "distill", "TEACHERS", "PHASES"]
 
 _log = logging.getLogger("repvit.sam")
-TEACHERS = ("vit_h", "vit_l", "vit_b")
+TEACHERS = ("vit_h", "vit_l", "vit_b", "repvit_sam")  # repvit_sam: any checkpoint build_repvit_sam reads
+PHASES = ("encoder", "prompt", "both")
+PROMPT_TYPES = ("box", "point")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,20 @@ class SamDistillConfig(EngineConfig):
     teacher_batch_size: int = 4
     val_fraction: float = 0.02  # held-out images (at least 1)
     max_images: int | None = None  # use only the first N images of the sorted list
+    # phase 2 (EdgeSAM's prompt-in-the-loop distillation; repvit.sam.prompt_distill)
+    phase: str = "encoder"  # encoder | prompt | both (phase 1 into OUT/encoder, then phase 2 into OUT/prompt)
+    train_decoder: bool = True  # EdgeSAM: the mask decoder trains with the encoder (prompt encoder frozen)
+    max_prompts: int = 16  # prompts per image and step
+    refine_iters: int = 2  # refinement decodes after the first, each adding points_per_refine points
+    points_per_refine: int = 1
+    prompt_types: str = "box,point"  # each batch draws one of these
+    bce_weight: float = 5.0
+    dice_weight: float = 5.0
+    mask_input: bool = False  # feed each model's previous best low-res logits back as mask input
+    eval_prompts: int = 8  # held-out: this many boxes and as many points per image, fixed
+    prompt_epochs: int | None = None  # phase=both: phase 2's epochs / iters / lr (None: phase 1's)
+    prompt_iters: int | None = None
+    prompt_lr: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,14 +92,28 @@ class SamDistillConfig(EngineConfig):
             raise ValueError(f"--teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}.")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}.")
+        if self.phase not in PHASES:
+            raise ValueError(f"--phase must be one of {', '.join(PHASES)}, got {self.phase!r}.")
+        self.prompt_type_list()
+        if self.max_prompts < 1 or self.refine_iters < 0 or self.points_per_refine < 1 or self.eval_prompts < 1:
+            raise ValueError("max_prompts, points_per_refine and eval_prompts must be >= 1 and refine_iters >= 0 "
+                             f"(got {self.max_prompts}, {self.points_per_refine}, {self.eval_prompts}, "
+                             f"{self.refine_iters}).")
+
+    def prompt_type_list(self) -> tuple[str, ...]:
+        """``prompt_types`` as a tuple (``"box,point"`` -> ``("box", "point")``)."""
+        kinds = tuple(k.strip() for k in str(self.prompt_types).split(",") if k.strip())
+        if not kinds or any(k not in PROMPT_TYPES for k in kinds):
+            raise ValueError(f"prompt_types must be a comma-separated subset of box,point; got {self.prompt_types!r}.")
+        return kinds
 
     def sam_config(self) -> RepViTSamConfig:
         return RepViTSamConfig(self.model, img_size=self.img_size)
 
 
-def load_teacher_encoder(name: str, checkpoint: str | Path) -> nn.Module:
-    """SAM's image encoder ``name`` (vit_h / vit_l / vit_b) from ``segment_anything.sam_model_registry`` with the
-    local ``checkpoint``; nothing is downloaded."""
+def load_teacher_sam(name: str, checkpoint: str | Path) -> nn.Module:
+    """The whole teacher SAM: ``segment_anything.sam_model_registry[name]`` (vit_h / vit_l / vit_b) or, for
+    ``repvit_sam``, :func:`repvit.sam.build_repvit_sam`, with the local ``checkpoint``; nothing is downloaded."""
     from ._deps import require_sam
 
     sa = require_sam("the SAM teacher")
@@ -87,8 +121,16 @@ def load_teacher_encoder(name: str, checkpoint: str | Path) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} does not exist; download SAM's {name} checkpoint "
                                 "(e.g. sam_vit_h_4b8939.pth) and pass it with --teacher-checkpoint.")
-    sam = sa.sam_model_registry[name](checkpoint=str(path))  # torch.load defaults to weights_only=True
-    return sam.image_encoder.eval()
+    if name == "repvit_sam":
+        from .build import build_repvit_sam
+
+        return build_repvit_sam(path).eval()
+    return sa.sam_model_registry[name](checkpoint=str(path)).eval()  # torch.load defaults to weights_only=True
+
+
+def load_teacher_encoder(name: str, checkpoint: str | Path) -> nn.Module:
+    """The teacher's image encoder (see :func:`load_teacher_sam`)."""
+    return load_teacher_sam(name, checkpoint).image_encoder.eval()
 
 
 class EmbeddingPairs(Dataset):
@@ -177,7 +219,13 @@ class SamDistillTask(Task):
         train_idx, val_idx = split_indices(len(files), cfg.val_fraction)
         meta = {"sam_config": cfg.sam_config().to_dict(), "teacher": cache.spec.teacher, "cache_key": cache.spec.key(),
                 "num_images": len(files), "num_val": len(val_idx)}
-        return TaskData(EmbeddingPairs(cache, train_idx), EmbeddingPairs(cache, val_idx), _collate, meta)
+        return TaskData(self._pairs(cache, train_idx), self._pairs(cache, val_idx), self._collate_fn(), meta)
+
+    def _pairs(self, cache: EmbeddingCache, indices: list[int]) -> Dataset:
+        return EmbeddingPairs(cache, indices)
+
+    def _collate_fn(self):
+        return _collate
 
     def build_model(self, cfg: SamDistillConfig, data: TaskData) -> nn.Module:
         model = RepViTSamEncoder(cfg.sam_config(), drop_path_rate=cfg.drop_path)
@@ -212,24 +260,85 @@ class SamDistillTask(Task):
         return f"val embedding MSE {metrics['mse']:.5f}" if "mse" in metrics else ""
 
 
+def _is_main() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
 def distill(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str, Any]:
-    """Run a distillation and return the engine's summary plus ``sam_checkpoint`` (the whole RepViT-SAM in our
-    format, the student's best encoder with the teacher checkpoint's prompt encoder and mask decoder; None without a
-    teacher checkpoint), ``teacher_shards_computed`` and ``cache_dir``."""
+    """Run a distillation (``cfg.phase``) and return the engine's summary plus ``sam_checkpoint`` (the whole
+    RepViT-SAM in our format: after phase 1 the student's best encoder with the teacher checkpoint's prompt encoder
+    and mask decoder, None without a teacher checkpoint; after phase 2 the student's whole best SAM),
+    ``teacher_shards_computed``, ``cache_dir`` and ``phase``. With ``phase="both"``, also ``phases``: phase 1's
+    summary (without its model) under ``encoder``.
+
+    Args:
+        teacher: a module instead of the teacher checkpoint (tests, custom teachers): phase 1 takes an image
+            encoder or a whole SAM (its ``image_encoder`` is used); phase 2 needs a whole SAM.
+    """
+    if cfg.phase == "both":
+        return _distill_both(cfg, teacher)
     from repvit.train import run_task
 
-    task = SamDistillTask(teacher)
+    if cfg.phase == "prompt":
+        from .prompt_distill import SamPromptDistillTask
+
+        if teacher is not None and not hasattr(teacher, "mask_decoder"):
+            raise TypeError("phase 2 (prompt) needs the whole teacher SAM (image_encoder, prompt_encoder, "
+                            "mask_decoder), not only its image encoder.")
+        task: SamDistillTask = SamPromptDistillTask(teacher)
+    else:
+        task = SamDistillTask(getattr(teacher, "image_encoder", teacher))
     res = run_task(task, cfg)
+    res["phase"] = cfg.phase
     res["teacher_shards_computed"] = task.shards_computed
     res["cache_dir"] = str(task.cache.dir) if task.cache else None
     res["sam_checkpoint"] = None
-    main = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-        torch.distributed.get_rank() == 0
-    if main and cfg.teacher_checkpoint and not res["interrupted"] and Path(res["best_checkpoint"]).is_file():
+    if _is_main() and not res["interrupted"] and Path(res["best_checkpoint"]).is_file():
         from .build import build_repvit_sam
         from .checkpoint import save_repvit_sam
 
-        sam = build_repvit_sam(res["best_checkpoint"], decoder_checkpoint=cfg.teacher_checkpoint)
         out = Path(cfg.output_dir) / "repvit_sam.safetensors"
-        res["sam_checkpoint"] = str(save_repvit_sam(sam, out, {"teacher": str(cfg.teacher)}))
+        if cfg.phase == "prompt":  # the checkpoint holds the whole SAM
+            sam = build_repvit_sam(res["best_checkpoint"])
+            res["sam_checkpoint"] = str(save_repvit_sam(sam, out, {"teacher": str(cfg.teacher), "phase": "prompt"}))
+        elif cfg.teacher_checkpoint:
+            sam = build_repvit_sam(res["best_checkpoint"], decoder_checkpoint=cfg.teacher_checkpoint)
+            res["sam_checkpoint"] = str(save_repvit_sam(sam, out, {"teacher": str(cfg.teacher)}))
     return res
+
+
+def phase_configs(cfg: SamDistillConfig) -> tuple[SamDistillConfig, SamDistillConfig]:
+    """The two runs of ``phase="both"``: phase 1 into ``OUT/encoder``; phase 2 into ``OUT/prompt``, initialised from
+    phase 1's ``best.pt``, with ``prompt_epochs`` / ``prompt_iters`` / ``prompt_lr`` where set."""
+    if cfg.resume not in (None, "auto"):
+        raise ValueError("--phase both resumes with --resume auto (each phase from its own folder), not a path.")
+    out = Path(cfg.output_dir)
+    first = cfg.replace(phase="encoder", output_dir=str(out / "encoder"))
+    kw: dict[str, Any] = {"phase": "prompt", "output_dir": str(out / "prompt"),
+                          "init": str(out / "encoder" / "best.pt")}
+    if cfg.prompt_epochs is not None:
+        kw.update(epochs=cfg.prompt_epochs, iters=None)
+    if cfg.prompt_iters is not None:
+        kw["iters"] = cfg.prompt_iters
+    if cfg.prompt_lr is not None:
+        kw["lr"] = cfg.prompt_lr
+    return first, cfg.replace(**kw)
+
+
+def _distill_both(cfg: SamDistillConfig, teacher: nn.Module | None) -> dict[str, Any]:
+    from repvit.train.distributed import cleanup_distributed, init_distributed
+
+    first, second = phase_configs(cfg)
+    already = torch.distributed.is_available() and torch.distributed.is_initialized()
+    init_distributed(cfg.device)  # one process group for both phases
+    try:
+        res1 = distill(first, teacher)
+        if res1["interrupted"]:
+            return res1
+        res2 = distill(second, teacher)
+    finally:
+        if not already:
+            cleanup_distributed()
+    res2["phases"] = {"encoder": {k: v for k, v in res1.items() if k != "model"}}
+    return res2

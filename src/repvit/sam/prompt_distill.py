@@ -1,0 +1,483 @@
+"""Phase 2 of SAM distillation: EdgeSAM's prompt-in-the-loop distillation (``repvit sam distill --phase prompt``).
+
+EdgeSAM (Zhou et al., 2023, https://arxiv.org/abs/2312.06660) follows encoder-only distillation (phase 1,
+:mod:`repvit.sam.distill`) with a phase in which the student's whole SAM is trained on the teacher's *masks*: prompts
+(boxes or points) go through the student's prompt encoder and mask decoder and, on the same prompts, through the
+teacher's; the student's mask logits learn the teacher's masks (``teacher logits > 0``) with BCE (weight 5) + Dice
+(weight 5). Then a new point is sampled from where the two masks disagree (a false negative of the student: a
+foreground point, label 1; a false positive: a background point, label 0), appended to the prompt, and both decode
+again; ``refine_iters`` such rounds, the loss averaged over all decodes.
+
+As in EdgeSAM's released training code: the student's prompt encoder and mask decoder start as copies of the
+teacher's; the prompt encoder stays frozen, the mask decoder trains with the encoder (``train_decoder``; its IoU head
+is frozen, no loss reaches it); all four mask outputs are distilled; the refinement point is taken against the
+output the teacher rates best; padding pixels are left out of the loss and of the point sampling; previous masks
+are not fed back as mask input (``mask_input`` turns that on).
+
+Differences (no SA-1B annotations needed): prompts are sampled from the *teacher's* masks on unlabeled images. A
+seed point is drawn uniformly in the image, the teacher decodes it (best of SAM's three multimask outputs) and that
+mask gives the prompt: its bounding box, or a random pixel inside it. Each batch uses boxes or points (0.5 each),
+``max_prompts`` per image. The teacher's image embeddings come from the phase-1 cache
+(:class:`~repvit.sam.embed_cache.EmbeddingCache`, the same key, so phase 2 after phase 1 computes nothing), and the
+teacher's prompt encoder and mask decoder are cheap, so the teacher's image encoder never runs during training.
+
+Training is :class:`SamPromptDistillTask` on the shared engine (resume, DDP, AMP, EMA, ``metrics.jsonl``); its
+checkpoints hold the whole SAM (``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``), which
+:func:`repvit.sam.build_repvit_sam` reads without a decoder checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from repvit.train.distributed import all_reduce_sum
+
+from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
+from .embed_cache import EmbeddingCache
+from .encoder import RepViTSamEncoder
+from .preprocess import load_rgb, preprocess_image
+
+__all__ = [
+    "LoopSettings", "PromptDistillSam", "PromptPairs", "SamPromptDistillTask", "mask_distill_loss",
+    "sample_refine_points", "sample_prompts", "low_res_valid", "evaluate_prompt_distill",
+]
+
+_log = logging.getLogger("repvit.sam")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What one prompt-in-the-loop pass does (from :class:`~repvit.sam.distill.SamDistillConfig`)."""
+
+    max_prompts: int = 16
+    refine_iters: int = 2
+    points_per_refine: int = 1
+    prompt_types: tuple[str, ...] = ("box", "point")
+    bce_weight: float = 5.0
+    dice_weight: float = 5.0
+    mask_input: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: SamDistillConfig) -> LoopSettings:
+        return cls(cfg.max_prompts, cfg.refine_iters, cfg.points_per_refine, cfg.prompt_type_list(),
+                   cfg.bce_weight, cfg.dice_weight, cfg.mask_input)
+
+
+# ---------------------------------------------------------------------------------------------------- sampling
+
+
+def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) numbers on ``device``: from the device's global RNG, or from ``generator`` (on its device)."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _pick(region: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly random pixel of each ``region[i]`` ((N, H, W) bool): flat indices (N,) and whether the region
+    had any pixel (N,) (the index is then meaningless)."""
+    scores = _rand(tuple(region.shape), region.device, generator).masked_fill(~region, -1.0).flatten(1)
+    return scores.argmax(1), region.flatten(1).any(1)
+
+
+def _pixel_to_input(flat: torch.Tensor, hw: tuple[int, int], img_size: int) -> torch.Tensor:
+    """Flat indices into an (H, W) low-resolution mask -> (N, 2) ``(x, y)`` at pixel centres in the input frame
+    (``img_size`` square, where SAM's prompt encoder takes coordinates)."""
+    h, w = hw
+    rows, cols = flat // w, flat % w
+    return torch.stack([(cols.float() + 0.5) * (img_size / w), (rows.float() + 0.5) * (img_size / h)], dim=1)
+
+
+def low_res_valid(valid_hw: torch.Tensor, side: int, img_size: int) -> torch.Tensor:
+    """(B, side, side) bool: the pixels of a low-resolution mask (``side`` = img_size / 4) that cover the image and
+    not its bottom/right padding, for images resized to ``valid_hw`` (B, 2) ``(h, w)`` inside ``img_size``."""
+    idx = torch.arange(side, device=valid_hw.device)
+    lim = torch.ceil(valid_hw.float() * side / img_size).long()  # (B, 2)
+    return (idx[None, :, None] < lim[:, 0, None, None]) & (idx[None, None, :] < lim[:, 1, None, None])
+
+
+def sample_refine_points(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor | None, img_size: int,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One refinement point per mask from where the student's and the teacher's binary masks disagree.
+
+    Args:
+        student, teacher: (N, H, W) bool low-resolution masks.
+        valid: (N, H, W) or (H, W) bool, the pixels that may be picked (None: all).
+        img_size: the input side; the point is returned in input coordinates (SAM's prompt frame).
+        generator: a ``torch.Generator`` for reproducible draws (None: the device's global RNG).
+
+    Returns:
+        ``coords`` (N, 1, 2) ``(x, y)`` and ``labels`` (N, 1) int64: a pixel drawn uniformly from the error region;
+        label 1 where it is a false negative of the student (teacher foreground), 0 where it is a false positive
+        (teacher background); where the masks agree everywhere, label -1 (SAM's "not a point") at (0, 0).
+    """
+    err = student ^ teacher
+    if valid is not None:
+        err = err & valid
+    flat, has = _pick(err, generator)
+    labels = teacher.flatten(1).gather(1, flat[:, None])[:, 0].long()
+    labels = torch.where(has, labels, torch.full_like(labels, -1))
+    coords = _pixel_to_input(flat, tuple(student.shape[-2:]), img_size)
+    coords = torch.where(has[:, None], coords, torch.zeros_like(coords))
+    return coords[:, None, :], labels[:, None]
+
+
+def _decode(prompt_encoder: nn.Module, mask_decoder: nn.Module, embedding: torch.Tensor,
+            points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
+            mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All four mask outputs (P, 4, 4h, 4w) and IoU predictions (P, 4) of one image's embedding (1, C, h, w) for P
+    prompts, through ``segment_anything``'s ``PromptEncoder`` and ``MaskDecoder.predict_masks``."""
+    sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    return mask_decoder.predict_masks(image_embeddings=embedding, image_pe=prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+
+
+@torch.no_grad()
+def sample_prompts(teacher: nn.Module, embedding: torch.Tensor, valid: torch.Tensor, valid_hw: torch.Tensor,
+                   n: int, kind: str, img_size: int, generator: torch.Generator | None = None
+                   ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+    """``n`` prompts of ``kind`` (``"box"`` or ``"point"``) for one image, from the teacher's masks.
+
+    A seed point is drawn uniformly inside the image (``valid_hw`` = (h, w) of the resized image in the input
+    frame); the teacher (``prompt_encoder``, ``mask_decoder``) decodes it on its ``embedding`` (1, C, h', w'), and
+    the best of SAM's three multimask outputs (by predicted IoU, inside ``valid``) is the object. A box prompt is
+    that mask's bounding box, a point prompt a uniformly random pixel of it (label 1). An empty mask falls back to
+    the seed point (and a box of side img_size / 8 around it).
+
+    Returns:
+        ``(points, None)`` with points ``(coords (n, 1, 2), labels (n, 1))``, or ``(None, boxes (n, 4))``.
+    """
+    device = embedding.device
+    h, w = (float(v) for v in valid_hw.tolist())
+    seeds = _rand((n, 2), device, generator) * torch.tensor([w, h], device=device)
+    ones = torch.ones(n, 1, dtype=torch.long, device=device)
+    masks, iou = _decode(teacher.prompt_encoder, teacher.mask_decoder, embedding, (seeds[:, None], ones), None)
+    best = iou[:, 1:].argmax(1) + 1
+    obj = (masks[torch.arange(n, device=device), best] > 0) & valid
+    side = obj.shape[-1]
+    scale = img_size / side
+    has = obj.flatten(1).any(1)
+    if kind == "point":
+        flat, _ = _pick(obj, generator)
+        coords = torch.where(has[:, None], _pixel_to_input(flat, tuple(obj.shape[-2:]), img_size), seeds)
+        return (coords[:, None, :], ones), None
+    if kind != "box":
+        raise ValueError(f"prompt kind must be 'box' or 'point', got {kind!r}.")
+    rows, cols = obj.any(2), obj.any(1)  # (n, side)
+    idx = torch.arange(side, device=device, dtype=torch.float32)
+    big = float(side)
+    x0 = torch.where(cols, idx, big).amin(1) * scale
+    x1 = (torch.where(cols, idx, -1.0).amax(1) + 1) * scale
+    y0 = torch.where(rows, idx, big).amin(1) * scale
+    y1 = (torch.where(rows, idx, -1.0).amax(1) + 1) * scale
+    half = img_size / 16
+    fallback = torch.stack([seeds[:, 0] - half, seeds[:, 1] - half, seeds[:, 0] + half, seeds[:, 1] + half], 1)
+    boxes = torch.where(has[:, None], torch.stack([x0, y0, x1, y1], 1), fallback)
+    return None, boxes.clamp(0, img_size)
+
+
+def mask_distill_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
+                      bce_weight: float = 5.0, dice_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+    """EdgeSAM's decoder loss: ``bce_weight * BCE + dice_weight * Dice`` of the student's mask logits against the
+    teacher's masks (``teacher logits > 0``), over the ``valid`` (H, W) pixels.
+
+    Args:
+        student, teacher: mask logits (P, K, H, W) for the same prompts.
+
+    Returns:
+        ``(loss, bce, dice)``, each a scalar (BCE: mean over valid pixels; Dice: mean over the P x K masks).
+    """
+    s = student.float()[..., valid]  # (P, K, V)
+    t = (teacher > 0).float()[..., valid]
+    bce = F.binary_cross_entropy_with_logits(s, t)
+    p = s.sigmoid()
+    dice = (1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)).mean()
+    return bce_weight * bce + dice_weight * dice, bce, dice
+
+
+# ---------------------------------------------------------------------------------------------------- the model
+
+
+class _TeacherHead(nn.Module):
+    """The teacher's prompt encoder and mask decoder (frozen)."""
+
+    def __init__(self, prompt_encoder: nn.Module, mask_decoder: nn.Module):
+        super().__init__()
+        self.prompt_encoder, self.mask_decoder = prompt_encoder, mask_decoder
+
+
+class PromptDistillSam(nn.Module):
+    """The student's SAM for phase 2, with ``Sam``'s sub-module names (so its state dict is a ``Sam``'s):
+    ``image_encoder`` (RepViT), ``prompt_encoder`` and ``mask_decoder`` (``segment_anything``'s).
+
+    ``forward`` runs one whole prompt-in-the-loop pass (so DDP sees one forward per step) and returns the loss.
+    """
+
+    def __init__(self, image_encoder: nn.Module, prompt_encoder: nn.Module, mask_decoder: nn.Module):
+        super().__init__()
+        self.image_encoder, self.prompt_encoder, self.mask_decoder = image_encoder, prompt_encoder, mask_decoder
+
+    @property
+    def img_size(self) -> int:
+        return int(self.image_encoder.img_size)
+
+    def forward(self, images: torch.Tensor, teacher_embeddings: torch.Tensor, valid_hw: torch.Tensor,
+                teacher: nn.Module, settings: LoopSettings, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt-in-the-loop loss of a batch and the mean IoU of the student's first masks with the teacher's.
+
+        Args:
+            images: preprocessed (B, 3, S, S); teacher_embeddings: (B, 256, S/16, S/16); valid_hw: (B, 2).
+            teacher: the teacher's prompt encoder and mask decoder (frozen); kind: ``"box"`` or ``"point"``.
+        """
+        emb = self.image_encoder(images)
+        side = 4 * emb.shape[-1]
+        valid = low_res_valid(valid_hw, side, self.img_size)
+        total, iou_sum, n = emb.new_zeros((), dtype=torch.float32), 0.0, 0
+        decodes = 1 + settings.refine_iters
+        for b in range(images.shape[0]):
+            points, boxes = sample_prompts(teacher, teacher_embeddings[b:b + 1], valid[b], valid_hw[b],
+                                           settings.max_prompts, kind, self.img_size)
+            m_s = m_t = None
+            for it in range(decodes):
+                s_masks, _ = _decode(self.prompt_encoder, self.mask_decoder, emb[b:b + 1], points, boxes, m_s)
+                with torch.no_grad():
+                    t_masks, t_iou = _decode(teacher.prompt_encoder, teacher.mask_decoder,
+                                             teacher_embeddings[b:b + 1], points, boxes, m_t)
+                loss, _, _ = mask_distill_loss(s_masks, t_masks, valid[b], settings.bce_weight, settings.dice_weight)
+                total = total + loss / decodes
+                with torch.no_grad():
+                    ar = torch.arange(s_masks.shape[0], device=s_masks.device)
+                    best = t_iou.argmax(1)
+                    s_best, t_best = s_masks[ar, best], t_masks[ar, best]
+                    if it == 0:
+                        iou_sum += _mask_iou(s_best > 0, t_best > 0, valid[b]).sum().item()
+                        n += s_best.shape[0]
+                    if it + 1 < decodes:
+                        new = [sample_refine_points(s_best > 0, t_best > 0, valid[b], self.img_size)
+                               for _ in range(settings.points_per_refine)]
+                        c = torch.cat([x[0] for x in new], 1)
+                        lab = torch.cat([x[1] for x in new], 1)
+                        points = (c, lab) if points is None else (torch.cat([points[0], c], 1),
+                                                                  torch.cat([points[1], lab], 1))
+                        if settings.mask_input:
+                            m_s, m_t = s_best[:, None].detach(), t_best[:, None]
+        return total / images.shape[0], torch.tensor(iou_sum / max(n, 1))
+
+
+def _mask_iou(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """IoU of (N, H, W) bool masks over ``valid`` pixels (1 where both are empty)."""
+    a, b = a & valid, b & valid
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+# ---------------------------------------------------------------------------------------------------- the task
+
+
+class PromptPairs(Dataset):
+    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index)`` for ``indices`` of ``cache``."""
+
+    def __init__(self, cache: EmbeddingCache, indices: list[int]):
+        self.cache, self.indices = cache, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        idx = self.indices[i]
+        rgb = load_rgb(self.cache.image_root / self.cache.files[idx])
+        size = self.cache.spec.img_size
+        hw = ResizeLongestSide.get_preprocess_shape(rgb.shape[0], rgb.shape[1], size)
+        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx
+
+
+def _collate(batch: list):
+    return (torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
+            torch.tensor([b[3] for b in batch]))
+
+
+def _encoder_state(init: str | Path) -> dict[str, torch.Tensor] | None:
+    """The image-encoder weights (``trunk.*``, ``neck.*``) of a RepViT-SAM checkpoint in any format (a phase-1
+    ``best.pt`` included), or None when ``init`` is not a RepViT-SAM checkpoint."""
+    from repvit.models.checkpoint import CheckpointError
+
+    from .checkpoint import read_sam_checkpoint
+
+    try:
+        ck = read_sam_checkpoint(init)
+    except CheckpointError:
+        return None
+    p = "image_encoder."
+    return {k[len(p):]: v for k, v in ck.state_dict.items() if k.startswith(p)}
+
+
+class SamPromptDistillTask(SamDistillTask):
+    """EdgeSAM's phase 2 on the shared engine (see the module docstring).
+
+    Args:
+        teacher: a whole SAM module (``image_encoder``, ``prompt_encoder``, ``mask_decoder``; e.g. a
+            ``segment_anything`` ``Sam`` or :func:`~repvit.sam.build_repvit_sam`'s) instead of ``cfg.teacher`` /
+            ``cfg.teacher_checkpoint``; its image encoder's weight hash keys the embedding cache, as in phase 1.
+    """
+
+    name: ClassVar[str] = "sam-prompt-distill"
+    best_metric: ClassVar[str] = "neg_mask_loss"
+    default_eval_batch_size: ClassVar[int] = 2
+    plot_label: ClassVar[str] = "- mask loss vs teacher (held out)"
+
+    def __init__(self, teacher: nn.Module | None = None):
+        super().__init__(teacher.image_encoder if teacher is not None else None)
+        self.teacher_sam = teacher
+        self.head: _TeacherHead | None = None
+        self.settings: LoopSettings | None = None
+
+    def _pairs(self, cache: EmbeddingCache, indices: list[int]) -> Dataset:
+        return PromptPairs(cache, indices)
+
+    def _collate_fn(self):
+        return _collate
+
+    def _teacher_decoder_state(self, cfg: SamDistillConfig) -> dict[str, torch.Tensor]:
+        if self.teacher_sam is not None:
+            return {f"{part}.{k}": v for part in ("prompt_encoder", "mask_decoder")
+                    for k, v in getattr(self.teacher_sam, part).state_dict().items()}
+        if not cfg.teacher_checkpoint:
+            raise ValueError("prompt distillation needs the teacher's weights: --teacher-checkpoint sam_vit_h.pth.")
+        from .checkpoint import read_sam_decoder
+
+        if not Path(cfg.teacher_checkpoint).is_file():
+            load_teacher_sam(cfg.teacher, cfg.teacher_checkpoint)  # raises the clear missing-file error
+        return read_sam_decoder(cfg.teacher_checkpoint)
+
+    def build_model(self, cfg: SamDistillConfig, data) -> nn.Module:
+        from .build import build_sam_from_encoder
+
+        sam = build_sam_from_encoder(RepViTSamEncoder(cfg.sam_config(), drop_path_rate=cfg.drop_path))
+        model = PromptDistillSam(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder)
+        dec = self._teacher_decoder_state(cfg)
+        head = _TeacherHead(copy.deepcopy(model.prompt_encoder), copy.deepcopy(model.mask_decoder))
+        head.load_state_dict(dec, strict=True)
+        self.head = head.requires_grad_(False).eval()
+        if not self.resuming:  # EdgeSAM: the student's prompt encoder and mask decoder start as the teacher's
+            model.load_state_dict({**{f"image_encoder.{k}": v for k, v in model.image_encoder.state_dict().items()},
+                                   **dec}, strict=True)
+            if cfg.init:
+                enc = _encoder_state(cfg.init)
+                if enc is not None:
+                    model.image_encoder.load_state_dict(enc, strict=True)
+                    _log.info("student encoder initialised from %s", cfg.init)
+                else:
+                    res = model.image_encoder.load_trunk(cfg.init, strict=True)
+                    _log.info("student trunk initialised from %s (%s format)", cfg.init, res.source_format)
+        model.prompt_encoder.requires_grad_(False)
+        model.mask_decoder.iou_prediction_head.requires_grad_(False)  # no loss reaches the IoU head
+        if not cfg.train_decoder:
+            model.mask_decoder.requires_grad_(False)
+        self.settings = LoopSettings.from_config(cfg)
+        return model
+
+    def prepare(self, model: nn.Module, data, device: torch.device) -> None:
+        self.head.to(device)
+
+    def train_step(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+        x, emb, hw, _ = batch
+        kinds = self.settings.prompt_types
+        kind = kinds[0] if len(kinds) == 1 else kinds[int(torch.randint(len(kinds), ()).item())]
+        loss, _ = model(x.to(device, non_blocking=True), emb.to(device, non_blocking=True), hw.to(device),
+                        self.head, self.settings, kind)
+        return loss, x.shape[0]
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
+        """On fixed prompts (drawn from a generator seeded by the image's index, so every student and every run
+        sees the same ones): ``cfg.eval_prompts`` boxes and as many points per held-out image, decoded once.
+        ``mask_loss`` is the training loss's first decode (BCE 5 + Dice 5 by default), ``miou`` the IoU of the
+        student's and the teacher's best masks, ``mse`` the embedding MSE of phase 1."""
+        was_training = model.training
+        model.eval()
+        cfg = self.cfg
+        n = cfg.eval_prompts if cfg is not None else 8
+        bce_w, dice_w = (cfg.bce_weight, cfg.dice_weight) if cfg is not None else (5.0, 5.0)
+        use_amp = bool(cfg and cfg.amp)
+        dtype = torch.float16 if cfg and cfg.amp_dtype == "float16" else torch.bfloat16
+        sums = torch.zeros(7, dtype=torch.float64)  # loss, bce, dice, iou, decodes, masks, sq err; images below
+        sq_elems, images = 0.0, 0
+        for x, temb, hw, idx in loader:
+            x, temb, hw = x.to(device), temb.to(device).float(), hw.to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+                emb = model.image_encoder(x)
+            emb = emb.float()
+            sums[6] += (emb - temb).pow(2).sum().item()
+            sq_elems += emb.numel()
+            images += x.shape[0]
+            side = 4 * emb.shape[-1]
+            valid = low_res_valid(hw, side, model.img_size)
+            for b in range(x.shape[0]):
+                g = torch.Generator().manual_seed(1_000_003 * int(idx[b]) + 17)
+                for kind in ("box", "point"):
+                    points, boxes = sample_prompts(self.head, temb[b:b + 1], valid[b], hw[b], n, kind,
+                                                   model.img_size, g)
+                    s_m, _ = _decode(model.prompt_encoder, model.mask_decoder, emb[b:b + 1], points, boxes)
+                    t_m, t_iou = _decode(self.head.prompt_encoder, self.head.mask_decoder, temb[b:b + 1], points,
+                                         boxes)
+                    loss, bce, dice = mask_distill_loss(s_m, t_m, valid[b], bce_w, dice_w)
+                    ar = torch.arange(n, device=device)
+                    best = t_iou.argmax(1)
+                    iou = _mask_iou(s_m[ar, best] > 0, t_m[ar, best] > 0, valid[b])
+                    sums[:6] += torch.tensor([loss.item(), bce.item(), dice.item(), iou.sum().item(), 1, n],
+                                             dtype=torch.float64)
+        model.train(was_training)
+        extra = all_reduce_sum(torch.tensor([sq_elems, images], dtype=torch.float64))
+        sums = all_reduce_sum(sums)
+        d = max(sums[4].item(), 1.0)
+        loss = sums[0].item() / d
+        mse = sums[6].item() / max(extra[0].item(), 1.0)
+        return {"mask_loss": loss, "neg_mask_loss": -loss, "loss": loss, "bce": sums[1].item() / d,
+                "dice": sums[2].item() / d, "miou": sums[3].item() / max(sums[5].item(), 1.0), "mse": mse,
+                "images": int(extra[1].item())}
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        if "mask_loss" not in metrics:
+            return ""
+        return f"val mask loss {metrics['mask_loss']:.4f}  mIoU vs teacher {metrics['miou']:.3f}"
+
+
+def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
+                            device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
+    phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
+    prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
+    phase 1 and phase 2 on the same prompts."""
+    from repvit.data.loader import eval_loader
+    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.train.distributed import DistInfo
+
+    cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
+    dev = torch.device(device)
+    task = SamPromptDistillTask(teacher)
+    task.cfg, task.info = cfg, DistInfo(device=dev)
+    data = task.build_data(cfg, task.info)
+    torch.manual_seed(cfg.seed)  # as the engine, before building the student
+    model = task.build_model(cfg, data)
+    ck = None
+    if init is not None and Path(init).suffix == ".pt":
+        ck = load_train_checkpoint(init)
+    if ck is not None and ck.get("task") == SamPromptDistillTask.name:
+        model.load_state_dict(ck["model"])
+    model.to(dev)
+    task.prepare(model, data, dev)
+    loader = eval_loader(data.val, cfg.eval_batch_size or task.default_eval_batch_size, collate_fn=data.collate)
+    return task.evaluate(model, loader, dev)
