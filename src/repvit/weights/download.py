@@ -172,8 +172,8 @@ def _http_download(url: str, dst: Path, progress: bool) -> Path:
                         got += len(chunk)
                         bar.update(len(chunk))
             if total is not None and got != total:
-                raise WeightsDownloadError(f"download of {url} was cut short ({got} of {total} bytes); nothing was "
-                                           "saved, try again.")
+                raise WeightsDownloadError(f"could not download {url}: the transfer was cut short ({got} of {total} "
+                                           "bytes); nothing was saved, try again.")
             out.flush()
             os.fsync(out.fileno())
         check_weights_file(tmp)
