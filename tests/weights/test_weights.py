@@ -336,3 +336,36 @@ def test_cli_runs_as_a_program(hosts, tmp_path, m0_9_files):
     assert res.returncode == 0, res.stderr
     assert Path(res.stdout.strip()).read_bytes() == m0_9_files["dist_300e_in1k"].read_bytes()
     assert str(tmp_path / "hf2") in res.stdout
+
+
+def test_cli_pretrained_flags(hosts, m0_9_files, tmp_path, capsys):
+    from PIL import Image
+
+    from repvit.bench.baselines import resolve_model
+    from repvit.bench.runner import _with_weights
+    from repvit.cli.main import main
+
+    img = tmp_path / "img.png"
+    Image.fromarray((torch.rand(40, 50, 3) * 255).byte().numpy()).save(img)
+    assert main(["predict", str(img), "--model", "repvit_m0_9", "--pretrained", "--json", "--topk", "3"]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(img), "--checkpoint", str(m0_9_files["dist_300e_in1k"]), "--json", "--topk", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_name and len(by_name["topk"]) == 3
+    assert main(["predict", str(img), "--pretrained"]) == 1
+    assert "--pretrained without a NAME needs --model" in capsys.readouterr().err
+    assert main(["eval", "--pretrained", "repvit_m1_1_coco"]) == 1
+    assert "detect weights" in capsys.readouterr().err
+    # train: the weights name becomes the fine-tuning source (and decides the architecture)
+    assert main(["train", "--pretrained", "repvit_m0_9.dist_450e_in1k", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["finetune"] == "repvit_m0_9.dist_450e_in1k" and cfg["model"] == "repvit_m0_9"
+    from repvit.train.classify import _finetune_file
+
+    assert Path(_finetune_file(cfg["finetune"])).read_bytes() == m0_9_files["dist_450e_in1k"].read_bytes()
+    # bench: default weights for every repvit model that has them; a name for its architecture only
+    bms = _with_weights([resolve_model(s) for s in ("repvit_m0_9", "repvit_m1_1:unfused", "mobileone_s1")], True)
+    assert [b.weights for b in bms] == ["repvit_m0_9.dist_300e_in1k", "repvit_m1_1.dist_300e_in1k", None]
+    bms = _with_weights([resolve_model(s) for s in ("repvit_m0_9", "repvit_m1_1")], "repvit_m1_1_distill_450e")
+    assert [b.weights for b in bms] == [None, "repvit_m1_1_distill_450e"]
+    with pytest.raises(ValueError, match="add it to --models"):
+        _with_weights([resolve_model("repvit_m0_9")], "repvit_m2_3.dist_300e_in1k")
