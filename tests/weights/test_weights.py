@@ -369,3 +369,23 @@ def test_cli_pretrained_flags(hosts, m0_9_files, tmp_path, capsys):
     assert [b.weights for b in bms] == [None, "repvit_m1_1_distill_450e"]
     with pytest.raises(ValueError, match="add it to --models"):
         _with_weights([resolve_model("repvit_m0_9")], "repvit_m2_3.dist_300e_in1k")
+
+
+def test_hubconf_entry_points(hosts, m0_9_files, tmp_path):
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("hubconf_under_test", repo / "hubconf.py")
+    hub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hub)
+    entries = [n for n in dir(hub) if callable(getattr(hub, n)) and not n.startswith("_")]  # as torch.hub.list
+    assert hub.dependencies == ["torch", "timm"]
+    assert sorted(entries) == sorted([*(n for n in repvit.list_models("repvit_*") if n in DEFAULT_TAGS), "repvit_sam"])
+    model = torch.hub.load(str(repo), "repvit_m0_9", source="local", pretrained="repvit_m0_9.dist_450e_in1k").eval()
+    ref = timm.create_model("repvit_m0_9", pretrained=True,
+                            pretrained_cfg_overlay={"file": str(m0_9_files["dist_450e_in1k"])}).eval()
+    with torch.no_grad():
+        assert rel_err(model(X), ref(X)) < 1e-5
+    plain = torch.hub.load(str(repo), "repvit_m1_1", source="local", num_classes=0, global_pool="")
+    with torch.no_grad():
+        assert plain(X).shape == (2, 512, 3, 3)
