@@ -389,3 +389,22 @@ def test_hubconf_entry_points(hosts, m0_9_files, tmp_path):
     plain = torch.hub.load(str(repo), "repvit_m1_1", source="local", num_classes=0, global_pool="")
     with torch.no_grad():
         assert plain(X).shape == (2, 512, 3, 3)
+
+
+def test_cli_export_pretrained_builds_the_published_model(hosts, m0_9_files, monkeypatch, tmp_path):
+    import repvit.deploy.export as export_mod
+    from repvit.cli.main import main
+
+    seen = {}
+
+    def fake_export(model, *a, **kw):  # stop before the (slow) export itself: the model is what is checked
+        seen["model"] = model
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(export_mod, "export_model", fake_export)
+    assert main(["export", "--model", "repvit_m0_9.dist_450e_in1k", "--pretrained",
+                 "--output", str(tmp_path / "m.onnx")]) == 1
+    ref = timm.create_model("repvit_m0_9", pretrained=True,
+                            pretrained_cfg_overlay={"file": str(m0_9_files["dist_450e_in1k"])}).eval()
+    with torch.no_grad():
+        assert rel_err(seen["model"].eval()(X), ref(X)) < 1e-5
