@@ -408,3 +408,17 @@ def test_cli_export_pretrained_builds_the_published_model(hosts, m0_9_files, mon
                             pretrained_cfg_overlay={"file": str(m0_9_files["dist_450e_in1k"])}).eval()
     with torch.no_grad():
         assert rel_err(seen["model"].eval()(X), ref(X)) < 1e-5
+
+
+def test_train_build_model_starts_from_weights_by_name(hosts, m0_9_files):
+    from repvit.train.classify import build_model
+    from repvit.train.config import TrainConfig
+
+    cfg = TrainConfig().replace(model="repvit_m0_9", finetune="repvit_m0_9.dist_450e_in1k", distillation="none")
+    with pytest.warns(UserWarning, match="head is not loaded"):
+        model = build_model(cfg, 10).eval()
+    ref = timm.create_model("repvit_m0_9", pretrained=True, num_classes=0,
+                            pretrained_cfg_overlay={"file": str(m0_9_files["dist_450e_in1k"])}).eval()
+    with torch.no_grad():
+        assert model(X).shape == (2, 10)
+        assert rel_err(model.forward_head(model.forward_features(X), pre_logits=True), ref(X)) < 1e-5
