@@ -43,6 +43,7 @@ class BenchModel:
     top1: float | None
     top1_res: int | None
     top1_source: str
+    weights: str | None = None  # published weights to load (repvit weights list); None: random weights
 
 
 TIMM_BASELINES: dict[str, tuple[float, int, str]] = {
@@ -91,11 +92,12 @@ def resolve_model(spec: str) -> BenchModel:
 
 
 def build_bench_model(bm: BenchModel) -> nn.Module:
-    """Build the model of a :class:`BenchModel` in eval mode (random weights; deploy form when ``fused``)."""
+    """Build the model of a :class:`BenchModel` in eval mode (random weights unless ``weights``; deploy form when
+    ``fused``)."""
     if bm.source == "repvit":
         from repvit.models import create_model
 
-        return create_model(bm.arch, fused=bm.fused).eval()
+        return create_model(bm.arch, pretrained=bm.weights or False, fused=bm.fused).eval()
     import timm
     from timm.utils.model import reparameterize_model
 

@@ -54,6 +54,8 @@ class BenchSettings:
             agreement with FP32 are checked in the same run.
         int8_mode: ``auto``, ``safe`` or ``full`` for the ONNX Runtime and OpenVINO INT8 backends
             (:mod:`repvit.deploy.int8_mode`); the resolved choice is recorded in the result's ``int8``.
+        pretrained: ``True``: every repvit model with published weights loads its default ones; a weights name:
+            the models of its architecture load those (``repvit weights list``). Timing does not depend on it.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -69,6 +71,7 @@ class BenchSettings:
     openblas_probe: bool = True
     accuracy_checkpoint: str | None = None
     int8_mode: str = "auto"
+    pretrained: bool | str | None = None
 
     def __post_init__(self) -> None:
         bad = [b for b in self.backends if b not in BACKENDS]
@@ -111,6 +114,25 @@ def _prepare(models: dict[str, tuple[BenchModel, torch.nn.Module]], backends, ex
     return cands
 
 
+def _with_weights(bms: list[BenchModel], pretrained: bool | str | None) -> list[BenchModel]:
+    """Attach published weights to the repvit models (``BenchSettings.pretrained``)."""
+    import dataclasses
+
+    if pretrained is None or pretrained is False:
+        return bms
+    from repvit.weights import DEFAULT_TAGS, get_weights
+
+    if pretrained is True:
+        return [dataclasses.replace(bm, weights=f"{bm.arch}.{DEFAULT_TAGS[bm.arch]}")
+                if bm.source == "repvit" and bm.arch in DEFAULT_TAGS else bm for bm in bms]
+    entry = get_weights(str(pretrained))
+    if not any(bm.source == "repvit" and bm.arch == entry.model for bm in bms):
+        raise ValueError(f"--pretrained {entry.name} holds {entry.model} weights, but no {entry.model} is benchmarked; "
+                         f"add it to --models.")
+    return [dataclasses.replace(bm, weights=entry.name) if bm.source == "repvit" and bm.arch == entry.model else bm
+            for bm in bms]
+
+
 def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model on every backend; return ``{"environment", "settings", "sgemm", "rows", "errors"}``.
 
@@ -128,9 +150,9 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     cuda_only = [b for b in settings.backends if b in CUDA_BACKENDS]
     cpu_backends = [b for b in settings.backends if b not in CUDA_BACKENDS]
     models: dict[str, tuple[BenchModel, torch.nn.Module]] = {}
-    for spec in settings.models:
-        bm = resolve_model(spec)
-        say(f"building {bm.name}")
+    resolved = _with_weights([resolve_model(spec) for spec in settings.models], settings.pretrained)
+    for bm in resolved:
+        say(f"building {bm.name}" + (f" with weights {bm.weights}" if bm.weights else ""))
         models[bm.name] = (bm, build_bench_model(bm))
 
     torch.manual_seed(0)

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "products saturate), safe (7-bit everywhere) or full (8-bit)")
     p.add_argument("--sgemm-n", type=int, default=1024, help="matrix size of the MKL and OpenBLAS sgemm probes")
     p.add_argument("--no-plot", action="store_true", help="skip the Pareto PNG (no matplotlib needed)")
+    from ._pretrained import add_pretrained_arg
+
+    add_pretrained_arg(p, "load published weights into the repvit models (alone: each model's default; NAME: the "
+                          "models of its architecture)")
     p.set_defaults(func=run)
 
 
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                              threads=args.threads, rounds=args.rounds, iters=args.iters, warmup=args.warmup,
                              throughput_batch=args.throughput_batch, throughput_rounds=args.throughput_rounds,
                              sgemm_n=args.sgemm_n, accuracy_checkpoint=args.accuracy_checkpoint,
-                             int8_mode=args.int8_mode)
+                             int8_mode=args.int8_mode, pretrained=args.pretrained)
     result = run_benchmark(settings, progress=lambda s: print(f"  {s}", flush=True))
     print()
     print(to_markdown(result))

@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a checkpoint. ImageFolder data uses the paper's eval transform: bicubic resize to "
                     "img_size/crop_pct (256 for 224), centre crop. 'digits' uses the digits preprocessing and its "
                     "held-out split.")
-    p.add_argument("--checkpoint", required=True, help="training .pt, repvit .safetensors, timm or authors' file")
+    p.add_argument("--checkpoint", help="training .pt, repvit .safetensors, timm or authors' file")
     p.add_argument("--data", default="digits", help="'digits' or an ImageFolder tree (DATA/val or DATA)")
     p.add_argument("--model", help="architecture name, only for state dicts that do not say")
     p.add_argument("--fused", action="store_true", help="evaluate the re-parameterized (deploy) model")
@@ -24,12 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: 1 for digits, else torch's default)")
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from ._pretrained import add_pretrained_arg
+
+    add_pretrained_arg(p, "evaluate published weights instead of --checkpoint")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from repvit.train.evaluate import evaluate_checkpoint
 
+    from ._pretrained import pretrained_file
+
+    if args.pretrained is not None:
+        if args.checkpoint:
+            raise ValueError("pass --checkpoint or --pretrained, not both.")
+        args.checkpoint, args.model = pretrained_file(args.pretrained, args.model)
+    if not args.checkpoint:
+        raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
     res = evaluate_checkpoint(args.checkpoint, args.data, fused=args.fused, img_size=args.img_size,
                               crop_pct=args.crop_pct, batch_size=args.batch_size, workers=args.workers,
                               device=args.device, strict_data=args.strict_data, model_name=args.model,

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ONNX graph optimizations stored in the file (basic: portable; extended: ONNX Runtime only)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance relative to max |output|")
+    from ._pretrained import add_pretrained_arg
+
+    add_pretrained_arg(p, "export published weights instead of --checkpoint")
     p.set_defaults(func=run)
 
 
@@ -67,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if len(args.img_size) > 2:
         raise ValueError("--img-size takes H or H W.")
     img = check_img_size(tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0])
+    if args.pretrained is not None:
+        from ._pretrained import pretrained_file
+
+        if args.checkpoint:
+            raise ValueError("pass --checkpoint or --pretrained, not both.")
+        args.checkpoint, args.model = pretrained_file(args.pretrained, args.model)
     if args.model is None and args.checkpoint is None:
         raise ValueError("pass --model NAME (see `repvit list`) and/or --checkpoint FILE.")
     class_names, fused_ckpt, trained_on = None, False, None

@@ -24,6 +24,7 @@ COMMANDS = {
     "segment": "segment_cmd",
     "detect": "detect_cmd",
     "sam": "sam_cmd",
+    "weights": "weights_cmd",
 }
 
 

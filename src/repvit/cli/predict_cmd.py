@@ -9,18 +9,29 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k classes (with names) for an image or a folder of images")
     p.add_argument("images", help="an image file or a directory of images")
-    p.add_argument("--checkpoint", required=True, help="any checkpoint format")
+    p.add_argument("--checkpoint", help="any checkpoint format")
     p.add_argument("--model", help="architecture name, only for state dicts that do not say")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--fused", action="store_true", help="run the re-parameterized model")
     p.add_argument("--img-size", type=int, help="default: the checkpoint's training size, else 224")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
+    from ._pretrained import add_pretrained_arg
+
+    add_pretrained_arg(p, "predict with published weights instead of --checkpoint")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from repvit.train.predict import predict_images
 
+    from ._pretrained import pretrained_file
+
+    if args.pretrained is not None:
+        if args.checkpoint:
+            raise ValueError("pass --checkpoint or --pretrained, not both.")
+        args.checkpoint, args.model = pretrained_file(args.pretrained, args.model)
+    if not args.checkpoint:
+        raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
     res = predict_images(args.checkpoint, args.images, topk=args.topk, fused=args.fused, img_size=args.img_size,
                          model_name=args.model)
     failed = 0

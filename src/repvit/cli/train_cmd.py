@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", help="'auto' (OUTPUT/last.pt if present) or a checkpoint path")
     p.add_argument("--finetune", help="start from these weights (any checkpoint format; another class count is ok)")
     p.add_argument("--img-size", type=int)
+    from ._pretrained import add_pretrained_arg
+
+    add_pretrained_arg(p, "start from published weights (sets finetune; another class count gets a new head)")
     p.add_argument("--distillation", choices=["none", "hard", "soft"])
     p.add_argument("--teacher", help="a timm model name (with --teacher-checkpoint) or a repvit checkpoint path")
     p.add_argument("--teacher-checkpoint", help="local weights file for the teacher (nothing is downloaded)")
@@ -64,7 +67,21 @@ def resolve_config(args: argparse.Namespace):
     overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None})
     if args.no_progress:
         overrides["progress"] = False
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    if getattr(args, "pretrained", None) is not None:
+        from repvit.models import get_model_entry
+
+        from ._pretrained import pretrained_weights
+
+        if args.finetune:
+            raise ValueError("pass --finetune or --pretrained, not both.")
+        entry = pretrained_weights(args.pretrained, args.model or cfg.model)
+        if args.model and get_model_entry(args.model).name != entry.model:
+            raise ValueError(f"--pretrained {entry.name} holds {entry.model} weights, not {args.model}'s; drop "
+                             "--model or pick its weights (repvit weights list).")
+        # the weights decide the architecture; they are downloaded (or found in the cache) when the model is built
+        cfg = cfg.replace(model=entry.model, finetune=entry.name)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

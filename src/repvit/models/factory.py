@@ -38,42 +38,217 @@ def _fit_channels(data: dict[str, Any], in_chans: int) -> dict[str, Any]:
     return data
 
 
+_IGNORED_TIMM_KWARGS = ("scriptable", "exportable", "no_jit")
+
+
+def _timm_kwargs(kwargs: dict[str, Any], checkpoint: Any) -> Any:
+    """Accept timm's ``checkpoint_path`` and its no-op layer flags; refuse anything else by name."""
+    if "checkpoint_path" in kwargs:
+        path = kwargs.pop("checkpoint_path")
+        if checkpoint is not None and path:
+            raise ValueError("pass checkpoint= or checkpoint_path= (timm's name for it), not both.")
+        checkpoint = path or checkpoint
+    for k in _IGNORED_TIMM_KWARGS:
+        kwargs.pop(k, None)
+    if kwargs:
+        raise TypeError(f"create_model() got unexpected keyword arguments {sorted(kwargs)}.")
+    return checkpoint
+
+
+def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any]) -> tuple[str | None, Any]:
+    """The model name and where its weights come from: a :class:`repvit.weights.WeightsEntry`, a file, or None."""
+    from pathlib import Path
+
+    from repvit.weights import UnknownWeightsError, WeightsEntry, default_weights, get_weights
+
+    tagged = None
+    if isinstance(name, str) and "." in name:
+        try:
+            tagged = get_weights(name)  # timm's model.tag, e.g. repvit_m0_9.dist_450e_in1k
+        except UnknownWeightsError:
+            tagged = None
+        if tagged is not None and tagged.task == "classify":
+            name = tagged.model
+    if pretrained is None or pretrained is False:
+        return name, None
+    source: Any
+    if pretrained is True and overlay.get("file"):
+        source = Path(overlay["file"])
+    elif pretrained is True and overlay.get("hf_hub_id"):
+        repo = str(overlay["hf_hub_id"])
+        source = WeightsEntry(repo.replace("/", "--"), name or "", "huggingface", "timm", "classify", repo_id=repo,
+                              filename=str(overlay.get("hf_hub_filename") or "model.safetensors"))
+    elif pretrained is True and overlay.get("url"):
+        url = str(overlay["url"])
+        fname = url.rstrip("/").rsplit("/", 1)[-1]
+        source = WeightsEntry(fname.rsplit(".", 1)[0], name or "", "github", "timm", "classify", filename=fname,
+                              url=url)
+    elif pretrained is True:
+        if tagged is not None:
+            source = tagged
+        elif name is None:
+            raise ValueError("pretrained=True needs a model name (e.g. create_model('repvit_m0_9', pretrained=True)); "
+                             "or pass a weights name or file: pretrained='repvit_m0_9.dist_450e_in1k'.")
+        else:
+            source = default_weights(name)
+    elif isinstance(pretrained, (str, os.PathLike)):
+        path = Path(pretrained)
+        if path.is_file():
+            source = path
+        else:
+            try:
+                source = get_weights(str(pretrained))
+            except UnknownWeightsError as e:
+                raise ValueError(f"pretrained={str(pretrained)!r} is neither an existing file nor a published "
+                                 f"weights name: {e}") from None
+    else:
+        raise TypeError(f"pretrained must be True/False, a weights name or a file path, got "
+                        f"{type(pretrained).__name__}.")
+    if isinstance(source, WeightsEntry) and source.layout not in ("timm", "authors_cls"):
+        loader = {"detect": "repvit.load_detector", "segment": "repvit.load_segmenter",
+                  "sam": "repvit.sam.build_repvit_sam(repvit.weights.resolve_weights(NAME))"}[source.task]
+        raise ValueError(f"weights {source.name!r} are {source.task} weights ({source.layout} layout), not a "
+                         f"classifier's; load them with {loader}.")
+    if isinstance(source, WeightsEntry) and source.model:
+        if name is None:
+            name = source.model
+        elif get_model_entry(name).name != source.model:
+            raise ValueError(f"weights {source.name!r} are for {source.model}, not {get_model_entry(name).name}; "
+                             f"drop the model name or pick its weights (repvit weights list '{name}*').")
+    return name, source
+
+
+def _read_pretrained(source: Any) -> tuple[LoadedCheckpoint, str]:
+    """Get the weights file (downloading it once) and read it; errors name the file."""
+    from repvit.weights import WeightsEntry, download_weights
+
+    if isinstance(source, WeightsEntry):
+        path = download_weights(source)
+        label = f"weights {source.name!r} ({path})"
+    else:
+        path, label = source, str(source)
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        msg = str(e) if str(path) in str(e) else f"{label}: {e}"
+        raise CheckpointError(msg) from None
+    expected = {"timm": ("timm", "repvit"), "authors_cls": ("authors", "authors_legacy")}
+    if isinstance(source, WeightsEntry) and ckpt.source_format not in expected.get(source.layout, ()):
+        raise CheckpointError(f"{label} is not what its name promises: a {source.layout} checkpoint was expected, "
+                              f"the file is in {ckpt.source_format} layout. Delete it and download it again "
+                              f"(repvit weights download {source.name} --force).")
+    return ckpt, label
+
+
+def _adapt_in_chans(ckpt: LoadedCheckpoint, in_chans: int) -> None:
+    """Fit the stem's first convolution to ``in_chans`` input channels, as timm does for pretrained weights."""
+    from timm.models import adapt_input_conv
+
+    for key in ("stem.conv1.c.weight", "stem.conv1.weight"):
+        w = ckpt.state_dict.get(key)
+        if w is not None and w.shape[1] != in_chans:
+            ckpt.state_dict[key] = adapt_input_conv(in_chans, w)
+
+
+def _apply_overlay(model: nn.Module, overlay: dict[str, Any], source: Any) -> None:
+    """Record where the weights came from and apply ``pretrained_cfg_overlay`` to the model's pretrained_cfg."""
+    from pathlib import Path
+
+    from repvit.weights import WeightsEntry
+
+    from .pretrained import DATA_KEYS, refresh_pretrained_cfg
+
+    cfg = dict(model.pretrained_cfg)
+    if isinstance(source, WeightsEntry):
+        tag = source.name.split(".", 1)[1] if "." in source.name else source.name
+        cfg.update(tag=tag, hf_hub_id=source.repo_id if source.host == "huggingface" else None,
+                   url=source.url or "", source="hf-hub" if source.host == "huggingface" else None)
+    elif isinstance(source, Path):
+        cfg["file"] = str(source)
+    data = {k: v for k, v in overlay.items() if k in DATA_KEYS or k == "img_size"}
+    cfg.update({k: v for k, v in overlay.items() if k not in data and k not in ("num_classes", "first_conv",
+                                                                                 "classifier", "pool_size")})
+    model.pretrained_cfg = model.default_cfg = cfg
+    if data:
+        set_data_config(model, **data)
+    else:
+        refresh_pretrained_cfg(model)
+
+
+def _load(model: nn.Module, ckpt: LoadedCheckpoint, strict: bool, label: str | None) -> None:
+    try:
+        load_checkpoint(model, ckpt, strict=strict)
+    except CheckpointError as e:
+        if label is None:
+            raise
+        e.args = (f"{label} does not fit the model: {e}",)
+        raise
+
+
 def create_model(
     name: str | None = None,
+    pretrained: bool | str | os.PathLike = False,
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
     distillation: bool | None = None,
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
+    global_pool: str | None = None,
     checkpoint: str | os.PathLike | Mapping[str, torch.Tensor] | None = None,
     fused: bool = False,
     features_only: bool = False,
     out_indices: Sequence[int] = (0, 1, 2, 3),
     strict: bool = True,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """Build a model by name, optionally loading a checkpoint and fusing it into deploy form.
 
     Args:
-        name: a registered name (``repvit_m0_9``; ``m0_9`` works too). May be omitted when ``checkpoint`` is
-            given: the architecture is then read from the checkpoint.
+        name: a registered name (``repvit_m0_9``; ``m0_9`` works too), or timm's ``model.tag``
+            (``repvit_m0_9.dist_450e_in1k``: the tag picks the weights ``pretrained=True`` loads). May be omitted
+            when ``checkpoint`` or a weights name in ``pretrained`` is given.
+        pretrained: ``True`` loads the model's published weights (the tag in ``name``, else timm's default tag,
+            see ``repvit weights list``); a weights name (``repvit_m0_9_distill_450e``) or a file path loads those.
+            Files are downloaded once and cached (see :mod:`repvit.weights`).
         num_classes: head classes. Defaults to the checkpoint's (when given), else 1000. A checkpoint with another
             class count loads without its head, with a warning, for fine-tuning.
         in_chans: input channels; defaults to the checkpoint's, else 3.
         distillation: add the distillation head; defaults to the checkpoint's, else False.
         drop_rate: dropout before the head.
         drop_path_rate: stochastic depth rate.
+        global_pool: ``"avg"`` (default) or ``""`` (no pooling: with ``num_classes=0`` the model returns the
+            ``(N, C, H, W)`` features), as in timm.
         checkpoint: a file (or state dict) in any supported format: ours, timm, the authors' release, fused.
         fused: return the deploy form (re-parameterized, no BatchNorm, one head).
         features_only: return the backbone, giving the stage outputs at strides 4, 8, 16, 32.
         out_indices: which stages ``features_only`` returns.
         strict: refuse checkpoints whose keys do not match (the head excepted, see above).
+        pretrained_cfg_overlay: timm's: entries replacing those of the model's ``pretrained_cfg`` (``mean``,
+            ``crop_pct``, ...); with ``pretrained``, ``file`` (a local file), ``hf_hub_id`` (+ ``hf_hub_filename``)
+            or ``url`` name where the weights come from.
+        kwargs: timm's ``checkpoint_path`` (= ``checkpoint``); ``scriptable``, ``exportable`` and ``no_jit`` are
+            accepted and have no effect (every RepViT layer is scriptable and exportable).
+
+    Published weights with another input channel count are adapted as timm does (the stem's first convolution is
+    summed or repeated over the channels); with another class count the head is left out, with a warning.
 
     The model's ``pretrained_cfg`` (timm's, alias ``default_cfg``) holds the paper's preprocessing, or the one saved
     in the checkpoint (a model trained on another data set keeps its own input size, mean and std).
     """
+    checkpoint = _timm_kwargs(kwargs, checkpoint)
+    overlay = dict(pretrained_cfg_overlay or {})
+    name, source = _pretrained_source(name, pretrained, overlay)
+    if source is not None and checkpoint is not None:
+        raise ValueError("pass either pretrained= (published weights or a file) or checkpoint=, not both.")
     ckpt: LoadedCheckpoint | None = None
-    if checkpoint is not None:
+    label: str | None = None  # names the weights file in errors (pretrained= only)
+    if source is not None:
+        ckpt, label = _read_pretrained(source)
+        if in_chans is not None:
+            _adapt_in_chans(ckpt, in_chans)
+    elif checkpoint is not None:
         ckpt = read_checkpoint(checkpoint)
     if name is None and ckpt is None:
         raise ValueError("create_model needs a model name or a checkpoint; see `repvit list` for the names.")
@@ -108,6 +283,8 @@ def create_model(
                   drop_path_rate=drop_path_rate)
     if features_only:
         kwargs.update(features_only=True, out_indices=tuple(out_indices))
+    elif global_pool is not None:
+        kwargs["global_pool"] = global_pool
     if name is not None:
         entry = get_model_entry(name)
         if features_only and not entry.supports_features:
@@ -133,6 +310,8 @@ def create_model(
             if len(saved.get("label_names") or ()) != getattr(model, "num_classes", 0):
                 saved.pop("label_names", None)  # another class count (fine-tuning): the names do not apply
             set_data_config(model, **saved)
+    if getattr(model, "pretrained_cfg", None) is not None:
+        _apply_overlay(model, overlay, source)
     if ckpt is not None and ckpt.fused:
         if not fused:
             raise CheckpointError(
@@ -140,10 +319,10 @@ def create_model(
                 "model it belongs to."
             )
         model = fuse_model(model, inplace=True)
-        load_checkpoint(model, ckpt, strict=strict)
+        _load(model, ckpt, strict, label)
         return model
     if ckpt is not None:
-        load_checkpoint(model, ckpt, strict=strict)
+        _load(model, ckpt, strict, label)
     if fused:
         model = fuse_model(model, inplace=True)
     return model

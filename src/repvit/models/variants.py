@@ -24,8 +24,12 @@ def build_repvit(
     drop_path_rate: float = 0.0,
     features_only: bool = False,
     out_indices: Sequence[int] = (0, 1, 2, 3),
+    global_pool: str = "avg",
 ) -> nn.Module:
-    """Build a RepViT classifier, or its feature backbone with ``features_only=True``."""
+    """Build a RepViT classifier, or its feature backbone with ``features_only=True``.
+
+    ``global_pool`` is ``"avg"`` or ``""`` (no pooling; with ``num_classes=0`` the model returns ``(N, C, H, W)``).
+    """
     if features_only:
         return RepViTFeatures(cfg, in_chans=in_chans, out_indices=out_indices, drop_path_rate=drop_path_rate)
     return RepViT(
@@ -35,6 +39,7 @@ def build_repvit(
         distillation=distillation,
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
+        global_pool=global_pool,
     )
 
 

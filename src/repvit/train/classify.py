@@ -22,6 +22,21 @@ __all__ = ["ClassifyTask", "build_model", "build_criterion"]
 _log = logging.getLogger("repvit.train")
 
 
+def _finetune_file(finetune: str) -> str:
+    """A fine-tuning source: a file as it is, or published weights by name (downloaded once, then cached)."""
+    import os
+
+    if os.path.exists(finetune):
+        return finetune
+    from repvit.weights import UnknownWeightsError, download_weights, get_weights
+
+    try:
+        entry = get_weights(finetune)
+    except UnknownWeightsError:
+        return finetune  # the loader says the file does not exist
+    return str(download_weights(entry))
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The student: ``cfg.model`` with ``num_classes``, a distillation head when distilling, optional fine-tune
     weights (any checkpoint format; a head with another class count is dropped and re-initialised)."""
@@ -32,7 +47,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
                                 distillation=cfg.distillation != "none", drop_rate=cfg.drop_rate,
                                 drop_path_rate=cfg.drop_path)
     if cfg.finetune:
-        res = load_checkpoint(model, cfg.finetune, strict=False)
+        res = load_checkpoint(model, _finetune_file(cfg.finetune), strict=False)
         body_missing = [k for k in res.missing if not k.startswith("head.")]
         if body_missing or res.unexpected:
             raise ValueError(f"--set finetune={cfg.finetune} does not fit {cfg.model}: missing {body_missing[:5]}, "

@@ -1,0 +1,114 @@
+"""Where INT8 time goes: ONNX Runtime's per-operator profile of a fused RepViT in FP32 and in INT8 (static QDQ, this
+CPU's ``auto`` INT8 mode), grouped by operator type, plus which ops stayed in float and how many Q/DQ pairs remain.
+
+On x86 CPUs without VNNI the INT8 convolutions use AVX2 u8s8 kernels (vpmaddubsw + vpmaddwd: two instructions per
+32 MACs where VNNI needs one), the depthwise convolutions are memory bound either way, and every QuantizeLinear /
+DequantizeLinear left between INT8 ops is pure overhead. This script measures each part, so the ratio INT8/FP32
+can be read per operator type.
+
+    python benchmarks/int8_profile.py                       # repvit_m0_9, 224 px, 2 threads
+    python benchmarks/int8_profile.py --quick               # smallest setting (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+
+def _profile(data: bytes, x, threads: int, runs: int) -> dict[str, float]:
+    import onnxruntime as ort
+
+    from repvit.deploy.onnx_export import make_session
+
+    # the session as the benchmark builds it, re-created with profiling on (same optimized graph)
+    sess = make_session(data, threads=threads, spinning=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = os.path.join(tmp, "prof")
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: x}
+        for _ in range(3):
+            sess.run(None, feed)
+        for _ in range(runs):
+            sess.run(None, feed)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"]["op_name"]] += e["dur"] / 1000.0  # us -> ms
+    total_runs = runs + 3
+    return {k: v / total_runs for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="repvit_m0_9")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--int8-mode", default="auto", choices=("auto", "safe", "full"))
+    p.add_argument("--quick", action="store_true", help="smallest setting: repvit_m0_6 at 64 px, 2 runs")
+    p.add_argument("--out", default="benchmarks/results/int8_profile.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.img_size, args.runs = "repvit_m0_6", 64, 2
+
+    import onnx
+
+    import repvit
+    from repvit.bench.latency import environment_info
+    from repvit.deploy.int8_mode import resolve_int8_mode
+    from repvit.deploy.onnx_export import export_onnx_bytes
+    from repvit.deploy.onnx_passes import apply_passes
+    from repvit.deploy.quantize import quantize_onnx_bytes
+
+    torch.manual_seed(0)
+    model = repvit.fuse_model(repvit.create_model(args.model)).eval()
+    x = torch.randn(1, 3, args.img_size, args.img_size)
+    fp32 = apply_passes(export_onnx_bytes(model, x, dynamic_batch=True))
+    calib = [torch.randn(4, 3, args.img_size, args.img_size).numpy() for _ in range(2)]
+    choice = resolve_int8_mode(args.int8_mode)
+    int8 = quantize_onnx_bytes(fp32, calib, int8_mode=choice)
+    graph = onnx.load_from_string(int8).graph
+    ops = [n.op_type for n in graph.node]
+    quantized_inputs = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    float_ops = sorted({n.op_type for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                        and not any(i in quantized_inputs for i in n.input)})
+    prof = {"fp32": _profile(fp32, x.numpy(), args.threads, args.runs),
+            "int8": _profile(int8, x.numpy(), args.threads, args.runs)}
+    totals = {k: sum(v.values()) for k, v in prof.items()}
+    out = {"environment": environment_info(), "settings": vars(args), "int8": choice.to_dict(),
+           "qdq_graph": {"QuantizeLinear": ops.count("QuantizeLinear"),
+                         "DequantizeLinear": ops.count("DequantizeLinear"), "ops_with_no_int8_input": float_ops},
+           "per_op_ms": prof, "total_kernel_ms": totals, "int8_speedup_kernels": totals["fp32"] / totals["int8"]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
+    env = out["environment"]
+    print(f"{args.model} @{args.img_size}, {args.threads} threads; CPU {env.get('cpu_model')} (family "
+          f"{env.get('cpu_family')}, model {env.get('cpu_model_number')}), ISA class {env.get('int8_isa_class')}; "
+          f"INT8 mode {choice.mode}")
+    print("| op type (kernel, as ORT ran it) | FP32 ms | INT8 graph ms |")
+    print("|---|---:|---:|")
+    for op in dict.fromkeys(list(prof["fp32"]) + list(prof["int8"])):
+        print(f"| {op} | {prof['fp32'].get(op, 0):.3f} | {prof['int8'].get(op, 0):.3f} |")
+    print(f"| total | {totals['fp32']:.3f} | {totals['int8']:.3f} |")
+    print(f"INT8/FP32 speed-up (kernel time): {out['int8_speedup_kernels']:.2f}x; Q/DQ nodes in the file: "
+          f"{out['qdq_graph']['QuantizeLinear']}/{out['qdq_graph']['DequantizeLinear']}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""``--pretrained [NAME]``: the flag the train, eval, predict, export and bench commands share."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_pretrained_arg", "pretrained_weights", "pretrained_file"]
+
+
+def add_pretrained_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--pretrained [NAME]``: alone, the model's default published weights; with a NAME, those weights."""
+    p.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="NAME",
+                   help=f"{what}: published weights by name (repvit weights list), downloaded once and cached; "
+                        "alone, the --model's default weights (timm's default tag)")
+
+
+def pretrained_weights(value: bool | str, model: str | None):
+    """The :class:`repvit.weights.WeightsEntry` that ``--pretrained`` (with ``--model``) names."""
+    from repvit.weights import get_weights
+
+    if value is True:
+        if not model:
+            raise ValueError("--pretrained without a NAME needs --model (e.g. --model repvit_m0_9 --pretrained), "
+                             "or name the weights: --pretrained repvit_m0_9.dist_450e_in1k.")
+        return get_weights(model)
+    entry = get_weights(str(value))
+    if entry.task != "classify":
+        raise ValueError(f"--pretrained {entry.name} holds {entry.task} weights, not a classifier's.")
+    return entry
+
+
+def pretrained_file(value: bool | str, model: str | None) -> tuple[str, str]:
+    """``(local file, model name)`` for ``--pretrained``: the weights downloaded (or found in the cache)."""
+    from repvit.weights import download_weights
+
+    entry = pretrained_weights(value, model)
+    return str(download_weights(entry)), entry.model

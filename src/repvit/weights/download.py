@@ -1,0 +1,281 @@
+"""Finding, downloading and caching the published weights.
+
+* Hugging Face files go through ``huggingface_hub.hf_hub_download`` into its own cache; ``HF_ENDPOINT`` (a mirror),
+  ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply (read when the download is asked for).
+* GitHub release files go into torch.hub's cache (``torch.hub.get_dir()/checkpoints``; ``TORCH_HOME`` moves it);
+  ``REPVIT_WEIGHTS_MIRROR`` replaces ``https://github.com/`` in their URLs.
+* A hand-downloaded copy put at :func:`manual_path` (the torch.hub checkpoints folder) is used for either host.
+* Downloads go to a temporary file that is renamed into place only when complete (huggingface_hub does the same in
+  its cache), so an interrupted or cut transfer leaves nothing loadable and the next try starts clean.
+* Offline (``HF_HUB_OFFLINE=1`` or ``REPVIT_OFFLINE=1``) cached weights are used with no network call; uncached
+  ones fail with one line naming the weights, the URL and where to put a hand-downloaded copy.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from repvit.models.checkpoint import CheckpointError
+
+from .registry import WeightsEntry, get_weights
+
+__all__ = [
+    "WeightsError",
+    "WeightsDownloadError",
+    "resolve_weights",
+    "download_weights",
+    "cached_path",
+    "manual_path",
+    "weights_url",
+    "is_offline",
+    "check_weights_file",
+]
+
+_GITHUB = "https://github.com/"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class WeightsError(RuntimeError):
+    """Published weights that cannot be had (offline and not cached, a failed download)."""
+
+
+class WeightsDownloadError(WeightsError):
+    """A download that failed; nothing was left in the cache."""
+
+
+def is_offline() -> bool:
+    """Whether downloads are off: ``REPVIT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (read now, or at huggingface_hub's
+    import)."""
+    if any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("REPVIT_OFFLINE", "HF_HUB_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_checkpoints() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hf_endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or None
+
+
+def _hf_cache_dir() -> str | None:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None  # huggingface_hub's default
+
+
+def _entry(name: str | WeightsEntry) -> WeightsEntry:
+    return name if isinstance(name, WeightsEntry) else get_weights(name)
+
+
+def weights_url(name: str | WeightsEntry) -> str:
+    """The URL the weights are downloaded from (after ``REPVIT_WEIGHTS_MIRROR`` / ``HF_ENDPOINT``)."""
+    e = _entry(name)
+    if e.host == "github":
+        assert e.url is not None
+        mirror = os.environ.get("REPVIT_WEIGHTS_MIRROR", "").strip()
+        if mirror and e.url.startswith(_GITHUB):
+            return mirror.rstrip("/") + "/" + e.url[len(_GITHUB):]
+        return e.url
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(e.repo_id, e.filename, repo_type=e.repo_type, endpoint=_hf_endpoint())
+
+
+def manual_path(name: str | WeightsEntry) -> Path:
+    """Where a hand-downloaded copy of the weights goes (it is used as it is, for either host)."""
+    return _hub_checkpoints() / _entry(name).local_filename
+
+
+def cached_path(name: str | WeightsEntry) -> Path | None:
+    """The local copy of the weights (hand-downloaded, or in the torch.hub / Hugging Face cache), or ``None``."""
+    e = _entry(name)
+    manual = manual_path(e)
+    if manual.is_file():
+        return manual
+    if e.host == "huggingface":
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(e.repo_id, e.filename, cache_dir=_hf_cache_dir(), repo_type=e.repo_type)
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+    return None
+
+
+def check_weights_file(path: str | os.PathLike, what: str = "") -> Path:
+    """Refuse a file that cannot be a complete checkpoint (a truncated zip, an HTML page, an empty file).
+
+    A cheap look at the container only (PyTorch zip, legacy pickle or safetensors header); the loaders check the
+    layout and shapes.
+
+    Raises:
+        CheckpointError: naming the file, with the fix.
+    """
+    path = Path(path)
+    fix = (f" Delete it and download again (repvit weights download {what} --force)." if what
+           else " Download or export it again.")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    ok = False
+    if head[:4] == b"PK\x03\x04":
+        ok = zipfile.is_zipfile(path)  # also finds a truncated zip (no central directory)
+    elif head[:1] == b"\x80":  # torch.save's legacy (non-zip) pickle format
+        ok = size > 64
+    elif len(head) == 9:  # safetensors: u64 little-endian header length, then a JSON object
+        (n,) = struct.unpack("<Q", head[:8])
+        ok = head[8:9] == b"{" and 8 + n <= size
+    if not ok:
+        raise CheckpointError(f"{path} is not a complete checkpoint ({size} bytes; not a PyTorch or safetensors "
+                              f"file, or cut short).{fix}")
+    return path
+
+
+def _not_cached(e: WeightsEntry) -> WeightsError:
+    return WeightsError(
+        f"weights {e.name!r} are not cached and downloads are off (HF_HUB_OFFLINE/REPVIT_OFFLINE): download "
+        f"{weights_url(e)} and save it as {manual_path(e)}, or go online.")
+
+
+def _http_download(url: str, dst: Path, progress: bool) -> Path:
+    """Download ``url`` to ``dst`` through a temporary file beside it, renamed only when complete."""
+    from tqdm.auto import tqdm
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            req = urllib.request.Request(url, headers={"User-Agent": "repvit-pytorch"})
+            with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - https (or the configured mirror)
+                total = resp.headers.get("Content-Length")
+                total = int(total) if total is not None else None
+                got = 0
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dst.name,
+                          disable=not progress) as bar:
+                    while chunk := resp.read(1 << 20):
+                        out.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+            if total is not None and got != total:
+                raise WeightsDownloadError(f"could not download {url}: the transfer was cut short ({got} of {total} "
+                                           "bytes); nothing was saved, try again.")
+            out.flush()
+            os.fsync(out.fileno())
+        check_weights_file(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dst
+
+
+def download_weights(name: str | WeightsEntry, progress: bool = True, *, force: bool = False) -> Path:
+    """Download the weights (unless a local copy exists) and return the local file.
+
+    Args:
+        name: a weights name (``repvit weights list``) or a model name (its default weights).
+        progress: show a progress bar on stderr.
+        force: download again even when a copy is cached (replaces it).
+
+    Raises:
+        UnknownWeightsError: an unknown name.
+        WeightsError: offline and not cached, or the download failed (nothing is left behind).
+        CheckpointError: the file is not a complete checkpoint.
+    """
+    e = _entry(name)
+    if not force:
+        found = cached_path(e)
+        if found is not None:
+            return check_weights_file(found, e.name)
+    if is_offline():
+        raise _not_cached(e)
+    url = weights_url(e)
+    if e.host == "github":
+        try:
+            path = _http_download(url, manual_path(e), progress)
+        except (urllib.error.URLError, OSError) as err:
+            raise WeightsDownloadError(
+                f"could not download weights {e.name!r} from {url}: {err}. Nothing was saved; try again, set "
+                f"REPVIT_WEIGHTS_MIRROR, or download it by hand to {manual_path(e)}.") from None
+        except CheckpointError as err:
+            raise WeightsDownloadError(f"{url} did not give a checkpoint for weights {e.name!r} ({err}); nothing "
+                                       "was saved.") from None
+        return path
+    return check_weights_file(_hf_download(e, url, progress, force), e.name)
+
+
+def _hf_download(e: WeightsEntry, url: str, progress: bool, force: bool) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError as err:  # pragma: no cover - timm depends on it
+        raise ImportError("downloading from Hugging Face needs huggingface_hub: pip install huggingface_hub") from err
+    kwargs = {}
+    if not progress:
+        from tqdm.auto import tqdm
+
+        class _Quiet(tqdm):
+            def __init__(self, *a, **kw):
+                kw["disable"] = True
+                super().__init__(*a, **kw)
+
+        kwargs["tqdm_class"] = _Quiet
+    try:
+        return Path(hf_hub_download(e.repo_id, e.filename, repo_type=e.repo_type, cache_dir=_hf_cache_dir(),
+                                    endpoint=_hf_endpoint(), force_download=force, library_name="repvit-pytorch",
+                                    **kwargs))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsDownloadError(
+            f"could not download weights {e.name!r} from {url}: {detail}. Nothing was saved; try again, set "
+            f"HF_ENDPOINT to a mirror, or download it by hand to {manual_path(e)}.") from None
+
+
+def resolve_weights(name_or_path: str | os.PathLike) -> Path:
+    """A local weights file: an existing path as it is; a published weights name downloaded (or from the cache).
+
+    Args:
+        name_or_path: a file, or a name from ``repvit weights list`` (a model name gives its default weights).
+
+    Raises:
+        ValueError: neither an existing file nor a registered name (the message says what to pass).
+        WeightsError: offline and not cached, or the download failed.
+        CheckpointError: the file is not a complete checkpoint.
+    """
+    from .registry import UnknownWeightsError
+
+    path = Path(name_or_path)
+    if path.exists():
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; pass the weights file inside it or a weights name.")
+        return path
+    if not isinstance(name_or_path, str):
+        raise ValueError(f"{path} does not exist; pass an existing weights file or a name from "
+                         "`repvit weights list`.")
+    try:
+        entry = get_weights(name_or_path)
+    except UnknownWeightsError as err:
+        looks_like_path = os.sep in name_or_path or name_or_path.endswith((".pth", ".pt", ".safetensors", ".bin"))
+        if looks_like_path:
+            raise ValueError(f"weights file {name_or_path} does not exist; check the path, or pass a name from "
+                             "`repvit weights list`.") from None
+        raise ValueError(f"{name_or_path!r} is neither an existing file nor a published weights name: {err}") from None
+    return download_weights(entry)
