@@ -121,12 +121,13 @@ def _load(args: argparse.Namespace):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png
+    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png, validate_prompts
     from repvit.sam.preprocess import load_rgb
 
     points = [parse_point(p) for p in args.point]
     box = parse_box(args.box) if args.box else None
     image = load_rgb(args.image)
+    validate_prompts(points, box, image.shape[:2])  # before loading the model
     pred = predict_masks(_load(args), image, points, box, args.multimask)
     out, stem = Path(args.output_dir), Path(args.image).stem
     m = save_png(pred.mask, out / f"{stem}_mask.png")
