@@ -29,8 +29,8 @@ from repvit.models import create_model, fuse_model, get_model_entry
 
 from ._deps import require_sam
 
-__all__ = ["RepViTSamConfig", "SAM_VARIANTS", "RepViTSamEncoder", "get_sam_config", "EMBED_STRIDE", "NECKS",
-           "UPSAMPLE_MODES"]
+__all__ = ["RepViTSamConfig", "SAM_VARIANTS", "EDGE_SAM_VARIANTS", "RepViTSamEncoder", "get_sam_config",
+           "EMBED_STRIDE", "NECKS", "UPSAMPLE_MODES"]
 
 EMBED_STRIDE = 16  # the image embedding is img_size / 16 on a side, as for SAM's ViTs
 NECKS = ("single", "fusion")  # RepViT-SAM's one-map neck; EdgeSAM's stride-16 + stride-32 fusion
@@ -102,13 +102,17 @@ SAM_VARIANTS: dict[str, RepViTSamConfig] = {
     "repvit_sam_m2_3": RepViTSamConfig("repvit_m2_3"),  # the authors' RepViT-SAM
     "repvit_sam_m1_1": RepViTSamConfig("repvit_m1_1"),
     "repvit_sam_m0_9": RepViTSamConfig("repvit_m0_9"),  # a lighter encoder for phones / tests
+}
+
+# the fusion-neck (EdgeSAM) encoders; get_sam_config and build_repvit_sam(variant=...) accept these names too
+EDGE_SAM_VARIANTS: dict[str, RepViTSamConfig] = {
     # EdgeSAM: legacy RepViT-M0.9 ("m1") at stride 32 with the fusion neck (the weights edge_sam and edge_sam_3x)
     "edge_sam": RepViTSamConfig("repvit_m1", last_stride=2, neck="fusion", upsample_mode="bicubic"),
 }
 
 
 def get_sam_config(variant: str | RepViTSamConfig | None = None, **overrides: Any) -> RepViTSamConfig:
-    """A :class:`RepViTSamConfig` from a SAM variant (``repvit_sam_m0_9``), a trunk name (``m0_9``,
+    """A :class:`RepViTSamConfig` from a SAM variant (``repvit_sam_m0_9``, ``edge_sam``), a trunk name (``m0_9``,
     ``repvit_m2_3``) or a config; ``overrides`` replace fields (``img_size=256``)."""
     if variant is None:
         cfg = RepViTSamConfig()
@@ -118,9 +122,10 @@ def get_sam_config(variant: str | RepViTSamConfig | None = None, **overrides: An
         raise TypeError(f"variant must be a name or a RepViTSamConfig, got {type(variant).__name__}.")
     else:
         key = variant.strip().lower().replace("-", "_").replace(".", "_")
+        named = {**SAM_VARIANTS, **EDGE_SAM_VARIANTS}
         for candidate in (key, f"repvit_sam_{key}", f"repvit_sam_{key.removeprefix('repvit_')}"):
-            if candidate in SAM_VARIANTS:
-                cfg = SAM_VARIANTS[candidate]
+            if candidate in named:
+                cfg = named[candidate]
                 break
         else:
             cfg = RepViTSamConfig(key.replace("repvit_sam_", "repvit_"))
