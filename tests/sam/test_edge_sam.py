@@ -312,6 +312,14 @@ def test_onnx_encoder_and_decoder_parity(reference, edge_sam_pth, image, tmp_pat
     assert iou[0, 0] == pytest.approx(float(s[best]), abs=1e-4)
     assert np.mean((masks[0, 0] > 0) == (m[best] > 0)) > 0.999
 
+    # --preprocess-in-graph: raw 0..255 pixels in; the image's longest side is already IMG, so the graph's resize is
+    # the identity and its output is SamPredictor's embedding of the same image
+    assert main(["sam", "export", "--checkpoint", str(edge_sam_pth), "--img-size", str(IMG), "--preprocess-in-graph",
+                 "--output-dir", str(tmp_path / "pp")]) == 0
+    pp = ort.InferenceSession(str(tmp_path / "pp" / "encoder.onnx"), so, providers=["CPUExecutionProvider"])
+    raw = image.transpose(2, 0, 1)[None].astype(np.float32)
+    assert rel_err(torch.from_numpy(pp.run(None, {"image": raw})[0]), ref_emb) <= 1e-4
+
 
 @pytest.mark.slow
 def test_coreml_encoder_converts(edge_sam_pth, tmp_path):
