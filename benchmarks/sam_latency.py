@@ -1,19 +1,25 @@
-"""RepViT-SAM latency on the CPU: the image encoder at 1024 x 1024, batch 1, against SAM's ViT-B encoder and
-MobileSAM's TinyViT, in eager PyTorch and ONNX Runtime, interleaved in one run; and SAM's mask decoder.
+"""SAM-family image encoders on the CPU at 1024 x 1024, batch 1, interleaved in one run: the fused EdgeSAM-form
+encoder (legacy RepViT-M0.9 + fusion neck), the fused RepViT-SAM M2.3 encoder, SAM's ViT-B and MobileSAM's TinyViT,
+in eager PyTorch and ONNX Runtime; and SAM's mask decoder per click (plus the app's click-to-mask time when
+``repvit.sam.app`` provides ``time_click``).
 
 All weights are random (speed only). SAM ViT-B comes from ``segment_anything``; MobileSAM's TinyViT from the PyPI
-package ``mobilesam-mirror`` (a packaging of the MobileSAM repository, module ``mobile_sam``) when it is installed.
-Writes JSON and prints a table with ratios.
+package ``mobilesam-mirror`` (a packaging of the MobileSAM repository, module ``mobile_sam``), which this script
+installs with ``pip install --no-deps mobilesam-mirror`` when it is missing (not a dependency of repvit;
+``--no-install`` to skip). Writes JSON and prints a table with ratios, the CPU model and its ISA flags.
 
-    python benchmarks/sam_latency.py [--threads 2] [--rounds 5] [--iters 2] [--no-onnx] [--no-mobilesam]
+    python benchmarks/sam_latency.py [--threads 2] [--rounds 5] [--iters 2] [--no-onnx] [--no-mobilesam] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib
 import json
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +27,11 @@ import torch
 
 from repvit.bench.latency import environment_info, interleaved_latency
 from repvit.sam import build_repvit_sam
+
+EDGE = "EdgeSAM fused"
+REPVIT = "RepViT-SAM M2.3 fused"
+VIT_B = "SAM ViT-B"
+TINY = "MobileSAM TinyViT"
 
 
 def _onnx_session(model: torch.nn.Module, x: torch.Tensor, path: Path, threads: int):
@@ -34,14 +45,43 @@ def _onnx_session(model: torch.nn.Module, x: torch.Tensor, path: Path, threads: 
     return make_session(path, threads=threads, level="all")
 
 
-def _mobilesam_encoder():
+def _mobilesam_encoder(install: bool):
     try:
         from mobile_sam import sam_model_registry
     except ImportError:
-        return None, "not installed (pip install mobilesam-mirror)"
+        if not install:
+            return None, "not installed (pip install --no-deps mobilesam-mirror)"
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "mobilesam-mirror"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            return None, f"not installed; `{' '.join(cmd[2:])}` failed: {done.stderr.strip()[-200:]}"
+        importlib.invalidate_caches()
+        try:
+            from mobile_sam import sam_model_registry
+        except ImportError as e:
+            return None, f"installed mobilesam-mirror but cannot import mobile_sam: {e}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its timm imports are deprecated paths
         return sam_model_registry["vit_t"]().image_encoder.eval(), "mobilesam-mirror (module mobile_sam), vit_t"
+
+
+def _app_click(sam: torch.nn.Module, img_size: int) -> tuple[dict | None, str]:
+    """The app's click-to-mask time, when ``repvit.sam.app`` has ``time_click(sam, image) -> ms or dict``."""
+    try:
+        app = importlib.import_module("repvit.sam.app")
+    except ImportError:
+        return None, "repvit.sam.app not available"
+    fn = getattr(app, "time_click", None)
+    if fn is None:
+        return None, "repvit.sam.app has no time_click(sam, image)"
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(0, 256, (img_size * 3 // 4, img_size, 3), dtype=np.uint8)
+    try:
+        out = fn(sam, image)
+    except Exception as e:  # report, keep the other results
+        return None, f"time_click failed: {type(e).__name__}: {str(e)[:200]}"
+    return (out if isinstance(out, dict) else {"median_ms": float(out)}), "repvit.sam.app.time_click"
 
 
 def main() -> None:
@@ -52,39 +92,49 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=1024)
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-mobilesam", action="store_true")
+    ap.add_argument("--no-install", action="store_true", help="do not pip-install mobilesam-mirror when missing")
     ap.add_argument("--no-macs", action="store_true", help="skip counting MACs (one extra forward per encoder)")
+    ap.add_argument("--no-app", action="store_true", help="skip the app's click-to-mask time")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 256 px, 1 round of 1, no ONNX, no MobileSAM")
     ap.add_argument("--out", default="benchmarks/results/sam_latency.json")
     args = ap.parse_args()
+    if args.quick:
+        args.img_size, args.rounds, args.iters = 256, 1, 1
+        args.no_onnx = args.no_mobilesam = args.no_macs = True
+        if args.out == ap.get_default("out"):
+            args.out = str(Path(tempfile.gettempdir()) / "sam_latency_quick.json")
     torch.manual_seed(0)
     s = args.img_size
     x = torch.randn(1, 3, s, s)
 
     from segment_anything import sam_model_registry
 
-    repvit_sam = build_repvit_sam(img_size=s)
-    unfused = repvit_sam.image_encoder.eval()
-    fused = copy.deepcopy(unfused).fuse()
-    vit_b = sam_model_registry["vit_b"]().image_encoder.eval()
-    encoders = {"RepViT-SAM M2.3 fused": fused, "RepViT-SAM M2.3 unfused": unfused, "SAM ViT-B": vit_b}
+    t0 = time.perf_counter()
+    edge_sam = build_repvit_sam(variant="edge_sam", img_size=s, fused=True)
+    repvit_sam = build_repvit_sam(img_size=s, fused=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vit_b = sam_model_registry["vit_b"]()
+    encoders = {EDGE: edge_sam.image_encoder.eval(), REPVIT: repvit_sam.image_encoder.eval()}
+    if s == 1024:  # ViT-B's positional embedding is built for 1024 (--quick times only the RepViT encoders)
+        encoders[VIT_B] = vit_b.image_encoder.eval()
     mobilesam_note = "skipped (--no-mobilesam)"
     if not args.no_mobilesam:
-        tiny, mobilesam_note = _mobilesam_encoder()
+        tiny, mobilesam_note = _mobilesam_encoder(not args.no_install)
         if tiny is not None:
-            encoders["MobileSAM TinyViT"] = tiny
+            encoders[TINY] = tiny
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in encoders.items()}
     macs = {}
     if not args.no_macs:
         from repvit.bench.complexity import count_macs
 
-        macs = {k: count_macs(m, s) for k, m in encoders.items() if not k.endswith("unfused")}
+        macs = {k: count_macs(m, s) for k, m in encoders.items()}
 
     cands = {f"{k} (torch)": (lambda m=m: m(x)) for k, m in encoders.items()}
     onnx_notes: dict[str, str] = {}
     tmp = tempfile.TemporaryDirectory()
     if not args.no_onnx:
         for k, m in encoders.items():
-            if k.endswith("unfused"):
-                continue
             try:
                 sess = _onnx_session(m, x, Path(tmp.name) / f"{len(cands)}.onnx", args.threads)
             except Exception as e:  # a model the exporter cannot handle: say so, keep the others
@@ -92,57 +142,69 @@ def main() -> None:
                 continue
             feed = {"image": x.numpy()}
             cands[f"{k} (onnxruntime)"] = lambda sess=sess, feed=feed: sess.run(None, feed)
+    setup_s = time.perf_counter() - t0
     enc = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=1,
                               threads=args.threads, settle_s=0.2)
 
-    # the mask decoder (prompt encoder + two-way transformer + upscaling), one point, through SAM's ONNX wrapper
+    # the mask decoder per click (prompt encoder + two-way transformer + upscaling), one point, SAM's ONNX wrapper
     from repvit.sam.export import _onnx_decoder, decoder_example_inputs
 
-    dec = _onnx_decoder(repvit_sam, return_single_mask=True)
-    inputs = decoder_example_inputs(repvit_sam, num_points=2)
-    dcands = {"SAM mask decoder (torch)": lambda: dec(**inputs)}
+    dec = _onnx_decoder(edge_sam, return_single_mask=True)
+    inputs = decoder_example_inputs(edge_sam, num_points=2)
+    dcands = {"SAM mask decoder per click (torch)": lambda: dec(**inputs)}
     if not args.no_onnx:
         from repvit.deploy.onnx_export import make_session
         from repvit.sam.export import export_decoder_onnx, run_decoder_onnx
 
-        export_decoder_onnx(repvit_sam, Path(tmp.name) / "decoder.onnx")
+        export_decoder_onnx(edge_sam, Path(tmp.name) / "decoder.onnx")
         dsess = make_session(Path(tmp.name) / "decoder.onnx", threads=args.threads, level="all")
-        dcands["SAM mask decoder (onnxruntime)"] = lambda: run_decoder_onnx(dsess, inputs)
-    decr = interleaved_latency(dcands, rounds=args.rounds, iters_per_round=10, warmup=3, threads=args.threads,
-                               settle_s=0.2)
+        dcands["SAM mask decoder per click (onnxruntime)"] = lambda: run_decoder_onnx(dsess, inputs)
+    decr = interleaved_latency(dcands, rounds=args.rounds, iters_per_round=10 if not args.quick else 2,
+                               warmup=3 if not args.quick else 1, threads=args.threads, settle_s=0.2)
     tmp.cleanup()
+    app, app_note = (None, "skipped (--no-app)") if args.no_app else _app_click(edge_sam, s)
 
     res = {**enc, **decr}
     ratios = {}
     for rt in ("torch", "onnxruntime"):
-        ours = res.get(f"RepViT-SAM M2.3 fused ({rt})")
-        for ref in ("SAM ViT-B", "MobileSAM TinyViT"):
+        ours = res.get(f"{EDGE} ({rt})")
+        for ref in (VIT_B, TINY, REPVIT):
             other = res.get(f"{ref} ({rt})")
             if ours and other:
-                ratios[f"{ref} / RepViT-SAM fused ({rt})"] = other.median_ms / ours.median_ms
-    if "RepViT-SAM M2.3 unfused (torch)" in res:
-        ratios["unfused / fused (torch)"] = (res["RepViT-SAM M2.3 unfused (torch)"].median_ms
-                                             / res["RepViT-SAM M2.3 fused (torch)"].median_ms)
+                ratios[f"{ref} / {EDGE} ({rt})"] = other.median_ms / ours.median_ms
+    targets = {"ViT-B / EdgeSAM >= 30 (torch)": ratios.get(f"{VIT_B} / {EDGE} (torch)"),
+               "TinyViT / EdgeSAM >= 3 (torch)": ratios.get(f"{TINY} / {EDGE} (torch)")}
+    targets = {k: (None if v is None else {"ratio": v, "met": v >= float(k.split(">= ")[1].split()[0])})
+               for k, v in targets.items()}
+    env = environment_info()
     out = {
         "benchmark": "sam_latency", "img_size": s, "batch": 1, "threads": args.threads, "rounds": args.rounds,
-        "iters_per_round": args.iters, "params": params, "macs": macs, "mobilesam": mobilesam_note,
-        "onnx_notes": onnx_notes,
-        "results": {k: v.to_dict() for k, v in res.items()}, "ratios": ratios, "environment": environment_info(),
+        "iters_per_round": args.iters, "quick": args.quick, "params": params, "macs": macs,
+        "mobilesam": mobilesam_note, "onnx_notes": onnx_notes, "setup_s": setup_s,
+        "results": {k: v.to_dict() for k, v in res.items()}, "ratios": ratios, "targets": targets,
+        "app_click": app, "app_click_note": app_note, "environment": env,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"SAM image encoders @ {s}x{s}, batch 1, {args.threads} threads, {args.rounds}x{args.iters} interleaved; "
-          f"load {out['environment']['loadavg_1m_5m_15m']}")
-    print(f"| {'candidate':<38} | {'params':>7} | {'GMACs':>6} | {'median ms':>10} | {'p90 ms':>10} |")
-    print(f"|{'-' * 40}|{'-' * 9}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
+          f"load {env.get('loadavg_1m_5m_15m')}")
+    print(f"CPU: {env.get('cpu_model', env.get('processor'))}; ISA flags: {env.get('cpu_flags')}")
+    print(f"| {'candidate':<42} | {'params':>7} | {'GMACs':>6} | {'median ms':>10} | {'p90 ms':>10} |")
+    print(f"|{'-' * 44}|{'-' * 9}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
     for k, v in res.items():
         name = next((n for n in params if k.startswith(n + " (")), None)
         ps = f"{params[name] / 1e6:.1f}M" if name else "-"
-        ms = f"{macs[name] / 1e9:.0f}" if name in macs else "-"
-        print(f"| {k:<38} | {ps:>7} | {ms:>6} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} |")
+        ms = f"{macs[name] / 1e9:.1f}" if name in macs else "-"
+        print(f"| {k:<42} | {ps:>7} | {ms:>6} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} |")
+    if app:
+        print(f"| {'app click-to-mask':<42} | {'-':>7} | {'-':>6} | {app.get('median_ms', float('nan')):>10.1f} | "
+              f"{app.get('p90_ms', float('nan')):>10.1f} |")
     for k, r in ratios.items():
         print(f"{k}: {r:.2f}x")
-    print(f"MobileSAM: {mobilesam_note}")
+    for k, t in targets.items():
+        verdict = "not measured" if t is None else f"{t['ratio']:.1f}x ({'met' if t['met'] else 'NOT met'})"
+        print(f"target {k}: {verdict}")
+    print(f"MobileSAM: {mobilesam_note}; app click: {app_note}")
     for k, n in onnx_notes.items():
         print(f"{k}: {n}")
     print(f"wrote {args.out}")

@@ -20,10 +20,12 @@ _DISTILL_FLAGS = {
 
 def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
     p.add_argument("--checkpoint", required=checkpoint_required,
-                   help="repvit_sam.pt (authors), our .safetensors, or a distillation last.pt/best.pt")
+                   help="repvit_sam.pt (authors), edge_sam.pth (EdgeSAM), our .safetensors, a distillation "
+                        "last.pt/best.pt, or a published weight name (edge_sam, edge_sam_3x, repvit_sam)")
     p.add_argument("--decoder-checkpoint", help="SAM checkpoint for the prompt encoder and mask decoder (needed for "
                                                 "distillation checkpoints, which hold only the encoder)")
-    p.add_argument("--variant", help="encoder variant (repvit_sam_m2_3, m0_9, ...); default: the checkpoint's")
+    p.add_argument("--variant", help="encoder variant (repvit_sam_m2_3, m0_9, edge_sam, ...); default: the "
+                                     "checkpoint's")
     p.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 1024)")
     p.add_argument("--fused", action="store_true", help="the checkpoint holds a fused encoder")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -66,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--multimask-decoder", action="store_true", help="decoder returns all candidate masks")
     e.add_argument("--coreml", action="store_true", help="also write encoder.mlpackage (checked by its spec)")
     e.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance against the fused PyTorch model")
+    e.add_argument("--upsample-mode", choices=["bicubic", "bilinear"],
+                   help="EdgeSAM only: the fusion neck's upsampling in the exported encoders (default: the model's, "
+                        "bicubic, for ONNX; bilinear for Core ML, which has no bicubic)")
     e.set_defaults(func=run_export)
 
     d = ss.add_parser("distill", help="train a RepViT-SAM encoder on a SAM teacher's image embeddings and masks",
@@ -149,12 +154,13 @@ def _load(args: argparse.Namespace):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png
+    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png, validate_prompts
     from repvit.sam.preprocess import load_rgb
 
     points = [parse_point(p) for p in args.point]
     box = parse_box(args.box) if args.box else None
     image = load_rgb(args.image)
+    validate_prompts(points, box, image.shape[:2])  # before loading the model
     pred = predict_masks(_load(args), image, points, box, args.multimask)
     out, stem = Path(args.output_dir), Path(args.image).stem
     m = save_png(pred.mask, out / f"{stem}_mask.png")
@@ -183,7 +189,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     sam = _load(args)
     out = Path(args.output_dir)
-    enc = export_encoder_onnx(sam, out / "encoder.onnx", preprocess=args.preprocess_in_graph, rtol=args.rtol)
+    enc = export_encoder_onnx(sam, out / "encoder.onnx", preprocess=args.preprocess_in_graph, rtol=args.rtol,
+                              upsample_mode=args.upsample_mode)
     dec = export_decoder_onnx(sam, out / "decoder.onnx", return_single_mask=not args.multimask_decoder,
                               rtol=args.rtol)
     print(f"encoder: {enc['path']} (fused; ONNX Runtime vs PyTorch max rel diff {enc['parity']['max_rel_diff']:.2e}"
@@ -191,7 +198,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"decoder: {dec['path']} (inputs {', '.join(dec['inputs'])}; max rel diff "
           f"{dec['parity']['max_rel_diff']:.2e})")
     if args.coreml:
-        cm = export_encoder_coreml(sam, out / "encoder.mlpackage")
+        cm = export_encoder_coreml(sam, out / "encoder.mlpackage", upsample_mode=args.upsample_mode)
         spec = cm["spec"]
         print(f"core ml: {cm['path']} (ML program {spec['is_ml_program']}; inputs "
               f"{[(i['name'], i['shape']) for i in spec['inputs']]}; outputs "

@@ -1,18 +1,19 @@
-"""RepViT-SAM: SAM (``segment-anything``) with a re-parameterizable RepViT image encoder.
+"""RepViT-SAM and EdgeSAM: SAM (``segment-anything``) with a re-parameterizable RepViT image encoder.
 
 The encoder is built here from repvit's modules; the prompt encoder, mask decoder, predictor and automatic mask
 generator are ``segment-anything``'s own.
 """
 
-from .build import build_repvit_sam, build_sam_from_encoder, encoder_config, is_fused_sam
+from .build import SAM_WEIGHT_NAMES, build_repvit_sam, build_sam_from_encoder, encoder_config, is_fused_sam
 from .checkpoint import SamCheckpoint, read_sam_checkpoint, read_sam_decoder, save_repvit_sam
-from .encoder import SAM_VARIANTS, RepViTSamConfig, RepViTSamEncoder, get_sam_config
+from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS, RepViTSamConfig, RepViTSamEncoder, get_sam_config
 
 __all__ = [
     "build_repvit_sam",
     "build_sam_from_encoder",
     "encoder_config",
     "is_fused_sam",
+    "SAM_WEIGHT_NAMES",
     "SamCheckpoint",
     "read_sam_checkpoint",
     "read_sam_decoder",
@@ -20,5 +21,6 @@ __all__ = [
     "RepViTSamConfig",
     "RepViTSamEncoder",
     "SAM_VARIANTS",
+    "EDGE_SAM_VARIANTS",
     "get_sam_config",
 ]

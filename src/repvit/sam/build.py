@@ -19,9 +19,44 @@ from ._deps import require_sam
 from .checkpoint import SamCheckpoint, match_state_dict, read_sam_checkpoint, read_sam_decoder
 from .encoder import RepViTSamConfig, RepViTSamEncoder, get_sam_config
 
-__all__ = ["build_repvit_sam", "build_sam_from_encoder", "encoder_config", "is_fused_sam", "PROMPT_EMBED_DIM"]
+__all__ = ["build_repvit_sam", "build_sam_from_encoder", "encoder_config", "is_fused_sam", "PROMPT_EMBED_DIM",
+           "SAM_WEIGHT_NAMES", "resolve_sam_checkpoint"]
 
 PROMPT_EMBED_DIM = 256  # SAM's prompt / decoder width
+# published weights build_repvit_sam takes by name (fetched by repvit.weights.resolve_weights)
+SAM_WEIGHT_NAMES = ("edge_sam", "edge_sam_3x", "repvit_sam")
+
+
+def resolve_sam_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, Any],
+) -> str | os.PathLike | Mapping[str, Any]:
+    """``checkpoint`` itself when it is a dict or an existing file; a registered weight name (``edge_sam``,
+    ``edge_sam_3x``, ``repvit_sam``) becomes its local file through :func:`repvit.weights.resolve_weights`.
+
+    Raises:
+        CheckpointError: a missing file, a variant name passed as a checkpoint, or no weight resolver installed.
+    """
+    if isinstance(checkpoint, Mapping) or os.path.exists(checkpoint):
+        return checkpoint
+    name = str(checkpoint)
+    looks_like_path = any(c in name for c in "/\\") or os.path.splitext(name)[1] != ""
+    if name not in SAM_WEIGHT_NAMES:
+        if looks_like_path:
+            raise CheckpointError(f"RepViT-SAM checkpoint {name} does not exist or is not a file.")
+        try:
+            get_sam_config(name)
+        except (ValueError, KeyError):
+            pass
+        else:
+            raise CheckpointError(f"{name!r} is an encoder variant, not a checkpoint: pass variant={name!r} (CLI: "
+                                  f"--variant) for random weights, or a weight name ({', '.join(SAM_WEIGHT_NAMES)}).")
+    try:
+        from repvit.weights import resolve_weights
+    except ImportError as e:
+        raise CheckpointError(f"{name!r} is not a file, and the weight resolver (repvit.weights.resolve_weights) "
+                              f"that fetches published weights by name is not available ({e}); pass the path of a "
+                              "downloaded checkpoint instead.") from None
+    return resolve_weights(name)
 
 
 def build_sam_from_encoder(encoder: nn.Module) -> nn.Module:
@@ -56,29 +91,36 @@ def build_repvit_sam(
     img_size: int | None = None,
     decoder_checkpoint: str | os.PathLike | None = None,
     drop_path_rate: float = 0.0,
+    upsample_mode: str | None = None,
 ) -> nn.Module:
     """Build RepViT-SAM, optionally loading a checkpoint, and return a ``segment_anything.modeling.Sam``.
 
     Args:
-        checkpoint: the authors' ``repvit_sam.pt``, ours (``.safetensors`` from :func:`save_repvit_sam` or
-            ``repvit sam export``), or a ``repvit sam distill`` training checkpoint (encoder only). Loading is strict.
+        checkpoint: the authors' ``repvit_sam.pt``, EdgeSAM's ``edge_sam.pth`` (recognised by its keys), ours
+            (``.safetensors`` from :func:`save_repvit_sam` or ``repvit sam export``), a ``repvit sam distill``
+            training checkpoint (encoder only), or a published weight name (``edge_sam``, ``edge_sam_3x``,
+            ``repvit_sam``; see :func:`resolve_sam_checkpoint`). Loading is strict.
         fused: return the re-parameterized (deploy-form) encoder; needed for fused checkpoints.
-        variant: the encoder (``repvit_sam_m2_3``, ``m0_9``, a :class:`RepViTSamConfig`); by default the
-            checkpoint's, else RepViT-M2.3 (the authors' model).
+        variant: the encoder (``repvit_sam_m2_3``, ``m0_9``, ``edge_sam``, a :class:`RepViTSamConfig`); by default
+            the checkpoint's, else RepViT-M2.3 (the authors' model).
         img_size: input side (default the checkpoint's, else 1024); smaller sizes make small, fast models.
         decoder_checkpoint: a SAM checkpoint whose prompt encoder and mask decoder are used (e.g. the teacher's
             ``sam_vit_h.pth``); required when ``checkpoint`` holds only an encoder, and replaces its decoder otherwise.
         drop_path_rate: stochastic depth in the trunk (training).
+        upsample_mode: the fusion neck's upsampling (EdgeSAM: ``"bicubic"``, the default; ``"bilinear"`` as in its
+            exports).
 
     Raises:
         CheckpointError: an unreadable file or unknown layout; a fused checkpoint without ``fused=True``.
         CheckpointMismatchError: keys or shapes that do not match the model (listed in the message).
     """
-    ckpt: SamCheckpoint | None = read_sam_checkpoint(checkpoint) if checkpoint is not None else None
+    ckpt: SamCheckpoint | None = None
+    if checkpoint is not None:
+        ckpt = read_sam_checkpoint(resolve_sam_checkpoint(checkpoint))
     if ckpt is not None and ckpt.cfg is not None and variant is None:
-        cfg = get_sam_config(ckpt.cfg, img_size=img_size)
+        cfg = get_sam_config(ckpt.cfg, img_size=img_size, upsample_mode=upsample_mode)
     else:
-        cfg = get_sam_config(variant, img_size=img_size)
+        cfg = get_sam_config(variant, img_size=img_size, upsample_mode=upsample_mode)
     encoder = RepViTSamEncoder(cfg, drop_path_rate=drop_path_rate)
     sam = build_sam_from_encoder(encoder)
     if ckpt is None:

@@ -6,6 +6,9 @@ Formats read:
   ``image_encoder.features.N...`` in the authors' classifier layout (converted with
   :func:`repvit.models.checkpoint.authors_to_timm`), then ``image_encoder.neck.{0,1,2,3}.*``, ``prompt_encoder.*``
   and ``mask_decoder.*`` as in ``segment_anything``.
+* ``edge_sam`` — EdgeSAM's ``edge_sam.pth`` / ``edge_sam_3x.pth``: a bare state dict like the authors' one (trunk
+  ``image_encoder.features.N...``, legacy RepViT-M0.9 blocks) plus the fusion neck's
+  ``image_encoder.fuse_stage2.weight`` and ``image_encoder.fuse_stage3.op_list.0.weight``; recognised by those keys.
 * ``repvit-sam`` — ours: a ``.safetensors`` file of the whole ``Sam`` state dict (trunk at
   ``image_encoder.trunk.*``) whose metadata holds the :class:`RepViTSamConfig` and whether it is fused.
 * ``sam-distill`` — a training checkpoint of ``repvit sam distill`` (``last.pt``/``best.pt``): the student encoder
@@ -82,12 +85,18 @@ def _trunk_variant(trunk_sd: Mapping[str, torch.Tensor]) -> str | None:
     return next((n for n in list_models("repvit_*") if get_model_entry(n).config == cfg), None)
 
 
+_FUSION_KEY = "image_encoder.fuse_stage2.weight"
+_EDGE_SAM_RENAMES = {"image_encoder.fuse_stage3.op_list.0.weight": "image_encoder.fuse_stage3.weight"}
+
+
 def _cfg_from(sd: Mapping[str, torch.Tensor], img_size: int = 1024) -> RepViTSamConfig | None:
     trunk = {k[len("image_encoder.trunk."):]: v for k, v in sd.items() if k.startswith("image_encoder.trunk.")}
     variant = _trunk_variant(trunk)
     neck = sd.get("image_encoder.neck.0.weight")
     if variant is None or neck is None:
         return None
+    if _FUSION_KEY in sd:  # EdgeSAM's fusion neck: full-stride trunk; its upsampling mode is not in the weights
+        return RepViTSamConfig(variant, img_size=img_size, embed_dim=int(neck.shape[0]), last_stride=2, neck="fusion")
     return RepViTSamConfig(variant, img_size=img_size, embed_dim=int(neck.shape[0]))
 
 
@@ -139,7 +148,9 @@ def read_sam_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> SamChe
                               "prompt_encoder.*, mask_decoder.*).")
     sd = _strip_prefixes(dict(obj))
     if any(k.startswith("image_encoder.features.") for k in sd):
-        sd, fmt = _from_authors(sd), "authors"
+        edge = _FUSION_KEY in sd
+        sd = {_EDGE_SAM_RENAMES.get(k, k): v for k, v in _from_authors(sd).items()}
+        fmt = "edge_sam" if edge else "authors"
     elif not any(k.startswith("image_encoder.trunk.") for k in sd):
         hint = ""
         if any(k.startswith("image_encoder.blocks.") for k in sd):

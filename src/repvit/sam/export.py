@@ -29,13 +29,27 @@ DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_inpu
 DECODER_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 
 
-def _fused_encoder(sam: nn.Module) -> nn.Module:
-    return copy.deepcopy(sam.image_encoder).float().eval().fuse(inplace=True)
+def _fused_encoder(sam: nn.Module, upsample_mode: str | None = None) -> nn.Module:
+    enc = copy.deepcopy(sam.image_encoder).float().eval().fuse(inplace=True)
+    if upsample_mode is not None and getattr(enc, "fusion", False):
+        enc.set_upsample_mode(upsample_mode)
+    return enc
+
+
+def _model_meta(enc: nn.Module) -> dict[str, Any]:
+    cfg = enc.cfg
+    meta: dict[str, Any] = {"model": "edge-sam" if cfg.neck == "fusion" else "repvit-sam", "sam_config": cfg.to_dict()}
+    return meta
 
 
 def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: bool = False, opset: int = OPSET,
-                        rtol: float = 1e-4, check_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                        rtol: float = 1e-4, check_size: tuple[int, int] | None = None,
+                        upsample_mode: str | None = None) -> dict[str, Any]:
     """Write the fused image encoder as ONNX and check it against ONNX Runtime.
+
+    EdgeSAM's bicubic upsampling exports as ONNX ``Resize`` (cubic, half-pixel) and matches PyTorch; ``upsample_mode``
+    (``"bilinear"``, as EdgeSAM's own export scripts do) replaces it in the exported graph, and the parity check is
+    then against the PyTorch encoder with the same mode. The mode is recorded in the metadata (``sam_config``).
 
     Without ``preprocess`` the graph is the authors' form: input ``image`` (1, 3, S, S), already normalized and
     padded (``Sam.preprocess``), output ``image_embeddings`` (1, 256, S/16, S/16). With ``preprocess`` the input is
@@ -47,9 +61,9 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
         inputs; a :class:`repvit.deploy.parity.ParityError` is raised above ``rtol``).
     """
     cfg = encoder_config(sam)
-    enc = _fused_encoder(sam)
+    enc = _fused_encoder(sam, upsample_mode)
     s = cfg.img_size
-    meta = {"model": "repvit-sam", "sam_config": cfg.to_dict(), "fused": True, "preprocess_in_graph": preprocess,
+    meta = {**_model_meta(enc), "fused": True, "preprocess_in_graph": preprocess,
             "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1]}
     gen = torch.Generator().manual_seed(0)
     if not preprocess:
@@ -157,20 +171,31 @@ def run_decoder_onnx(sess, inputs: dict[str, Any]) -> list[torch.Tensor]:
     return [torch.from_numpy(o) for o in sess.run(None, feed)]
 
 
-def export_encoder_coreml(sam: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+def export_encoder_coreml(sam: nn.Module, path: str | os.PathLike, *,
+                          upsample_mode: str | None = None) -> dict[str, Any]:
     """Write the fused encoder as a Core ML ML program (``.mlpackage``): tensor input ``input`` (1, 3, S, S),
     normalized and padded as for the ONNX encoder; output ``image_embeddings``. Returns its spec summary
-    (Core ML runs only on Apple platforms; on Linux the package is checked by its spec)."""
+    (Core ML runs only on Apple platforms; on Linux the package is checked by its spec).
+
+    coremltools has no conversion for bicubic upsampling, so an EdgeSAM encoder (fusion neck) is written with
+    bilinear upsampling unless ``upsample_mode`` says otherwise, as EdgeSAM's own export scripts do; the metadata
+    records the mode (``upsample_mode``)."""
     from repvit.deploy.coreml import convert_coreml, coreml_spec_summary, save_mlpackage
 
     cfg = encoder_config(sam)
-    enc = _fused_encoder(sam)
+    if cfg.neck == "fusion" and upsample_mode is None:
+        upsample_mode = "bilinear"
+    enc = _fused_encoder(sam, upsample_mode)
+    cfg = enc.cfg
     s = cfg.img_size
     with torch.no_grad():
         traced = torch.jit.trace(enc, torch.randn(1, 3, s, s), check_trace=False)
-    mlmodel = convert_coreml(traced, (s, s), ["image_embeddings"], {"model": "repvit-sam", "variant": cfg.variant,
-                                                                    "img_size": str(s)},
-                             image_input=False, description="RepViT-SAM image encoder (fused), exported by repvit")
+    meta = {"model": _model_meta(enc)["model"], "variant": cfg.variant, "img_size": str(s)}
+    if cfg.neck == "fusion":
+        meta["upsample_mode"] = cfg.upsample_mode
+    name = "EdgeSAM" if cfg.neck == "fusion" else "RepViT-SAM"
+    mlmodel = convert_coreml(traced, (s, s), ["image_embeddings"], meta,
+                             image_input=False, description=f"{name} image encoder (fused), exported by repvit")
     mlmodel.input_description["input"] = "normalized, padded RGB image (Sam.preprocess)"
     mlmodel.output_description["image_embeddings"] = "SAM image embedding"
     save_mlpackage(mlmodel, path)
