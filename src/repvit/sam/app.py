@@ -115,19 +115,14 @@ def parse_box_json(text: str | None) -> tuple[float, float, float, float] | None
 def check_prompts(points: Sequence[tuple[float, float, int]], box: Sequence[float] | None, width: int,
                   height: int) -> None:
     """Raise :class:`PromptError` for a point outside the ``width`` x ``height`` image, a label other than 0/1,
-    or a box outside the image or with ``x1 <= x0`` / ``y1 <= y0``. Coordinates are pixels, 0..width, 0..height."""
-    for x, y, label in points:
-        if label not in (0, 1):
-            raise PromptError(f"a point's label is 1 (foreground) or 0 (background), got {label}.")
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise PromptError(f"point ({x:g}, {y:g}) is outside the {width} x {height} image; "
-                              f"x must be in 0..{width} and y in 0..{height}.")
-    if box is not None:
-        x0, y0, x1, y1 = box
-        if not (x1 > x0 and y1 > y0):
-            raise PromptError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty: it needs x1 > x0 and y1 > y0.")
-        if not (0 <= x0 and 0 <= y0 and x1 <= width and y1 <= height):
-            raise PromptError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is outside the {width} x {height} image.")
+    or a box outside the image or with ``x1 <= x0`` / ``y1 <= y0``: the checks of
+    :func:`repvit.sam.predict.validate_prompts` (the CLI's), as the app's error type."""
+    from .predict import validate_prompts
+
+    try:
+        validate_prompts(points, box, (height, width))
+    except ValueError as e:
+        raise PromptError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------------------------- session
@@ -335,7 +330,7 @@ def load_app_model(checkpoint: str | os.PathLike | None = DEFAULT_CHECKPOINT, fu
     ``edge_sam`` variant (or ``repvit_sam_m0_9`` where there is none) with random weights, and the note says so.
     A path that looks like a file (a separator or a checkpoint suffix) and does not exist is an error.
     """
-    from repvit.sam import SAM_VARIANTS, build_repvit_sam
+    from repvit.sam import EDGE_SAM_VARIANTS, SAM_VARIANTS, build_repvit_sam
 
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -351,7 +346,7 @@ def load_app_model(checkpoint: str | os.PathLike | None = DEFAULT_CHECKPOINT, fu
             reason = f"checkpoint {str(checkpoint)!r} could not be loaded ({type(e).__name__}: {e})"
     else:
         reason = "no checkpoint given"
-    variant = "edge_sam" if "edge_sam" in SAM_VARIANTS else "repvit_sam_m0_9"
+    variant = "edge_sam" if "edge_sam" in {**SAM_VARIANTS, **EDGE_SAM_VARIANTS} else "repvit_sam_m0_9"
     sam = build_repvit_sam(variant=variant, fused=fused)
     return sam, (f"{reason}; using {variant} with RANDOM weights, so the masks are meaningless. Pass "
                  "--checkpoint with a RepViT-SAM file (repvit_sam.pt, a .safetensors from save_repvit_sam or a "
