@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from repvit.data.loader import eval_loader, seed_epoch, train_loader
+from repvit.runtime import torch_threads
 
 from .checkpoint import find_resume, get_rng_state, load_train_checkpoint, save_train_checkpoint, set_rng_state
 from .classify import ClassifyTask, build_model
@@ -133,12 +134,11 @@ def run_task(task: Task, config: EngineConfig) -> dict[str, Any]:
     """
     cfg = config
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
-    threads_before = torch.get_num_threads()
     info = init_distributed(cfg.device)
     try:
-        return _run(task, cfg, info)
+        with torch_threads(cfg.threads):  # cfg.threads applies to this run only
+            return _run(task, cfg, info)
     finally:
-        torch.set_num_threads(threads_before)  # cfg.threads applies to this run only
         if not already:
             cleanup_distributed()
 
@@ -154,8 +154,6 @@ def _run(task: Task, cfg: EngineConfig, info: DistInfo) -> dict[str, Any]:
     if main:
         out.mkdir(parents=True, exist_ok=True)
     device = info.device
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     task.cfg, task.info = cfg, info
 
     data = task.build_data(cfg, info)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from repvit.runtime import resolve_device
 from repvit.train.config import EngineConfig
 from repvit.train.task import Task, TaskData
 
@@ -255,7 +256,7 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
                          f"{list(d.categories.names)[:10]}; the names (in category-id order) must match.")
     if fused:
         model = fuse_detector(model, inplace=True)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model.to(dev)
     loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
     return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
