@@ -45,6 +45,7 @@ class EngineConfig:
     warmup_lr: float = 1e-6
     warmup_epochs: int = 1
     warmup_steps: int | None = None  # linear warm-up in optimiser steps; when set it overrides warmup_epochs
+    warmup_max_fraction: float = 0.25  # a longer warm-up is capped to this fraction of the run's steps (logged)
     sched: str = "cosine"  # timm: cosine | poly | multistep | step | plateau-free others
     decay_rate: float = 0.1  # poly: the power; step/multistep: the factor
     decay_milestones: tuple[int, ...] | None = None  # multistep: the epochs at which the rate is multiplied
