@@ -207,7 +207,7 @@ def _in_chans(model: nn.Module) -> int:
 
 
 def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
     from .onnx_passes import apply_passes
@@ -282,7 +282,7 @@ def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
 
 def _write_sidecar(result: ExportResult) -> None:
     """Formats without a metadata slot get ``<file>.json`` beside them (mean/std, classes, input size)."""
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     text = json.dumps(result.metadata, indent=2)
     atomic_write(Path(str(result.path) + ".json"), lambda p: Path(p).write_text(text))
@@ -306,7 +306,7 @@ def _per_image(method, run):
 
 
 def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .executorch_export import export_executorch_bytes, load_method, run_method
 
@@ -331,7 +331,7 @@ def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -
 
 
 def _export_tflite(net, xs, refs, result: ExportResult, rtol) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .tflite_export import export_tflite_bytes, load_interpreter, run_interpreter
 

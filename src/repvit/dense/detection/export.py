@@ -68,7 +68,7 @@ def export_detector_onnx(detector: nn.Module, path: str | Path, *, height: int, 
         p = model.metadata_props.add()
         p.key, p.value = str(k), v if isinstance(v, str) else json.dumps(v)
     path = Path(path)
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
 

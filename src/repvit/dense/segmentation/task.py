@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repvit.io import check_task
 from repvit.train.config import EngineConfig
 from repvit.train.distributed import all_reduce_sum
 from repvit.train.engine import autocast_context
@@ -126,9 +127,7 @@ def load_segmentation_weights(model: SemanticFPN, path: str | Path) -> None:
     from repvit.train.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
-    if ckpt.get("task") != "segment":
-        raise ValueError(f"{path} is a {ckpt.get('task')!r} checkpoint, not a segmentation one; to start from a "
-                         "classifier use --backbone-checkpoint.")
+    check_task(ckpt, "segment", path, "To start from a classifier use --backbone-checkpoint.")
     sd = dict(ckpt["model"])
     cls_w = sd.get("head.classifier.weight")
     if cls_w is not None and cls_w.shape[0] != model.num_classes:
@@ -226,9 +225,7 @@ def load_segmenter(path: str | Path, *, use_ema: bool = False) -> tuple[Semantic
     from repvit.train.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
-    if ckpt.get("task") != "segment":
-        raise ValueError(f"{path} is a {ckpt.get('task')!r} training checkpoint, not a segmentation one "
-                         "(repvit segment train writes those).")
+    check_task(ckpt, "segment", path)
     cfg = SegmentConfig.from_dict(ckpt["config"])
     meta = dict(ckpt.get("meta") or {})
     model = _model_from_cfg(cfg, int(meta["num_classes"]), None)
