@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from repvit.models import fuse_model
 
@@ -31,8 +32,7 @@ FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml", "executorch", "tfli
 INT8_FORMATS: tuple[str, ...] = ("onnx", "executorch")
 FIXED_BATCH_FORMATS: tuple[str, ...] = ("coreml", "executorch", "tflite")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage", "executorch": ".pte", "tflite": ".tflite"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 class Normalize(nn.Module):

@@ -61,11 +61,10 @@ def evaluate_checkpoint(
 
 def _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_size, workers, device, strict_data,
               model_name) -> dict[str, Any]:
-    import repvit
-    from repvit.models import read_checkpoint
+    from repvit.models import create_model, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
-    model = repvit.create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
+    model = create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
     size = img_size or checkpoint_img_size(ckpt.meta, 32 if is_digits(data) else 224)
     bundle = build_eval_dataset(data, size, getattr(model, "in_chans", 3), crop_pct, interpolation, strict_data)
     n_model = getattr(model, "num_classes", None)

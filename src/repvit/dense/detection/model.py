@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
            "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -29,8 +30,7 @@ __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load
 _log = logging.getLogger(__name__)
 
 DETECTORS = ("maskrcnn", "fasterrcnn", "retinanet")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from repvit.data import is_digits
 from repvit.runtime import resolve_device
 
 from .data import IMAGE_SUFFIXES, eval_transform, segment_collate
@@ -31,7 +32,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_
     k = int(meta["num_classes"])
     if num_classes is not None and int(num_classes) != k:
         raise ValueError(f"--num-classes {num_classes} does not match {checkpoint}, which has {k} classes.")
-    cfg = cfg.replace(data=data or cfg.data, num_classes=k if str(data or cfg.data).lower() != "digits" else None)
+    cfg = cfg.replace(data=data or cfg.data, num_classes=None if is_digits(data or cfg.data) else k)
     _, val, vmeta = build_segment_datasets(cfg, train=False)
     if vmeta["num_classes"] != k:
         raise ValueError(f"{checkpoint} has {k} classes but --data {cfg.data} has {vmeta['num_classes']}.")
