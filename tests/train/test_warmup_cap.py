@@ -1,4 +1,4 @@
-"""A warm-up longer than a quarter of the run is capped, and the run says so: the issue's 24-step run with a 30-step
+"""A warm-up longer than a quarter of the run is capped, and the run says so: a 24-step run with a 30-step
 warm-up otherwise never reaches its learning rate."""
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Conventions (shared by segmentation and detection):
 
 * :class:`DenseBackbone` returns an ``OrderedDict[str, Tensor]`` with keys ``"0".."3"`` (those in
   ``out_indices``), in order of increasing stride. ``out_channels_list`` and ``strides`` describe them.
-* Two tap conventions (PAPER.md §7), both at strides 4 / 8 / 16 / 32 with the four stage widths:
+* Two tap conventions (the authors' segmentation and detection code), both at strides 4 / 8 / 16 / 32 with the
+  four stage widths:
 
   - ``taps="stage"`` (detection): the outputs of ``stages[0..3]``.
   - ``taps="segment"`` (the authors' segmentation taps): for ``s < 3`` the output one block later, after

@@ -7,7 +7,8 @@ taps, frozen BatchNorm), torchvision's FPN (:class:`~repvit.dense.RepViTFPN`) an
   ratios 0.5/1/2, RoIAlign 7 (boxes) and 14 (masks).
 * RetinaNet: FPN P3-P7 (P6 and P7 strided 3×3 convs on P5, ``LastLevelP6P7``), torchvision's default anchors.
 
-:class:`DetectorSpec` holds the head sizes. Its defaults are MMDetection 2.x's Mask R-CNN defaults (PAPER.md §7):
+:class:`DetectorSpec` holds the head sizes. Its defaults are MMDetection 2.x's Mask R-CNN defaults (the paper's
+detection setting):
 2-FC box head of 1024, four 256-channel mask convs, 512 sampled RoIs, RPN 2000/1000 proposals (train) and
 1000/1000 (test). The built-in digits recipe uses leaner heads (see ``configs/detect_digits.yaml``).
 """
