@@ -202,12 +202,15 @@ def main() -> int:
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--only", choices=["sam"], help="run one part only")
     args = ap.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check.py needs a CUDA GPU and this torch sees none; run it on a machine with one.", file=sys.stderr)
+        return 2
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "repvit_gpu_check"
     work.mkdir(parents=True, exist_ok=True)
-    import torch
-
     res: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0), "steps": {}}
     py = sys.executable
     run = res["steps"]

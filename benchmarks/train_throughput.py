@@ -35,6 +35,7 @@ import repvit
 from repvit.bench.latency import environment_info
 from repvit.data import DigitsDataset, digits_train_transform
 from repvit.data.loader import train_loader
+from repvit.train.classify import ClassifyTask
 from repvit.train.config import TrainConfig
 from repvit.train.distill import DistillationLoss
 from repvit.train.engine import StepOptions, train_one_epoch
@@ -58,17 +59,22 @@ def make_side(args, ours: bool, seed: int = 0):
 
 
 def ours_runner(args, ds):
+    """The step ``repvit train`` runs: :class:`ClassifyTask`'s ``train_step`` (loss through the distillation
+    wrapper, here without a teacher) inside the engine's ``train_one_epoch``."""
     model, opt, sched, ema, base = make_side(args, ours=True)
-    crit = DistillationLoss(base, None, "none")
+    task = ClassifyTask()
+    task.cfg = TrainConfig(model=args.model, img_size=args.img_size, batch_size=args.batch_size)
+    task.criterion = DistillationLoss(base, None, "none")
+    cpu = torch.device("cpu")
     options = StepOptions(clip_grad=0.02, clip_mode="agc")
     state = {"step": 0, "epoch": 0}
 
     def run_steps(n: int) -> int:
         loader = train_loader(ds, args.batch_size, seed=0, epoch=state["epoch"], workers=0)
         state["epoch"] += 1
-        stats = train_one_epoch(model, crit, itertools.islice(loader, n), opt, epoch=state["epoch"],
-                                device=torch.device("cpu"), start_step=state["step"], scheduler=sched, ema=ema,
-                                options=options)
+        stats = train_one_epoch(model, lambda batch: task.train_step(model, batch, cpu),
+                                itertools.islice(loader, n), opt, epoch=state["epoch"], device=cpu,
+                                start_step=state["step"], scheduler=sched, ema=ema, options=options)
         state["step"] += stats.steps
         return stats.images
 

@@ -1,6 +1,7 @@
 """repvit: RepViT (CVPR 2024) models, checkpoints, fusing, training and deployment."""
 
-from . import roadmap  # noqa: F401  (registers the roadmap_* models)
+# the roadmap_* models are registered when the registry is first asked for them (repvit.models.registry), so
+# ``import repvit`` does not import the roadmap package
 from .models import (
     CheckpointError,
     CheckpointMismatchError,

@@ -122,7 +122,7 @@ def test_recipes_match_the_defaults_and_the_paper():
     assert load_config("detect_digits", cls=DetectConfig) == DetectConfig()  # the YAML is the default recipe
     paper = load_config("detect_maskrcnn_coco_1x", cls=DetectConfig)
     spec = detector_spec(paper)
-    # MMDetection 2.x Mask R-CNN defaults (PAPER.md §7) are DetectorSpec's defaults, sizes 800 x 1333
+    # MMDetection 2.x Mask R-CNN defaults (the paper's detection setting) are DetectorSpec's defaults, sizes 800 x 1333
     assert spec == DetectorSpec(model="repvit_m1_1", min_size=800, max_size=1333)
     assert (paper.lr, paper.lr_base_batch, paper.weight_decay, paper.epochs) == (2e-4, 16, 0.05, 12)
     assert (paper.sched, list(paper.decay_milestones), paper.warmup_steps) == ("multistep", [8, 11], 500)

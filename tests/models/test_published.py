@@ -1,4 +1,4 @@
-"""Parameter and MAC counts against the published table (PAPER.md §2), to 0.1%."""
+"""Parameter and MAC counts against the paper's published table, to 0.1%."""
 
 import pytest
 

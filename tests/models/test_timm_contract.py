@@ -76,7 +76,7 @@ def _check_paper_cfg(model: nn.Module, name: str) -> None:
     cfg = model.pretrained_cfg
     assert model.default_cfg is cfg
     assert cfg["architecture"] == name and cfg["num_classes"] == model.num_classes
-    # the paper's evaluation transform (PAPER.md §5)
+    # the paper's evaluation transform
     assert cfg["input_size"] == (3, 224, 224) and cfg["interpolation"] == "bicubic"
     assert cfg["crop_pct"] == 0.875 and cfg["crop_mode"] == "center"
     assert cfg["mean"] == timm.data.IMAGENET_DEFAULT_MEAN and cfg["std"] == timm.data.IMAGENET_DEFAULT_STD

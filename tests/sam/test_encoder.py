@@ -12,7 +12,7 @@ from tests.helpers import randomize_bn, rel_err
 def test_m2_3_parameter_count_and_stride():
     enc = RepViTSamEncoder()  # the authors' RepViT-SAM: M2.3 at 1024
     assert enc.img_size == 1024 and enc.cfg.variant == "repvit_m2_3"
-    assert sum(p.numel() for p in enc.parameters()) == 23_158_920  # PAPER.md §7
+    assert sum(p.numel() for p in enc.parameters()) == 23_158_920  # RepViT-SAM's published encoder size
     assert enc.trunk_channels == 640
     # the last downsampling runs at stride 1: the trunk stays at stride 16 where the classifier goes to 32
     classifier = repvit.create_model("repvit_m2_3", features_only=True)

@@ -16,7 +16,7 @@ def test_paper_recipe_for_every_variant(variant, epochs):
     cfg = load_config(f"repvit_{variant}_{epochs}e")
     assert cfg.model == f"repvit_{variant}" and cfg.epochs == epochs
     repvit.get_model_entry(cfg.model)  # a registered model
-    # PAPER.md section 5: 8 x 256 = 2048 images per step -> 4e-3
+    # the paper's recipe: 8 x 256 = 2048 images per step -> 4e-3
     assert cfg.scaled_lr(world_size=8) == pytest.approx(4e-3)
     assert (cfg.opt, cfg.opt_eps, cfg.weight_decay, cfg.sched) == ("adamw", 1e-8, 0.025, "cosine")
     assert (cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr) == (5, 1e-6, 1e-5)

@@ -1,4 +1,4 @@
-"""The issue's acceptance run: `repvit train --data digits --output-dir D --seed 0` reaches >= 97% top-1 on the
+"""The acceptance run: `repvit train --data digits --output-dir D --seed 0` reaches >= 97% top-1 on the
 held-out split (as `repvit eval --json` reports) within 5 minutes wall. Slow: run with `make test-all`."""
 
 import json

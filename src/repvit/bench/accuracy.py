@@ -50,24 +50,22 @@ def digits_accuracy(
         "delta_points", "agreement", "passed", "warning"}], "int8", "errors"}``; ``warning`` (None when passed) says
         how far a low-precision backend fell and its likely cause.
     """
-    import repvit
-    from repvit.data import load_digits_split
+    from repvit.data import is_digits, load_digits_split
     from repvit.deploy.int8_mode import resolve_int8_mode
+    from repvit.models import create_model, fuse_model, read_checkpoint
 
     from .backends import CUDA_BACKENDS, precision_of, prepare_backend
     from .lowp_backends import first_output
 
     say = say or (lambda s: _LOG.info(s))
     int8 = resolve_int8_mode(int8_mode)
-    from repvit.models import read_checkpoint
-
     ckpt = read_checkpoint(checkpoint)
     cfg = ckpt.meta.get("train_config") or {}
-    if cfg.get("data") not in (None, "digits"):
+    if cfg.get("data") is not None and not is_digits(cfg["data"]):
         raise ValueError(f"accuracy checks need a checkpoint trained on the digits set; {checkpoint} was trained on "
                          f"{cfg.get('data')!r}.")
     size = int(img_size or cfg.get("img_size") or 32)
-    model = repvit.fuse_model(repvit.create_model(checkpoint=checkpoint)).eval()
+    model = fuse_model(create_model(checkpoint=checkpoint)).eval()
     x, y = load_digits_split("val", img_size=size)
     x_train, _ = load_digits_split("train", img_size=size)
     g = torch.Generator().manual_seed(0)

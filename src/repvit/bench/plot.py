@@ -29,7 +29,7 @@ def pareto_plot(result: dict[str, Any], path: str | Path, backend: str | None = 
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ImportError("the Pareto plot needs matplotlib: pip install 'repvit-pytorch[plot]'") from e
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     rows = result["rows"]
     backends = [r["backend"] for r in rows]

@@ -127,7 +127,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path, stem: str = "benc
     Returns:
         The paths written.
     """
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

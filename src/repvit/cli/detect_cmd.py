@@ -10,6 +10,8 @@ import argparse
 import json
 import os
 
+from repvit.runtime import device_arg, set_threads
+
 # flag -> config key (flags left unset do not override the recipe)
 _FLAGS = {
     "model": "model", "data": "data", "epochs": "epochs", "batch_size": "batch_size", "output_dir": "output_dir",
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--fused", action="store_true", help="evaluate the deploy form (re-parameterized backbone)")
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
+                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
     e.add_argument("--threads", type=int, default=None, help="CPU threads")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
@@ -73,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--output-dir", required=True)
     pr.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
     pr.add_argument("--fused", action="store_true", help="run the deploy form")
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
+                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_predict)
 
@@ -131,18 +135,11 @@ def run_train(args: argparse.Namespace) -> int:
     return 130 if res["interrupted"] else 0
 
 
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from repvit.dense.detection.task import evaluate_checkpoint
     from repvit.train.config import parse_overrides
 
-    _threads(args.threads)
+    set_threads(args.threads)
     res = evaluate_checkpoint(args.checkpoint, data=args.data, fused=args.fused, batch_size=args.batch_size,
                               workers=args.workers, device=args.device, overrides=parse_overrides(args.overrides))
     if args.json:

@@ -63,6 +63,7 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from repvit.data import is_digits
     from repvit.deploy.export import IMAGENET_MEAN, IMAGENET_STD, check_img_size, export_model
     from repvit.models import create_model, read_checkpoint
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         class_names, fused_ckpt = ckpt.meta.get("class_names"), ckpt.fused
         trained_on = (ckpt.meta.get("train_config") or {}).get("data")
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if trained_on == "digits":  # the digits transform normalizes with mean/std 0.5 (repvit.data.digits)
+    if trained_on is not None and is_digits(trained_on):  # the digits transform normalizes with mean/std 0.5
         from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
 
         mean, std = (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from pathlib import Path
 
-        from repvit.models.checkpoint import atomic_write
+        from repvit.io import atomic_write
 
         text = json.dumps(result, indent=1)
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))

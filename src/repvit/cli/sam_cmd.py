@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from repvit.runtime import device_arg, resolve_device, set_threads
+
 # distill flag -> config key (flags left unset do not override the recipe)
 _DISTILL_FLAGS = {
     "model": "model", "images": "data", "output_dir": "output_dir", "teacher": "teacher",
@@ -29,7 +31,8 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
     p.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 1024)")
     p.add_argument("--fused", action="store_true", help="the checkpoint holds a fused encoder")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    p.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
+                   help="cpu, cuda, cuda:N or auto (cuda when available)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,17 +140,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    import torch
-
     from repvit.sam import build_repvit_sam
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = getattr(args, "device", "cpu") or "cpu"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: this torch sees no CUDA device; use --device cpu.")
+    set_threads(args.threads)
+    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
     sam = build_repvit_sam(args.checkpoint, fused=args.fused, variant=args.variant, img_size=args.img_size,
                            decoder_checkpoint=args.decoder_checkpoint)
     return sam.to(device)

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+from repvit.runtime import device_arg
+
 DEFAULT_RECIPE = "segment_digits"
 # flag -> config key (flags left unset do not override the recipe)
 _FLAGS = {
@@ -61,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", help="'digits' or an ADE20K-layout folder (default: the checkpoint's data)")
     e.add_argument("--num-classes", type=int, help="optional check against the checkpoint's class count")
     e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
+                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
@@ -70,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("source", metavar="IMAGE|DIR")
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--output-dir", required=True)
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
+                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_predict)
 

@@ -3,8 +3,8 @@
 * :mod:`repvit.dense.backbone`  — :class:`DenseBackbone` (both tap conventions, frozen BN, fusing),
   :func:`load_backbone_checkpoint`, :class:`RepViTFPN` (torchvision's FPN).
 * :mod:`repvit.dense.scenes`    — :class:`DigitScenes`, the built-in data set (semantic labels, boxes, masks).
-* :mod:`repvit.dense.segmentation` — Semantic FPN (issue 10).
-* :mod:`repvit.dense.detection`    — detection (issue 11).
+* :mod:`repvit.dense.segmentation` — Semantic FPN.
+* :mod:`repvit.dense.detection`    — Mask R-CNN, Faster R-CNN, RetinaNet.
 """
 
 from .backbone import TAPS, DenseBackbone, RepViTFPN, load_backbone_checkpoint

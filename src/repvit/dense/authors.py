@@ -1,4 +1,4 @@
-"""The authors' published dense checkpoints (PAPER.md §7, §10) and the public dense loaders.
+"""The authors' published dense checkpoints (mmseg Semantic FPN, mmdet Mask R-CNN) and the public dense loaders.
 
 :func:`load_segmenter` and :func:`load_detector` (exported as ``repvit.load_segmenter`` / ``repvit.load_detector``)
 take a file or a published-weights name and return the model in eval mode, unfused or fused:

@@ -4,7 +4,8 @@ Conventions (shared by segmentation and detection):
 
 * :class:`DenseBackbone` returns an ``OrderedDict[str, Tensor]`` with keys ``"0".."3"`` (those in
   ``out_indices``), in order of increasing stride. ``out_channels_list`` and ``strides`` describe them.
-* Two tap conventions (PAPER.md §7), both at strides 4 / 8 / 16 / 32 with the four stage widths:
+* Two tap conventions (the authors' segmentation and detection code), both at strides 4 / 8 / 16 / 32 with the
+  four stage widths:
 
   - ``taps="stage"`` (detection): the outputs of ``stages[0..3]``.
   - ``taps="segment"`` (the authors' segmentation taps): for ``s < 3`` the output one block later, after
@@ -35,11 +36,11 @@ import torch.nn as nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from repvit.io import load_torch
 from repvit.models.checkpoint import (
     CheckpointError,
     LoadedCheckpoint,
     LoadResult,
-    _torch_load,
     authors_to_timm,
     load_checkpoint,
     read_checkpoint,
@@ -161,7 +162,7 @@ def read_backbone_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> L
         path = Path(source)
         if path.suffix == ".safetensors" or not path.is_file() or path.stat().st_size == 0:
             return read_checkpoint(path)  # its errors name the file
-        obj = _torch_load(path)
+        obj = load_torch(path)
     inner = obj
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model", "model_state_dict"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from repvit.data import is_digits
+
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder", "load_calibration", "digits_tensors"]
 
 _LOG = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def load_calibration(
 
     ``mean``/``std`` apply to folder images; the digits set uses its own normalization (mean/std 0.5).
     """
-    if str(source) == "digits":
+    if is_digits(source):
         if img_size[0] != img_size[1]:
             raise ValueError("the digits set is square: use a square --img-size with --calib digits.")
         x, _ = digits_tensors("train", img_size=img_size[0], normalize=normalize)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from repvit.models import fuse_model
 
@@ -31,8 +32,7 @@ FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml", "executorch", "tfli
 INT8_FORMATS: tuple[str, ...] = ("onnx", "executorch")
 FIXED_BATCH_FORMATS: tuple[str, ...] = ("coreml", "executorch", "tflite")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage", "executorch": ".pte", "tflite": ".tflite"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 class Normalize(nn.Module):
@@ -211,7 +211,7 @@ def _in_chans(model: nn.Module) -> int:
 
 def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib,
                  int8_mode=None) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
     from .onnx_passes import apply_passes
@@ -288,7 +288,7 @@ def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
 
 def _write_sidecar(result: ExportResult) -> None:
     """Formats without a metadata slot get ``<file>.json`` beside them (mean/std, classes, input size)."""
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     text = json.dumps(result.metadata, indent=2)
     atomic_write(Path(str(result.path) + ".json"), lambda p: Path(p).write_text(text))
@@ -312,7 +312,7 @@ def _per_image(method, run):
 
 
 def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .executorch_export import export_executorch_bytes, load_method, run_method
 
@@ -338,7 +338,7 @@ def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -
 
 
 def _export_tflite(net, xs, refs, result: ExportResult, rtol) -> None:
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     from .tflite_export import export_tflite_bytes, load_interpreter, run_interpreter
 

@@ -39,7 +39,7 @@ def save_torchscript(
     module: torch.jit.ScriptModule, path: str | Path, extra_files: dict[str, str] | None = None
 ) -> Path:
     """Save a TorchScript module atomically, with optional ``_extra_files`` (e.g. a JSON metadata string)."""
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     path = Path(path)
     files = {k: v.encode() for k, v in (extra_files or {}).items()}

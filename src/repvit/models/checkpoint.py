@@ -14,11 +14,9 @@ Everything is loaded with ``torch.load(..., weights_only=True)`` and converted t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +25,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
+from repvit.io import CheckpointError, atomic_write
+
+# the old private names stay importable from here for code on other branches
+from repvit.io import load_torch as _torch_load
+from repvit.io import read_safetensors as _read_safetensors
+from repvit.io import strip_prefixes as _strip_prefixes
 
 from .config import RepViTConfig
 
@@ -46,10 +51,6 @@ __all__ = [
 
 FORMAT_NAME = "repvit"
 FORMAT_VERSION = "1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or understood."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -83,47 +84,6 @@ class LoadResult:
 
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def _torch_load(path: Path) -> Any:
-    # argparse.Namespace is allowed because the authors' (DeiT-style) checkpoints store their args in one.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure becomes one readable error
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(
-                f"{path} holds Python objects that are not plain data, so it is not loaded (repvit only loads "
-                f"checkpoints with weights_only=True). Re-save just the state dict: "
-                f"torch.save(model.state_dict(), 'weights.pth'). Detail: {msg}"
-            ) from None
-        raise CheckpointError(
-            f"could not read {path}: the file is corrupt or truncated, or not a PyTorch checkpoint "
-            f"({type(e).__name__}: {msg}). Download or export it again."
-        ) from None
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(
-            f"could not read {path}: the safetensors file is corrupt or truncated ({type(e).__name__}: {e}). "
-            "Download or export it again."
-        ) from None
-    return sd, meta
-
-
-def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in ("module.", "_orig_mod.", "model."):
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
 
 
 def _unwrap(obj: Any, path: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -406,30 +366,6 @@ def load_checkpoint(
 
 
 # ------------------------------------------------------------------------------------------------------- writing
-
-
-def atomic_write(path: str | os.PathLike, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` on a temporary file beside ``path`` and rename it into place.
-
-    If anything fails (a full disk, an interrupt) the temporary file is removed and any existing ``path`` stays
-    as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def save_checkpoint(

@@ -1,7 +1,7 @@
 """Typed configuration of a RepViT network and the published variant table.
 
 A variant is data: stage widths, depths, SE pattern, kernel size, expansion ratio and token-mixer kind. The
-numbers in :data:`PUBLISHED` come from the paper and the authors' release (see ``shared/PAPER.md`` §2).
+numbers in :data:`PUBLISHED` come from the paper's tables and the authors' release.
 """
 
 from __future__ import annotations

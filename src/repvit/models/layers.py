@@ -23,6 +23,8 @@ __all__ = [
     "ConvMlp",
     "fuse_conv_bn_weights",
     "FusableMixin",
+    "TwoHeadsMixin",
+    "mean_linear",
 ]
 
 
@@ -31,6 +33,34 @@ class FusableMixin:
 
     def fuse(self) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class TwoHeadsMixin:
+    """DeiT-style distillation heads: a classification ``head`` and an optional second ``head_dist`` (None without
+    distillation, so that TorchScript compiles both branches) read the same features.
+
+    :meth:`two_heads` gives ``(cls_logits, dist_logits)`` in train mode (the loss supervises each head) and their mean
+    in eval mode; :func:`mean_linear` is the deploy form's single Linear layer, the average of both. Used by RepViT's
+    classifier and the roadmap's MobileNetV3 classifier. (The two attributes are not annotated here: TorchScript
+    would read the annotations as attribute types.)
+    """
+
+    def two_heads(self, x: torch.Tensor):
+        if self.head_dist is None:
+            return self.head(x)
+        x1, x2 = self.head(x), self.head_dist(x)
+        if self.training and not torch.jit.is_scripting():
+            return x1, x2
+        return (x1 + x2) / 2
+
+
+@torch.no_grad()
+def mean_linear(a: nn.Linear, b: nn.Linear) -> nn.Linear:
+    """One Linear layer computing the mean of ``a`` and ``b`` (same shapes), on their device and in their dtype."""
+    out = nn.Linear(a.in_features, a.out_features, device=a.weight.device, dtype=a.weight.dtype)
+    out.weight.copy_((a.weight + b.weight) * 0.5)
+    out.bias.copy_((a.bias + b.bias) * 0.5)
+    return out
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@ timm attaches to every model a ``pretrained_cfg`` dict (``default_cfg`` is the s
 interpolation, crop, mean and std its weights expect, plus the names of the first convolution and the classifier so
 that weights can be adapted to other input channels or class counts. ``timm.data.resolve_model_data_config(model)``
 reads it. Ours is made from timm's own :class:`timm.models.PretrainedCfg`, filled with the paper's evaluation
-transform (``shared/PAPER.md`` §5: 224 px, resize 256 + centre crop 224 = crop 0.875, bicubic, ImageNet mean/std).
+transform (224 px, resize 256 + centre crop 224 = crop 0.875, bicubic, ImageNet mean/std).
 
 Two kinds of fields:
 

@@ -22,7 +22,7 @@ from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.utils.checkpoint import checkpoint
 
 from .config import BlockConfig, RepViTConfig
-from .layers import ConvMlp, ConvNorm, FusableMixin, LegacyRepVGGDW, NormLinear, RepVGGDW
+from .layers import ConvMlp, ConvNorm, FusableMixin, LegacyRepVGGDW, NormLinear, RepVGGDW, TwoHeadsMixin, mean_linear
 from .pretrained import init_pretrained_cfg, refresh_pretrained_cfg
 
 __all__ = [
@@ -143,7 +143,7 @@ class RepViTStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class RepViTClassifier(FusableMixin, nn.Module):
+class RepViTClassifier(TwoHeadsMixin, FusableMixin, nn.Module):
     """BN + Linear head, optionally with a second (distillation) head.
 
     With distillation the module returns ``(cls_logits, dist_logits)`` in train mode and their mean in eval
@@ -159,23 +159,14 @@ class RepViTClassifier(FusableMixin, nn.Module):
         self.head_dist = NormLinear(dim, num_classes) if distillation and num_classes > 0 else None
 
     def forward(self, x: torch.Tensor):
-        if self.head_dist is None:
-            return self.head(x)
-        x1, x2 = self.head(x), self.head_dist(x)
-        if self.training and not torch.jit.is_scripting():
-            return x1, x2
-        return (x1 + x2) / 2
+        return self.two_heads(x)
 
     @torch.no_grad()
     def fuse(self) -> nn.Module:
         if self.num_classes <= 0:
             return nn.Identity()
         head = self.head.fuse()
-        if self.head_dist is not None:
-            dist = self.head_dist.fuse()
-            head.weight.data.add_(dist.weight).mul_(0.5)
-            head.bias.data.add_(dist.bias).mul_(0.5)
-        return head
+        return head if self.head_dist is None else mean_linear(head, self.head_dist.fuse())
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:

@@ -13,7 +13,7 @@ import torch.nn as nn
 from timm.layers import DropPath, SqueezeExcite, make_divisible
 
 from repvit.models.config import BlockConfig, RepViTConfig
-from repvit.models.layers import ConvNorm, FusableMixin, RepVGGDW
+from repvit.models.layers import ConvNorm, FusableMixin, RepVGGDW, TwoHeadsMixin, mean_linear
 from repvit.models.repvit import RepViTBlock, RepViTDownsample
 
 from .config import BlockSpec, DownsampleSpec
@@ -142,7 +142,7 @@ class MobileNetV3Stem(nn.Module):
         return self.act(self.conv(x))
 
 
-class MobileNetV3Classifier(FusableMixin, nn.Module):
+class MobileNetV3Classifier(TwoHeadsMixin, FusableMixin, nn.Module):
     """MobileNetV3's head after global pooling: Linear to ``hidden`` (with bias, no BN) + act, dropout, Linear.
 
     (Its 1x1 conv + BN + act before the pooling lives in the network's ``final_conv``.) With distillation a second
@@ -164,19 +164,11 @@ class MobileNetV3Classifier(FusableMixin, nn.Module):
         self.head_dist = nn.Linear(hidden, num_classes) if distillation and num_classes > 0 else None
 
     def forward(self, x: torch.Tensor):
-        x = self.dropout(self.act(self.fc(x)))
-        if self.head_dist is None:
-            return self.head(x)
-        x1, x2 = self.head(x), self.head_dist(x)
-        if self.training and not torch.jit.is_scripting():
-            return x1, x2
-        return (x1 + x2) / 2
+        return self.two_heads(self.dropout(self.act(self.fc(x))))
 
     @torch.no_grad()
     def fuse(self) -> nn.Sequential:
         head = self.head
         if self.head_dist is not None and self.num_classes > 0:
-            head = nn.Linear(head.in_features, head.out_features, device=head.weight.device, dtype=head.weight.dtype)
-            head.weight.copy_((self.head.weight + self.head_dist.weight) / 2)
-            head.bias.copy_((self.head.bias + self.head_dist.bias) / 2)
+            head = mean_linear(self.head, self.head_dist)
         return nn.Sequential(self.fc, self.act, head).eval()

@@ -240,7 +240,7 @@ def plot_roadmap(result: dict[str, Any], path: str | Path, backend: str | None =
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("--plot needs matplotlib: pip install 'repvit-pytorch[plot]'") from None
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     rows = result["steps"]
     backends = list(result["settings"]["backends"])

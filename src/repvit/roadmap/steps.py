@@ -1,7 +1,7 @@
 """The roadmap steps: MobileNetV3-L (step 0) to RepViT-M1.0 (step 8), each one change away from the previous.
 
-The order and the changes are the paper's (``shared/PAPER.md`` §6). The paper does not give every intermediate
-width and depth; the choices made here, and why, are in ``docs/roadmap.md``. In short:
+The order and the changes are the paper's (its MobileNetV3-L → RepViT roadmap). The paper does not give every
+intermediate width and depth; the choices made here, and why, are in ``docs/roadmap.md``. In short:
 
 * step 1 keeps every width, hidden width, kernel and SE position of MobileNetV3-L and only re-arranges each
   block (depthwise conv first, RepVGGDW token mixer, residual FFN channel mixer);

@@ -31,16 +31,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.models.checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    _read_safetensors,
-    _strip_prefixes,
-    _torch_load,
-    atomic_write,
-    authors_to_timm,
-    infer_config,
-)
+from repvit.io import CheckpointError, atomic_write, check_task, load_torch, read_safetensors, strip_prefixes
+from repvit.models.checkpoint import CheckpointMismatchError, authors_to_timm, infer_config
 
 from .encoder import RepViTSamConfig
 
@@ -122,31 +114,30 @@ def read_sam_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> SamChe
         if not path.is_file():
             raise CheckpointError(f"RepViT-SAM checkpoint {path} does not exist or is not a file.")
         if path.suffix == ".safetensors":
-            obj, smeta = _read_safetensors(path)
+            obj, smeta = read_safetensors(path)
             if smeta.get("format") == FORMAT_NAME:
                 fmt = FORMAT_NAME
                 cfg = RepViTSamConfig.from_dict(json.loads(smeta["config"]))
                 meta = {k: v for k, v in smeta.items() if k not in ("format", "format_version", "config")}
         else:
-            obj = _torch_load(path)
+            obj = load_torch(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and "task" in obj:
-        if obj.get("task") not in ("sam-distill", "sam-prompt-distill"):
-            raise CheckpointError(f"{label} is a training checkpoint of task {obj.get('task')!r}, not of "
-                                  "`repvit sam distill`.")
+        if obj.get("task") != "sam-prompt-distill":
+            check_task(obj, "sam-distill", label)
         tmeta = dict(obj.get("meta") or {})
         cfg = RepViTSamConfig.from_dict(tmeta["sam_config"]) if "sam_config" in tmeta else None
         if obj["task"] == "sam-prompt-distill":  # phase 2: the whole SAM, in our layout
-            sd = _strip_prefixes(dict(obj["model"]))
+            sd = strip_prefixes(dict(obj["model"]))
             return SamCheckpoint(sd, "sam-prompt-distill", "image_encoder.trunk.stem.conv1.weight" in sd, cfg, False,
                                  tmeta)
-        sd = {"image_encoder." + k: v for k, v in _strip_prefixes(dict(obj["model"])).items()}
+        sd = {"image_encoder." + k: v for k, v in strip_prefixes(dict(obj["model"])).items()}
         return SamCheckpoint(sd, "sam-distill", "image_encoder.trunk.stem.conv1.weight" in sd, cfg, True, tmeta)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not (isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
         raise CheckpointError(f"{label} does not hold a state dict (expected tensors keyed image_encoder.*, "
                               "prompt_encoder.*, mask_decoder.*).")
-    sd = _strip_prefixes(dict(obj))
+    sd = strip_prefixes(dict(obj))
     if any(k.startswith("image_encoder.features.") for k in sd):
         edge = _FUSION_KEY in sd
         sd = {_EDGE_SAM_RENAMES.get(k, k): v for k, v in _from_authors(sd).items()}
@@ -167,10 +158,10 @@ def read_sam_decoder(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(source)
     if not path.is_file():
         raise CheckpointError(f"SAM checkpoint {path} (for the prompt encoder and mask decoder) does not exist.")
-    obj = _read_safetensors(path)[0] if path.suffix == ".safetensors" else _torch_load(path)
+    obj = read_safetensors(path)[0] if path.suffix == ".safetensors" else load_torch(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
-    sd = {k: v for k, v in _strip_prefixes(dict(obj)).items() if k.startswith(_DECODER_PREFIXES)}
+    sd = {k: v for k, v in strip_prefixes(dict(obj)).items() if k.startswith(_DECODER_PREFIXES)}
     if not sd:
         raise CheckpointError(f"{path} holds no prompt_encoder.* / mask_decoder.* weights; pass a full SAM checkpoint "
                               "such as sam_vit_h.pth.")

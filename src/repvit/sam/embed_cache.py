@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from repvit.models.checkpoint import atomic_write
+from repvit.io import atomic_write
 
 from .preprocess import IMAGE_EXTENSIONS, load_rgb, preprocess_image, sam_pixel_stats
 

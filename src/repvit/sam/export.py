@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session
 from repvit.deploy.parity import ParityReport, compare_outputs
-from repvit.models.checkpoint import atomic_write
+from repvit.io import atomic_write
 
 from ._deps import require_sam
 from .build import encoder_config

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-from repvit.models.checkpoint import atomic_write
+from repvit.io import atomic_write
 
 from ._deps import require_sam
 

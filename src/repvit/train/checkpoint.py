@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repvit.models.checkpoint import atomic_write
+from repvit.io import CheckpointError, atomic_write, load_torch
 
 __all__ = ["get_rng_state", "set_rng_state", "save_train_checkpoint", "load_train_checkpoint", "find_resume"]
 
@@ -79,9 +79,9 @@ def load_train_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"resume checkpoint {path} does not exist.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"cannot read training checkpoint {path} ({type(e).__name__}: {e}).") from None
+        ckpt = load_torch(path)
+    except CheckpointError as e:
+        raise RuntimeError(f"cannot read training checkpoint {path}: {e}") from None
     missing = [k for k in ("model", "optimizer", "epoch", "config") if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not a repvit training checkpoint (missing {missing}); to start from its "

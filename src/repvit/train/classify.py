@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Subset
 
-from repvit.data import build_datasets
+from repvit.data import build_datasets, is_digits
 
 from .config import TrainConfig
 from .distill import DistillationLoss, load_teacher
@@ -40,10 +40,10 @@ def _finetune_file(finetune: str) -> str:
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The student: ``cfg.model`` with ``num_classes``, a distillation head when distilling, optional fine-tune
     weights (any checkpoint format; a head with another class count is dropped and re-initialised)."""
-    import repvit
+    from repvit.models import create_model
     from repvit.models.checkpoint import load_checkpoint
 
-    model = repvit.create_model(cfg.model, num_classes=num_classes, in_chans=cfg.in_chans,
+    model = create_model(cfg.model, num_classes=num_classes, in_chans=cfg.in_chans,
                                 distillation=cfg.distillation != "none", drop_rate=cfg.drop_rate,
                                 drop_path_rate=cfg.drop_path)
     if cfg.finetune:
@@ -119,7 +119,7 @@ class ClassifyTask(Task):
 
     def build_data(self, cfg: TrainConfig, info) -> TaskData:
         data = build_datasets(cfg.data, img_size=cfg.img_size, in_chans=cfg.in_chans, strict=cfg.strict_data,
-                              aug=_aug_kwargs(cfg, str(cfg.data).lower() == "digits"), crop_pct=cfg.crop_pct,
+                              aug=_aug_kwargs(cfg, is_digits(cfg.data)), crop_pct=cfg.crop_pct,
                               interpolation=cfg.interpolation)
         train_ds = data.train
         if cfg.train_subset:
@@ -128,7 +128,7 @@ class ClassifyTask(Task):
         if cfg.num_classes is not None and cfg.num_classes != data.num_classes:
             raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {data.num_classes} classes.")
         self.num_classes, self.class_names = data.num_classes, list(data.class_names)
-        self.data_cfg = _data_config(cfg, str(cfg.data).lower() == "digits", self.class_names)
+        self.data_cfg = _data_config(cfg, is_digits(cfg.data), self.class_names)
         return TaskData(train_ds, val_ds, meta={"num_classes": data.num_classes,
                                                 "class_names": list(data.class_names)})
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -45,6 +46,7 @@ class EngineConfig:
     warmup_lr: float = 1e-6
     warmup_epochs: int = 1
     warmup_steps: int | None = None  # linear warm-up in optimiser steps; when set it overrides warmup_epochs
+    warmup_max_fraction: float = 0.25  # a longer warm-up is capped to this fraction of the run's steps (logged)
     sched: str = "cosine"  # timm: cosine | poly | multistep | step | plateau-free others
     decay_rate: float = 0.1  # poly: the power; step/multistep: the factor
     decay_milestones: tuple[int, ...] | None = None  # multistep: the epochs at which the rate is multiplied
@@ -86,7 +88,9 @@ class EngineConfig:
         """``workers``, or its automatic value: 0 for the in-memory digits set, else min(8, CPU count)."""
         if self.workers is not None:
             return self.workers
-        return 0 if str(self.data).strip().lower() == "digits" else min(8, os.cpu_count() or 1)
+        from repvit.data import is_digits
+
+        return 0 if is_digits(self.data) else min(8, os.cpu_count() or 1)
 
     def scaled_lr(self, world_size: int = 1) -> float:
         """The learning rate used: ``lr × total_batch / lr_base_batch``."""
@@ -97,9 +101,27 @@ class EngineConfig:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+    # old config key -> its new name: read from recipes, --set and checkpoints with a deprecation warning
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def rename_keys(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+        """``d`` with the deprecated keys of :attr:`RENAMED_KEYS` under their new names (a warning for each one);
+        a new key given beside its old name wins."""
+        out = dict(d)
+        for old, new in cls.RENAMED_KEYS.items():
+            if old in out:
+                warnings.warn(f"config key {old!r} is deprecated; it is now called {new!r} (read as {new}="
+                              f"{out[old]!r}). Rename it in your recipe or --set.", FutureWarning, stacklevel=3)
+                value = out.pop(old)
+                out.setdefault(new, value)
+        return out
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]):
-        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        """Build from a dict (deprecated key names are renamed, with a warning), rejecting unknown keys with the list
+        of valid ones."""
+        d = cls.rename_keys(d)
         names = {f.name for f in fields(cls)}
         bad = sorted(set(d) - names)
         if bad:
@@ -252,21 +274,26 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
     ``None`` values in ``overrides`` are ignored (unset command-line flags).
     """
+    cls = cls or TrainConfig
     merged: dict[str, Any] = {}
     if path is not None:
-        merged.update(_read_yaml(find_recipe(str(path))))
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return (cls or TrainConfig).from_dict(merged)
+        merged.update(_read_yaml(find_recipe(str(path)), rename=cls.rename_keys))
+    merged.update(cls.rename_keys({k: v for k, v in (overrides or {}).items() if v is not None}))
+    return cls.from_dict(merged)
 
 
-def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
+def _read_yaml(path: Path, depth: int = 0, rename=None) -> dict[str, Any]:
+    """The recipe's keys over those of its ``base:`` chain; ``rename`` maps each file's deprecated keys first."""
     with open(path, encoding="utf-8") as f:
         d = yaml.safe_load(f) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path} must hold a YAML mapping of config keys.")
     base = d.pop("base", None)
+    if rename is not None:
+        d = rename(d)
     if base and depth < 5:
-        b = _read_yaml(find_recipe(str(path.parent / base) if (path.parent / base).exists() else base), depth + 1)
+        b = _read_yaml(find_recipe(str(path.parent / base) if (path.parent / base).exists() else base), depth + 1,
+                       rename)
         b.update(d)
         d = b
     return d

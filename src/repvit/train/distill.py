@@ -63,10 +63,10 @@ class DistillationLoss(nn.Module):
 
 
 def _is_repvit_name(name: str) -> bool:
-    import repvit
+    from repvit.models import get_model_entry
 
     try:
-        repvit.get_model_entry(name)
+        get_model_entry(name)
     except ValueError:
         return False
     return True
@@ -79,14 +79,14 @@ def load_teacher(name: str, checkpoint: str | None, num_classes: int, in_chans: 
     Nothing is downloaded: a timm teacher is built with ``pretrained=False`` and its weights read from
     ``checkpoint`` (``weights_only=True``).
     """
-    import repvit
+    from repvit.models import create_model
 
     if Path(name).is_file():
-        teacher = repvit.create_model(checkpoint=name)
+        teacher = create_model(checkpoint=name)
     elif _is_repvit_name(name):
         if checkpoint is None:
             raise ValueError(f"teacher {name!r} needs weights: --teacher-checkpoint PATH (nothing is downloaded).")
-        teacher = repvit.create_model(name, checkpoint=checkpoint)
+        teacher = create_model(name, checkpoint=checkpoint)
     else:
         import timm
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from repvit.runtime import resolve_device
+
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "all_reduce_sum", "all_gather_object", "barrier"]
 
 
@@ -29,14 +31,16 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str | torch.device = "auto") -> DistInfo:
     """Read the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and join the process group.
 
-    Without those variables this is a single process. The backend is NCCL on CUDA, gloo on CPU.
+    Without those variables this is a single process. The backend is NCCL on CUDA, gloo on CPU. ``device`` is read
+    by :func:`repvit.runtime.resolve_device`; under torchrun a CUDA process uses ``cuda:LOCAL_RANK``.
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu.")
+    try:
+        use_cuda = resolve_device(device).type == "cuda"
+    except ValueError as e:
+        raise RuntimeError(str(e)) from None
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
-
 from repvit.data import build_eval_dataset, is_digits
 from repvit.data.loader import eval_loader
 from repvit.data.transforms import DEFAULT_CROP_PCT
+from repvit.runtime import resolve_device, torch_threads
 
 from .engine import evaluate
 
@@ -55,23 +54,17 @@ def evaluate_checkpoint(
     Raises:
         ValueError: the checkpoint's class count (or class names) does not match the data.
     """
-    before = torch.get_num_threads()
-    if threads or is_digits(data):
-        torch.set_num_threads(threads or 1)
-    try:
+    with torch_threads(threads or (1 if is_digits(data) else None)):
         return _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_size, workers, device,
                          strict_data, model_name)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_size, workers, device, strict_data,
               model_name) -> dict[str, Any]:
-    import repvit
-    from repvit.models import read_checkpoint
+    from repvit.models import create_model, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
-    model = repvit.create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
+    model = create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint, fused=fused)
     size = img_size or checkpoint_img_size(ckpt.meta, 32 if is_digits(data) else 224)
     bundle = build_eval_dataset(data, size, getattr(model, "in_chans", 3), crop_pct, interpolation, strict_data)
     n_model = getattr(model, "num_classes", None)
@@ -85,7 +78,7 @@ def _evaluate(checkpoint, data, fused, img_size, crop_pct, interpolation, batch_
     if names and not is_digits(data) and list(names) != list(bundle.class_names):
         raise ValueError(f"the checkpoint's classes ({list(names)[:5]}...) are not the class folders of {data} "
                          f"({bundle.class_names[:5]}...), so labels would not line up.")
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     model.to(dev)
     res = evaluate(model, eval_loader(bundle.val, batch_size, workers=workers), dev)
     res["bad_images"] = len(res["bad_images"])

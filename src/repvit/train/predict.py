@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from repvit.data import digits_transform, eval_transform, imagenet_class_names
+from repvit.data import digits_transform, eval_transform, imagenet_class_names, is_digits
 from repvit.data.transforms import DEFAULT_CROP_PCT
 
 __all__ = ["list_images", "predict_images", "class_names_for"]
@@ -49,15 +49,14 @@ def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, *, 
     """
     from PIL import Image
 
-    import repvit
-    from repvit.models import read_checkpoint
+    from repvit.models import create_model, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
-    model = repvit.create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint,
+    model = create_model(model_name, checkpoint=ckpt.state_dict if model_name else checkpoint,
                                 fused=fused).eval()
     tc = ckpt.meta.get("train_config") or {}
     size = img_size or int(tc.get("img_size", 224))
-    digits = str(tc.get("data", "")).lower() == "digits"
+    digits = is_digits(tc.get("data", ""))
     tf = digits_transform(size, model.in_chans) if digits else eval_transform(size, DEFAULT_CROP_PCT)
     names = class_names_for(ckpt.meta, model.num_classes)
     k = max(1, min(topk, model.num_classes))

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from repvit.data.loader import eval_loader, seed_epoch, train_loader
+from repvit.runtime import torch_threads
 
 from .checkpoint import find_resume, get_rng_state, load_train_checkpoint, save_train_checkpoint, set_rng_state
 from .classify import ClassifyTask, build_model
@@ -47,12 +48,33 @@ def build_optimizer(model: nn.Module, cfg: EngineConfig, lr: float) -> torch.opt
     return create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps, **kw)
 
 
+def warmup_steps(cfg: EngineConfig, steps_per_epoch: int, total_steps: int) -> int:
+    """The warm-up of a run, in optimiser steps: ``cfg.warmup_steps`` (or ``cfg.warmup_epochs`` epochs), capped to
+    ``cfg.warmup_max_fraction`` of ``total_steps`` so that a short run still reaches its learning rate. A capped
+    warm-up is logged as a warning with both numbers.
+
+    Raises:
+        ValueError: ``warmup_max_fraction`` is outside [0, 1].
+    """
+    asked = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_epochs * steps_per_epoch
+    frac = cfg.warmup_max_fraction
+    if not 0.0 <= frac <= 1.0:
+        raise ValueError(f"warmup_max_fraction={frac} must lie in [0, 1] (1 never caps the warm-up).")
+    cap = int(total_steps * frac)
+    if asked > cap:
+        _log.warning("warm-up capped: %d warm-up steps asked for a run of %d steps; using %d (warmup_max_fraction="
+                     "%g of the run), so the learning rate reaches its peak. Set warmup_max_fraction=1 to allow a "
+                     "warm-up as long as the run.", asked, total_steps, cap, frac)
+        return cap
+    return asked
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: EngineConfig, steps_per_epoch: int, total_steps: int):
-    """timm's scheduler, stepped per optimiser update: ``total_steps`` long, warm-up of ``cfg.warmup_steps`` (or
-    ``cfg.warmup_epochs`` epochs), multistep milestones given in epochs."""
+    """timm's scheduler, stepped per optimiser update: ``total_steps`` long, warm-up of :func:`warmup_steps` steps,
+    multistep milestones given in epochs."""
     from timm.scheduler import create_scheduler_v2
 
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else cfg.warmup_epochs * steps_per_epoch
+    warmup = warmup_steps(cfg, steps_per_epoch, total_steps)
     milestones = [m * steps_per_epoch for m in (cfg.decay_milestones or ())]
     kw: dict[str, Any] = {"decay_milestones": milestones} if milestones else {}
     if milestones:
@@ -133,12 +155,11 @@ def run_task(task: Task, config: EngineConfig) -> dict[str, Any]:
     """
     cfg = config
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
-    threads_before = torch.get_num_threads()
     info = init_distributed(cfg.device)
     try:
-        return _run(task, cfg, info)
+        with torch_threads(cfg.threads):  # cfg.threads applies to this run only
+            return _run(task, cfg, info)
     finally:
-        torch.set_num_threads(threads_before)  # cfg.threads applies to this run only
         if not already:
             cleanup_distributed()
 
@@ -154,8 +175,6 @@ def _run(task: Task, cfg: EngineConfig, info: DistInfo) -> dict[str, Any]:
     if main:
         out.mkdir(parents=True, exist_ok=True)
     device = info.device
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     task.cfg, task.info = cfg, info
 
     data = task.build_data(cfg, info)

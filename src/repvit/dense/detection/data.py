@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from repvit.data import is_digits
+
 from .coco import CategoryMap, coco_detection_dataset, coco_from_samples, make_coco
 
 __all__ = ["DetectionData", "build_detection_data", "detection_transforms", "detect_collate", "DIGIT_CATEGORIES"]
@@ -90,7 +92,7 @@ def build_detection_data(cfg: Any, *, train: bool = True) -> DetectionData:
     masks = cfg.detector == "maskrcnn"
     train_tf = detection_transforms(True, min_size=cfg.min_size, max_size=cfg.resolved_max_size, hflip=cfg.hflip)
     val_tf = detection_transforms(False, min_size=cfg.min_size, max_size=cfg.resolved_max_size)
-    if str(cfg.data).strip().lower() == "digits":
+    if is_digits(cfg.data):
         from repvit.dense.scenes import DigitScenes
 
         kw = dict(size=cfg.scene_size, min_digits=cfg.scene_min_digits, max_digits=cfg.scene_max_digits,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from repvit.data import is_digits
 from repvit.deploy._optional import require
 
 __all__ = ["OnnxDetector", "export_detector_onnx", "onnx_parity", "OPSET"]
@@ -68,7 +69,7 @@ def export_detector_onnx(detector: nn.Module, path: str | Path, *, height: int, 
         p = model.metadata_props.add()
         p.key, p.value = str(k), v if isinstance(v, str) else json.dumps(v)
     path = Path(path)
-    from repvit.models.checkpoint import atomic_write
+    from repvit.io import atomic_write
 
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
 
@@ -159,7 +160,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, height: int
             if not dynamic_size:
                 x = F.resize(x, [h, w], antialias=True)
             x = x.float() / 255
-        elif str(cfg.data).lower() == "digits" and h == w == cfg.scene_size:
+        elif is_digits(cfg.data) and h == w == cfg.scene_size:
             from repvit.dense.scenes import DigitScenes
 
             x = DigitScenes("val", size=cfg.scene_size, num_scenes=cfg.val_scenes)[0][0].float() / 255

@@ -7,7 +7,8 @@ taps, frozen BatchNorm), torchvision's FPN (:class:`~repvit.dense.RepViTFPN`) an
   ratios 0.5/1/2, RoIAlign 7 (boxes) and 14 (masks).
 * RetinaNet: FPN P3-P7 (P6 and P7 strided 3×3 convs on P5, ``LastLevelP6P7``), torchvision's default anchors.
 
-:class:`DetectorSpec` holds the head sizes. Its defaults are MMDetection 2.x's Mask R-CNN defaults (PAPER.md §7):
+:class:`DetectorSpec` holds the head sizes. Its defaults are MMDetection 2.x's Mask R-CNN defaults (the paper's
+detection setting):
 2-FC box head of 1024, four 256-channel mask convs, 512 sampled RoIs, RPN 2000/1000 proposals (train) and
 1000/1000 (test). The built-in digits recipe uses leaner heads (see ``configs/detect_digits.yaml``).
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -38,8 +40,7 @@ __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load
 _log = logging.getLogger(__name__)
 
 DETECTORS = ("maskrcnn", "fasterrcnn", "retinanet")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 @dataclass(frozen=True)

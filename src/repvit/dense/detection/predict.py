@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from repvit.runtime import resolve_device
+
 from .coco import CategoryMap
 from .evaluate import detections_to_coco
 
@@ -62,7 +64,7 @@ def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, out
     model, _, meta = load_detector_checkpoint(checkpoint)
     if fused:
         model = fuse_detector(model, inplace=True)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model.to(dev)
     cats = CategoryMap.from_meta(meta)
     out = Path(output_dir)

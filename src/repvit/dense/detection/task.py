@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch
+from repvit.runtime import resolve_device
 from repvit.train.config import EngineConfig
 from repvit.train.task import Task, TaskData
 
@@ -117,10 +119,10 @@ def init_detector(model: nn.Module, path: str | os.PathLike) -> None:
 
     obj = None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001  (safetensors and others: the backbone reader names the problem)
+        obj = load_torch(path)
+    except CheckpointError:  # safetensors and others: the backbone reader names the problem
         obj = None
-    if isinstance(obj, dict) and obj.get("task") == "detect" and isinstance(obj.get("model"), dict):
+    if checkpoint_task(obj) == "detect":
         load_detector_weights(model, obj["model"], source=str(path))
         _log.info("initialized the detector from %s", path)
         return
@@ -207,9 +209,7 @@ def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
     from repvit.train.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
-    if ckpt.get("task") != "detect":
-        raise ValueError(f"{path} is a {ckpt.get('task', 'classification')} checkpoint, not a detection one; "
-                         "pass a checkpoint written by `repvit detect train`.")
+    check_task(ckpt, "detect", path)
     names = set(DetectConfig.__dataclass_fields__)
     saved = dict(ckpt["config"])
     saved.setdefault("scene_scale_min", 0.25)  # checkpoints from before the scale keys used DigitScenes' default
@@ -263,7 +263,7 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
                          f"{list(d.categories.names)[:10]}; the names (in category-id order) must match.")
     if fused:
         model = fuse_detector(model, inplace=True)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model.to(dev)
     loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
     return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")

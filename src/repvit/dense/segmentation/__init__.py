@@ -1,4 +1,4 @@
-"""Semantic segmentation: Semantic FPN on RepViT (PAPER.md §7), trained on the shared engine.
+"""Semantic segmentation: Semantic FPN on RepViT (the paper's ADE20K baseline), trained on the shared engine.
 
 * :mod:`.model`     — :class:`SemanticFPNHead`, :class:`SemanticFPN`, :func:`build_semantic_fpn`
 * :mod:`.data`      — the ADE20K-layout reader, joint v2 transforms, the collate

@@ -19,7 +19,7 @@ import torch
 
 from repvit.deploy.onnx_export import OPSET, add_metadata, make_session, run_session
 from repvit.deploy.parity import compare_outputs
-from repvit.models.checkpoint import atomic_write
+from repvit.io import atomic_write
 
 from .model import SemanticFPN
 

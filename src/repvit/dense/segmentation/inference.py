@@ -9,6 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from repvit.data import is_digits
+from repvit.runtime import resolve_device
+
 from .data import IMAGE_SUFFIXES, eval_transform, segment_collate
 from .task import build_segment_datasets, evaluate_segmenter, load_segmenter
 
@@ -37,11 +40,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_
     k = int(meta["num_classes"])
     if num_classes is not None and int(num_classes) != k:
         raise ValueError(f"--num-classes {num_classes} does not match {checkpoint}, which has {k} classes.")
-    cfg = cfg.replace(data=data or cfg.data, num_classes=k if str(data or cfg.data).lower() != "digits" else None)
+    cfg = cfg.replace(data=data or cfg.data, num_classes=None if is_digits(data or cfg.data) else k)
     _, val, vmeta = build_segment_datasets(cfg, train=False)
     if vmeta["num_classes"] != k:
         raise ValueError(f"{checkpoint} has {k} classes but --data {cfg.data} has {vmeta['num_classes']}.")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     loader = DataLoader(val, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=segment_collate)
     out = evaluate_segmenter(model.to(dev), loader, dev, k)
     out["class_names"] = list(meta.get("class_names") or vmeta["class_names"])
@@ -130,7 +133,7 @@ def predict_images(checkpoint: str | Path, source: str | Path, output_dir: str |
     from .data import _read_image
 
     model, cfg, meta = load_segmenter(checkpoint)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model.to(dev)
     names = list(meta.get("class_names") or range(model.num_classes))
     has_bg = bool(names) and names[0] == "background"

@@ -1,4 +1,4 @@
-"""Semantic FPN on RepViT (the paper's segmentation baseline, PAPER.md §7).
+"""Semantic FPN on RepViT (the paper's segmentation baseline).
 
 ``SemanticFPN = DenseBackbone (segment taps, frozen BN) -> torchvision FPN (256) -> SemanticFPNHead (128)``.
 

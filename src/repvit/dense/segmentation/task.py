@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repvit.data import is_digits
+from repvit.io import check_task
 from repvit.train.config import EngineConfig
 from repvit.train.distributed import all_reduce_sum
 from repvit.train.engine import autocast_context
@@ -67,9 +69,29 @@ class SegmentConfig(EngineConfig):
     train_scenes: int = 2000  # digits: scenes in the training split
     val_scenes: int = 256  # digits: held-out scenes (at least 200)
     scenes_seed: int = 0  # digits: the scenes (the same for every run seed, so results compare)
-    digit_scale_min: float = 0.25  # digits: glyph side as a fraction of the canvas (DigitScenes' scale)
-    digit_scale_max: float = 0.5
-    max_digits: int = 4  # digits: glyphs per scene, at most
+    # digits: the scenes, in the names detection uses too (DigitScenes' arguments)
+    scene_min_digits: int = 1  # glyphs per scene, at least
+    scene_max_digits: int = 4  # glyphs per scene, at most
+    scene_scale_min: float = 0.25  # glyph side as a fraction of the canvas (DigitScenes' scale)
+    scene_scale_max: float = 0.5
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "digit_scale_min": "scene_scale_min", "digit_scale_max": "scene_scale_max", "max_digits": "scene_max_digits"}
+
+    @property
+    def digit_scale_min(self) -> float:
+        """Deprecated name of :attr:`scene_scale_min`."""
+        return self.scene_scale_min
+
+    @property
+    def digit_scale_max(self) -> float:
+        """Deprecated name of :attr:`scene_scale_max`."""
+        return self.scene_scale_max
+
+    @property
+    def max_digits(self) -> int:
+        """Deprecated name of :attr:`scene_max_digits`."""
+        return self.scene_max_digits
 
     def __post_init__(self):
         super().__post_init__()
@@ -81,20 +103,16 @@ class SegmentConfig(EngineConfig):
             raise ValueError(f"img_size must be at least 32 (RepViT's total stride), got {self.img_size}.")
 
 
-def _is_digits(cfg: SegmentConfig) -> bool:
-    return str(cfg.data).strip().lower() == "digits"
-
-
 def build_segment_datasets(cfg: SegmentConfig, *, train: bool = True) -> tuple[Any, Any, dict[str, Any]]:
     """``(train set or None, val set, meta)`` for ``cfg.data`` (``digits`` or an ADE20K-layout folder)."""
-    if _is_digits(cfg):
+    if is_digits(cfg.data):
         from ..scenes import SCENE_CLASSES, DigitScenes
 
         if cfg.num_classes is not None and cfg.num_classes != len(SCENE_CLASSES):
             raise ValueError(f"--num-classes {cfg.num_classes} does not fit --data digits "
                              f"({len(SCENE_CLASSES)} classes: background and the ten digits).")
-        kw = dict(size=cfg.img_size, seed=cfg.scenes_seed, scale=(cfg.digit_scale_min, cfg.digit_scale_max),
-                  max_digits=cfg.max_digits, instances=False)
+        kw = dict(size=cfg.img_size, seed=cfg.scenes_seed, scale=(cfg.scene_scale_min, cfg.scene_scale_max),
+                  min_digits=cfg.scene_min_digits, max_digits=cfg.scene_max_digits, instances=False)
         # rendered scenes are cached (size**2 * (3 + max_digits) bytes each: 49 MB for 2000 scenes of 64 px); the
         # random augmentation is still drawn afresh on every access
         tr = DigitScenes("train", num_scenes=cfg.train_scenes, **kw) if train else None
@@ -114,7 +132,7 @@ def build_segment_datasets(cfg: SegmentConfig, *, train: bool = True) -> tuple[A
     va = SegmentationView(va, eval_transform(cfg.img_size), train=False)
     meta = {"num_classes": len(names), "class_names": names, "ignore_index": IGNORE_INDEX,
             "reduce_zero_label": ignore_bg, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "data": "digits" if _is_digits(cfg) else "ade20k-layout"}
+            "data": "digits" if is_digits(cfg.data) else "ade20k-layout"}
     return tr, va, meta
 
 
@@ -126,9 +144,7 @@ def load_segmentation_weights(model: SemanticFPN, path: str | Path) -> None:
     from repvit.train.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
-    if ckpt.get("task") != "segment":
-        raise ValueError(f"{path} is a {ckpt.get('task')!r} checkpoint, not a segmentation one; to start from a "
-                         "classifier use --backbone-checkpoint.")
+    check_task(ckpt, "segment", path, "To start from a classifier use --backbone-checkpoint.")
     sd = dict(ckpt["model"])
     cls_w = sd.get("head.classifier.weight")
     if cls_w is not None and cls_w.shape[0] != model.num_classes:
@@ -226,9 +242,7 @@ def load_segmenter(path: str | Path, *, use_ema: bool = False) -> tuple[Semantic
     from repvit.train.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
-    if ckpt.get("task") != "segment":
-        raise ValueError(f"{path} is a {ckpt.get('task')!r} training checkpoint, not a segmentation one "
-                         "(repvit segment train writes those).")
+    check_task(ckpt, "segment", path)
     cfg = SegmentConfig.from_dict(ckpt["config"])
     meta = dict(ckpt.get("meta") or {})
     model = _model_from_cfg(cfg, int(meta["num_classes"]), None)
