@@ -415,12 +415,11 @@ def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_fi
 
 def test_names_resolve_through_repvit_weights(monkeypatch, mmseg_file, mmdet_file):
     import sys
-    import types
+
+    import repvit.weights
 
     files = {"repvit_m1_1_ade20k": mmseg_file[0], "repvit_m1_1_coco": mmdet_file[0]}
-    fake = types.ModuleType("repvit.weights")
-    fake.resolve_weights = lambda name: files[name]
-    monkeypatch.setitem(sys.modules, "repvit.weights", fake)
+    monkeypatch.setattr(repvit.weights, "resolve_weights", lambda name: files[name])  # the download stands aside
     assert repvit.load_segmenter("repvit_m1_1_ade20k").num_classes == NUM_CLASSES
     assert len(repvit.load_detector("repvit_m1_1_coco").class_names) == K + 1
     from repvit.models.checkpoint import CheckpointError
