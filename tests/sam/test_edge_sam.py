@@ -245,12 +245,10 @@ def test_strict_loading(edge_sam_pth, tmp_path):
 
 
 def test_weight_names_resolve(edge_sam_pth, monkeypatch):
-    import types
+    import repvit.weights
 
     asked = []
-    fake = types.ModuleType("repvit.weights")
-    fake.resolve_weights = lambda name: asked.append(name) or edge_sam_pth
-    monkeypatch.setitem(sys.modules, "repvit.weights", fake)
+    monkeypatch.setattr(repvit.weights, "resolve_weights", lambda name: asked.append(name) or edge_sam_pth)
     sam = build_repvit_sam("edge_sam", img_size=IMG)
     assert asked == ["edge_sam"] and sam.image_encoder.cfg.neck == "fusion"
     monkeypatch.setitem(sys.modules, "repvit.weights", None)  # import fails
