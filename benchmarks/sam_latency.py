@@ -81,6 +81,8 @@ def _app_click(sam: torch.nn.Module, img_size: int) -> tuple[dict | None, str]:
         out = fn(sam, image)
     except Exception as e:  # report, keep the other results
         return None, f"time_click failed: {type(e).__name__}: {str(e)[:200]}"
+    if isinstance(out, dict) and "median_ms" not in out and "click_ms" in out:
+        out = out | {"median_ms": out["click_ms"]}  # decoder + overlay, median of the repeats
     return (out if isinstance(out, dict) else {"median_ms": float(out)}), "repvit.sam.app.time_click"
 
 
