@@ -39,15 +39,34 @@ demo-detect: $(VENV)/.dense-installed
 	$(VENV)/bin/repvit detect eval --checkpoint $(DEMO_DIR)/detect/best.pt --data digits --json
 	$(VENV)/bin/repvit detect export --checkpoint $(DEMO_DIR)/detect/best.pt --output $(DEMO_DIR)/detect/maskrcnn.onnx
 
-# RepViT-SAM's pipeline on a real photo (scikit-image's astronaut). Nothing is downloaded, so the M0.9-SAM here has
-# random weights: the masks are meaningless until you pass the authors' repvit_sam.pt or a distilled checkpoint.
+# SAM's pipeline (predict, segment-all, ONNX export) on a real photo (scikit-image's astronaut).
+# The published weights by name when they can be fetched (SAM_WEIGHTS: edge_sam, edge_sam_3x or repvit_sam); when they
+# cannot (offline, no network), the demo says so plainly and runs the same pipeline on random EdgeSAM weights.
+SAM_WEIGHTS ?= edge_sam
+define DEMO_SAM_WEIGHTS_PY
+import sys
+from repvit.sam import build_repvit_sam, save_repvit_sam
+from repvit.weights import resolve_weights
+out = sys.argv[1]
+try:
+    path = str(resolve_weights("$(SAM_WEIGHTS)"))
+    print(f"using the published $(SAM_WEIGHTS) weights: {path}")
+except Exception as e:
+    path = out + "/edge_sam_random.safetensors"
+    print(f"could not get the published $(SAM_WEIGHTS) weights ({e}).")
+    print("FALLING BACK TO RANDOM WEIGHTS (the edge_sam architecture): the masks below are meaningless.")
+    save_repvit_sam(build_repvit_sam(variant="edge_sam"), path)
+open(out + "/checkpoint.txt", "w").write(path)
+endef
+export DEMO_SAM_WEIGHTS_PY
+
 demo-sam: $(VENV)/.sam-installed
 	mkdir -p $(DEMO_DIR)/sam
 	$(PY) -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save('$(DEMO_DIR)/sam/astronaut.png')"
-	$(PY) -c "from repvit.sam import build_repvit_sam, save_repvit_sam; save_repvit_sam(build_repvit_sam(variant='repvit_sam_m0_9'), '$(DEMO_DIR)/sam/m0_9_sam_random.safetensors')"
-	$(VENV)/bin/repvit sam predict $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --point 250,150 --output-dir $(DEMO_DIR)/sam
-	$(VENV)/bin/repvit sam segment-all $(DEMO_DIR)/sam/astronaut.png --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --points-per-side 8 --output-dir $(DEMO_DIR)/sam
-	$(VENV)/bin/repvit sam export --checkpoint $(DEMO_DIR)/sam/m0_9_sam_random.safetensors --output-dir $(DEMO_DIR)/sam/onnx
+	$(PY) -c "$$DEMO_SAM_WEIGHTS_PY" $(DEMO_DIR)/sam
+	$(VENV)/bin/repvit sam predict $(DEMO_DIR)/sam/astronaut.png --checkpoint $$(cat $(DEMO_DIR)/sam/checkpoint.txt) --point 250,150 --output-dir $(DEMO_DIR)/sam
+	$(VENV)/bin/repvit sam segment-all $(DEMO_DIR)/sam/astronaut.png --checkpoint $$(cat $(DEMO_DIR)/sam/checkpoint.txt) --points-per-side 8 --output-dir $(DEMO_DIR)/sam
+	$(VENV)/bin/repvit sam export --checkpoint $$(cat $(DEMO_DIR)/sam/checkpoint.txt) --output-dir $(DEMO_DIR)/sam/onnx
 
 # The click-to-segment web page (docs/sam.md, "The app") on http://127.0.0.1:7860/. SAM_CHECKPOINT: a RepViT-SAM file
 # or name; one that cannot be had gives random weights (a warning says so).
