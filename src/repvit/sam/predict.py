@@ -130,12 +130,20 @@ def segment_everything(sam: nn.Module, image: np.ndarray, *, points_per_side: in
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
                  box: Sequence[float] | None = None, color=(30, 144, 255), alpha: float = 0.5) -> np.ndarray:
-    """``image`` with ``mask`` blended in ``color``, foreground points green, background red, the box yellow."""
+    """``image`` with ``mask`` blended in ``color``, foreground points green, background red, the box yellow.
+
+    The blend runs in PIL's uint8 kernels (``Image.blend`` then ``Image.composite`` under the mask): a few ms on a
+    1024 px photo, where float32 arithmetic over a boolean index took tens of ms of every click in the app.
+    """
     from PIL import Image, ImageDraw
 
-    out = image.astype(np.float32).copy()
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    pil = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    a = image if image.dtype == np.uint8 else image.clip(0, 255).astype(np.uint8)
+    pil = Image.fromarray(np.ascontiguousarray(a))
+    if pil.mode != "RGB":  # grey or RGBA: blend in RGB
+        pil = pil.convert("RGB")
+    if mask.any():
+        tint = Image.blend(pil, Image.new("RGB", pil.size, tuple(int(c) for c in color)), alpha)
+        pil = Image.composite(tint, pil, Image.fromarray(np.multiply(mask, 255, dtype=np.uint8), mode="L"))
     draw = ImageDraw.Draw(pil)
     r = max(3, round(max(image.shape[:2]) / 150))
     for x, y, label in points:
