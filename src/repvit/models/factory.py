@@ -90,7 +90,7 @@ def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any
             raise ValueError("pretrained=True needs a model name (e.g. create_model('repvit_m0_9', pretrained=True)); "
                              "or pass a weights name or file: pretrained='repvit_m0_9.dist_450e_in1k'.")
         else:
-            source = default_weights(name)
+            source = default_weights(get_model_entry(name).name)
     elif isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
         if path.is_file():

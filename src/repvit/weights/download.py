@@ -21,7 +21,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from repvit.models.checkpoint import CheckpointError
+from repvit.io import CheckpointError
 
 from .registry import WeightsEntry, get_weights
 

@@ -139,15 +139,17 @@ def _normalize(name: str) -> str:
 
 
 def default_weights(model: str) -> WeightsEntry:
-    """The default classification weights of a model name (timm's default tag: ``dist_300e_in1k`` ...)."""
-    from repvit.models import get_model_entry
+    """The default classification weights of a model name (timm's default tag: ``dist_300e_in1k`` ...).
 
-    arch = get_model_entry(model).name
-    tag = DEFAULT_TAGS.get(arch)
-    if tag is None:
-        raise UnknownWeightsError(f"model {arch!r} has no published weights; models with weights: "
-                                  f"{', '.join(sorted(DEFAULT_TAGS))}.")
-    return _WEIGHTS[f"{arch}.{tag}"]
+    ``model`` is an architecture name (``repvit_m0_9``; ``m0_9`` is accepted too). This module does not import the
+    model registry (weights sit below models): :func:`repvit.create_model` resolves aliases before it asks here.
+    """
+    key = model.strip().lower().replace("-", "_").replace(".", "_")
+    for arch in (key, f"repvit_{key}"):
+        if arch in DEFAULT_TAGS:
+            return _WEIGHTS[f"{arch}.{DEFAULT_TAGS[arch]}"]
+    raise UnknownWeightsError(f"model {model!r} has no published weights; models with weights: "
+                              f"{', '.join(sorted(DEFAULT_TAGS))}.")
 
 
 def get_weights(name: str) -> WeightsEntry:
@@ -166,11 +168,9 @@ def get_weights(name: str) -> WeightsEntry:
         if candidate in _WEIGHTS:
             return _WEIGHTS[candidate]
     if "." not in key:
-        from repvit.models import UnknownModelError
-
         try:
             return default_weights(key)
-        except (UnknownModelError, UnknownWeightsError):
+        except UnknownWeightsError:
             pass
     names = list(_WEIGHTS) + list(DEFAULT_TAGS)
     close = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
