@@ -84,7 +84,7 @@ docs-sam-app: $(VENV)/.test-installed
 	$(PY) -c "from PIL import Image; p = 'docs/img/sam_app.png'; Image.open(p).convert('RGB').quantize(256).save(p, optimize=True)"
 
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-all: $(VENV)/.test-installed
 	$(PY) -m pytest -q -m ""
