@@ -14,10 +14,14 @@ is frozen, no loss reaches it); all four mask outputs are distilled; the refinem
 output the teacher rates best; padding pixels are left out of the loss and of the point sampling; previous masks
 are not fed back as mask input (``mask_input`` turns that on).
 
-Differences (no SA-1B annotations needed): prompts are sampled from the *teacher's* masks on unlabeled images. A
-seed point is drawn uniformly in the image, the teacher decodes it (best of SAM's three multimask outputs) and that
-mask gives the prompt: its bounding box, or a random pixel inside it. Each batch uses boxes or points (0.5 each),
-``max_prompts`` per image. The teacher's image embeddings come from the phase-1 cache
+Where the prompts come from (``prompt_masks``, default ``"auto"``): EdgeSAM samples them from SA-1B's masks; here
+they come from annotated masks when the image folder has them (COCO ``instances*.json`` or SA-1B's per-image JSON,
+:mod:`repvit.sam.mask_annotations`: a box is an annotation's ``bbox``, a point a random pixel of its mask, up to
+``max_prompts`` objects per image), and otherwise from the *teacher's* masks on unlabeled images: a seed point is
+drawn uniformly in the image, the teacher decodes it (best of SAM's three multimask outputs) and that mask gives the
+prompt, its bounding box or a random pixel inside it. A log line says which source a run uses. Either way the loss
+is the student's against the teacher's mask logits, and refinement points come from where they disagree. Each batch
+uses boxes or points (0.5 each), ``max_prompts`` per image. The teacher's image embeddings come from the phase-1 cache
 (:class:`~repvit.sam.embed_cache.EmbeddingCache`, the same key, so phase 2 after phase 1 computes nothing), and the
 teacher's prompt encoder and mask decoder are cheap, so the teacher's image encoder never runs during training.
 
@@ -44,11 +48,12 @@ from repvit.train.distributed import all_reduce_sum
 from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
 from .embed_cache import EmbeddingCache
 from .encoder import RepViTSamEncoder
+from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations, low_res_prompt_masks
 from .preprocess import load_rgb, preprocess_image
 
 __all__ = [
     "LoopSettings", "PromptDistillSam", "PromptPairs", "SamPromptDistillTask", "mask_distill_loss",
-    "sample_refine_points", "sample_prompts", "low_res_valid", "evaluate_prompt_distill",
+    "sample_refine_points", "sample_prompts", "sample_mask_prompts", "low_res_valid", "evaluate_prompt_distill",
 ]
 
 _log = logging.getLogger("repvit.sam")
@@ -185,6 +190,32 @@ def sample_prompts(teacher: nn.Module, embedding: torch.Tensor, valid: torch.Ten
     return None, boxes.clamp(0, img_size)
 
 
+def sample_mask_prompts(masks: torch.Tensor, boxes: torch.Tensor, n: int, kind: str, img_size: int,
+                        generator: torch.Generator | None = None
+                        ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+    """Up to ``n`` prompts of ``kind`` for one image from its annotated masks (``n`` of them drawn without
+    replacement; all of them when there are fewer).
+
+    Args:
+        masks: (M, H, W) bool low-resolution masks (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`).
+        boxes: (M, 4) the annotations' boxes ``x0, y0, x1, y1`` in the input frame.
+
+    Returns:
+        As :func:`sample_prompts`: a box prompt is the annotation's box; a point prompt a uniformly random pixel of
+        the mask (label 1), or the box's centre for a mask too small to cover a low-resolution pixel.
+    """
+    order = _rand((masks.shape[0],), masks.device, generator).argsort()[:n]
+    obj, box = masks[order], boxes[order]
+    if kind == "box":
+        return None, box
+    if kind != "point":
+        raise ValueError(f"prompt kind must be 'box' or 'point', got {kind!r}.")
+    flat, has = _pick(obj, generator)
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    coords = torch.where(has[:, None], _pixel_to_input(flat, tuple(obj.shape[-2:]), img_size), centre)
+    return (coords[:, None, :], torch.ones(len(order), 1, dtype=torch.long, device=masks.device)), None
+
+
 def mask_distill_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
                       bce_weight: float = 5.0, dice_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor,
                                                                                   torch.Tensor]:
@@ -232,12 +263,15 @@ class PromptDistillSam(nn.Module):
         return int(self.image_encoder.img_size)
 
     def forward(self, images: torch.Tensor, teacher_embeddings: torch.Tensor, valid_hw: torch.Tensor,
-                teacher: nn.Module, settings: LoopSettings, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+                teacher: nn.Module, settings: LoopSettings, kind: str,
+                masks: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt-in-the-loop loss of a batch and the mean IoU of the student's first masks with the teacher's.
 
         Args:
             images: preprocessed (B, 3, S, S); teacher_embeddings: (B, 256, S/16, S/16); valid_hw: (B, 2).
             teacher: the teacher's prompt encoder and mask decoder (frozen); kind: ``"box"`` or ``"point"``.
+            masks: per image, annotated ``(masks, boxes)`` to draw the prompts from (:func:`sample_mask_prompts`);
+                None: from the teacher's masks (:func:`sample_prompts`).
         """
         emb = self.image_encoder(images)
         side = 4 * emb.shape[-1]
@@ -245,8 +279,11 @@ class PromptDistillSam(nn.Module):
         total, iou_sum, n = emb.new_zeros((), dtype=torch.float32), 0.0, 0
         decodes = 1 + settings.refine_iters
         for b in range(images.shape[0]):
-            points, boxes = sample_prompts(teacher, teacher_embeddings[b:b + 1], valid[b], valid_hw[b],
-                                           settings.max_prompts, kind, self.img_size)
+            if masks is None:
+                points, boxes = sample_prompts(teacher, teacher_embeddings[b:b + 1], valid[b], valid_hw[b],
+                                               settings.max_prompts, kind, self.img_size)
+            else:
+                points, boxes = sample_mask_prompts(*masks[b], settings.max_prompts, kind, self.img_size)
             m_s = m_t = None
             for it in range(decodes):
                 s_masks, _ = _decode(self.prompt_encoder, self.mask_decoder, emb[b:b + 1], points, boxes, m_s)
@@ -286,10 +323,12 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Te
 
 
 class PromptPairs(Dataset):
-    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index)`` for ``indices`` of ``cache``."""
+    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index, prompt masks)`` for ``indices``
+    of ``cache``; prompt masks are the image's annotated ``(masks, boxes)``
+    (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`) when ``annotations`` is given, else None."""
 
-    def __init__(self, cache: EmbeddingCache, indices: list[int]):
-        self.cache, self.indices = cache, list(indices)
+    def __init__(self, cache: EmbeddingCache, indices: list[int], annotations: MaskAnnotations | None = None):
+        self.cache, self.indices, self.annotations = cache, list(indices), annotations
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -298,15 +337,24 @@ class PromptPairs(Dataset):
         from segment_anything.utils.transforms import ResizeLongestSide
 
         idx = self.indices[i]
-        rgb = load_rgb(self.cache.image_root / self.cache.files[idx])
+        path = self.cache.image_root / self.cache.files[idx]
+        rgb = load_rgb(path)
         size = self.cache.spec.img_size
         hw = ResizeLongestSide.get_preprocess_shape(rgb.shape[0], rgb.shape[1], size)
-        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx
+        masks = None
+        if self.annotations is not None:
+            masks = low_res_prompt_masks(self.annotations.masks(self.cache.files[idx]), rgb.shape[:2], size, path)
+        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx, masks
 
 
 def _collate(batch: list):
+    masks = [b[4] for b in batch]
     return (torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
-            torch.tensor([b[3] for b in batch]))
+            torch.tensor([b[3] for b in batch]), None if masks[0] is None else masks)
+
+
+def _to(masks: list[tuple[torch.Tensor, torch.Tensor]] | None, device: torch.device):
+    return None if masks is None else [(m.to(device), b.to(device)) for m, b in masks]
 
 
 def _encoder_state(init: str | Path) -> dict[str, torch.Tensor] | None:
@@ -331,6 +379,8 @@ class SamPromptDistillTask(SamDistillTask):
         teacher: a whole SAM module (``image_encoder``, ``prompt_encoder``, ``mask_decoder``; e.g. a
             ``segment_anything`` ``Sam`` or :func:`~repvit.sam.build_repvit_sam`'s) instead of ``cfg.teacher`` /
             ``cfg.teacher_checkpoint``; its image encoder's weight hash keys the embedding cache, as in phase 1.
+        prompt_masks: where prompts come from: ``"auto"`` (annotated masks when the image folder has COCO or SA-1B
+            annotations, else the teacher's), ``"teacher"`` or ``"annotations"`` (an error without them).
     """
 
     name: ClassVar[str] = "sam-prompt-distill"
@@ -338,14 +388,61 @@ class SamPromptDistillTask(SamDistillTask):
     default_eval_batch_size: ClassVar[int] = 2
     plot_label: ClassVar[str] = "- mask loss vs teacher (held out)"
 
-    def __init__(self, teacher: nn.Module | None = None):
+    def __init__(self, teacher: nn.Module | None = None, prompt_masks: str = "auto"):
+        if prompt_masks not in PROMPT_MASKS:
+            raise ValueError(f"prompt_masks must be one of {', '.join(PROMPT_MASKS)}, got {prompt_masks!r}.")
         super().__init__(teacher.image_encoder if teacher is not None else None)
         self.teacher_sam = teacher
+        self.prompt_masks = prompt_masks
+        self.annotations: MaskAnnotations | None = None
+        self._annotations_found = False
         self.head: _TeacherHead | None = None
         self.settings: LoopSettings | None = None
 
+    def _find_annotations(self, cache: EmbeddingCache) -> MaskAnnotations | None:
+        if not self._annotations_found:
+            self._annotations_found = True
+            if self.prompt_masks != "teacher":
+                self.annotations = find_mask_annotations(cache.image_root, cache.files)
+            if self.annotations is None and self.prompt_masks == "annotations":
+                raise FileNotFoundError(
+                    f"prompt_masks='annotations' but {cache.image_root} has no annotations: COCO instances*.json "
+                    "in the folder or its annotations/ folder, or SA-1B's NAME.json next to each NAME.jpg.")
+        return self.annotations
+
     def _pairs(self, cache: EmbeddingCache, indices: list[int]) -> Dataset:
-        return PromptPairs(cache, indices)
+        ann = self._find_annotations(cache)
+        if ann is not None:
+            indices = [i for i in indices if ann.has_masks(cache.files[i])]
+        return PromptPairs(cache, indices, ann)
+
+    def build_data(self, cfg: SamDistillConfig, info):
+        data = super().build_data(cfg, info)
+        ann, root = self.annotations, self.cache.image_root
+        if ann is None:
+            data.meta["prompt_masks"] = {"source": "teacher"}
+            if info.is_main:
+                _log.info("phase 2 prompts: from the teacher's masks (%s)", "prompt_masks='teacher'"
+                          if self.prompt_masks == "teacher" else f"no COCO instances*.json or SA-1B per-image JSON "
+                          f"in {root}")
+            return data
+        data.meta["prompt_masks"] = ann.describe()
+        data.meta["num_val"] = len(data.val)
+        if info.is_main:
+            where = ", ".join(str(s) for s in ann.sources) if ann.sources else "NAME.json next to each image"
+            _log.info("phase 2 prompts: from the annotated masks (%s layout: %s) of %d of %d images", ann.layout,
+                      where, len(self.cache.files) - len(ann.missing), len(self.cache.files))
+            if ann.missing:
+                _log.warning("phase 2 prompts: %d images have no annotated masks and are left out (%s%s)",
+                             len(ann.missing), ", ".join(ann.missing[:5]), ", ..." if len(ann.missing) > 5 else "")
+            if any(ann.left_out.values()):
+                _log.info("phase 2 prompts: annotations giving no prompt: %s",
+                          ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in ann.left_out.items() if v))
+        if not len(data.train) or not len(data.val):
+            raise ValueError(f"only {len(self.cache.files) - len(ann.missing)} of {len(self.cache.files)} images "
+                             f"under {root} have annotated masks, too few for a training and a held-out image "
+                             "(val_fraction); add annotations or images.")
+        return data
 
     def _collate_fn(self):
         return _collate
@@ -393,17 +490,18 @@ class SamPromptDistillTask(SamDistillTask):
         self.head.to(device)
 
     def train_step(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
-        x, emb, hw, _ = batch
+        x, emb, hw, _, masks = batch
         kinds = self.settings.prompt_types
         kind = kinds[0] if len(kinds) == 1 else kinds[int(torch.randint(len(kinds), ()).item())]
         loss, _ = model(x.to(device, non_blocking=True), emb.to(device, non_blocking=True), hw.to(device),
-                        self.head, self.settings, kind)
+                        self.head, self.settings, kind, _to(masks, device))
         return loss, x.shape[0]
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
         """On fixed prompts (drawn from a generator seeded by the image's index, so every student and every run
-        sees the same ones): ``cfg.eval_prompts`` boxes and as many points per held-out image, decoded once.
+        sees the same ones): ``cfg.eval_prompts`` boxes and as many points per held-out image (from its annotated
+        masks when the run uses them, fewer when it has fewer), decoded once.
         ``mask_loss`` is the training loss's first decode (BCE 5 + Dice 5 by default), ``miou`` the IoU of the
         student's and the teacher's best masks, ``mse`` the embedding MSE of phase 1."""
         was_training = model.training
@@ -415,8 +513,8 @@ class SamPromptDistillTask(SamDistillTask):
         dtype = torch.float16 if cfg and cfg.amp_dtype == "float16" else torch.bfloat16
         sums = torch.zeros(7, dtype=torch.float64)  # loss, bce, dice, iou, decodes, masks, sq err; images below
         sq_elems, images = 0.0, 0
-        for x, temb, hw, idx in loader:
-            x, temb, hw = x.to(device), temb.to(device).float(), hw.to(device)
+        for x, temb, hw, idx, masks in loader:
+            x, temb, hw, masks = x.to(device), temb.to(device).float(), hw.to(device), _to(masks, device)
             with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
                 emb = model.image_encoder(x)
             emb = emb.float()
@@ -428,16 +526,19 @@ class SamPromptDistillTask(SamDistillTask):
             for b in range(x.shape[0]):
                 g = torch.Generator().manual_seed(1_000_003 * int(idx[b]) + 17)
                 for kind in ("box", "point"):
-                    points, boxes = sample_prompts(self.head, temb[b:b + 1], valid[b], hw[b], n, kind,
-                                                   model.img_size, g)
+                    if masks is None:
+                        points, boxes = sample_prompts(self.head, temb[b:b + 1], valid[b], hw[b], n, kind,
+                                                       model.img_size, g)
+                    else:
+                        points, boxes = sample_mask_prompts(*masks[b], n, kind, model.img_size, g)
                     s_m, _ = _decode(model.prompt_encoder, model.mask_decoder, emb[b:b + 1], points, boxes)
                     t_m, t_iou = _decode(self.head.prompt_encoder, self.head.mask_decoder, temb[b:b + 1], points,
                                          boxes)
                     loss, bce, dice = mask_distill_loss(s_m, t_m, valid[b], bce_w, dice_w)
-                    ar = torch.arange(n, device=device)
+                    ar = torch.arange(s_m.shape[0], device=device)
                     best = t_iou.argmax(1)
                     iou = _mask_iou(s_m[ar, best] > 0, t_m[ar, best] > 0, valid[b])
-                    sums[:6] += torch.tensor([loss.item(), bce.item(), dice.item(), iou.sum().item(), 1, n],
+                    sums[:6] += torch.tensor([loss.item(), bce.item(), dice.item(), iou.sum().item(), 1, len(ar)],
                                              dtype=torch.float64)
         model.train(was_training)
         extra = all_reduce_sum(torch.tensor([sq_elems, images], dtype=torch.float64))
@@ -456,7 +557,7 @@ class SamPromptDistillTask(SamDistillTask):
 
 
 def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
-                            device: str | torch.device = "cpu") -> dict[str, Any]:
+                            device: str | torch.device = "cpu", prompt_masks: str = "auto") -> dict[str, Any]:
     """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
     phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
     prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
@@ -467,7 +568,7 @@ def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teac
 
     cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
     dev = torch.device(device)
-    task = SamPromptDistillTask(teacher)
+    task = SamPromptDistillTask(teacher, prompt_masks)
     task.cfg, task.info = cfg, DistInfo(device=dev)
     data = task.build_data(cfg, task.info)
     torch.manual_seed(cfg.seed)  # as the engine, before building the student
