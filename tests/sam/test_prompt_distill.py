@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from repvit.sam.distill import SamDistillConfig, distill
-from repvit.sam.prompt_distill import (
-    SamPromptDistillTask,
-    low_res_valid,
-    mask_distill_loss,
-    sample_prompts,
-    sample_refine_points,
-)
+from repvit.sam.prompt_distill import SamPromptDistillTask, mask_distill_loss
+from repvit.sam.prompt_sampling import low_res_valid, sample_prompts, sample_refine_points
 from tests.helpers import kill_in_second_epoch_then_resume, run_torchrun
 
 from ._distill_data import make_images, tiny_teacher_sam

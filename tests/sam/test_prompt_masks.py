@@ -13,7 +13,8 @@ from PIL import Image
 
 from repvit.sam.distill import SamDistillConfig, distill
 from repvit.sam.mask_annotations import MaskAnnotationError, find_mask_annotations, low_res_prompt_masks
-from repvit.sam.prompt_distill import SamPromptDistillTask, sample_mask_prompts
+from repvit.sam.prompt_distill import SamPromptDistillTask
+from repvit.sam.prompt_sampling import sample_mask_prompts
 
 from ._distill_data import tiny_teacher_sam
 
