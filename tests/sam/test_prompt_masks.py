@@ -185,6 +185,10 @@ def test_bad_annotations_are_errors_naming_the_file(tmp_path):
     (sa / "instances_x.json").write_text("{}")
     with pytest.raises(MaskAnnotationError, match="both COCO instances files"):
         find_mask_annotations(sa, sorted(truth))
+    (sa / "instances_x.json").unlink()
+    (sa / "sa_0.json").write_text(json.dumps({"annotations": []}))  # the first JSON is read at once
+    with pytest.raises(MaskAnnotationError, match=r"sa_0\.json is not an SA-1B annotation file"):
+        find_mask_annotations(sa, sorted(truth))
 
 
 def _cfg(tmp_path, images, **kw):

@@ -197,7 +197,10 @@ def find_mask_annotations(root: str | Path, files: list[str]) -> MaskAnnotations
         raise MaskAnnotationError(f"{root} holds both COCO instances files ({coco_files[0].name}) and per-image "
                                   "SA-1B JSON files; keep one layout in the image folder.")
     if per_image:
-        return MaskAnnotations(root, "sa1b", [], None, files)
+        ann = MaskAnnotations(root, "sa1b", [], None, files)
+        first = next(f for f in files if f not in ann.missing)
+        ann.masks(first)  # a wrong layout fails here, not hours into training; the other files are read when used
+        return ann
     if not coco_files:
         return None
     merged: dict[str, ImageMasks] = {}
