@@ -156,7 +156,7 @@ class PromptDistillSam(nn.Module):
                 s_masks, _ = decode_masks(self.prompt_encoder, self.mask_decoder, emb[b:b + 1], points, boxes, m_s)
                 with torch.no_grad():
                     t_masks, t_iou = decode_masks(teacher.prompt_encoder, teacher.mask_decoder,
-                                             teacher_embeddings[b:b + 1], points, boxes, m_t)
+                                                  teacher_embeddings[b:b + 1], points, boxes, m_t)
                 loss, _, _ = mask_distill_loss(s_masks, t_masks, valid[b], settings.bce_weight, settings.dice_weight)
                 total = total + loss / decodes
                 with torch.no_grad():
@@ -400,7 +400,7 @@ class SamPromptDistillTask(SamDistillTask):
                         points, boxes = sample_mask_prompts(*masks[b], n, kind, model.img_size, g)
                     s_m, _ = decode_masks(model.prompt_encoder, model.mask_decoder, emb[b:b + 1], points, boxes)
                     t_m, t_iou = decode_masks(self.head.prompt_encoder, self.head.mask_decoder, temb[b:b + 1], points,
-                                         boxes)
+                                              boxes)
                     loss, bce, dice = mask_distill_loss(s_m, t_m, valid[b], bce_w, dice_w)
                     ar = torch.arange(s_m.shape[0], device=device)
                     best = t_iou.argmax(1)
