@@ -165,6 +165,11 @@ def test_bad_annotations_are_errors_naming_the_file(tmp_path):
     path.write_text(json.dumps(d))
     with pytest.raises(MaskAnnotationError, match=r"instances_train\.json has annotations but no masks"):
         find_mask_annotations(root, sorted(truth))
+    from repvit.train.distributed import DistInfo
+
+    with pytest.raises(MaskAnnotationError, match="no masks"):  # before the teacher embeds a single image
+        SamPromptDistillTask(tiny_teacher_sam(IMG)).build_data(_cfg(tmp_path, root), DistInfo())
+    assert not list((tmp_path / "cache").rglob("shard_*"))
 
     sa, truth = make_sa1b(tmp_path / "sa")
     no_masks = {"image": {"width": W, "height": H}, "annotations": [{"bbox": [0, 0, 1, 1]}]}

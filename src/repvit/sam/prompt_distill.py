@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 from repvit.train.distributed import all_reduce_sum
 
 from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
-from .embed_cache import EmbeddingCache
+from .embed_cache import EmbeddingCache, list_images
 from .encoder import RepViTSamEncoder
 from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations, low_res_prompt_masks
 from .preprocess import load_rgb, preprocess_image
@@ -262,28 +262,27 @@ class SamPromptDistillTask(SamDistillTask):
         self.teacher_sam = teacher
         self.prompt_masks = prompt_masks
         self.annotations: MaskAnnotations | None = None
-        self._annotations_found = False
         self.head: _TeacherHead | None = None
         self.settings: LoopSettings | None = None
 
-    def _find_annotations(self, cache: EmbeddingCache) -> MaskAnnotations | None:
-        if not self._annotations_found:
-            self._annotations_found = True
-            if self.prompt_masks != "teacher":
-                self.annotations = find_mask_annotations(cache.image_root, cache.files)
-            if self.annotations is None and self.prompt_masks == "annotations":
-                raise FileNotFoundError(
-                    f"prompt_masks='annotations' but {cache.image_root} has no annotations: COCO instances*.json "
-                    "in the folder or its annotations/ folder, or SA-1B's NAME.json next to each NAME.jpg.")
-        return self.annotations
+    def _find_annotations(self, cfg: SamDistillConfig) -> MaskAnnotations | None:
+        if self.prompt_masks == "teacher":
+            return None
+        ann = find_mask_annotations(cfg.data, list_images(cfg.data, cfg.max_images))
+        if ann is None and self.prompt_masks == "annotations":
+            raise FileNotFoundError(
+                f"prompt_masks='annotations' but {cfg.data} has no annotations: COCO instances*.json in the folder "
+                "or its annotations/ folder, or SA-1B's NAME.json next to each NAME.jpg.")
+        return ann
 
     def _pairs(self, cache: EmbeddingCache, indices: list[int]) -> Dataset:
-        ann = self._find_annotations(cache)
+        ann = self.annotations
         if ann is not None:
             indices = [i for i in indices if ann.has_masks(cache.files[i])]
         return PromptPairs(cache, indices, ann)
 
     def build_data(self, cfg: SamDistillConfig, info):
+        self.annotations = self._find_annotations(cfg)  # before the teacher pass: bad annotations fail at once
         data = super().build_data(cfg, info)
         ann, root = self.annotations, self.cache.image_root
         if ann is None:
