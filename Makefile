@@ -4,8 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo demo-segment demo-detect demo-sam demo-app docs-sam-app docs-segment-overlay docs-sam-masks test test-all \
-	lint bench clean
+.PHONY: demo demo-segment demo-detect demo-sam demo-app docs-sam-app test test-all lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -83,6 +82,8 @@ demo-app: $(VENV)/.app-installed
 docs-sam-app: $(VENV)/.test-installed
 	REPVIT_SAM_APP_SCREENSHOT=docs/img/sam_app.png $(PY) -m pytest -q tests/sam/test_app.py -k browser
 	$(PY) -c "from PIL import Image; p = 'docs/img/sam_app.png'; Image.open(p).convert('RGB').quantize(256).save(p, optimize=True)"
+
+.PHONY: docs-segment-overlay docs-sam-masks
 
 # Regenerates docs/img/segment_overlay_digits.png (docs/dense.md): held-out scenes, true labels and prediction of
 # make demo-segment's checkpoint (trained first when it is not there)
