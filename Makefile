@@ -83,6 +83,19 @@ docs-sam-app: $(VENV)/.test-installed
 	REPVIT_SAM_APP_SCREENSHOT=docs/img/sam_app.png $(PY) -m pytest -q tests/sam/test_app.py -k browser
 	$(PY) -c "from PIL import Image; p = 'docs/img/sam_app.png'; Image.open(p).convert('RGB').quantize(256).save(p, optimize=True)"
 
+.PHONY: docs-segment-overlay docs-sam-masks
+
+# Regenerates docs/img/segment_overlay_digits.png (docs/dense.md): held-out scenes, true labels and prediction of
+# make demo-segment's checkpoint (trained first when it is not there)
+docs-segment-overlay: $(VENV)/.test-installed
+	test -f $(DEMO_DIR)/segment/best.pt || $(MAKE) demo-segment
+	$(PY) docs/make_figures.py segment-overlay --checkpoint $(DEMO_DIR)/segment/best.pt
+
+# Regenerates docs/img/sam_masks_photo.png (docs/sam.md): prompts and masks on scikit-image's astronaut with
+# SAM_WEIGHTS (default edge_sam); offline, random edge_sam weights, and the picture says so
+docs-sam-masks: $(VENV)/.test-installed
+	$(PY) docs/make_figures.py sam-masks --checkpoint $(SAM_WEIGHTS)
+
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q --durations=25
 

@@ -96,3 +96,32 @@ def kill_in_second_epoch_then_resume(cmd, tmp_path, *, sleep_s: float, timeout_s
     _, err = ref.communicate(timeout=timeout_s)
     assert ref.returncode == 0, err[-3000:]
     return (torch.load(tmp_path / "ref" / "last.pt", weights_only=True), torch.load(last, weights_only=True))
+
+
+def run_torchrun(script, *args: str, timeout_s: float = 400, env: dict | None = None):
+    """Run ``script`` (a path) on 2 CPU processes under torch.distributed.run, from the repository root, in its own
+    process group; return the ``subprocess.CompletedProcess`` (stdout and stderr as text).
+
+    On a timeout the whole group (agent, ranks, their loader workers) is killed and the calling test fails, so a
+    hung run leaves no orphaned processes behind.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           *args]
+    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun {Path(script).name} {' '.join(args)} hung for {timeout_s:.0f} s and was killed; "
+                    f"stderr:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

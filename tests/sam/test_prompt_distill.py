@@ -3,8 +3,6 @@ BCE + Dice loss against independent formulas, training on the shared engine (pha
 result), SIGKILL + resume, and 2-process DDP (slow)."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,18 +10,12 @@ import pytest
 import torch
 
 from repvit.sam.distill import SamDistillConfig, distill
-from repvit.sam.prompt_distill import (
-    SamPromptDistillTask,
-    low_res_valid,
-    mask_distill_loss,
-    sample_prompts,
-    sample_refine_points,
-)
-from tests.helpers import kill_in_second_epoch_then_resume
+from repvit.sam.prompt_distill import SamPromptDistillTask, mask_distill_loss
+from repvit.sam.prompt_sampling import low_res_valid, sample_prompts, sample_refine_points
+from tests.helpers import kill_in_second_epoch_then_resume, run_torchrun
 
 from ._distill_data import make_images, tiny_teacher_sam
 
-ROOT = Path(__file__).resolve().parents[2]
 _RUN_CHECKOUT = "import runpy, sys; sys.path.insert(0, 'src'); runpy.run_module('repvit', run_name='__main__')"
 
 
@@ -261,21 +253,9 @@ def test_sigkill_in_second_epoch_then_resume_matches_uninterrupted(tmp_path):
 def test_two_process_phase_two(tmp_path):
     """torchrun, 2 CPU processes (gloo), --phase both: the ranks split the cache shards in phase 1, train phase 2
     in step (same weights) and report the same all-reduced held-out mask loss; only rank 0 writes checkpoints."""
-    import signal
-
     images = make_images(tmp_path / "images", 12, size=(40, 90))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).parent / "_ddp_prompt_worker.py"), str(tmp_path), str(images)]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=500)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"torchrun prompt distillation hung and was killed; stderr:\n{err[-3000:]}")
-    assert proc.returncode == 0, err[-3000:]
+    proc = run_torchrun(Path(__file__).parent / "_ddp_prompt_worker.py", str(tmp_path), str(images), timeout_s=500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2 and r0["phase"] == "prompt"
     assert r0["shards"] == r1["shards"] == 3  # phase 1 filled the cache: 6 shards of 2, 3 per rank

@@ -14,14 +14,19 @@ is frozen, no loss reaches it); all four mask outputs are distilled; the refinem
 output the teacher rates best; padding pixels are left out of the loss and of the point sampling; previous masks
 are not fed back as mask input (``mask_input`` turns that on).
 
-Differences (no SA-1B annotations needed): prompts are sampled from the *teacher's* masks on unlabeled images. A
-seed point is drawn uniformly in the image, the teacher decodes it (best of SAM's three multimask outputs) and that
-mask gives the prompt: its bounding box, or a random pixel inside it. Each batch uses boxes or points (0.5 each),
-``max_prompts`` per image. The teacher's image embeddings come from the phase-1 cache
+Where the prompts come from (``prompt_masks``, default ``"auto"``): EdgeSAM samples them from SA-1B's masks; here
+they come from annotated masks when the image folder has them (COCO ``instances*.json`` or SA-1B's per-image JSON,
+:mod:`repvit.sam.mask_annotations`: a box is an annotation's ``bbox``, a point a random pixel of its mask, up to
+``max_prompts`` objects per image), and otherwise from the *teacher's* masks on unlabeled images: a seed point is
+drawn uniformly in the image, the teacher decodes it (best of SAM's three multimask outputs) and that mask gives the
+prompt, its bounding box or a random pixel inside it. A log line says which source a run uses. Either way the loss
+is the student's against the teacher's mask logits, and refinement points come from where they disagree. Each batch
+uses boxes or points (0.5 each), ``max_prompts`` per image. The teacher's image embeddings come from the phase-1 cache
 (:class:`~repvit.sam.embed_cache.EmbeddingCache`, the same key, so phase 2 after phase 1 computes nothing), and the
 teacher's prompt encoder and mask decoder are cheap, so the teacher's image encoder never runs during training.
 
-Training is :class:`SamPromptDistillTask` on the shared engine (resume, DDP, AMP, EMA, ``metrics.jsonl``); its
+The samplers (prompts, refinement points) are in :mod:`repvit.sam.prompt_sampling`. Training is
+:class:`SamPromptDistillTask` on the shared engine (resume, DDP, AMP, EMA, ``metrics.jsonl``); its
 checkpoints hold the whole SAM (``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``), which
 :func:`repvit.sam.build_repvit_sam` reads without a decoder checkpoint.
 """
@@ -42,13 +47,15 @@ from torch.utils.data import Dataset
 from repvit.train.distributed import all_reduce_sum
 
 from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
-from .embed_cache import EmbeddingCache
+from .embed_cache import EmbeddingCache, list_images
 from .encoder import RepViTSamEncoder
+from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations, low_res_prompt_masks
 from .preprocess import load_rgb, preprocess_image
+from .prompt_sampling import decode_masks, low_res_valid, sample_mask_prompts, sample_prompts, sample_refine_points
 
 __all__ = [
     "LoopSettings", "PromptDistillSam", "PromptPairs", "SamPromptDistillTask", "mask_distill_loss",
-    "sample_refine_points", "sample_prompts", "low_res_valid", "evaluate_prompt_distill",
+    "evaluate_prompt_distill",
 ]
 
 _log = logging.getLogger("repvit.sam")
@@ -72,117 +79,7 @@ class LoopSettings:
                    cfg.bce_weight, cfg.dice_weight, cfg.mask_input)
 
 
-# ---------------------------------------------------------------------------------------------------- sampling
-
-
-def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-    """Uniform [0, 1) numbers on ``device``: from the device's global RNG, or from ``generator`` (on its device)."""
-    if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
-
-def _pick(region: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One uniformly random pixel of each ``region[i]`` ((N, H, W) bool): flat indices (N,) and whether the region
-    had any pixel (N,) (the index is then meaningless)."""
-    scores = _rand(tuple(region.shape), region.device, generator).masked_fill(~region, -1.0).flatten(1)
-    return scores.argmax(1), region.flatten(1).any(1)
-
-
-def _pixel_to_input(flat: torch.Tensor, hw: tuple[int, int], img_size: int) -> torch.Tensor:
-    """Flat indices into an (H, W) low-resolution mask -> (N, 2) ``(x, y)`` at pixel centres in the input frame
-    (``img_size`` square, where SAM's prompt encoder takes coordinates)."""
-    h, w = hw
-    rows, cols = flat // w, flat % w
-    return torch.stack([(cols.float() + 0.5) * (img_size / w), (rows.float() + 0.5) * (img_size / h)], dim=1)
-
-
-def low_res_valid(valid_hw: torch.Tensor, side: int, img_size: int) -> torch.Tensor:
-    """(B, side, side) bool: the pixels of a low-resolution mask (``side`` = img_size / 4) that cover the image and
-    not its bottom/right padding, for images resized to ``valid_hw`` (B, 2) ``(h, w)`` inside ``img_size``."""
-    idx = torch.arange(side, device=valid_hw.device)
-    lim = torch.ceil(valid_hw.float() * side / img_size).long()  # (B, 2)
-    return (idx[None, :, None] < lim[:, 0, None, None]) & (idx[None, None, :] < lim[:, 1, None, None])
-
-
-def sample_refine_points(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor | None, img_size: int,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One refinement point per mask from where the student's and the teacher's binary masks disagree.
-
-    Args:
-        student, teacher: (N, H, W) bool low-resolution masks.
-        valid: (N, H, W) or (H, W) bool, the pixels that may be picked (None: all).
-        img_size: the input side; the point is returned in input coordinates (SAM's prompt frame).
-        generator: a ``torch.Generator`` for reproducible draws (None: the device's global RNG).
-
-    Returns:
-        ``coords`` (N, 1, 2) ``(x, y)`` and ``labels`` (N, 1) int64: a pixel drawn uniformly from the error region;
-        label 1 where it is a false negative of the student (teacher foreground), 0 where it is a false positive
-        (teacher background); where the masks agree everywhere, label -1 (SAM's "not a point") at (0, 0).
-    """
-    err = student ^ teacher
-    if valid is not None:
-        err = err & valid
-    flat, has = _pick(err, generator)
-    labels = teacher.flatten(1).gather(1, flat[:, None])[:, 0].long()
-    labels = torch.where(has, labels, torch.full_like(labels, -1))
-    coords = _pixel_to_input(flat, tuple(student.shape[-2:]), img_size)
-    coords = torch.where(has[:, None], coords, torch.zeros_like(coords))
-    return coords[:, None, :], labels[:, None]
-
-
-def _decode(prompt_encoder: nn.Module, mask_decoder: nn.Module, embedding: torch.Tensor,
-            points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None,
-            mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All four mask outputs (P, 4, 4h, 4w) and IoU predictions (P, 4) of one image's embedding (1, C, h, w) for P
-    prompts, through ``segment_anything``'s ``PromptEncoder`` and ``MaskDecoder.predict_masks``."""
-    sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-    return mask_decoder.predict_masks(image_embeddings=embedding, image_pe=prompt_encoder.get_dense_pe(),
-                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
-
-
-@torch.no_grad()
-def sample_prompts(teacher: nn.Module, embedding: torch.Tensor, valid: torch.Tensor, valid_hw: torch.Tensor,
-                   n: int, kind: str, img_size: int, generator: torch.Generator | None = None
-                   ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
-    """``n`` prompts of ``kind`` (``"box"`` or ``"point"``) for one image, from the teacher's masks.
-
-    A seed point is drawn uniformly inside the image (``valid_hw`` = (h, w) of the resized image in the input
-    frame); the teacher (``prompt_encoder``, ``mask_decoder``) decodes it on its ``embedding`` (1, C, h', w'), and
-    the best of SAM's three multimask outputs (by predicted IoU, inside ``valid``) is the object. A box prompt is
-    that mask's bounding box, a point prompt a uniformly random pixel of it (label 1). An empty mask falls back to
-    the seed point (and a box of side img_size / 8 around it).
-
-    Returns:
-        ``(points, None)`` with points ``(coords (n, 1, 2), labels (n, 1))``, or ``(None, boxes (n, 4))``.
-    """
-    device = embedding.device
-    h, w = (float(v) for v in valid_hw.tolist())
-    seeds = _rand((n, 2), device, generator) * torch.tensor([w, h], device=device)
-    ones = torch.ones(n, 1, dtype=torch.long, device=device)
-    masks, iou = _decode(teacher.prompt_encoder, teacher.mask_decoder, embedding, (seeds[:, None], ones), None)
-    best = iou[:, 1:].argmax(1) + 1
-    obj = (masks[torch.arange(n, device=device), best] > 0) & valid
-    side = obj.shape[-1]
-    scale = img_size / side
-    has = obj.flatten(1).any(1)
-    if kind == "point":
-        flat, _ = _pick(obj, generator)
-        coords = torch.where(has[:, None], _pixel_to_input(flat, tuple(obj.shape[-2:]), img_size), seeds)
-        return (coords[:, None, :], ones), None
-    if kind != "box":
-        raise ValueError(f"prompt kind must be 'box' or 'point', got {kind!r}.")
-    rows, cols = obj.any(2), obj.any(1)  # (n, side)
-    idx = torch.arange(side, device=device, dtype=torch.float32)
-    big = float(side)
-    x0 = torch.where(cols, idx, big).amin(1) * scale
-    x1 = (torch.where(cols, idx, -1.0).amax(1) + 1) * scale
-    y0 = torch.where(rows, idx, big).amin(1) * scale
-    y1 = (torch.where(rows, idx, -1.0).amax(1) + 1) * scale
-    half = img_size / 16
-    fallback = torch.stack([seeds[:, 0] - half, seeds[:, 1] - half, seeds[:, 0] + half, seeds[:, 1] + half], 1)
-    boxes = torch.where(has[:, None], torch.stack([x0, y0, x1, y1], 1), fallback)
-    return None, boxes.clamp(0, img_size)
+# ---------------------------------------------------------------------------------------------------- the loss
 
 
 def mask_distill_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
@@ -232,12 +129,16 @@ class PromptDistillSam(nn.Module):
         return int(self.image_encoder.img_size)
 
     def forward(self, images: torch.Tensor, teacher_embeddings: torch.Tensor, valid_hw: torch.Tensor,
-                teacher: nn.Module, settings: LoopSettings, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+                teacher: nn.Module, settings: LoopSettings, kind: str,
+                masks: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt-in-the-loop loss of a batch and the mean IoU of the student's first masks with the teacher's.
 
         Args:
             images: preprocessed (B, 3, S, S); teacher_embeddings: (B, 256, S/16, S/16); valid_hw: (B, 2).
             teacher: the teacher's prompt encoder and mask decoder (frozen); kind: ``"box"`` or ``"point"``.
+            masks: per image, annotated ``(masks, boxes)`` to draw the prompts from
+                (:func:`~repvit.sam.prompt_sampling.sample_mask_prompts`); None: from the teacher's masks
+                (:func:`~repvit.sam.prompt_sampling.sample_prompts`).
         """
         emb = self.image_encoder(images)
         side = 4 * emb.shape[-1]
@@ -245,14 +146,17 @@ class PromptDistillSam(nn.Module):
         total, iou_sum, n = emb.new_zeros((), dtype=torch.float32), 0.0, 0
         decodes = 1 + settings.refine_iters
         for b in range(images.shape[0]):
-            points, boxes = sample_prompts(teacher, teacher_embeddings[b:b + 1], valid[b], valid_hw[b],
-                                           settings.max_prompts, kind, self.img_size)
+            if masks is None:
+                points, boxes = sample_prompts(teacher, teacher_embeddings[b:b + 1], valid[b], valid_hw[b],
+                                               settings.max_prompts, kind, self.img_size)
+            else:
+                points, boxes = sample_mask_prompts(*masks[b], settings.max_prompts, kind, self.img_size)
             m_s = m_t = None
             for it in range(decodes):
-                s_masks, _ = _decode(self.prompt_encoder, self.mask_decoder, emb[b:b + 1], points, boxes, m_s)
+                s_masks, _ = decode_masks(self.prompt_encoder, self.mask_decoder, emb[b:b + 1], points, boxes, m_s)
                 with torch.no_grad():
-                    t_masks, t_iou = _decode(teacher.prompt_encoder, teacher.mask_decoder,
-                                             teacher_embeddings[b:b + 1], points, boxes, m_t)
+                    t_masks, t_iou = decode_masks(teacher.prompt_encoder, teacher.mask_decoder,
+                                                  teacher_embeddings[b:b + 1], points, boxes, m_t)
                 loss, _, _ = mask_distill_loss(s_masks, t_masks, valid[b], settings.bce_weight, settings.dice_weight)
                 total = total + loss / decodes
                 with torch.no_grad():
@@ -286,10 +190,12 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Te
 
 
 class PromptPairs(Dataset):
-    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index)`` for ``indices`` of ``cache``."""
+    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index, prompt masks)`` for ``indices``
+    of ``cache``; prompt masks are the image's annotated ``(masks, boxes)``
+    (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`) when ``annotations`` is given, else None."""
 
-    def __init__(self, cache: EmbeddingCache, indices: list[int]):
-        self.cache, self.indices = cache, list(indices)
+    def __init__(self, cache: EmbeddingCache, indices: list[int], annotations: MaskAnnotations | None = None):
+        self.cache, self.indices, self.annotations = cache, list(indices), annotations
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -298,15 +204,24 @@ class PromptPairs(Dataset):
         from segment_anything.utils.transforms import ResizeLongestSide
 
         idx = self.indices[i]
-        rgb = load_rgb(self.cache.image_root / self.cache.files[idx])
+        path = self.cache.image_root / self.cache.files[idx]
+        rgb = load_rgb(path)
         size = self.cache.spec.img_size
         hw = ResizeLongestSide.get_preprocess_shape(rgb.shape[0], rgb.shape[1], size)
-        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx
+        masks = None
+        if self.annotations is not None:
+            masks = low_res_prompt_masks(self.annotations.masks(self.cache.files[idx]), rgb.shape[:2], size, path)
+        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx, masks
 
 
 def _collate(batch: list):
+    masks = [b[4] for b in batch]
     return (torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
-            torch.tensor([b[3] for b in batch]))
+            torch.tensor([b[3] for b in batch]), None if masks[0] is None else masks)
+
+
+def _to(masks: list[tuple[torch.Tensor, torch.Tensor]] | None, device: torch.device):
+    return None if masks is None else [(m.to(device), b.to(device)) for m, b in masks]
 
 
 def _encoder_state(init: str | Path) -> dict[str, torch.Tensor] | None:
@@ -331,6 +246,8 @@ class SamPromptDistillTask(SamDistillTask):
         teacher: a whole SAM module (``image_encoder``, ``prompt_encoder``, ``mask_decoder``; e.g. a
             ``segment_anything`` ``Sam`` or :func:`~repvit.sam.build_repvit_sam`'s) instead of ``cfg.teacher`` /
             ``cfg.teacher_checkpoint``; its image encoder's weight hash keys the embedding cache, as in phase 1.
+        prompt_masks: where prompts come from: ``"auto"`` (annotated masks when the image folder has COCO or SA-1B
+            annotations, else the teacher's), ``"teacher"`` or ``"annotations"`` (an error without them).
     """
 
     name: ClassVar[str] = "sam-prompt-distill"
@@ -338,14 +255,60 @@ class SamPromptDistillTask(SamDistillTask):
     default_eval_batch_size: ClassVar[int] = 2
     plot_label: ClassVar[str] = "- mask loss vs teacher (held out)"
 
-    def __init__(self, teacher: nn.Module | None = None):
+    def __init__(self, teacher: nn.Module | None = None, prompt_masks: str = "auto"):
+        if prompt_masks not in PROMPT_MASKS:
+            raise ValueError(f"prompt_masks must be one of {', '.join(PROMPT_MASKS)}, got {prompt_masks!r}.")
         super().__init__(teacher.image_encoder if teacher is not None else None)
         self.teacher_sam = teacher
+        self.prompt_masks = prompt_masks
+        self.annotations: MaskAnnotations | None = None
         self.head: _TeacherHead | None = None
         self.settings: LoopSettings | None = None
 
+    def _find_annotations(self, cfg: SamDistillConfig) -> MaskAnnotations | None:
+        if self.prompt_masks == "teacher":
+            return None
+        ann = find_mask_annotations(cfg.data, list_images(cfg.data, cfg.max_images))
+        if ann is None and self.prompt_masks == "annotations":
+            raise FileNotFoundError(
+                f"prompt_masks='annotations' but {cfg.data} has no annotations: COCO instances*.json in the folder "
+                "or its annotations/ folder, or SA-1B's NAME.json next to each NAME.jpg.")
+        return ann
+
     def _pairs(self, cache: EmbeddingCache, indices: list[int]) -> Dataset:
-        return PromptPairs(cache, indices)
+        ann = self.annotations
+        if ann is not None:
+            indices = [i for i in indices if ann.has_masks(cache.files[i])]
+        return PromptPairs(cache, indices, ann)
+
+    def build_data(self, cfg: SamDistillConfig, info):
+        self.annotations = self._find_annotations(cfg)  # before the teacher pass: bad annotations fail at once
+        data = super().build_data(cfg, info)
+        ann, root = self.annotations, self.cache.image_root
+        if ann is None:
+            data.meta["prompt_masks"] = {"source": "teacher"}
+            if info.is_main:
+                _log.info("phase 2 prompts: from the teacher's masks (%s)", "prompt_masks='teacher'"
+                          if self.prompt_masks == "teacher" else f"no COCO instances*.json or SA-1B per-image JSON "
+                          f"in {root}")
+            return data
+        data.meta["prompt_masks"] = ann.describe()
+        data.meta["num_val"] = len(data.val)
+        if info.is_main:
+            where = ", ".join(str(s) for s in ann.sources) if ann.sources else "NAME.json next to each image"
+            _log.info("phase 2 prompts: from the annotated masks (%s layout: %s) of %d of %d images", ann.layout,
+                      where, len(self.cache.files) - len(ann.missing), len(self.cache.files))
+            if ann.missing:
+                _log.warning("phase 2 prompts: %d images have no annotated masks and are left out (%s%s)",
+                             len(ann.missing), ", ".join(ann.missing[:5]), ", ..." if len(ann.missing) > 5 else "")
+            if any(ann.left_out.values()):
+                _log.info("phase 2 prompts: annotations giving no prompt: %s",
+                          ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in ann.left_out.items() if v))
+        if not len(data.train) or not len(data.val):
+            raise ValueError(f"only {len(self.cache.files) - len(ann.missing)} of {len(self.cache.files)} images "
+                             f"under {root} have annotated masks, too few for a training and a held-out image "
+                             "(val_fraction); add annotations or images.")
+        return data
 
     def _collate_fn(self):
         return _collate
@@ -393,17 +356,18 @@ class SamPromptDistillTask(SamDistillTask):
         self.head.to(device)
 
     def train_step(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
-        x, emb, hw, _ = batch
+        x, emb, hw, _, masks = batch
         kinds = self.settings.prompt_types
         kind = kinds[0] if len(kinds) == 1 else kinds[int(torch.randint(len(kinds), ()).item())]
         loss, _ = model(x.to(device, non_blocking=True), emb.to(device, non_blocking=True), hw.to(device),
-                        self.head, self.settings, kind)
+                        self.head, self.settings, kind, _to(masks, device))
         return loss, x.shape[0]
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
         """On fixed prompts (drawn from a generator seeded by the image's index, so every student and every run
-        sees the same ones): ``cfg.eval_prompts`` boxes and as many points per held-out image, decoded once.
+        sees the same ones): ``cfg.eval_prompts`` boxes and as many points per held-out image (from its annotated
+        masks when the run uses them, fewer when it has fewer), decoded once.
         ``mask_loss`` is the training loss's first decode (BCE 5 + Dice 5 by default), ``miou`` the IoU of the
         student's and the teacher's best masks, ``mse`` the embedding MSE of phase 1."""
         was_training = model.training
@@ -415,8 +379,8 @@ class SamPromptDistillTask(SamDistillTask):
         dtype = torch.float16 if cfg and cfg.amp_dtype == "float16" else torch.bfloat16
         sums = torch.zeros(7, dtype=torch.float64)  # loss, bce, dice, iou, decodes, masks, sq err; images below
         sq_elems, images = 0.0, 0
-        for x, temb, hw, idx in loader:
-            x, temb, hw = x.to(device), temb.to(device).float(), hw.to(device)
+        for x, temb, hw, idx, masks in loader:
+            x, temb, hw, masks = x.to(device), temb.to(device).float(), hw.to(device), _to(masks, device)
             with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
                 emb = model.image_encoder(x)
             emb = emb.float()
@@ -428,16 +392,19 @@ class SamPromptDistillTask(SamDistillTask):
             for b in range(x.shape[0]):
                 g = torch.Generator().manual_seed(1_000_003 * int(idx[b]) + 17)
                 for kind in ("box", "point"):
-                    points, boxes = sample_prompts(self.head, temb[b:b + 1], valid[b], hw[b], n, kind,
-                                                   model.img_size, g)
-                    s_m, _ = _decode(model.prompt_encoder, model.mask_decoder, emb[b:b + 1], points, boxes)
-                    t_m, t_iou = _decode(self.head.prompt_encoder, self.head.mask_decoder, temb[b:b + 1], points,
-                                         boxes)
+                    if masks is None:
+                        points, boxes = sample_prompts(self.head, temb[b:b + 1], valid[b], hw[b], n, kind,
+                                                       model.img_size, g)
+                    else:
+                        points, boxes = sample_mask_prompts(*masks[b], n, kind, model.img_size, g)
+                    s_m, _ = decode_masks(model.prompt_encoder, model.mask_decoder, emb[b:b + 1], points, boxes)
+                    t_m, t_iou = decode_masks(self.head.prompt_encoder, self.head.mask_decoder, temb[b:b + 1], points,
+                                              boxes)
                     loss, bce, dice = mask_distill_loss(s_m, t_m, valid[b], bce_w, dice_w)
-                    ar = torch.arange(n, device=device)
+                    ar = torch.arange(s_m.shape[0], device=device)
                     best = t_iou.argmax(1)
                     iou = _mask_iou(s_m[ar, best] > 0, t_m[ar, best] > 0, valid[b])
-                    sums[:6] += torch.tensor([loss.item(), bce.item(), dice.item(), iou.sum().item(), 1, n],
+                    sums[:6] += torch.tensor([loss.item(), bce.item(), dice.item(), iou.sum().item(), 1, len(ar)],
                                              dtype=torch.float64)
         model.train(was_training)
         extra = all_reduce_sum(torch.tensor([sq_elems, images], dtype=torch.float64))
@@ -456,7 +423,7 @@ class SamPromptDistillTask(SamDistillTask):
 
 
 def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
-                            device: str | torch.device = "cpu") -> dict[str, Any]:
+                            device: str | torch.device = "cpu", prompt_masks: str = "auto") -> dict[str, Any]:
     """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
     phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
     prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
@@ -467,7 +434,7 @@ def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teac
 
     cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
     dev = torch.device(device)
-    task = SamPromptDistillTask(teacher)
+    task = SamPromptDistillTask(teacher, prompt_masks)
     task.cfg, task.info = cfg, DistInfo(device=dev)
     data = task.build_data(cfg, task.info)
     torch.manual_seed(cfg.seed)  # as the engine, before building the student

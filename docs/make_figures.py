@@ -1,0 +1,179 @@
+"""Draw the documentation's pictures from the library's own outputs (each doc names the command that redraws it).
+
+    python docs/make_figures.py segment-overlay --checkpoint runs/demo/segment/best.pt
+        -> docs/img/segment_overlay_digits.png: held-out digit scenes, their true labels and the Semantic FPN's
+           prediction (``repvit segment predict``'s overlays), for docs/dense.md
+    python docs/make_figures.py sam-masks [--checkpoint edge_sam]
+        -> docs/img/sam_masks_photo.png: scikit-image's astronaut with point and box prompts and their masks
+           (``repvit sam predict``) and the automatic masks (``repvit sam segment-all``), for docs/sam.md
+
+``make docs-figures`` runs both (after ``make demo-segment``). Needs the plot extra (matplotlib) and, for the SAM
+picture, the sam extra and scikit-image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+IMG = Path(__file__).resolve().parent / "img"
+
+
+def _quantized_png(fig, path: Path) -> Path:
+    """Save a matplotlib figure as a 256-colour PNG (small in git)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
+    return path
+
+
+def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Path:
+    """The first ``n`` held-out digit scenes (the checkpoint's own validation scenes) with two or more digit
+    classes, their true labels and the prediction; the overlays are drawn by
+    :func:`repvit.dense.segmentation.inference.predict_images` (``repvit segment predict``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from PIL import Image
+    from torchvision.utils import draw_segmentation_masks
+
+    from repvit.dense.scenes import SCENE_CLASSES, DigitScenes
+    from repvit.dense.segmentation.inference import palette, predict_images
+    from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
+    from repvit.dense.segmentation.task import load_segmenter
+    from repvit.train.checkpoint import load_train_checkpoint
+
+    _, cfg, _ = load_segmenter(checkpoint)
+    ck = load_train_checkpoint(checkpoint)
+    scenes = DigitScenes("val", size=cfg.img_size, num_scenes=cfg.val_scenes, seed=cfg.scenes_seed,
+                         scale=(cfg.scene_scale_min, cfg.scene_scale_max), min_digits=cfg.scene_min_digits,
+                         max_digits=cfg.scene_max_digits, instances=False)
+    colors = palette(len(SCENE_CLASSES), True)
+    rows, shown = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(len(scenes)):
+            if len(shown) == n:
+                break
+            image, target = scenes[i]
+            if len(target["semantic"].unique()) < 3:  # the background and at least two digits
+                continue
+            shown.append(i)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(Path(tmp) / f"scene{i:03d}.png")
+            truth = target["semantic"]
+            masks = torch.stack([truth == c for c in range(1, len(SCENE_CLASSES))])
+            true_overlay = draw_segmentation_masks(image, masks, alpha=0.5, colors=colors[1:])
+            rows.append([image.permute(1, 2, 0).numpy(), true_overlay.permute(1, 2, 0).numpy(), truth])
+        results = predict_images(checkpoint, tmp, Path(tmp) / "pred")
+        for i, r in enumerate(results):
+            rows[i].append(np.asarray(Image.open(r["overlay_png"]).convert("RGB")))
+            rows[i].append(torch.from_numpy(np.array(Image.open(r["label_png"]))).long())
+    fig, axes = plt.subplots(3, n, figsize=(1.9 * n, 6.4))
+    for i, (image, true_overlay, truth, pred_overlay, pred) in enumerate(rows):
+        acc = metrics_from_confusion(confusion_matrix(pred, truth.as_subclass(torch.Tensor), len(SCENE_CLASSES)))
+        for ax, pic in zip(axes[:, i], (image, true_overlay, pred_overlay)):
+            ax.imshow(np.kron(pic, np.ones((zoom, zoom, 1), np.uint8)), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[2, i].set_xlabel(f"pixel acc {acc['pixel_acc']:.3f}", fontsize=9)
+    for ax, label in zip(axes[:, 0], ("scene", "true labels", "prediction")):
+        ax.set_ylabel(label, fontsize=11)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=np.array(colors[c]) / 255) for c in range(1, len(SCENE_CLASSES))]
+    fig.legend(handles, [str(c) for c in SCENE_CLASSES[1:]], loc="lower center", ncol=len(handles), fontsize=9,
+               title="class colours (background uncoloured)", title_fontsize=9, frameon=False)
+    fig.suptitle(f"Semantic FPN ({cfg.model}), held-out {cfg.img_size} px digit scenes {shown} (the first with 2+ "
+                 f"digit classes)\n"
+                 f"{int(ck['step'])} training steps, held-out mIoU {float(ck['best']):.3f} (all {cfg.val_scenes})",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
+    return _quantized_png(fig, out)
+
+
+def _sam(checkpoint: str):
+    """``(sam, what, trained)``: the named or given RepViT-SAM weights, or random ``edge_sam`` weights when they
+    cannot be had (offline); ``what`` says which, for the picture's title."""
+    import torch
+
+    from repvit.sam import build_repvit_sam
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        try:
+            from repvit.weights import resolve_weights
+
+            path = Path(resolve_weights(checkpoint))
+        except Exception as e:  # offline: say so in the picture, never pass random weights off as trained ones
+            print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM edge_sam weights")
+            torch.manual_seed(0)
+            return build_repvit_sam(variant="edge_sam").eval(), "RANDOM edge_sam weights", False
+    return build_repvit_sam(path).eval(), f"weights {path.name}", True
+
+
+def sam_masks(checkpoint: str, out: Path, points_per_side: int = 8) -> Path:
+    """scikit-image's astronaut: the prompts (a point, a box), their masks and the automatic masks, through the same
+    functions as ``repvit sam predict`` and ``repvit sam segment-all``. With random weights (offline) the picture
+    says so: it then shows the pipeline, not what the model sees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import skimage.data
+    import torch
+
+    from repvit.sam.predict import mask_overlay, masks_overlay, predict_masks, segment_everything
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    image = skimage.data.astronaut()
+    sam, what, trained = _sam(checkpoint)
+    point = [(250.0, 150.0, 1)]  # the face (the Makefile's demo-sam point)
+    box = (150.0, 240.0, 440.0, 512.0)  # the suit, chest to the bottom edge
+    with torch.inference_mode():
+        by_point = predict_masks(sam, image, points=point)
+        by_box = predict_masks(sam, image, box=box)
+        auto = segment_everything(sam, image, points_per_side=points_per_side)
+    panels = [
+        (mask_overlay(image, np.zeros(image.shape[:2], bool), points=point, box=box),
+         "the prompts: a point (250, 150)\nand a box (150, 240, 440, 512)"),
+        (mask_overlay(image, by_point.mask, points=point), f"point (250, 150)\npredicted IoU {by_point.score:.2f}"),
+        (mask_overlay(image, by_box.mask, box=box), f"box (150, 240, 440, 512)\npredicted IoU {by_box.score:.2f}"),
+        (masks_overlay(image, auto), f"segment-all, {points_per_side}x{points_per_side} points\n{len(auto)} masks"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.9))
+    for ax, (pic, title) in zip(axes, panels):
+        ax.imshow(pic)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    title = f"repvit sam predict / segment-all on scikit-image's astronaut, {what}"
+    if not trained:
+        title += ("\nrandom weights: the masks are noise" + ("" if auto else " and no automatic mask passes SAM's "
+                  "quality filters") + "; with the published edge_sam weights they follow objects")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.9 if not trained else 0.95))
+    return _quantized_png(fig, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="figure", required=True)
+    s = sub.add_parser("segment-overlay", help="docs/img/segment_overlay_digits.png (docs/dense.md)")
+    s.add_argument("--checkpoint", default="runs/demo/segment/best.pt", help="a digits segmentation checkpoint")
+    s.add_argument("--out", type=Path, default=IMG / "segment_overlay_digits.png")
+    m = sub.add_parser("sam-masks", help="docs/img/sam_masks_photo.png (docs/sam.md)")
+    m.add_argument("--checkpoint", default="edge_sam", help="a RepViT-SAM file or weight name (default edge_sam)")
+    m.add_argument("--out", type=Path, default=IMG / "sam_masks_photo.png")
+    m.add_argument("--points-per-side", type=int, default=8)
+    args = p.parse_args(argv)
+    if args.figure == "segment-overlay":
+        print(segment_overlay(args.checkpoint, args.out))
+    else:
+        print(sam_masks(args.checkpoint, args.out, args.points_per_side))
+
+
+if __name__ == "__main__":
+    main()
