@@ -1,9 +1,9 @@
 """INT8 vs FP32 on the built-in digits set: held-out top-1 and latency of the ONNX Runtime models.
 
-Trains RepViT on the digits set with ``repvit.train`` (or takes ``--checkpoint``), exports the fused model to ONNX
-in FP32 and statically quantized INT8 (QDQ, per-channel weights, calibrated on training images only), evaluates
-both in ONNX Runtime on the 450 held-out images, and times them interleaved at batch 1 (at the digits resolution
-and at 224x224, where the convolutions dominate).
+Trains RepViT on the digits set with ``repvit.classification.train`` (or takes ``--checkpoint``), exports the fused
+model to ONNX in FP32 and statically quantized INT8 (QDQ, per-channel weights, calibrated on training images only),
+evaluates both in ONNX Runtime on the 450 held-out images, and times them interleaved at batch 1 (at the digits
+resolution and at 224x224, where the convolutions dominate).
 
     python benchmarks/int8_digits.py --out benchmarks/results/int8_digits.json                # trains first
     python benchmarks/int8_digits.py --checkpoint runs/digits/best.pt
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     ckpt = args.checkpoint
     train_summary = None
     if ckpt is None:
-        from repvit.train import train
+        from repvit.classification import train
 
         out_dir = tempfile.mkdtemp(prefix="int8_digits_")
         summary = train({"model": args.model, "data": "digits", "epochs": args.epochs, "img_size": args.img_size,

@@ -2,7 +2,7 @@
 
 Both sides train the same model (same initial weights) on the same data with the same augmentation, loss, optimiser
 settings (AdamW, lr, wd, eps), schedule, AGC, EMA and thread count; the difference is who runs the step:
-``repvit.train.engine.train_one_epoch`` with the optimiser ``repvit train`` builds (timm's factory asking for torch's
+``repvit.engine.train_one_epoch`` with the optimiser ``repvit train`` builds (timm's factory asking for torch's
 fused AdamW kernel), its data loader, NaN check and bookkeeping; or a hand-written loop of the kind timm's docs show,
 with timm's factory defaults. Rounds alternate between the two so machine noise hits both alike. Peak memory (RSS)
 is measured for each side in its own fresh subprocess.
@@ -33,13 +33,11 @@ from torch.utils.data import DataLoader
 
 import repvit
 from repvit.bench.latency import environment_info
+from repvit.classification import ClassifyTask, DistillationLoss, TrainConfig
 from repvit.data import DigitsDataset, digits_train_transform
 from repvit.data.loader import train_loader
-from repvit.train.classify import ClassifyTask
-from repvit.train.config import TrainConfig
-from repvit.train.distill import DistillationLoss
-from repvit.train.engine import StepOptions, train_one_epoch
-from repvit.train.run import build_optimizer
+from repvit.engine import StepOptions, build_optimizer, train_one_epoch
+from repvit.engine.distributed import DistInfo
 
 
 def make_side(args, ours: bool, seed: int = 0):
@@ -63,7 +61,7 @@ def ours_runner(args, ds):
     wrapper, here without a teacher) inside the engine's ``train_one_epoch``."""
     model, opt, sched, ema, base = make_side(args, ours=True)
     task = ClassifyTask()
-    task.cfg = TrainConfig(model=args.model, img_size=args.img_size, batch_size=args.batch_size)
+    task.bind(TrainConfig(model=args.model, img_size=args.img_size, batch_size=args.batch_size), DistInfo())
     task.criterion = DistillationLoss(base, None, "none")
     cpu = torch.device("cpu")
     options = StepOptions(clip_grad=0.02, clip_mode="agc")

@@ -126,3 +126,24 @@ def test_recipes_match_the_defaults_and_the_paper():
     assert spec == DetectorSpec(model="repvit_m1_1", min_size=800, max_size=1333)
     assert (paper.lr, paper.lr_base_batch, paper.weight_decay, paper.epochs) == (2e-4, 16, 0.05, 12)
     assert (paper.sched, list(paper.decay_milestones), paper.warmup_steps) == ("multistep", [8, 11], 500)
+
+
+def test_detection_evaluation_runs_under_autocast_when_amp_is_on(monkeypatch):
+    """The detect task evaluates as it trains: under the engine's autocast with AMP on, results read in float32."""
+    from repvit.dense.detection import task as det
+
+    seen, dtypes = [], []
+
+    class Fake(torch.nn.Module):
+        def forward(self, images):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return [{"boxes": torch.zeros(0, 4, dtype=torch.bfloat16)} for _ in images]
+
+    monkeypatch.setattr(det, "detections_to_coco",
+                        lambda outputs, ids, cats: dtypes.extend(o["boxes"].dtype for o in outputs) or [])
+    monkeypatch.setattr(det, "coco_evaluate", lambda gt, results, ids, masks: {"images": len(ids)})
+    loader = [([torch.zeros(3, 8, 8)], [{"image_id": 1}])]
+    for amp in (False, True):
+        assert det.evaluate_detector(Fake(), loader, torch.device("cpu"), None, None, masks=False, amp=amp,
+                                     amp_dtype=torch.bfloat16) == {"images": 1}
+    assert seen == [False, True] and dtypes == [torch.bfloat16, torch.float32]

@@ -76,7 +76,7 @@ def test_recipes_are_found_where_a_wheel_installs_them(tmp_path, monkeypatch):
     """Outside a source checkout, recipes come from <prefix>/share/repvit/configs (pyproject's data-files)."""
     import sys
 
-    import repvit.train.config as config
+    import repvit.engine.config as config  # recipe_dir() looks for configs/ from its own file
 
     shared = tmp_path / "prefix" / "share" / "repvit" / "configs"
     shared.mkdir(parents=True)

@@ -36,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import repvit
     from repvit.bench.complexity import count_macs, count_params
     from repvit.bench.latency import interleaved_latency
+    from repvit.classification import TrainConfig, evaluate_checkpoint, train
     from repvit.models import is_fused
-    from repvit.train.config import TrainConfig
-    from repvit.train.evaluate import evaluate_checkpoint
-    from repvit.train.run import train
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

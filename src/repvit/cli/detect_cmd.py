@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace):
     """The DetectConfig the arguments describe."""
     from repvit.dense.detection.task import DetectConfig
-    from repvit.train.config import load_config, parse_overrides
+    from repvit.engine.config import load_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items()
@@ -109,14 +109,13 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from repvit.dense.detection.task import DetectTask
-    from repvit.train.run import run_task
+    from repvit.dense.detection.task import train
 
     cfg = resolve_config(args)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    res = run_task(DetectTask(), cfg)
+    res = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     ev = res["eval"] or {}
@@ -137,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from repvit.dense.detection.task import evaluate_checkpoint
-    from repvit.train.config import parse_overrides
+    from repvit.engine.config import parse_overrides
 
     set_threads(args.threads)
     res = evaluate_checkpoint(args.checkpoint, data=args.data, fused=args.fused, batch_size=args.batch_size,

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from repvit.train.evaluate import evaluate_checkpoint
+    from repvit.classification.evaluate import evaluate_checkpoint
 
     from ._pretrained import pretrained_file
 

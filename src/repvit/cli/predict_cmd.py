@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from repvit.train.predict import predict_images
+    from repvit.classification.predict import predict_images
 
     from ._pretrained import pretrained_file
 

@@ -203,8 +203,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from repvit.sam.distill import SamDistillConfig, distill
-    from repvit.train.config import load_config, parse_overrides
+    from repvit.engine.config import load_config, parse_overrides
+    from repvit.sam.distill import SamDistillConfig, train
 
     overrides = parse_overrides(args.overrides)
     overrides.update({key: getattr(args, flag) for flag, key in _DISTILL_FLAGS.items()
@@ -215,7 +215,7 @@ def run_distill(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    res = distill(cfg)
+    res = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:

@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace):
     """The SegmentConfig the arguments describe."""
     from repvit.dense.segmentation.task import SegmentConfig
-    from repvit.train.config import load_config, parse_overrides
+    from repvit.engine.config import load_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None})
@@ -100,13 +100,13 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from repvit.dense.segmentation.task import train_segmentation
+    from repvit.dense.segmentation.task import train
 
     cfg = resolve_config(args)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
-    res = train_segmentation(cfg)
+    res = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:

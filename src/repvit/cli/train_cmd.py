@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The TrainConfig the arguments describe."""
-    from repvit.train.config import load_config, parse_overrides
+    from repvit.classification.config import load_config
+    from repvit.engine.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items() if getattr(args, flag) is not None})
@@ -85,7 +86,7 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from repvit.train import train
+    from repvit.classification import train
 
     cfg = resolve_config(args)
     if args.print_config:

@@ -3,6 +3,7 @@
 from .class_names import imagenet_class_names
 from .datasets import DataBundle, build_datasets, build_eval_dataset, is_digits
 from .digits import DIGITS_CLASSES, DigitsDataset, digits_transform, load_digits_split
+from .files import IMAGE_EXTENSIONS, list_images
 from .folder import BadSample, RobustImageFolder, check_image_folder, skip_bad_collate
 from .transforms import DEFAULT_CROP_PCT, digits_train_transform, eval_transform, resize_size, train_transform
 
@@ -16,6 +17,8 @@ __all__ = [
     "DigitsDataset",
     "digits_transform",
     "load_digits_split",
+    "IMAGE_EXTENSIONS",
+    "list_images",
     "BadSample",
     "RobustImageFolder",
     "check_image_folder",

@@ -3,7 +3,7 @@
 Latency uses the shared benchmark machinery (:func:`repvit.bench.backends.prepare_backend` and
 :func:`repvit.bench.latency.interleaved_latency`): all steps on one backend are timed round-robin in one run, so a
 noisy machine slows them alike, and every step is also reported as a ratio to step 0. Training uses the project's
-trainer (:func:`repvit.train.train`) with one recipe for every step.
+trainer (:func:`repvit.classification.train`) with one recipe for every step.
 
 Ablations (:mod:`.ablation`, e.g. ``roadmap_8 + se=none``) are extra rows after the steps: they are registered
 as models and then measured, timed (in the same interleaved runs) and trained exactly like the steps.
@@ -51,7 +51,7 @@ class RoadmapSettings:
         ablations: ``KEY=VALUE[,VALUE...]`` specs (:func:`repvit.roadmap.ablation.parse_ablations`): one extra
             row per value, ``ablation_base`` with that one switch changed.
         ablation_base: name or index of the step the ablations modify (default: the last step, RepViT-M1.0).
-        train_overrides: further :class:`repvit.train.TrainConfig` fields, the same for every step.
+        train_overrides: further :class:`repvit.classification.TrainConfig` fields, the same for every step.
     """
 
     img_size: int = 224
@@ -141,7 +141,7 @@ def _latency(steps: list[Entry], s: RoadmapSettings) -> dict[str, dict[str, dict
 def _train(step: Entry, s: RoadmapSettings) -> dict[str, Any]:
     """Train ``step`` with the shared recipe and return its top-1 figures."""
     from repvit.bench.latency import thread_count
-    from repvit.train import TrainConfig, train
+    from repvit.classification import TrainConfig, train
 
     fields = dict(
         model=step.name, data=s.train, epochs=s.epochs, img_size=s.train_img_size, batch_size=s.batch_size,

@@ -6,8 +6,8 @@ part, and the student is later paired with the teacher's decoder. Phase 2 (``pha
 prompt-in-the-loop distillation of the student's whole SAM on the teacher's masks (:mod:`repvit.sam.prompt_distill`);
 ``phase="both"`` runs phase 1 into ``OUT/encoder`` and phase 2 from its ``best.pt`` into ``OUT/prompt``.
 The teacher's embeddings are computed once into :class:`EmbeddingCache`; training is a
-:class:`SamDistillTask` on the shared engine (:func:`repvit.train.run_task`: resume, DDP, AMP, EMA, progress,
-``metrics.jsonl``, curves).
+:class:`SamDistillTask` on the shared engine (:func:`repvit.engine.run_task`: resume, DDP, AMP, EMA, progress,
+``metrics.jsonl``, curves). :func:`train` is the entry point (``distill`` is its older name).
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from repvit.train.config import EngineConfig
-from repvit.train.distributed import all_reduce_sum, barrier
-from repvit.train.task import Task, TaskData
+from repvit.engine.amp import amp_dtype, autocast_context
+from repvit.engine.config import EngineConfig
+from repvit.engine.distributed import all_reduce_sum, barrier
+from repvit.engine.task import Task, TaskData
 
 from .embed_cache import EmbeddingCache, default_cache_root, file_sha256, list_images, module_sha256
 from .encoder import RepViTSamConfig, RepViTSamEncoder
 from .preprocess import load_rgb, preprocess_image
 
 __all__ = ["SamDistillConfig", "SamDistillTask", "EmbeddingPairs", "load_teacher_encoder", "load_teacher_sam",
-           "distill", "TEACHERS", "PHASES"]
+           "train", "distill", "TEACHERS", "PHASES"]
 
 _log = logging.getLogger("repvit.sam")
 TEACHERS = ("vit_h", "vit_l", "vit_b", "repvit_sam")  # repvit_sam: any checkpoint build_repvit_sam reads
@@ -197,10 +198,10 @@ class SamDistillTask(Task):
                                                                                          cfg.teacher_checkpoint)
             teacher = teacher.to(info.device).eval()
             use_amp = cfg.amp and info.device.type == "cuda"
-            dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
+            dtype = amp_dtype(cfg.amp_dtype)
 
             def embed(x: torch.Tensor) -> torch.Tensor:
-                with torch.autocast(info.device.type, dtype=dtype, enabled=use_amp):
+                with autocast_context(info.device, use_amp, dtype):
                     return teacher(x.to(info.device))
 
             if info.is_main:
@@ -245,9 +246,9 @@ class SamDistillTask(Task):
         model.eval()
         sums = torch.zeros(3, dtype=torch.float64)  # squared error, elements, images
         use_amp = bool(self.cfg and self.cfg.amp)
-        dtype = torch.float16 if self.cfg and self.cfg.amp_dtype == "float16" else torch.bfloat16
+        dtype = amp_dtype(self.cfg.amp_dtype if self.cfg else None)
         for x, target in loader:
-            with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+            with autocast_context(device, use_amp, dtype):
                 out = model(x.to(device))
             err = (out.float() - target.to(device).float()).pow(2)
             sums += torch.tensor([err.sum().item(), err.numel(), x.shape[0]], dtype=torch.float64)
@@ -265,10 +266,11 @@ def _is_main() -> bool:
         torch.distributed.get_rank() == 0
 
 
-def distill(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str, Any]:
-    """Run a distillation (``cfg.phase``) and return the engine's summary plus ``sam_checkpoint`` (the whole
-    RepViT-SAM in our format: after phase 1 the student's best encoder with the teacher checkpoint's prompt encoder
-    and mask decoder, None without a teacher checkpoint; after phase 2 the student's whole best SAM),
+def train(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str, Any]:
+    """Run a distillation (``cfg.phase``; ``repvit sam distill``; also named ``distill``) and return the engine's
+    summary plus ``sam_checkpoint`` (the whole RepViT-SAM in our format: after phase 1 the student's best encoder
+    with the teacher checkpoint's prompt encoder and mask decoder, None without a teacher checkpoint; after phase 2
+    the student's whole best SAM),
     ``teacher_shards_computed``, ``cache_dir`` and ``phase``. With ``phase="both"``, also ``phases``: phase 1's
     summary (without its model) under ``encoder``.
 
@@ -278,7 +280,7 @@ def distill(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str
     """
     if cfg.phase == "both":
         return _distill_both(cfg, teacher)
-    from repvit.train import run_task
+    from repvit.engine.run import run_task
 
     if cfg.phase == "prompt":
         from .prompt_distill import SamPromptDistillTask
@@ -308,6 +310,9 @@ def distill(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str
     return res
 
 
+distill = train  # the older name of the entry point
+
+
 def phase_configs(cfg: SamDistillConfig) -> tuple[SamDistillConfig, SamDistillConfig]:
     """The two runs of ``phase="both"``: phase 1 into ``OUT/encoder``; phase 2 into ``OUT/prompt``, initialised from
     phase 1's ``best.pt``, with ``prompt_epochs`` / ``prompt_iters`` / ``prompt_lr`` where set."""
@@ -327,16 +332,16 @@ def phase_configs(cfg: SamDistillConfig) -> tuple[SamDistillConfig, SamDistillCo
 
 
 def _distill_both(cfg: SamDistillConfig, teacher: nn.Module | None) -> dict[str, Any]:
-    from repvit.train.distributed import cleanup_distributed, init_distributed
+    from repvit.engine.distributed import cleanup_distributed, init_distributed
 
     first, second = phase_configs(cfg)
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
     init_distributed(cfg.device)  # one process group for both phases
     try:
-        res1 = distill(first, teacher)
+        res1 = train(first, teacher)
         if res1["interrupted"]:
             return res1
-        res2 = distill(second, teacher)
+        res2 = train(second, teacher)
     finally:
         if not already:
             cleanup_distributed()

@@ -44,7 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from repvit.train.distributed import all_reduce_sum
+from repvit.engine.amp import amp_dtype, autocast_context
+from repvit.engine.distributed import all_reduce_sum
 
 from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
 from .embed_cache import EmbeddingCache, list_images
@@ -376,12 +377,12 @@ class SamPromptDistillTask(SamDistillTask):
         n = cfg.eval_prompts if cfg is not None else 8
         bce_w, dice_w = (cfg.bce_weight, cfg.dice_weight) if cfg is not None else (5.0, 5.0)
         use_amp = bool(cfg and cfg.amp)
-        dtype = torch.float16 if cfg and cfg.amp_dtype == "float16" else torch.bfloat16
+        dtype = amp_dtype(cfg.amp_dtype if cfg else None)
         sums = torch.zeros(7, dtype=torch.float64)  # loss, bce, dice, iou, decodes, masks, sq err; images below
         sq_elems, images = 0.0, 0
         for x, temb, hw, idx, masks in loader:
             x, temb, hw, masks = x.to(device), temb.to(device).float(), hw.to(device), _to(masks, device)
-            with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+            with autocast_context(device, use_amp, dtype):
                 emb = model.image_encoder(x)
             emb = emb.float()
             sums[6] += (emb - temb).pow(2).sum().item()
@@ -429,13 +430,13 @@ def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teac
     prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
     phase 1 and phase 2 on the same prompts."""
     from repvit.data.loader import eval_loader
-    from repvit.train.checkpoint import load_train_checkpoint
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.checkpoint import load_train_checkpoint
+    from repvit.engine.distributed import DistInfo
 
     cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
     dev = torch.device(device)
     task = SamPromptDistillTask(teacher, prompt_masks)
-    task.cfg, task.info = cfg, DistInfo(device=dev)
+    task.bind(cfg, DistInfo(device=dev))
     data = task.build_data(cfg, task.info)
     torch.manual_seed(cfg.seed)  # as the engine, before building the student
     model = task.build_model(cfg, data)

@@ -1,11 +1,19 @@
-"""Training and evaluation: config, epoch engine, distillation loss, checkpoints/resume, DDP, records."""
+"""The compatibility path of the training API: every name ``repvit.train`` exported before the engine and the
+classification task were split apart, re-exported from where it lives now.
 
-from .config import EngineConfig, TrainConfig, load_config, parse_overrides
-from .distill import DistillationLoss, load_teacher
-from .engine import NonFiniteLossError, evaluate, train_one_epoch
-from .evaluate import evaluate_checkpoint
-from .run import build_model, run_task, train
-from .task import Task, TaskData
+* the task-neutral engine — :mod:`repvit.engine` (``run_task``, ``EngineConfig``, ``Task``, the loop,
+  checkpoints, DDP, AMP, EMA, records);
+* classification — :mod:`repvit.classification` (``train``, ``TrainConfig``, ``evaluate``,
+  ``evaluate_checkpoint``, ``build_model``, ``DistillationLoss``, ...).
+
+New code imports from those packages; the submodules here (``repvit.train.config``, ``.run``, ``.checkpoint``,
+``.classify``, ...) are re-exports too. Code inside ``src/repvit`` does not import this package.
+"""
+
+from repvit.classification import DistillationLoss, build_model, evaluate, evaluate_checkpoint, load_teacher, train
+from repvit.engine import EngineConfig, NonFiniteLossError, Task, TaskData, parse_overrides, run_task, train_one_epoch
+
+from .config import TrainConfig, load_config
 
 __all__ = [
     "EngineConfig",

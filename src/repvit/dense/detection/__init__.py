@@ -4,10 +4,20 @@
 * :mod:`.coco`     — COCO-layout data (torchvision's CocoDetection), category-id maps, the COCO writer.
 * :mod:`.data`     — the built-in digit scenes or COCO data with ``transforms.v2`` augmentation.
 * :mod:`.evaluate` — COCO results and COCOeval (pycocotools).
-* :mod:`.task`     — the ``detect`` task on the shared training engine, its config, checkpoint evaluation.
+* :mod:`.task`     — the ``detect`` task on the shared training engine, its config, :func:`train` (the entry
+  point), checkpoint evaluation.
 * :mod:`.predict`, :mod:`.export` — drawn predictions, ONNX export with ONNX Runtime parity.
 """
 
 from .model import DETECTORS, DetectorSpec, build_detector, fuse_detector
 
-__all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector"]
+__all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "train"]
+
+
+def __getattr__(name: str):
+    # the entry point, imported on first use so that importing the package stays light
+    if name == "train":
+        from .task import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

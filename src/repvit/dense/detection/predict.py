@@ -56,7 +56,7 @@ def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, out
     """
     from torchvision.io import ImageReadMode, decode_image, write_png
 
-    from repvit.train.predict import list_images
+    from repvit.data import list_images
 
     from .model import fuse_detector
     from .task import load_detector_checkpoint

@@ -1,7 +1,7 @@
-"""Detection as a :class:`~repvit.train.task.Task` on the shared engine, its config, and checkpoint evaluation.
+"""Detection as a :class:`~repvit.engine.task.Task` on the shared engine, its config, and checkpoint evaluation.
 
-``repvit detect train`` runs :class:`DetectTask` with a :class:`DetectConfig` through
-:func:`repvit.train.run.run_task` (checkpoints, exact resume, DDP, AMP, progress, ``metrics.jsonl``, curves).
+``repvit detect train`` calls :func:`train`, which runs :class:`DetectTask` with a :class:`DetectConfig` through
+:func:`repvit.engine.run_task` (checkpoints, exact resume, DDP, AMP, progress, ``metrics.jsonl``, curves).
 The config's defaults are the built-in digits recipe (``configs/detect_digits.yaml``); the paper's Mask R-CNN 1x
 recipe is ``configs/detect_maskrcnn_coco_1x.yaml``.
 """
@@ -12,23 +12,25 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
+from repvit.engine.amp import amp_dtype, autocast_context
+from repvit.engine.config import EngineConfig
+from repvit.engine.task import Task, TaskData
 from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch
 from repvit.runtime import resolve_device
-from repvit.train.config import EngineConfig
-from repvit.train.task import Task, TaskData
 
 from .coco import CategoryMap
 from .data import DetectionData, build_detection_data, detect_collate
 from .evaluate import coco_evaluate, detections_to_coco
 from .model import DETECTORS, DetectorSpec, build_detector, load_detector_weights
 
-__all__ = ["DetectConfig", "DetectTask", "detector_spec", "init_detector", "evaluate_checkpoint",
+__all__ = ["DetectConfig", "DetectTask", "train", "detector_spec", "init_detector", "evaluate_checkpoint",
            "load_detector_checkpoint"]
 
 _log = logging.getLogger("repvit.detect")
@@ -141,6 +143,7 @@ class DetectTask(Task):
     best_metric: ClassVar[str] = "bbox_ap"
     default_eval_batch_size: ClassVar[int] = 8
     plot_label: ClassVar[str] = "box AP"
+    resume_meta: ClassVar[Mapping[str, str]] = {"num_classes": "classes"}
 
     def __init__(self):
         self.data: DetectionData | None = None
@@ -169,7 +172,8 @@ class DetectTask(Task):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
         return evaluate_detector(model, loader, device, self.data.categories, self.data.val_gt,
-                                 masks=self.cfg.detector == "maskrcnn")
+                                 masks=self.cfg.detector == "maskrcnn", amp=self.cfg.amp,
+                                 amp_dtype=amp_dtype(self.cfg.amp_dtype))
 
     def describe(self, metrics: dict[str, Any]) -> str:
         parts = [f"box AP {metrics['bbox_ap']:.4f}"]
@@ -178,18 +182,34 @@ class DetectTask(Task):
         return "  ".join(parts)
 
 
+def train(cfg: DetectConfig) -> dict[str, Any]:
+    """Train a detector on the shared engine (``repvit detect train``); returns :func:`repvit.engine.run_task`'s
+    summary."""
+    from repvit.engine.run import run_task
+
+    return run_task(DetectTask(), cfg)
+
+
+def _float32(output: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in output.items()}
+
+
 @torch.no_grad()
 def evaluate_detector(model: nn.Module, loader, device: torch.device, categories: CategoryMap, gt, *,
-                      masks: bool) -> dict[str, Any]:
+                      masks: bool, amp: bool = False, amp_dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
     """COCO AP of ``model`` over ``loader`` (this rank's shard; results are gathered so every rank returns the
-    same numbers)."""
-    from repvit.train.distributed import all_gather_object
+    same numbers). ``amp``: run the model under autocast in ``amp_dtype`` (as training does); boxes, scores and
+    masks are read back in float32."""
+    from repvit.engine.distributed import all_gather_object
 
     model.eval()
     results: list[dict[str, Any]] = []
     ids: list[int] = []
     for images, targets in loader:
-        outputs = model([im.to(device) for im in images])
+        with autocast_context(device, amp, amp_dtype):
+            outputs = model([im.to(device) for im in images])
+        if amp:
+            outputs = [_float32(o) for o in outputs]
         batch_ids = [int(t["image_id"]) for t in targets]
         results += detections_to_coco(outputs, batch_ids, categories)
         ids += batch_ids
@@ -206,7 +226,7 @@ def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
     ``weights``: ``model`` (the trained weights) or ``ema`` (the EMA copy, when the run kept one). ``overrides``
     change config keys that do not alter the weights (score threshold, detections per image, data keys).
     """
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
     check_task(ckpt, "detect", path)

@@ -1,6 +1,7 @@
-"""Semantic segmentation as a :class:`~repvit.train.task.Task` on the shared engine, and its checkpoints.
+"""Semantic segmentation as a :class:`~repvit.engine.task.Task` on the shared engine, and its checkpoints.
 
-``train_segmentation(cfg)`` runs :class:`SegmentTask` with :func:`repvit.train.run_task` (atomic checkpoints, exact
+``train(cfg)`` (also named ``train_segmentation``) runs :class:`SegmentTask` with :func:`repvit.engine.run_task`
+(atomic checkpoints, exact
 resume, Ctrl-C, torchrun DDP, AMP, EMA, progress bar, ``metrics.jsonl``, ``curves.png``). The checkpoints are the
 engine's (``OUT/best.pt`` / ``OUT/last.pt``): ``model`` holds the :class:`SemanticFPN` state dict, ``config`` the
 :class:`SegmentConfig` and ``meta`` the class count and names. :func:`load_segmenter` rebuilds the model from one.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,11 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from repvit.data import is_digits
+from repvit.engine.amp import amp_dtype, autocast_context
+from repvit.engine.config import EngineConfig
+from repvit.engine.distributed import all_reduce_sum
+from repvit.engine.task import Task, TaskData
 from repvit.io import check_task
-from repvit.train.config import EngineConfig
-from repvit.train.distributed import all_reduce_sum
-from repvit.train.engine import autocast_context
-from repvit.train.task import Task, TaskData
 
 from ..backbone import TAPS
 from .data import (
@@ -40,8 +42,8 @@ from .data import (
 from .metrics import confusion_matrix, metrics_from_confusion
 from .model import SemanticFPN, build_semantic_fpn
 
-__all__ = ["SegmentConfig", "SegmentTask", "train_segmentation", "build_segment_datasets", "load_segmenter",
-           "evaluate_segmenter", "load_segmentation_weights"]
+__all__ = ["SegmentConfig", "SegmentTask", "train", "train_segmentation", "build_segment_datasets",
+           "load_segmenter", "evaluate_segmenter", "load_segmentation_weights"]
 
 _log = logging.getLogger("repvit.segment")
 
@@ -141,7 +143,7 @@ def load_segmentation_weights(model: SemanticFPN, path: str | Path) -> None:
 
     A classifier with another class count is not loaded: it is re-initialised, with a warning naming the file.
     """
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
     check_task(ckpt, "segment", path, "To start from a classifier use --backbone-checkpoint.")
@@ -197,6 +199,7 @@ class SegmentTask(Task):
     best_metric: ClassVar[str] = "miou"
     plot_label: ClassVar[str] = "mIoU"
     default_eval_batch_size: ClassVar[int] = 8
+    resume_meta: ClassVar[Mapping[str, str]] = {"num_classes": "classes"}
     num_classes: int = 0
 
     def build_data(self, cfg: SegmentConfig, info) -> TaskData:
@@ -222,24 +225,27 @@ class SegmentTask(Task):
         return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX), images.shape[0]
 
     def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
-        amp_dtype = torch.float16 if self.cfg.amp_dtype == "float16" else torch.bfloat16
         return evaluate_segmenter(model, loader, device, self.num_classes, amp=self.cfg.amp,
-                                  amp_dtype=amp_dtype)
+                                  amp_dtype=amp_dtype(self.cfg.amp_dtype))
 
     def describe(self, metrics: dict[str, Any]) -> str:
         return f"val mIoU {metrics['miou']:.4f}  pixel acc {metrics['pixel_acc']:.4f}" if "miou" in metrics else ""
 
 
-def train_segmentation(cfg: SegmentConfig) -> dict[str, Any]:
-    """Train a Semantic FPN on the shared engine; returns :func:`repvit.train.run_task`'s summary."""
-    from repvit.train.run import run_task
+def train(cfg: SegmentConfig) -> dict[str, Any]:
+    """Train a Semantic FPN on the shared engine (``repvit segment train``); returns
+    :func:`repvit.engine.run_task`'s summary."""
+    from repvit.engine.run import run_task
 
     return run_task(SegmentTask(), cfg)
 
 
+train_segmentation = train  # the older name of the entry point
+
+
 def load_segmenter(path: str | Path, *, use_ema: bool = False) -> tuple[SemanticFPN, SegmentConfig, dict[str, Any]]:
     """Rebuild the trained model from a segmentation checkpoint: ``(model in eval mode, config, meta)``."""
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)
     check_task(ckpt, "segment", path)

@@ -1,0 +1,216 @@
+"""Image classification as a :class:`~repvit.engine.task.Task`: digits or ImageFolder data, timm's augmentation,
+Mixup/CutMix, label smoothing and DeiT-style distillation. :func:`train` (``repvit train``) runs it on the shared
+engine."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Subset
+
+from repvit.data import build_datasets, is_digits
+from repvit.engine.amp import amp_dtype
+from repvit.engine.run import run_task
+from repvit.engine.task import Task, TaskData
+
+from .config import TrainConfig
+from .distill import DistillationLoss, load_teacher
+from .evaluate import evaluate as evaluate_classifier
+from .evaluate import unpack_batch
+
+__all__ = ["train", "ClassifyTask", "build_model", "build_criterion"]
+
+_log = logging.getLogger("repvit.train")
+
+
+def _finetune_file(finetune: str) -> str:
+    """A fine-tuning source: a file as it is, or published weights by name (downloaded once, then cached)."""
+    import os
+
+    if os.path.exists(finetune):
+        return finetune
+    from repvit.weights import UnknownWeightsError, download_weights, get_weights
+
+    try:
+        entry = get_weights(finetune)
+    except UnknownWeightsError:
+        return finetune  # the loader says the file does not exist
+    return str(download_weights(entry))
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The student: ``cfg.model`` with ``num_classes``, a distillation head when distilling, optional fine-tune
+    weights (any checkpoint format; a head with another class count is dropped and re-initialised)."""
+    from repvit.models import create_model
+    from repvit.models.checkpoint import load_checkpoint
+
+    model = create_model(cfg.model, num_classes=num_classes, in_chans=cfg.in_chans,
+                                distillation=cfg.distillation != "none", drop_rate=cfg.drop_rate,
+                                drop_path_rate=cfg.drop_path)
+    if cfg.finetune:
+        res = load_checkpoint(model, _finetune_file(cfg.finetune), strict=False)
+        body_missing = [k for k in res.missing if not k.startswith("head.")]
+        if body_missing or res.unexpected:
+            raise ValueError(f"--set finetune={cfg.finetune} does not fit {cfg.model}: missing {body_missing[:5]}, "
+                             f"unexpected {res.unexpected[:5]}. Pick the model the checkpoint was trained as.")
+        _log.info("fine-tuning from %s (%s format%s)", cfg.finetune, res.source_format,
+                  ", new head" if res.dropped else "")
+    return model
+
+
+def build_criterion(cfg: TrainConfig, num_classes: int, teacher: nn.Module | None):
+    """The loss (with distillation when asked) and timm's Mixup/CutMix (or None)."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    mixup_fn = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                         switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing, num_classes=num_classes)
+        base = SoftTargetCrossEntropy()
+    elif cfg.smoothing > 0:
+        base = LabelSmoothingCrossEntropy(cfg.smoothing)
+    else:
+        base = nn.CrossEntropyLoss()
+    return DistillationLoss(base, teacher, cfg.distillation, cfg.distillation_alpha, cfg.distillation_tau), mixup_fn
+
+
+def _aug_kwargs(cfg: TrainConfig, digits: bool) -> dict[str, Any]:
+    if digits:
+        return dict(degrees=cfg.digits_degrees, translate=cfg.digits_translate, re_prob=cfg.reprob)
+    return dict(auto_augment=cfg.aa, color_jitter=cfg.color_jitter, re_prob=cfg.reprob, re_mode=cfg.remode,
+                re_count=cfg.recount, hflip=cfg.hflip)
+
+
+def _data_config(cfg: TrainConfig, digits: bool, class_names: list[str]) -> dict[str, Any]:
+    """The preprocessing the trained weights expect (the data fields of timm's ``pretrained_cfg``)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
+
+    n = cfg.in_chans
+    if digits:
+        mean, std = [DIGITS_MEAN] * n, [DIGITS_STD] * n
+    else:
+        mean, std = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
+    return {"input_size": [n, cfg.img_size, cfg.img_size], "interpolation": "bicubic" if digits else cfg.interpolation,
+            "crop_pct": 1.0 if digits else cfg.crop_pct, "crop_mode": "center", "mean": mean, "std": std,
+            "label_names": list(class_names)}
+
+
+class ClassifyTask(Task):
+    """Classification on the built-in digits or an ImageFolder tree (``cfg`` is a :class:`TrainConfig`)."""
+
+    name: ClassVar[str] = "classify"
+    best_metric: ClassVar[str] = "top1"
+    plot_label: ClassVar[str] = "accuracy (%)"
+    plot_series: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_top1", "EMA top-1"))
+    resume_meta: ClassVar[Mapping[str, str]] = {"num_classes": "classes"}
+
+    def __init__(self):
+        self.bad_images: set[str] = set()
+        self.criterion = None
+        self.mixup_fn = None
+        self.num_classes = 0
+        self.class_names: list[str] = []
+
+    def upgrade_checkpoint(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints written before the engine served other tasks have no ``task`` (they are all classification
+        runs), keep the best top-1 as ``best_top1`` and the class count at the top level."""
+        if "task" in ckpt:
+            return ckpt
+        meta = dict(ckpt.get("meta") or {})
+        if "num_classes" in ckpt:
+            meta.setdefault("num_classes", ckpt["num_classes"])
+        return {**ckpt, "task": self.name, "best": ckpt.get("best", ckpt.get("best_top1", -math.inf)), "meta": meta}
+
+    def build_data(self, cfg: TrainConfig, info) -> TaskData:
+        data = build_datasets(cfg.data, img_size=cfg.img_size, in_chans=cfg.in_chans, strict=cfg.strict_data,
+                              aug=_aug_kwargs(cfg, is_digits(cfg.data)), crop_pct=cfg.crop_pct,
+                              interpolation=cfg.interpolation)
+        train_ds = data.train
+        if cfg.train_subset:
+            train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
+        val_ds = data.val if not cfg.val_subset else Subset(data.val, range(min(cfg.val_subset, len(data.val))))
+        if cfg.num_classes is not None and cfg.num_classes != data.num_classes:
+            raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {data.num_classes} classes.")
+        self.num_classes, self.class_names = data.num_classes, list(data.class_names)
+        self.data_cfg = _data_config(cfg, is_digits(cfg.data), self.class_names)
+        return TaskData(train_ds, val_ds, meta={"num_classes": data.num_classes,
+                                                "class_names": list(data.class_names)})
+
+    def build_model(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
+        return build_model(cfg.replace(finetune=None) if self.resuming else cfg, data.meta["num_classes"])
+
+    def prepare(self, model: nn.Module, data: TaskData, device: torch.device) -> None:
+        cfg = self.cfg
+        teacher = None
+        if cfg.distillation != "none":
+            teacher = load_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes, cfg.in_chans, device)
+        self.criterion, self.mixup_fn = build_criterion(cfg, self.num_classes, teacher)
+
+    @property
+    def default_eval_batch_size(self) -> int:  # type: ignore[override]
+        return max(self.cfg.batch_size, 64)
+
+    def train_step(self, model: nn.Module, batch, device: torch.device):
+        x, y, bad = unpack_batch(batch)
+        self.bad_images.update(bad)
+        if x.numel() == 0:
+            return None
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.mixup_fn is not None:
+            if x.shape[0] % 2:  # timm's Mixup needs an even batch
+                x, y = x[:-1], y[:-1]
+            x, y = self.mixup_fn(x, y)
+        return self.criterion(x, model(x), y), x.shape[0]
+
+    def evaluate(self, model: nn.Module, loader, device: torch.device) -> dict[str, Any]:
+        ev = evaluate_classifier(model, loader, device, amp=self.cfg.amp, amp_dtype=amp_dtype(self.cfg.amp_dtype),
+                                 channels_last=self.cfg.channels_last)
+        self.bad_images.update(ev.pop("bad_images"))
+        return ev
+
+    def checkpoint_extra(self, data: TaskData, best: float) -> dict[str, Any]:
+        return {"class_names": self.class_names, "num_classes": self.num_classes, "in_chans": self.cfg.in_chans,
+                "best_top1": best, "pretrained_cfg": self.data_cfg}  # create_model(checkpoint=...) restores it
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        return f"val top-1 {metrics['top1']:.2f}%" if "top1" in metrics else ""
+
+    def summary(self, res: dict[str, Any]) -> dict[str, Any]:
+        """:func:`~repvit.engine.run.run_task`'s summary with the classification entries, after a warning about
+        the unreadable images skipped (if any)."""
+        if self.bad_images and (not (torch.distributed.is_available() and torch.distributed.is_initialized())
+                                or torch.distributed.get_rank() == 0):
+            _log.warning("skipped %d unreadable images (e.g. %s); --strict-data makes them an error",
+                         len(self.bad_images), sorted(self.bad_images)[0])
+        last = res["eval"]
+        res.update(best_top1=res["best"], top1=last.get("top1"), top5=last.get("top5"), loss=last.get("loss"),
+                   bad_images=len(self.bad_images), num_classes=self.num_classes, class_names=self.class_names)
+        return res
+
+
+def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Run one classification training (``repvit train``) and return its summary.
+
+    Args:
+        config: a :class:`TrainConfig` or a dict of its fields.
+
+    Returns:
+        ``best_checkpoint``, ``last_checkpoint`` (paths), ``best_top1``, ``top1``/``top5``/``loss`` of the last
+        evaluation, ``epochs`` (completed), ``wall_time_s``, ``images_per_s`` (last epoch), ``output_dir``,
+        ``curves_png`` (or None), ``bad_images`` (count of skipped unreadable images), ``interrupted``,
+        ``num_classes``, ``class_names`` and ``model`` (the trained module, this process's copy).
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    task = ClassifyTask()
+    return task.summary(run_task(task, cfg))
