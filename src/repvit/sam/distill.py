@@ -30,6 +30,7 @@ from repvit.engine.task import Task, TaskData
 
 from .embed_cache import EmbeddingCache, default_cache_root, file_sha256, list_images, module_sha256
 from .encoder import RepViTSamConfig, RepViTSamEncoder
+from .mask_annotations import PROMPT_MASKS
 from .preprocess import load_rgb, preprocess_image
 
 __all__ = ["SamDistillConfig", "SamDistillTask", "EmbeddingPairs", "load_teacher_encoder", "load_teacher_sam",
@@ -81,6 +82,8 @@ class SamDistillConfig(EngineConfig):
     dice_weight: float = 5.0
     mask_input: bool = False  # feed each model's previous best low-res logits back as mask input
     eval_prompts: int = 8  # held-out: this many boxes and as many points per image, fixed
+    prompt_masks: str = "auto"  # phase 2's prompts from: auto (COCO/SA-1B masks when the folder has them) | teacher
+    # | annotations
     prompt_epochs: int | None = None  # phase=both: phase 2's epochs / iters / lr (None: phase 1's)
     prompt_iters: int | None = None
     prompt_lr: float | None = None
@@ -96,6 +99,8 @@ class SamDistillConfig(EngineConfig):
         if self.phase not in PHASES:
             raise ValueError(f"--phase must be one of {', '.join(PHASES)}, got {self.phase!r}.")
         self.prompt_type_list()
+        if self.prompt_masks not in PROMPT_MASKS:
+            raise ValueError(f"--prompt-masks must be one of {', '.join(PROMPT_MASKS)}, got {self.prompt_masks!r}.")
         if self.max_prompts < 1 or self.refine_iters < 0 or self.points_per_refine < 1 or self.eval_prompts < 1:
             raise ValueError("max_prompts, points_per_refine and eval_prompts must be >= 1 and refine_iters >= 0 "
                              f"(got {self.max_prompts}, {self.points_per_refine}, {self.eval_prompts}, "
@@ -288,7 +293,7 @@ def train(cfg: SamDistillConfig, teacher: nn.Module | None = None) -> dict[str, 
         if teacher is not None and not hasattr(teacher, "mask_decoder"):
             raise TypeError("phase 2 (prompt) needs the whole teacher SAM (image_encoder, prompt_encoder, "
                             "mask_decoder), not only its image encoder.")
-        task: SamDistillTask = SamPromptDistillTask(teacher)
+        task: SamDistillTask = SamPromptDistillTask(teacher, cfg.prompt_masks)
     else:
         task = SamDistillTask(getattr(teacher, "image_encoder", teacher))
     res = run_task(task, cfg)

@@ -424,7 +424,7 @@ class SamPromptDistillTask(SamDistillTask):
 
 
 def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
-                            device: str | torch.device = "cpu", prompt_masks: str = "auto") -> dict[str, Any]:
+                            device: str | torch.device = "cpu", prompt_masks: str | None = None) -> dict[str, Any]:
     """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
     phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
     prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
@@ -435,7 +435,7 @@ def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teac
 
     cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
     dev = torch.device(device)
-    task = SamPromptDistillTask(teacher, prompt_masks)
+    task = SamPromptDistillTask(teacher, prompt_masks or cfg.prompt_masks)
     task.bind(cfg, DistInfo(device=dev))
     data = task.build_data(cfg, task.info)
     torch.manual_seed(cfg.seed)  # as the engine, before building the student
