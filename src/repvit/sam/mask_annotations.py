@@ -110,7 +110,7 @@ def _sa1b_masks(path: Path) -> ImageMasks:
 def _coco_masks(path: Path) -> tuple[dict[str, ImageMasks], dict[str, int]]:
     """``file_name -> ImageMasks`` of one COCO instances file (images with at least one non-crowd mask) and counts
     of what was left out (``crowd``, ``no_segmentation``, ``images_without_masks``)."""
-    from repvit.dense.detection.coco import CocoFormatError, load_coco_json
+    from repvit.data.coco import CocoFormatError, load_coco_json
 
     try:
         d = load_coco_json(path)
