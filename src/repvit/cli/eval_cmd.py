@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from repvit.runtime import add_device_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-pct", type=float, default=0.875)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    add_device_arg(p)
     p.add_argument("--threads", type=int, help="CPU threads (default: 1 for digits, else torch's default)")
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
