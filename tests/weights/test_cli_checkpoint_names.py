@@ -19,6 +19,7 @@ from PIL import Image
 
 import repvit
 from repvit.cli.main import main
+from tests.helpers import run_cli
 
 timm = pytest.importorskip("timm")
 
@@ -56,14 +57,6 @@ def mmdet_bytes(authors_backbone_sd) -> bytes:
     return _bytes({"meta": {}, "state_dict": {**authors_backbone_sd, **heads}})
 
 
-def _run(capsys, *argv) -> str:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert rc == 0, out.err[-3000:]
-    return out.out
-
-
 def _image(path, size=(40, 56)):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
@@ -79,8 +72,8 @@ def test_segment_predict_by_name_uses_the_authors_pipeline(hosts, mmseg_bytes, t
 
     hosts.add_github("repvit_m1_1_ade20k.pth", mmseg_bytes)
     img = _image(tmp_path / "a.png")
-    res = json.loads(_run(capsys, "segment", "predict", img, "--checkpoint", "repvit_m1_1_ade20k",
-                          "--output-dir", tmp_path / "out", "--device", "auto", "--json"))
+    res = json.loads(run_cli(capsys, "segment", "predict", img, "--checkpoint", "repvit_m1_1_ade20k",
+                             "--output-dir", tmp_path / "out", "--device", "auto", "--json"))
     path = manual_path("repvit_m1_1_ade20k")  # downloaded into torch.hub's checkpoints folder
     assert path.read_bytes() == mmseg_bytes
     label = np.asarray(Image.open(res[0]["label_png"]))
@@ -111,8 +104,8 @@ def test_segment_export_and_eval_by_name(hosts, mmseg_bytes, tmp_path, capsys, m
     assert seen["model"].num_classes == 150 and seen["example_size"] == (512, 512)
     assert seen["metadata"]["model_name"] == "repvit_m1_1" and seen["metadata"]["class_names"][:2] == ["c0", "c1"]
     root = make_ade_folder(tmp_path / "ade", num_classes=150, n_train=1, n_val=1, size=(40, 56))
-    res = json.loads(_run(capsys, "segment", "eval", "--checkpoint", "repvit_m1_1_ade20k", "--data", root,
-                          "--device", "auto", "--json"))
+    res = json.loads(run_cli(capsys, "segment", "eval", "--checkpoint", "repvit_m1_1_ade20k", "--data", root,
+                             "--device", "auto", "--json"))
     assert res["images"] == 1 and "AlignResize" in res["pipeline"]
     assert main(["segment", "predict", str(tmp_path), "--checkpoint", "repvit_m1_1_coco",
                  "--output-dir", str(tmp_path / "x")]) == 1  # not served: a one-line download error
@@ -149,11 +142,11 @@ def test_detect_predict_by_name_and_by_authors_file(hosts, mmdet_bytes, tmp_path
 
     hosts.add_github("repvit_m1_1_coco.pth", mmdet_bytes)
     img = _image(tmp_path / "a.png", (48, 64))
-    by_name = json.loads(_run(capsys, "detect", "predict", img, "--checkpoint", "repvit_m1_1_coco",
-                              "--output-dir", tmp_path / "name", "--score-threshold", "0", "--device", "auto",
-                              "--json"))
-    by_file = json.loads(_run(capsys, "detect", "predict", img, "--checkpoint", manual_path("repvit_m1_1_coco"),
-                              "--output-dir", tmp_path / "file", "--score-threshold", "0", "--json"))
+    by_name = json.loads(run_cli(capsys, "detect", "predict", img, "--checkpoint", "repvit_m1_1_coco",
+                                 "--output-dir", tmp_path / "name", "--score-threshold", "0", "--device", "auto",
+                                 "--json"))
+    by_file = json.loads(run_cli(capsys, "detect", "predict", img, "--checkpoint", manual_path("repvit_m1_1_coco"),
+                                 "--output-dir", tmp_path / "file", "--score-threshold", "0", "--json"))
     assert by_name["images"][0]["detections"] == by_file["images"][0]["detections"]
     a = json.loads((tmp_path / "name" / "predictions.json").read_text())
     b = json.loads((tmp_path / "file" / "predictions.json").read_text())
@@ -181,7 +174,7 @@ def test_sam_predict_by_name_and_by_file(hosts, edge_sam_bytes, name, tmp_path, 
     local.write_bytes(edge_sam_bytes)
     masks = {}
     for label, ckpt in (("name", name), ("file", local)):
-        _run(capsys, "sam", "predict", img, "--checkpoint", ckpt, "--img-size", IMG, "--point", "60,45",
-             "--device", "auto", "--output-dir", tmp_path / label)
+        run_cli(capsys, "sam", "predict", img, "--checkpoint", ckpt, "--img-size", IMG, "--point", "60,45",
+                "--device", "auto", "--output-dir", tmp_path / label)
         masks[label] = np.asarray(Image.open(tmp_path / label / "a_mask.png"))
     assert masks["name"].shape == (100, 128) and np.array_equal(masks["name"], masks["file"])
