@@ -11,8 +11,8 @@ import pytest
 
 from repvit.cli import _engine_flags
 from repvit.cli.main import build_parser, main
+from repvit.engine import EngineConfig
 from repvit.runtime import device_arg
-from repvit.train import EngineConfig
 
 COMMANDS = [("train",), ("segment", "train"), ("detect", "train"), ("sam", "distill")]
 
