@@ -125,3 +125,13 @@ def run_torchrun(script, *args: str, timeout_s: float = 400, env: dict | None = 
         pytest.fail(f"torchrun {Path(script).name} {' '.join(args)} hung for {timeout_s:.0f} s and was killed; "
                     f"stderr:\n{err[-3000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+def run_cli(capsys, *argv) -> str:
+    """``repvit ARGV`` in this process (arguments str()-ed); asserts exit code 0 and returns what it printed."""
+    from repvit.cli.main import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-3000:]
+    return out.out

@@ -55,18 +55,19 @@ TASKS: dict[str, tuple[str, str]] = {
 }
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Path:
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any], *, suffix: str = ".tmp") -> Path:
     """Call ``write_fn(tmp_path)`` on a temporary file beside ``path`` and rename it into place.
 
-    If anything fails (a full disk, an interrupt) the temporary file is removed and any existing ``path`` stays
-    as it was.
+    If anything fails (a full disk, an interrupt, an error ``write_fn`` raises after checking what it wrote) the
+    temporary file is removed and any existing ``path`` stays as it was. ``write_fn`` may stream into the file
+    (a download); ``suffix`` names the temporary file (``.part`` for downloads).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)

@@ -3,7 +3,8 @@
 ``--device auto|cpu|cuda`` (and ``cuda:N``) means the same thing everywhere: :func:`resolve_device` turns it into a
 :class:`torch.device`, with ``auto`` picking CUDA when this torch sees a GPU and the CPU otherwise, and a clear error
 when CUDA is asked for but absent. :func:`set_threads` / :func:`torch_threads` set torch's intra-op CPU threads.
-This module imports torch only when called, so the CLI can use :func:`device_arg` while parsing arguments.
+This module imports torch only when called, so the CLI can use :func:`device_arg` and :func:`add_device_arg` while
+parsing arguments.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "device_arg", "resolve_device", "set_threads", "torch_threads"]
+__all__ = ["DEVICE_CHOICES", "add_device_arg", "device_arg", "resolve_device", "set_threads", "torch_threads"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -58,6 +59,13 @@ def device_arg(value: str) -> str:
     if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
         return v
     raise argparse.ArgumentTypeError(f"invalid device {value!r} (choose from auto, cpu, cuda, cuda:N)")
+
+
+def add_device_arg(parser: argparse.ArgumentParser, default: str | None = "cpu", help: str | None = None) -> None:
+    """Add ``--device`` (auto, cpu, cuda, cuda:N; checked by :func:`device_arg`) to a command's parser."""
+    where = f" (default {default})" if default else ""
+    parser.add_argument("--device", default=default, type=device_arg, metavar="{" + ",".join(DEVICE_CHOICES) + "}",
+                        help=help or f"auto (cuda when available), cpu, cuda or cuda:N{where}")
 
 
 def set_threads(n: int | None) -> int:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from repvit.cli.main import main
+from tests.helpers import run_cli
 
 pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
@@ -17,20 +18,12 @@ COMMON = ["--data", "digits", "--seed", "0", "--iters", "2", "--batch-size", "2"
           "--set", "train_scenes=8"]
 
 
-def _run(capsys, *argv) -> str:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert rc == 0, out.err[-3000:]
-    return out.out
-
-
 def test_segment_eval_device_auto(tmp_path, capsys):
     out = tmp_path / "seg"
-    _run(capsys, "segment", "train", "--output-dir", out, "--img-size", 32, *COMMON, "--set", "head_channels=16",
-         "--set", "val_scenes=200", "--set", "eval_batch_size=50")
-    runs = {d: json.loads(_run(capsys, "segment", "eval", "--checkpoint", out / "best.pt", "--data", "digits",
-                               "--device", d, "--json")) for d in ("auto", "cpu")}
+    run_cli(capsys, "segment", "train", "--output-dir", out, "--img-size", 32, *COMMON, "--set", "head_channels=16",
+            "--set", "val_scenes=200", "--set", "eval_batch_size=50")
+    runs = {d: json.loads(run_cli(capsys, "segment", "eval", "--checkpoint", out / "best.pt", "--data", "digits",
+                                  "--device", d, "--json")) for d in ("auto", "cpu")}
     assert runs["auto"]["images"] == 200
     if not torch.cuda.is_available():
         assert runs["auto"] == runs["cpu"]
@@ -42,9 +35,9 @@ def test_segment_eval_device_auto(tmp_path, capsys):
 def test_detect_predict_and_eval_device_auto(tmp_path, capsys):
     pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pip install 'repvit-pytorch[dense]')")
     out = tmp_path / "det"
-    _run(capsys, "detect", "train", "--output-dir", out, "--img-size", 32, *COMMON, "--set", "scene_size=32",
-         "--set", "val_scenes=200", "--set", "val_subset=4", "--set", "box_head_dim=32",
-         "--set", "mask_head_channels=8", "--set", "mask_head_convs=1")
+    run_cli(capsys, "detect", "train", "--output-dir", out, "--img-size", 32, *COMMON, "--set", "scene_size=32",
+            "--set", "val_scenes=200", "--set", "val_subset=4", "--set", "box_head_dim=32",
+            "--set", "mask_head_channels=8", "--set", "mask_head_convs=1")
     from PIL import Image
 
     from repvit.dense.scenes import DigitScenes
@@ -53,12 +46,12 @@ def test_detect_predict_and_eval_device_auto(tmp_path, capsys):
     Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "scene.png")
     preds = {}
     for d in ("auto", "cpu"):
-        res = json.loads(_run(capsys, "detect", "predict", tmp_path / "scene.png", "--checkpoint", out / "best.pt",
-                              "--output-dir", tmp_path / d, "--score-threshold", "0.0", "--device", d, "--json"))
+        res = json.loads(run_cli(capsys, "detect", "predict", tmp_path / "scene.png", "--checkpoint", out / "best.pt",
+                                 "--output-dir", tmp_path / d, "--score-threshold", "0.0", "--device", d, "--json"))
         assert (tmp_path / d / "scene.png").exists() and res["images"][0]["image"].endswith("scene.png")
         preds[d] = json.loads((tmp_path / d / "predictions.json").read_text())
-    ev = json.loads(_run(capsys, "detect", "eval", "--checkpoint", out / "best.pt", "--device", "auto",
-                         "--set", "val_subset=4", "--json"))
+    ev = json.loads(run_cli(capsys, "detect", "eval", "--checkpoint", out / "best.pt", "--device", "auto",
+                            "--set", "val_subset=4", "--json"))
     assert ev["images"] == 4
     if not torch.cuda.is_available():
         assert preds["auto"] == preds["cpu"]

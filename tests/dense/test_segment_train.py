@@ -12,19 +12,12 @@ from PIL import Image
 
 from repvit.cli.main import main
 from tests.dense._ade import make_ade_folder
+from tests.helpers import run_cli
 
 pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
 FAST = ["--no-progress", "--threads", "1", "--workers", "0", "--set", "plot=false", "--set", "tensorboard=false",
         "--set", "fpn_channels=16", "--set", "head_channels=16"]
-
-
-def _run(capsys, *argv) -> str:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert rc == 0, out.err[-3000:]
-    return out.out
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +33,13 @@ def digits_run(tmp_path_factory):
 def test_ade_layout_trains_and_evaluates_with_the_ignore_label(tmp_path, capsys):
     root = make_ade_folder(tmp_path / "ade", num_classes=4, n_train=8, n_val=4)
     out = tmp_path / "run"
-    _run(capsys, "segment", "train", "--data", root, "--num-classes", 4, "--output-dir", out, "--iters", 4,
-         "--batch-size", 4, "--img-size", 32, "--seed", 0, *FAST)
+    run_cli(capsys, "segment", "train", "--data", root, "--num-classes", 4, "--output-dir", out, "--iters", 4,
+            "--batch-size", 4, "--img-size", 32, "--seed", 0, *FAST)
     ck = torch.load(out / "best.pt", weights_only=True)
     assert ck["task"] == "segment" and ck["meta"]["num_classes"] == 4 and ck["step"] == 4
     assert ck["model"]["head.classifier.weight"].shape[0] == 4
     assert (out / "metrics.jsonl").exists()
-    res = json.loads(_run(capsys, "segment", "eval", "--checkpoint", out / "best.pt", "--data", root, "--json"))
+    res = json.loads(run_cli(capsys, "segment", "eval", "--checkpoint", out / "best.pt", "--data", root, "--json"))
     assert set(res) >= {"miou", "pixel_acc", "per_class_iou", "images"}
     assert 0 <= res["miou"] <= 1 and 0 <= res["pixel_acc"] <= 1 and res["images"] == 4
     assert len(res["per_class_iou"]) == 4
@@ -59,21 +52,21 @@ def test_ade_layout_trains_and_evaluates_with_the_ignore_label(tmp_path, capsys)
 
 
 def test_digits_eval_predict_export(digits_run, tmp_path, capsys):
-    res = json.loads(_run(capsys, "segment", "eval", "--checkpoint", digits_run / "best.pt", "--data", "digits",
-                          "--json"))
+    res = json.loads(run_cli(capsys, "segment", "eval", "--checkpoint", digits_run / "best.pt", "--data", "digits",
+                             "--json"))
     assert res["images"] == 200 and len(res["per_class_iou"]) == 11 and 0 <= res["miou"] <= 1
     from repvit.dense.scenes import DigitScenes
 
     img = DigitScenes("val", size=64)[0][0]
     Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "scene.png")
-    _run(capsys, "segment", "predict", tmp_path / "scene.png", "--checkpoint", digits_run / "best.pt",
-         "--output-dir", tmp_path / "pred")
+    run_cli(capsys, "segment", "predict", tmp_path / "scene.png", "--checkpoint", digits_run / "best.pt",
+            "--output-dir", tmp_path / "pred")
     label = np.asarray(Image.open(tmp_path / "pred" / "scene_label.png"))
     overlay = Image.open(tmp_path / "pred" / "scene_overlay.png")
     assert label.shape == (64, 64) and label.max() < 11 and overlay.size == (64, 64) and overlay.mode == "RGB"
     pytest.importorskip("onnxruntime")
-    rep = json.loads(_run(capsys, "segment", "export", "--checkpoint", digits_run / "best.pt", "--output",
-                          tmp_path / "seg.onnx", "--json"))
+    rep = json.loads(run_cli(capsys, "segment", "export", "--checkpoint", digits_run / "best.pt", "--output",
+                             tmp_path / "seg.onnx", "--json"))
     assert rep["max_rel_diff"] < 1e-4 and len(rep["checked"]) == 2 and (tmp_path / "seg.onnx").exists()
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from repvit.runtime import torch_threads
+
 __all__ = [
     "LatencyResult",
     "thread_count",
@@ -60,14 +62,10 @@ class LatencyResult:
 
 @contextmanager
 def thread_count(threads: int | None) -> Iterator[int]:
-    """Pin PyTorch's intra-op thread count for the duration of the block."""
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    """Pin PyTorch's intra-op thread count for the duration of the block (:func:`repvit.runtime.torch_threads`);
+    yields the count in force."""
+    with torch_threads(threads or None):
         yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(old)
 
 
 def _sync(device: str) -> None:

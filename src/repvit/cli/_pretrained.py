@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_pretrained_arg", "pretrained_weights", "pretrained_file"]
+__all__ = ["add_pretrained_arg", "pretrained_weights", "pretrained_file", "checkpoint_and_model"]
 
 
 def add_pretrained_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -35,3 +35,15 @@ def pretrained_file(value: bool | str, model: str | None) -> tuple[str, str]:
 
     entry = pretrained_weights(value, model)
     return str(download_weights(entry)), entry.model
+
+
+def checkpoint_and_model(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``(checkpoint file, model name)`` from ``--checkpoint`` / ``--pretrained`` and ``--model`` (eval, predict):
+    exactly one of the first two; published weights are downloaded (or found in the cache) and name their model."""
+    if args.pretrained is not None:
+        if args.checkpoint:
+            raise ValueError("pass --checkpoint or --pretrained, not both.")
+        return pretrained_file(args.pretrained, args.model)
+    if not args.checkpoint:
+        raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
+    return args.checkpoint, args.model

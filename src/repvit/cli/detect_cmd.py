@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
-from repvit.runtime import device_arg, set_threads
+from repvit.runtime import add_device_arg, resolve_device, set_threads
 
-# flag -> config key (flags left unset do not override the recipe)
-_FLAGS = {
-    "model": "model", "data": "data", "epochs": "epochs", "batch_size": "batch_size", "output_dir": "output_dir",
-    "seed": "seed", "resume": "resume", "img_size": "img_size", "detector": "detector",
-    "backbone_checkpoint": "backbone_checkpoint", "workers": "workers", "device": "device", "threads": "threads",
-    "amp": "amp", "iters": "iters",
-}
+from ._engine_flags import add_engine_flags, config_from_args, run_training
+
+_CHECKPOINT_HELP = ("a detect checkpoint (OUT/best.pt), the authors' mmdet Mask R-CNN file, or a published weights "
+                    "name (repvit_m1_1_coco; repvit weights list)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,60 +25,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = s.add_parser("train", help="train a detector (digits scenes or a COCO-layout folder; torchrun for DDP)",
                      description="Settings: the detect_digits recipe (defaults) < --config YAML < --set KEY=VALUE < "
                                  "the named flags. lr is for a total batch of lr_base_batch (16).")
-    t.add_argument("--config", help="YAML recipe: a path or a name in configs/ (detect_digits, "
-                                    "detect_maskrcnn_coco_1x)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable)")
-    t.add_argument("--data", help="'digits' (built-in scenes) or a COCO-layout folder (train2017/, val2017/, "
-                                  "annotations/instances_*.json)")
-    t.add_argument("--output-dir", help="where last.pt, best.pt, metrics.jsonl and curves.png go")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--model", help="backbone: a RepViT model name (repvit list)")
+    add_engine_flags(
+        t, ["data", "output_dir", "seed", "model", "epochs", "iters", "img_size", "batch_size", "resume", "amp",
+            "workers", "device", "threads"],
+        helps={"data": "'digits' (built-in scenes) or a COCO-layout folder (train2017/, val2017/, "
+                       "annotations/instances_*.json)",
+               "model": "backbone: a RepViT model name (repvit list)",
+               "img_size": "short side after resizing (the long side is capped at x1333/800)"},
+        recipes="detect_digits, detect_maskrcnn_coco_1x")
+    # detection's own flags (dest = the DetectConfig field they set)
     t.add_argument("--detector", choices=["maskrcnn", "fasterrcnn", "retinanet"])
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--iters", type=int, help="total optimiser steps (overrides --epochs)")
-    t.add_argument("--img-size", type=int, help="short side after resizing (the long side is capped at x1333/800)")
-    t.add_argument("--batch-size", type=int, help="per process")
     t.add_argument("--backbone-checkpoint", help="initial weights: a classification checkpoint (any format), the "
                                                  "authors' detection/segmentation file, or a detect checkpoint")
-    t.add_argument("--resume", help="'auto' (OUTPUT/last.pt if present) or a checkpoint path")
-    t.add_argument("--amp", action="store_true", default=None, help="mixed precision")
-    t.add_argument("--workers", type=int, help="data loader processes")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--threads", type=int, help="CPU threads per process")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    t.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     t.set_defaults(func=run_train)
 
     e = s.add_parser("eval", help="COCO box (and mask) AP of a checkpoint on the val split")
-    e.add_argument("--checkpoint", required=True, help="a detect checkpoint (OUT/best.pt), or the authors' mmdet "
-                   "Mask R-CNN file or its published name (repvit_m1_1_coco; evaluated with their test settings)")
+    e.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH",
+                   help=_CHECKPOINT_HELP + " (authors' files are evaluated with their test settings)")
     e.add_argument("--data", default="digits", help="'digits' or a COCO-layout folder (its val split)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config keys for reading the data (val_images=..., val_annotations=..., val_subset=N)")
     e.add_argument("--fused", action="store_true", help="evaluate the deploy form (re-parameterized backbone)")
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
-                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
+    add_device_arg(e)
     e.add_argument("--threads", type=int, default=None, help="CPU threads")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
 
     pr = s.add_parser("predict", help="draw detections on images; one COCO results JSON")
     pr.add_argument("images", metavar="IMAGE|DIR")
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
     pr.add_argument("--output-dir", required=True)
     pr.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
     pr.add_argument("--fused", action="store_true", help="run the deploy form")
-    pr.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
-                    help="auto (cuda when available), cpu, cuda or cuda:N (default cpu)")
+    add_device_arg(pr)
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_predict)
 
     x = s.add_parser("export", help="export the whole detector (fused backbone) to ONNX; check it in ONNX Runtime")
-    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
     x.add_argument("--output", required=True, help="the .onnx file")
     x.add_argument("--height", type=int, help="input height (default: the training img_size)")
     x.add_argument("--width", type=int, help="input width (default: the height)")
@@ -98,40 +80,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace):
     """The DetectConfig the arguments describe."""
     from repvit.dense.detection.task import DetectConfig
-    from repvit.engine.config import load_config, parse_overrides
 
-    overrides = parse_overrides(args.overrides)
-    overrides.update({key: getattr(args, flag) for flag, key in _FLAGS.items()
-                      if getattr(args, flag, None) is not None})
-    if args.no_progress:
-        overrides["progress"] = False
-    return load_config(args.config, overrides, cls=DetectConfig)
+    return config_from_args(args, DetectConfig)
+
+
+def _describe(res: dict) -> str:
+    if res["interrupted"]:
+        return (f"interrupted after {res['epochs']} complete epochs; resume with: repvit detect train ... --resume "
+                f"auto (checkpoint {res['last_checkpoint']})")
+    ev = res["eval"] or {}
+    mask = f", mask AP {ev['mask_ap']:.4f}" if ev.get("mask_ap") is not None else ""
+    text = (f"done: {res['epochs']} epochs ({res['steps']} steps) in {res['wall_time_s']:.0f} s, best box AP "
+            f"{res['best']:.4f}; last eval box AP {ev.get('bbox_ap', float('nan')):.4f}{mask}\n"
+            f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
+    return text + (f"\n  curves: {res['curves_png']}" if res["curves_png"] else "")
 
 
 def run_train(args: argparse.Namespace) -> int:
     from repvit.dense.detection.task import train
 
-    cfg = resolve_config(args)
-    if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=1))
-        return 0
-    res = train(cfg)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    ev = res["eval"] or {}
-    if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k not in ("model", "meta")}))
-    elif res["interrupted"]:
-        print(f"interrupted after {res['epochs']} complete epochs; resume with: repvit detect train ... --resume "
-              f"auto (checkpoint {res['last_checkpoint']})")
-    else:
-        mask = f", mask AP {ev['mask_ap']:.4f}" if ev.get("mask_ap") is not None else ""
-        print(f"done: {res['epochs']} epochs ({res['steps']} steps) in {res['wall_time_s']:.0f} s, best box AP "
-              f"{res['best']:.4f}; last eval box AP {ev.get('bbox_ap', float('nan')):.4f}{mask}")
-        print(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
-        if res["curves_png"]:
-            print(f"  curves: {res['curves_png']}")
-    return 130 if res["interrupted"] else 0
+    return run_training(args, resolve_config(args), train, describe=_describe,
+                        summary=lambda res: {k: v for k, v in res.items() if k not in ("model", "meta")})
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -140,7 +109,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     res = evaluate_checkpoint(args.checkpoint, data=args.data, fused=args.fused, batch_size=args.batch_size,
-                              workers=args.workers, device=args.device, overrides=parse_overrides(args.overrides))
+                              workers=args.workers, device=resolve_device(args.device),
+                              overrides=parse_overrides(args.overrides))
     if args.json:
         print(json.dumps(res))
     else:
@@ -153,7 +123,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from repvit.dense.detection.predict import predict_images
 
     res = predict_images(args.checkpoint, args.images, args.output_dir, score_threshold=args.score_threshold,
-                         fused=args.fused, device=args.device)
+                         fused=args.fused, device=resolve_device(args.device))
     if args.json:
         print(json.dumps(res))
     else:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from repvit.runtime import add_device_arg
+
+from ._pretrained import add_pretrained_arg, checkpoint_and_model
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,12 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-pct", type=float, default=0.875)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    add_device_arg(p)
     p.add_argument("--threads", type=int, help="CPU threads (default: 1 for digits, else torch's default)")
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    from ._pretrained import add_pretrained_arg
-
     add_pretrained_arg(p, "evaluate published weights instead of --checkpoint")
     p.set_defaults(func=run)
 
@@ -33,17 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from repvit.classification.evaluate import evaluate_checkpoint
 
-    from ._pretrained import pretrained_file
-
-    if args.pretrained is not None:
-        if args.checkpoint:
-            raise ValueError("pass --checkpoint or --pretrained, not both.")
-        args.checkpoint, args.model = pretrained_file(args.pretrained, args.model)
-    if not args.checkpoint:
-        raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
-    res = evaluate_checkpoint(args.checkpoint, args.data, fused=args.fused, img_size=args.img_size,
+    checkpoint, model = checkpoint_and_model(args)
+    res = evaluate_checkpoint(checkpoint, args.data, fused=args.fused, img_size=args.img_size,
                               crop_pct=args.crop_pct, batch_size=args.batch_size, workers=args.workers,
-                              device=args.device, strict_data=args.strict_data, model_name=args.model,
+                              device=args.device, strict_data=args.strict_data, model_name=model,
                               threads=args.threads)
     if args.json:
         print(json.dumps(res))

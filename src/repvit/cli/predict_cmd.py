@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._pretrained import add_pretrained_arg, checkpoint_and_model
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k classes (with names) for an image or a folder of images")
@@ -15,8 +17,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fused", action="store_true", help="run the re-parameterized model")
     p.add_argument("--img-size", type=int, help="default: the checkpoint's training size, else 224")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    from ._pretrained import add_pretrained_arg
-
     add_pretrained_arg(p, "predict with published weights instead of --checkpoint")
     p.set_defaults(func=run)
 
@@ -24,16 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from repvit.classification.predict import predict_images
 
-    from ._pretrained import pretrained_file
-
-    if args.pretrained is not None:
-        if args.checkpoint:
-            raise ValueError("pass --checkpoint or --pretrained, not both.")
-        args.checkpoint, args.model = pretrained_file(args.pretrained, args.model)
-    if not args.checkpoint:
-        raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
-    res = predict_images(args.checkpoint, args.images, topk=args.topk, fused=args.fused, img_size=args.img_size,
-                         model_name=args.model)
+    checkpoint, model = checkpoint_and_model(args)
+    res = predict_images(checkpoint, args.images, topk=args.topk, fused=args.fused, img_size=args.img_size,
+                         model_name=model)
     failed = 0
     for r in res:
         if args.json:

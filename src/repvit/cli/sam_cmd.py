@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
-from repvit.runtime import device_arg, resolve_device, set_threads
+from repvit.runtime import add_device_arg, resolve_device, set_threads
 
-# distill flag -> config key (flags left unset do not override the recipe)
-_DISTILL_FLAGS = {
-    "model": "model", "images": "data", "output_dir": "output_dir", "teacher": "teacher",
-    "teacher_checkpoint": "teacher_checkpoint", "init": "init", "epochs": "epochs", "iters": "iters",
-    "batch_size": "batch_size", "lr": "lr", "img_size": "img_size", "resume": "resume", "seed": "seed",
-    "amp": "amp", "amp_dtype": "amp_dtype", "workers": "workers", "device": "device", "threads": "threads",
-    "cache_dir": "cache_dir", "compile": "compile", "channels_last": "channels_last", "max_images": "max_images",
-    "phase": "phase", "max_prompts": "max_prompts", "refine_iters": "refine_iters",
-}
+from ._engine_flags import add_engine_flags, config_from_args, run_training
+
+_CHECKPOINT_HELP = ("repvit_sam.pt (authors), edge_sam.pth (EdgeSAM), our .safetensors, a distillation "
+                    "last.pt/best.pt, or a published weights name (edge_sam, edge_sam_3x, repvit_sam)")
 
 
 def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
-    p.add_argument("--checkpoint", required=checkpoint_required,
-                   help="repvit_sam.pt (authors), edge_sam.pth (EdgeSAM), our .safetensors, a distillation "
-                        "last.pt/best.pt, or a published weight name (edge_sam, edge_sam_3x, repvit_sam)")
+    p.add_argument("--checkpoint", required=checkpoint_required, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
     p.add_argument("--decoder-checkpoint", help="SAM checkpoint for the prompt encoder and mask decoder (needed for "
                                                 "distillation checkpoints, which hold only the encoder)")
     p.add_argument("--variant", help="encoder variant (repvit_sam_m2_3, m0_9, edge_sam, ...); default: the "
@@ -31,8 +22,7 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
     p.add_argument("--img-size", type=int, help="input side (default: the checkpoint's, else 1024)")
     p.add_argument("--fused", action="store_true", help="the checkpoint holds a fused encoder")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", type=device_arg, metavar="{auto,cpu,cuda}",
-                   help="cpu, cuda, cuda:N or auto (cuda when available)")
+    add_device_arg(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,39 +75,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "both runs phase 1 into OUT/encoder, then phase 2 into OUT/prompt. Teacher "
                                   "embeddings are cached once (sharded, resumable) and shared by both phases. "
                                   "Settings: defaults < --config YAML < --set KEY=VALUE < flags. torchrun for DDP.")
-    d.add_argument("--config", help="YAML recipe: a path or a name in configs/ (e.g. sam_repvit_m2_3)")
-    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_engine_flags(
+        d, ["data", "output_dir", "model", "epochs", "iters", "batch_size", "lr", "img_size", "resume", "seed",
+            "amp", "amp_dtype", "channels_last", "compile", "workers", "device", "threads"],
+        helps={"data": "folder of training images (searched recursively)",
+               "model": "student trunk (default repvit_m2_3)", "lr": "for a total batch of lr_base_batch (8)"},
+        names={"data": "--images"}, recipes="e.g. sam_repvit_m2_3")
+    # distillation's own flags (dest = the SamDistillConfig field they set)
     d.add_argument("--phase", choices=["encoder", "prompt", "both"],
                    help="encoder (default): embedding MSE; prompt: EdgeSAM's prompt-in-the-loop; both: one, then the "
                         "other (phase 2 settings: --set prompt_epochs=/prompt_iters=/prompt_lr=)")
     d.add_argument("--teacher", choices=["vit_h", "vit_l", "vit_b", "repvit_sam"])
     d.add_argument("--teacher-checkpoint", help="the SAM checkpoint file (nothing is downloaded)")
-    d.add_argument("--images", help="folder of training images (searched recursively)")
-    d.add_argument("--output-dir")
-    d.add_argument("--model", help="student trunk (default repvit_m2_3)")
     d.add_argument("--init", help="phase 1: a RepViT classification checkpoint for the trunk (any format); phase 2: "
                                   "the phase-1 best.pt (or any RepViT-SAM checkpoint) for the encoder")
     d.add_argument("--max-prompts", type=int, help="phase 2: prompts per image and step (default 16)")
     d.add_argument("--refine-iters", type=int, help="phase 2: refinement decodes, one new point each (default 2)")
-    d.add_argument("--epochs", type=int)
-    d.add_argument("--iters", type=int, help="total optimiser steps (overrides --epochs)")
-    d.add_argument("--batch-size", type=int, help="per process")
-    d.add_argument("--lr", type=float, help="for a total batch of lr_base_batch (8)")
-    d.add_argument("--img-size", type=int)
-    d.add_argument("--resume", help="'auto' or a checkpoint path")
-    d.add_argument("--seed", type=int)
     d.add_argument("--cache-dir", help="teacher-embedding cache root (default ~/.cache/repvit/sam_embeddings)")
     d.add_argument("--max-images", type=int)
-    d.add_argument("--amp", action="store_true", default=None)
-    d.add_argument("--amp-dtype", choices=["bfloat16", "float16"])
-    d.add_argument("--channels-last", action="store_true", default=None)
-    d.add_argument("--compile", action="store_true", default=None)
-    d.add_argument("--workers", type=int)
-    d.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    d.add_argument("--threads", type=int)
-    d.add_argument("--no-progress", action="store_true")
-    d.add_argument("--print-config", action="store_true")
-    d.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     d.set_defaults(func=run_distill)
 
     w = ss.add_parser("app", help="a web page (Gradio): click on a photo, get a mask",
@@ -143,7 +118,7 @@ def _load(args: argparse.Namespace):
     from repvit.sam import build_repvit_sam
 
     set_threads(args.threads)
-    device = resolve_device(getattr(args, "device", "cpu") or "cpu")
+    device = resolve_device(args.device)
     sam = build_repvit_sam(args.checkpoint, fused=args.fused, variant=args.variant, img_size=args.img_size,
                            decoder_checkpoint=args.decoder_checkpoint)
     return sam.to(device)
@@ -202,59 +177,45 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_distill(res: dict) -> str:
+    if res["interrupted"]:
+        return f"interrupted after {res['epochs']} epochs; resume with --resume auto ({res['last_checkpoint']})"
+    ev, lines = res["eval"], []
+    if res.get("phase") == "prompt":
+        if "phases" in res:
+            p1 = res["phases"]["encoder"]
+            lines.append(f"phase 1 (encoder): {p1['steps']} steps; held-out embedding MSE {-p1['best']:.5f} (best); "
+                         f"{p1['best_checkpoint']}")
+        lines.append(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out "
+                     f"mask loss vs the teacher {ev.get('mask_loss', float('nan')):.4f} (best {-res['best']:.4f}), "
+                     f"mIoU {ev.get('miou', float('nan')):.3f}, embedding MSE {ev.get('mse', float('nan')):.5f}")
+    else:
+        lines.append(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out "
+                     f"embedding MSE {ev.get('mse', float('nan')):.5f} (best {-res['best']:.5f})")
+    lines.append(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
+    lines.append(f"  teacher cache: {res['cache_dir']} ({res['teacher_shards_computed']} shards computed this run)")
+    if res["sam_checkpoint"]:
+        what = "the student's SAM" if res.get("phase") == "prompt" else "student encoder + teacher decoder"
+        lines.append(f"  RepViT-SAM ({what}): {res['sam_checkpoint']}")
+    if res["curves_png"]:
+        lines.append(f"  curves: {res['curves_png']}")
+    return "\n".join(lines)
+
+
 def run_distill(args: argparse.Namespace) -> int:
-    from repvit.engine.config import load_config, parse_overrides
     from repvit.sam.distill import SamDistillConfig, train
 
-    overrides = parse_overrides(args.overrides)
-    overrides.update({key: getattr(args, flag) for flag, key in _DISTILL_FLAGS.items()
-                      if getattr(args, flag) is not None})
-    if args.no_progress:
-        overrides["progress"] = False
-    cfg = load_config(args.config, overrides, cls=SamDistillConfig)
-    if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=1))
-        return 0
-    res = train(cfg)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k != "model"}))
-    elif res["interrupted"]:
-        print(f"interrupted after {res['epochs']} epochs; resume with --resume auto ({res['last_checkpoint']})")
-    else:
-        ev = res["eval"]
-        if res.get("phase") == "prompt":
-            if "phases" in res:
-                p1 = res["phases"]["encoder"]
-                print(f"phase 1 (encoder): {p1['steps']} steps; held-out embedding MSE {-p1['best']:.5f} (best); "
-                      f"{p1['best_checkpoint']}")
-            print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out mask "
-                  f"loss vs the teacher {ev.get('mask_loss', float('nan')):.4f} (best {-res['best']:.4f}), mIoU "
-                  f"{ev.get('miou', float('nan')):.3f}, embedding MSE {ev.get('mse', float('nan')):.5f}")
-        else:
-            print(f"done: {res['epochs']} epochs, {res['steps']} steps in {res['wall_time_s']:.0f} s; held-out "
-                  f"embedding MSE {ev.get('mse', float('nan')):.5f} (best {-res['best']:.5f})")
-        print(f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
-        print(f"  teacher cache: {res['cache_dir']} ({res['teacher_shards_computed']} shards computed this run)")
-        if res["sam_checkpoint"]:
-            what = "the student's SAM" if res.get("phase") == "prompt" else "student encoder + teacher decoder"
-            print(f"  RepViT-SAM ({what}): {res['sam_checkpoint']}")
-        if res["curves_png"]:
-            print(f"  curves: {res['curves_png']}")
-    return 130 if res["interrupted"] else 0
+    return run_training(args, config_from_args(args, SamDistillConfig), train, describe=_describe_distill,
+                        summary=lambda res: {k: v for k, v in res.items() if k != "model"})
 
 
 def run_app(args: argparse.Namespace) -> int:
     import sys
 
-    import torch
-
     from repvit.sam.app import create_app, launch_app, load_app_model, require_gradio
 
     require_gradio()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     sam, note = load_app_model(args.checkpoint, fused=args.fused)
     if note:
         print(f"warning: {note}", file=sys.stderr)

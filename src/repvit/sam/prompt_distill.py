@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 
 from repvit.engine.amp import amp_dtype, autocast_context
 from repvit.engine.distributed import all_reduce_sum
+from repvit.runtime import resolve_device
 
 from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
 from .embed_cache import EmbeddingCache, list_images
@@ -434,7 +435,7 @@ def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teac
     from repvit.engine.distributed import DistInfo
 
     cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
-    dev = torch.device(device)
+    dev = resolve_device(device)
     task = SamPromptDistillTask(teacher, prompt_masks or cfg.prompt_masks)
     task.bind(cfg, DistInfo(device=dev))
     data = task.build_data(cfg, task.info)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
-from repvit.io import CheckpointError
+from repvit.io import CheckpointError, atomic_write
 
 from .registry import WeightsEntry, get_weights
 
@@ -153,38 +152,28 @@ def _not_cached(e: WeightsEntry) -> WeightsError:
 
 
 def _http_download(url: str, dst: Path, progress: bool) -> Path:
-    """Download ``url`` to ``dst`` through a temporary file beside it, renamed only when complete."""
+    """Download ``url`` to ``dst`` through a temporary file beside it (:func:`repvit.io.atomic_write`), renamed only
+    when complete and a checkpoint."""
     from tqdm.auto import tqdm
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            req = urllib.request.Request(url, headers={"User-Agent": "repvit-pytorch"})
-            with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - https (or the configured mirror)
-                total = resp.headers.get("Content-Length")
-                total = int(total) if total is not None else None
-                got = 0
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dst.name,
-                          disable=not progress) as bar:
-                    while chunk := resp.read(1 << 20):
-                        out.write(chunk)
-                        got += len(chunk)
-                        bar.update(len(chunk))
-            if total is not None and got != total:
-                raise WeightsDownloadError(f"could not download {url}: the transfer was cut short ({got} of {total} "
-                                           "bytes); nothing was saved, try again.")
-            out.flush()
-            os.fsync(out.fileno())
+    def fetch(tmp: str) -> None:
+        req = urllib.request.Request(url, headers={"User-Agent": "repvit-pytorch"})
+        with open(tmp, "wb") as out, urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - https/mirror
+            total = resp.headers.get("Content-Length")
+            total = int(total) if total is not None else None
+            got = 0
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dst.name,
+                      disable=not progress) as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and got != total:
+            raise WeightsDownloadError(f"could not download {url}: the transfer was cut short ({got} of {total} "
+                                       "bytes); nothing was saved, try again.")
         check_weights_file(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return dst
+
+    return atomic_write(dst, fetch, suffix=".part")
 
 
 def download_weights(name: str | WeightsEntry, progress: bool = True, *, force: bool = False) -> Path:

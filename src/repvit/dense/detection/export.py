@@ -130,25 +130,28 @@ def _parity_ok(p: dict[str, Any]) -> bool:
 def export_checkpoint(checkpoint: str | Path, output: str | Path, *, height: int | None = None,
                       width: int | None = None, dynamic_size: bool = False, image: str | None = None,
                       check: bool = True) -> dict[str, Any]:
-    """Export a ``repvit detect train`` checkpoint (backbone fused) to ONNX and check it against ONNX Runtime.
+    """Export a ``repvit detect train`` checkpoint, or the authors' mmdet Mask R-CNN file or its published name
+    (``repvit_m1_1_coco``), with the backbone fused, to ONNX and check it against ONNX Runtime.
 
     The parity image is ``image``, else a held-out digits scene (digits checkpoints), else a random image.
     Returns ``onnx``, ``input``, and with ``check`` ``parity`` (see :func:`onnx_parity`) and ``parity_ok``
     (same detections and labels; boxes within 1e-4 relative, scores 1e-4, mask probabilities 1e-3).
     """
+    from ..authors import open_detector
     from .coco import CategoryMap
     from .model import fuse_detector
-    from .task import load_detector_checkpoint
 
-    model, cfg, meta = load_detector_checkpoint(checkpoint)
+    model, _, meta = open_detector(checkpoint)
+    cfg = meta.get("config")  # None for the authors' Mask R-CNN: its own test settings (model.spec)
     model = fuse_detector(model, inplace=True)
-    h = height or cfg.img_size
+    h = height or (cfg.img_size if cfg is not None else model.spec.min_size)
     w = width or h
     cats = CategoryMap.from_meta(meta)
-    md = {"repvit_task": "detect", "detector": cfg.detector, "model": cfg.model, "class_names": list(cats.names),
+    detector, backbone = (cfg.detector, cfg.model) if cfg is not None else ("maskrcnn", model.spec.model)
+    md = {"repvit_task": "detect", "detector": detector, "model": backbone, "class_names": list(cats.names),
           "category_ids": list(cats.category_ids), "input": "image: float32 (3, H, W) RGB in [0, 1]",
           "outputs": "boxes (N, 4) xyxy pixels, scores (N), labels (N) 1..K" +
-                     (", masks (N, 1, H, W) probabilities" if cfg.detector == "maskrcnn" else "")}
+                     (", masks (N, 1, H, W) probabilities" if detector == "maskrcnn" else "")}
     path = export_detector_onnx(model, output, height=h, width=w, metadata=md, dynamic_size=dynamic_size)
     res: dict[str, Any] = {"onnx": str(path), "input": f"image 3x{h}x{w}" + (" (dynamic)" if dynamic_size else "")}
     if check:
@@ -160,7 +163,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, height: int
             if not dynamic_size:
                 x = F.resize(x, [h, w], antialias=True)
             x = x.float() / 255
-        elif is_digits(cfg.data) and h == w == cfg.scene_size:
+        elif cfg is not None and is_digits(cfg.data) and h == w == cfg.scene_size:
             from repvit.dense.scenes import DigitScenes
 
             x = DigitScenes("val", size=cfg.scene_size, num_scenes=cfg.val_scenes)[0][0].float() / 255

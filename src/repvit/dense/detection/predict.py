@@ -48,7 +48,8 @@ def draw_detections(image: torch.Tensor, det: dict[str, torch.Tensor], names: li
 @torch.no_grad()
 def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, output_dir: str | os.PathLike, *,
                    score_threshold: float = 0.5, fused: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Detect objects in an image or a folder of images.
+    """Detect objects in an image or a folder of images with a ``repvit detect train`` checkpoint, or the authors'
+    mmdet Mask R-CNN file or its published name (``repvit_m1_1_coco``).
 
     Writes ``OUTPUT/<name>.png`` per image and ``OUTPUT/predictions.json`` (COCO results: ``image_id`` is the
     image's position in the sorted list, ``file_name`` names it; category ids are the training data's own). Returns
@@ -58,10 +59,10 @@ def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, out
 
     from repvit.data import list_images
 
+    from ..authors import open_detector
     from .model import fuse_detector
-    from .task import load_detector_checkpoint
 
-    model, _, meta = load_detector_checkpoint(checkpoint)
+    model, _, meta = open_detector(checkpoint)
     if fused:
         model = fuse_detector(model, inplace=True)
     dev = resolve_device(device)

@@ -23,7 +23,9 @@ from repvit.io import atomic_write
 
 from .model import SemanticFPN
 
-__all__ = ["export_segmenter_onnx"]
+__all__ = ["export_segmenter_onnx", "export_checkpoint"]
+
+AUTHORS_SIZE = 512  # the authors' mmseg models are exported and checked at their test short side (AlignResize)
 
 
 def export_segmenter_onnx(
@@ -65,3 +67,21 @@ def export_segmenter_onnx(
     path = atomic_write(output, lambda tmp: Path(tmp).write_bytes(data))
     return {"path": str(path), "max_rel_diff": report.max_rel_diff if report else None,
             "checked": [list(s) for s in check_sizes], "opset": opset}
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, *, rtol: float = 1e-4) -> dict[str, Any]:
+    """:func:`export_segmenter_onnx` of a ``repvit segment train`` checkpoint, the authors' mmseg file or a published
+    name (``repvit_m1_1_ade20k``; read by :func:`repvit.dense.authors.open_segmenter`).
+
+    The example and the first check are square at the training size (the authors' models: 512), the second check
+    ``(size + 32, 2 x size)``; class names, mean, std and the backbone's model name go into the metadata.
+    """
+    from ..authors import open_segmenter
+
+    model, _, meta = open_segmenter(checkpoint)
+    cfg = meta.get("config")
+    s = cfg.img_size if cfg is not None else AUTHORS_SIZE
+    name = cfg.model if cfg is not None else model.build_info["model_name"]
+    return export_segmenter_onnx(model, output, example_size=(s, s), check_sizes=((s, s), (s + 32, 2 * s)),
+                                 rtol=rtol, metadata={k: meta[k] for k in ("class_names", "mean", "std") if k in meta}
+                                 | {"model_name": name})

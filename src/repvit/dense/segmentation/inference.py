@@ -83,7 +83,7 @@ def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device
         raise ValueError(f"--num-classes {num_classes} does not match {ckpt.path}, which has {k} classes.")
     val = SegmentationView(ADE20KSegmentation(data, "validation", num_classes=k, reduce_zero_label=True),
                            AlignResize((2048, 512), 32), train=False)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     # one image per batch: padding a batch to a common size would change the logits near the borders
     loader = DataLoader(val, batch_size=1, shuffle=False, num_workers=workers, collate_fn=segment_collate)
     out = evaluate_segmenter(model.to(dev), loader, dev, k)
@@ -124,21 +124,28 @@ def predict_images(checkpoint: str | Path, source: str | Path, output_dir: str |
     """Segment an image or every image of a folder; writes ``STEM_label.png`` (class index per pixel, uint8) and
     ``STEM_overlay.png`` (the image with the classes coloured) to ``output_dir``.
 
+    ``checkpoint``: a ``repvit segment train`` checkpoint, or the authors' mmseg file or its published name
+    (``repvit_m1_1_ade20k``; their images go through their test resize, ``AlignResize``).
+
     Returns one dict per image: ``image``, ``label_png``, ``overlay_png``, ``classes`` (names present, with pixel
     fractions).
     """
     from PIL import Image
     from torchvision.utils import draw_segmentation_masks
 
-    from .data import _read_image
+    from ..authors import open_segmenter
+    from .data import AlignResize, _read_image
 
-    model, cfg, meta = load_segmenter(checkpoint)
+    model, _, meta = open_segmenter(checkpoint)
     dev = resolve_device(device)
     model.to(dev)
     names = list(meta.get("class_names") or range(model.num_classes))
     has_bg = bool(names) and names[0] == "background"
     colors = palette(model.num_classes, has_bg)
-    tf = eval_transform(cfg.img_size, mean=meta.get("mean"), std=meta.get("std"))
+    if meta["layout"] == "mmseg":  # the authors' test resize (as `segment eval` evaluates their files)
+        tf = AlignResize((2048, 512), 32, mean=meta["mean"], std=meta["std"])
+    else:
+        tf = eval_transform(meta["config"].img_size, mean=meta.get("mean"), std=meta.get("std"))
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
