@@ -241,3 +241,14 @@ def test_prompt_masks_setting(tmp_path, caplog):
         SamPromptDistillTask(teacher, prompt_masks="annotations").build_data(cfg, DistInfo())
     with pytest.raises(ValueError, match="prompt_masks must be one of auto, teacher, annotations"):
         SamPromptDistillTask(teacher, prompt_masks="gt")
+
+
+def test_cli_prompt_masks_reaches_the_config_and_bad_values_are_refused(tmp_path, capsys):
+    from repvit.cli.main import main
+
+    assert main(["sam", "distill", "--images", str(tmp_path), "--phase", "prompt", "--prompt-masks", "teacher",
+                 "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt_masks"] == "teacher"
+    assert main(["sam", "distill", "--images", str(tmp_path), "--set", "prompt_masks=everything",
+                 "--print-config"]) != 0
+    assert "auto, teacher, annotations" in capsys.readouterr().err

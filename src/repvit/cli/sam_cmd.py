@@ -91,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "the phase-1 best.pt (or any RepViT-SAM checkpoint) for the encoder")
     d.add_argument("--max-prompts", type=int, help="phase 2: prompts per image and step (default 16)")
     d.add_argument("--refine-iters", type=int, help="phase 2: refinement decodes, one new point each (default 2)")
+    d.add_argument("--prompt-masks", choices=["auto", "teacher", "annotations"],
+                   help="phase 2: where prompts come from; auto (default): the COCO (instances*.json) or SA-1B "
+                        "(per-image .json) masks when the image folder has them, else the teacher's masks")
     d.add_argument("--cache-dir", help="teacher-embedding cache root (default ~/.cache/repvit/sam_embeddings)")
     d.add_argument("--max-images", type=int)
     d.set_defaults(func=run_distill)

@@ -333,7 +333,7 @@ def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str
                          f"category ids {list(d.categories.category_ids)[:10]}...; evaluate on COCO 2017 val.")
     if fused:
         model = fuse_detector(model, inplace=True)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     model.to(dev)
     # one image per batch (MMDetection's test loader): padding to a common size would change the features
     loader = eval_loader(d.val, 1, workers=workers, collate_fn=detect_collate)
