@@ -137,7 +137,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, height: int
     Returns ``onnx``, ``input``, and with ``check`` ``parity`` (see :func:`onnx_parity`) and ``parity_ok``
     (same detections and labels; boxes within 1e-4 relative, scores 1e-4, mask probabilities 1e-3).
     """
-    from ..authors import open_detector
+    from .authors import open_detector
     from .coco import CategoryMap
     from .model import fuse_detector
 

@@ -59,7 +59,7 @@ def predict_images(checkpoint: str | os.PathLike, images: str | os.PathLike, out
 
     from repvit.data import list_images
 
-    from ..authors import open_detector
+    from .authors import open_detector
     from .model import fuse_detector
 
     model, _, meta = open_detector(checkpoint)

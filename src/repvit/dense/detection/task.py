@@ -298,7 +298,7 @@ def _authors_checkpoint(path: str | os.PathLike):
 
     from repvit.models.checkpoint import CheckpointError
 
-    from ..authors import read_dense_checkpoint
+    from ..checkpoint import read_dense_checkpoint
 
     p = Path(path)
     if not p.is_file() and (p.suffix or "/" in str(path)):
@@ -314,7 +314,7 @@ def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str
                       overrides: dict[str, Any] | None) -> dict[str, Any]:
     from repvit.data.loader import eval_loader
 
-    from ..authors import maskrcnn_from_mmdet
+    from .authors import maskrcnn_from_mmdet
     from .model import fuse_detector
 
     if str(data).strip().lower() == "digits":

@@ -76,7 +76,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, rtol: float
     The example and the first check are square at the training size (the authors' models: 512), the second check
     ``(size + 32, 2 x size)``; class names, mean, std and the backbone's model name go into the metadata.
     """
-    from ..authors import open_segmenter
+    from .authors import open_segmenter
 
     model, _, meta = open_segmenter(checkpoint)
     cfg = meta.get("config")

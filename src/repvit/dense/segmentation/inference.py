@@ -55,7 +55,7 @@ def _authors_checkpoint(checkpoint: str | Path):
     """The authors' mmseg checkpoint read, or None for anything else (ours keep their own pipeline)."""
     from repvit.models.checkpoint import CheckpointError
 
-    from ..authors import read_dense_checkpoint
+    from ..checkpoint import read_dense_checkpoint
 
     p = Path(checkpoint)
     if not p.is_file() and (p.suffix or "/" in str(checkpoint)):
@@ -71,7 +71,7 @@ def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device
                       workers: int) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
-    from ..authors import semantic_fpn_from_mmseg
+    from .authors import semantic_fpn_from_mmseg
     from .data import ADE20KSegmentation, AlignResize, SegmentationView
 
     model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
@@ -133,7 +133,7 @@ def predict_images(checkpoint: str | Path, source: str | Path, output_dir: str |
     from PIL import Image
     from torchvision.utils import draw_segmentation_masks
 
-    from ..authors import open_segmenter
+    from .authors import open_segmenter
     from .data import AlignResize, _read_image
 
     model, _, meta = open_segmenter(checkpoint)

@@ -1,0 +1,179 @@
+"""Reading dense checkpoints, shared by the segmentation and detection tasks: a file or a published name becomes a
+:class:`DenseCheckpoint` whose ``layout`` says what it is (the authors' mmseg / mmdet files, or ours), and the
+helpers both tasks use to map the authors' tensors (backbone split into timm's layout, renaming rules, a strict
+load that lists every difference). The per-task mappings live in ``repvit.dense.segmentation.authors`` and
+``repvit.dense.detection.authors``; ``repvit.dense.authors`` gathers the public names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from repvit.io import load_torch
+from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
+
+__all__ = ["resolve_checkpoint", "read_dense_checkpoint", "DenseCheckpoint", "split_backbone", "backbone_model_name",
+           "load_strict", "rename_key"]
+
+_CKPT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".bin", ".ckpt", ".safetensors")
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """An existing file as is; otherwise a published-weights name resolved (downloaded) by ``repvit.weights``.
+
+    Raises:
+        FileNotFoundError: the path does not exist and it is not a name the weights registry can resolve (or the
+            registry is not available).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or os.sep in text or "/" in text or text.endswith(_CKPT_SUFFIXES):
+        raise FileNotFoundError(f"checkpoint {text} does not exist; pass an existing file or a published-weights "
+                                "name such as 'repvit_m1_1_ade20k' or 'repvit_m1_1_coco'.")
+    try:
+        from repvit.weights import resolve_weights
+    except ImportError as e:
+        raise FileNotFoundError(f"{text!r} is not an existing file, and published-weights names cannot be resolved "
+                                f"here (repvit.weights is not available: {e}); pass the checkpoint's path.") from None
+    return Path(resolve_weights(text))
+
+
+@dataclass
+class DenseCheckpoint:
+    """A dense checkpoint file as read: its path, its layout and the loaded object.
+
+    ``layout``: ``"mmseg"`` (the authors' Semantic FPN), ``"mmdet"`` (the authors' Mask R-CNN), ``"segment"`` /
+    ``"detect"`` (ours, from ``repvit segment|detect train``).
+    """
+
+    path: Path
+    layout: str
+    obj: Any = field(repr=False)
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.obj["state_dict"] if self.layout in ("mmseg", "mmdet") else self.obj["model"]
+
+
+def _mm_layout(sd: Mapping[str, Any]) -> str | None:
+    keys = list(sd)
+    if not any(k.startswith("backbone.") for k in keys):
+        return None
+    if any(k.startswith("decode_head.") for k in keys):
+        return "mmseg"
+    if any(k.startswith(("rpn_head.", "roi_head.")) for k in keys):
+        return "mmdet"
+    return None
+
+
+def _numpy_globals() -> list:
+    """NumPy scalars and arrays as plain data for ``weights_only`` loading: mmcv's ``meta`` may hold them (e.g.
+    an evaluation hook's best score). Both module names are listed: NumPy 1.x pickles say ``numpy.core``."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtypes = {type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")}
+    out: list = [scalar, _reconstruct, np.ndarray, np.dtype, *dtypes]
+    for name, obj in (("scalar", scalar), ("_reconstruct", _reconstruct)):
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            if f"{obj.__module__}.{obj.__name__}" != f"{module}.{name}":
+                out.append((obj, f"{module}.{name}"))
+    return out
+
+
+def read_dense_checkpoint(name_or_path: str | os.PathLike) -> DenseCheckpoint:
+    """Read a dense checkpoint (``weights_only=True``) and tell its layout; see :class:`DenseCheckpoint`."""
+    path = resolve_checkpoint(name_or_path)
+    with torch.serialization.safe_globals(_numpy_globals()):
+        obj = load_torch(path)
+    if isinstance(obj, Mapping):
+        if obj.get("task") in ("segment", "detect") and isinstance(obj.get("model"), Mapping):
+            return DenseCheckpoint(path, str(obj["task"]), obj)
+        sd = obj.get("state_dict")
+        if isinstance(sd, Mapping):
+            sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+            layout = _mm_layout(sd)
+            if layout:
+                return DenseCheckpoint(path, layout, {**obj, "state_dict": sd})
+    keys = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+    raise CheckpointError(
+        f"{path} is not a dense checkpoint repvit knows (found {keys}). Expected the authors' mmseg/mmdet file "
+        "({'meta', 'state_dict'} with backbone.features.N keys and decode_head.* or rpn_head./roi_head.* keys) or "
+        "a checkpoint written by `repvit segment train` / `repvit detect train`.")
+
+
+# ---------------------------------------------------------------------------------------------------- backbone
+
+
+def split_backbone(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(backbone in our layout, the other keys)``; the authors' ``features.N`` keys are renamed (a classifier
+    head inside the backbone, which the dense models never run, is left out)."""
+    bb = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    rest = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
+    if not any(k.startswith("features.") for k in bb):
+        raise CheckpointError(f"the backbone keys are not the authors' RepViT layout (first: {list(bb)[:4]}); "
+                              "expected backbone.features.N...")
+    try:
+        bb = authors_to_timm(bb)
+    except CheckpointError as e:
+        raise CheckpointError(f"backbone: {e}") from None
+    # a classifier left in the backbone is not used by mmseg/mmdet either (their loaders are not strict)
+    return {k: v for k, v in bb.items() if not k.startswith("head.")}, rest
+
+
+def backbone_model_name(bb: Mapping[str, torch.Tensor]) -> str:
+    """The registered RepViT whose architecture the backbone state dict (our layout) has."""
+    from repvit.models.checkpoint import infer_config
+    from repvit.models.registry import get_model_entry, list_models
+
+    cfg, extra = infer_config(bb)
+    if extra["fused"]:
+        raise CheckpointError("the backbone in this file is in fused (deploy) form; the authors' dense files are "
+                              "unfused. Pass the unfused file (load_segmenter/load_detector(fused=True) fuses it).")
+    names = [n for n in list_models("repvit_*") if get_model_entry(n).config == cfg]
+    if not names:
+        raise CheckpointError(f"the backbone (widths {list(cfg.widths)}, depths {list(cfg.depths)}) is not a "
+                              "registered RepViT variant (see `repvit list`).")
+    return sorted(names, key=len)[0]
+
+
+def load_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], where: str,
+                 origin: Mapping[str, str] | None = None) -> None:
+    """Load ``sd`` (model key names) requiring every tensor to be used and none missing; ``origin`` maps a model
+    key to the file's key, so the error names the file's keys."""
+    own = model.state_dict()
+    name = dict(origin or {})
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(name.get(k, k) for k in set(sd) - set(own))
+    mismatched = [f"{name.get(k, k)}: file {tuple(sd[k].shape)} vs model {k} {tuple(own[k].shape)}"
+                  for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(
+            f"{where} does not map onto the model exactly: model tensors the file lacks {missing[:6]} "
+            f"({len(missing)}), file tensors the model has no place for {unexpected[:6]} ({len(unexpected)}), shape "
+            f"differences {mismatched[:4]}. Is it the authors' unmodified file?", missing, unexpected, mismatched)
+    model.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in sd.items()})
+
+
+def rename_key(key: str, rules: tuple[tuple[str, str], ...], where: str) -> str:
+    for pattern, repl in rules:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    raise CheckpointError(f"{where}: unexpected key {key!r} (not part of the layout repvit maps).")

@@ -1,0 +1,92 @@
+"""The authors' mmseg 0.30 Semantic FPN files (``repvit_{m1_1,m1_5,m2_3}_ade20k.pth``) as our
+:class:`~repvit.dense.segmentation.SemanticFPN`, and the public segmentation loader (theirs or ours, by file or
+published name). The key mapping is tabled in :mod:`repvit.dense.authors`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import (
+    CheckpointError,
+    DenseCheckpoint,
+    backbone_model_name,
+    load_strict,
+    read_dense_checkpoint,
+    rename_key,
+    split_backbone,
+)
+
+__all__ = ["semantic_fpn_from_mmseg", "open_segmenter", "load_segmenter"]
+
+
+_MMSEG_RULES = (
+    (r"^neck\.lateral_convs\.(\d+)\.conv\.", r"neck.fpn.inner_blocks.\1.0."),
+    (r"^neck\.fpn_convs\.(\d+)\.conv\.", r"neck.fpn.layer_blocks.\1.0."),
+    (r"^decode_head\.scale_heads\.(\d+)\.(\d+)\.conv\.", r"head.scale_heads.\1.\2.0."),
+    (r"^decode_head\.scale_heads\.(\d+)\.(\d+)\.bn\.", r"head.scale_heads.\1.\2.1."),
+    (r"^decode_head\.conv_seg\.", r"head.classifier."),
+)
+
+
+def semantic_fpn_from_mmseg(state_dict: Mapping[str, torch.Tensor], *, where: str = "the mmseg state dict",
+                            taps: str = "segment"):
+    """A :class:`~repvit.dense.segmentation.SemanticFPN` (eval mode) holding an mmseg 0.30 Semantic FPN state dict.
+
+    The sizes (backbone variant, FPN width, head width, classes) are read from the tensors; ``taps`` is the
+    authors' segmentation convention. Every tensor must map and every model tensor must be given.
+    """
+    from .model import build_semantic_fpn
+
+    bb, rest = split_backbone(state_dict)
+    name = backbone_model_name(bb)
+    for k in ("decode_head.conv_seg.weight", "neck.lateral_convs.0.conv.weight"):
+        if k not in rest:
+            raise CheckpointError(f"{where} has no {k!r}; it is not an mmseg Semantic FPN (FPN neck + FPNHead).")
+    cls_w = rest["decode_head.conv_seg.weight"]
+    model = build_semantic_fpn(name, num_classes=int(cls_w.shape[0]), taps=taps,
+                               fpn_channels=int(rest["neck.lateral_convs.0.conv.weight"].shape[0]),
+                               head_channels=int(cls_w.shape[1]), dropout=0.1)
+    sd = {f"neck.backbone.{k}": v for k, v in bb.items()}
+    origin = {rename_key(k, _MMSEG_RULES, where): k for k in rest}
+    sd.update({new: rest[old] for new, old in origin.items()})
+    load_strict(model, sd, where, origin)
+    model.build_info = {"model_name": name, "source": "mmseg", "taps": taps}
+    return model.eval()
+
+
+
+def open_segmenter(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
+    """``(model in eval mode, the checkpoint read, meta)``; meta holds ``num_classes``, ``class_names``, ``mean``,
+    ``std``, ``layout`` and, for ours, ``config`` (the :class:`SegmentConfig`)."""
+    ckpt = read_dense_checkpoint(name_or_path)
+    if ckpt.layout == "mmseg":
+        model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
+        classes = (ckpt.obj.get("meta") or {}).get("CLASSES") if isinstance(ckpt.obj.get("meta"), Mapping) else None
+        names = [str(c) for c in classes] if classes and len(classes) == model.num_classes else \
+            [str(i) for i in range(model.num_classes)]
+        meta = {"num_classes": model.num_classes, "class_names": names, "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225], "layout": "mmseg", "reduce_zero_label": True}
+        return model, ckpt, meta
+    if ckpt.layout == "segment":
+        from .task import load_segmenter as load_ours
+
+        model, cfg, meta = load_ours(ckpt.path)
+        return model, ckpt, {**meta, "layout": "segment", "config": cfg}
+    raise CheckpointError(f"{ckpt.path} is a {'detection' if ckpt.layout in ('mmdet', 'detect') else ckpt.layout} "
+                          "checkpoint, not a segmentation one; use repvit.load_detector for it.")
+
+
+def load_segmenter(name_or_path: str | os.PathLike, *, fused: bool = False) -> nn.Module:
+    """A Semantic FPN from a file or a published name, in eval mode (``fused``: the deploy form, same logits).
+
+    Accepts the authors' mmseg files (``repvit_m1_1_ade20k``, ...) and ``repvit segment train`` checkpoints. The
+    model takes normalised images ``(N, 3, H, W)`` (ImageNet mean and std) and returns logits at the input size.
+    """
+    model, _, meta = open_segmenter(name_or_path)
+    model.class_names = list(meta.get("class_names") or [])
+    return model.fuse() if fused else model.eval()
