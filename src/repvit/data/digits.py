@@ -37,7 +37,7 @@ DIGITS_STD = 0.5
 
 
 @lru_cache(maxsize=1)
-def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+def raw_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
@@ -53,7 +53,7 @@ def digits_split_indices() -> dict[str, np.ndarray]:
     """Indices of the fixed ``train`` and ``val`` (held-out) splits: stratified, seed 0, 25% held out."""
     from sklearn.model_selection import train_test_split
 
-    _, y = _raw_digits()
+    _, y = raw_digits()
     idx = np.arange(len(y))
     tr, va = train_test_split(idx, test_size=DIGITS_HELD_OUT_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED)
     return {"train": np.sort(tr), "val": np.sort(va)}
@@ -78,7 +78,7 @@ def load_digits_split(split: str = "val", img_size: int = 32, in_chans: int = 3)
         ``(images, labels)``: float32 ``(N, in_chans, img_size, img_size)`` normalised with mean/std 0.5, and int64
         labels 0-9.
     """
-    x, y = _raw_digits()
+    x, y = raw_digits()
     if split == "all":
         idx = np.arange(len(y))
     elif split in ("train", "val"):

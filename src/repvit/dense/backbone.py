@@ -46,7 +46,7 @@ from repvit.models.checkpoint import (
     read_checkpoint,
 )
 from repvit.models.fuse import fuse_model
-from repvit.models.repvit import _check_input
+from repvit.models.repvit import check_input
 
 __all__ = ["TAPS", "DenseBackbone", "RepViTFPN", "load_backbone_checkpoint", "read_backbone_state_dict"]
 
@@ -123,7 +123,7 @@ class DenseBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
-            _check_input(x, self.in_chans)
+            check_input(x, self.in_chans)
         out: dict[str, torch.Tensor] = OrderedDict()
         x = self.stem(x)
         for i, stage in enumerate(self.stages):

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from repvit.data.digits import _raw_digits, digits_split_indices
+from repvit.data.digits import digits_split_indices, raw_digits
 
 __all__ = ["SCENE_CLASSES", "NUM_SCENE_CLASSES", "DigitScenes", "scenes_collate"]
 
@@ -103,7 +103,7 @@ class DigitScenes(Dataset):
         self.transform = transform
         self.instances = bool(instances)
         self._cache: dict[int, tuple[np.ndarray, ...]] | None = {} if cache else None
-        images, labels = _raw_digits()
+        images, labels = raw_digits()
         idx = digits_split_indices()[split]
         self._glyphs = torch.from_numpy(images[idx])  # (G, 8, 8) in 0..1
         self._digits = labels[idx]

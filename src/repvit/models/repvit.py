@@ -192,9 +192,6 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
         )
 
 
-_check_input = check_input  # the former private name, still imported by other modules
-
-
 def global_pool_2d(x: torch.Tensor, pool_type: str) -> torch.Tensor:
     """Global average pooling ``(N, C, H, W) -> (N, C)`` for ``"avg"``; the input unchanged for ``""``.
 
