@@ -20,8 +20,8 @@ import torch.nn as nn
 from repvit.io import load_torch
 from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
 
-__all__ = ["resolve_checkpoint", "read_dense_checkpoint", "DenseCheckpoint", "split_backbone", "backbone_model_name",
-           "load_strict", "rename_key"]
+__all__ = ["resolve_checkpoint", "read_dense_checkpoint", "read_authors_checkpoint", "DenseCheckpoint",
+           "split_backbone", "backbone_model_name", "load_strict", "rename_key"]
 
 _CKPT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".bin", ".ckpt", ".safetensors")
 
@@ -116,6 +116,20 @@ def read_dense_checkpoint(name_or_path: str | os.PathLike) -> DenseCheckpoint:
         f"{path} is not a dense checkpoint repvit knows (found {keys}). Expected the authors' mmseg/mmdet file "
         "({'meta', 'state_dict'} with backbone.features.N keys and decode_head.* or rpn_head./roi_head.* keys) or "
         "a checkpoint written by `repvit segment train` / `repvit detect train`.")
+
+
+def read_authors_checkpoint(name_or_path: str | os.PathLike, layout: str) -> DenseCheckpoint | None:
+    """The authors' checkpoint of ``layout`` (``"mmseg"`` or ``"mmdet"``) read, or None for anything else: a file of
+    ours, of the other layout, or one that is not a dense checkpoint keeps its task's own reader (and its errors); a
+    missing path is left to that reader too, which names it."""
+    p = Path(name_or_path)
+    if not p.is_file() and (p.suffix or "/" in str(name_or_path)):
+        return None
+    try:
+        ckpt = read_dense_checkpoint(name_or_path)
+    except CheckpointError:
+        return None
+    return ckpt if ckpt.layout == layout else None
 
 
 # ---------------------------------------------------------------------------------------------------- backbone

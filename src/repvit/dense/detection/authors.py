@@ -126,7 +126,6 @@ def maskrcnn_from_mmdet(state_dict: Mapping[str, torch.Tensor], *, where: str = 
     return model.eval()
 
 
-
 def open_detector(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
     """``(model in eval mode, the checkpoint read, meta)``; meta holds ``num_classes``, ``category_ids``,
     ``class_names``, ``layout`` and, for ours, ``config`` (the :class:`DetectConfig`)."""

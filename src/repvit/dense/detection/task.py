@@ -265,9 +265,10 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     """
     from repvit.data.loader import eval_loader
 
+    from ..checkpoint import read_authors_checkpoint
     from .model import fuse_detector
 
-    authors = _authors_checkpoint(path)
+    authors = read_authors_checkpoint(path, "mmdet")
     if authors is not None:
         return _evaluate_authors(authors, data=data, fused=fused, workers=workers, device=device,
                                  overrides=overrides)
@@ -290,24 +291,6 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
 
 
 _DATA_KEYS = ("val_images", "val_annotations", "val_subset")
-
-
-def _authors_checkpoint(path: str | os.PathLike):
-    """The authors' mmdet checkpoint read, or None for anything else (ours keep their own path)."""
-    from pathlib import Path
-
-    from repvit.models.checkpoint import CheckpointError
-
-    from ..checkpoint import read_dense_checkpoint
-
-    p = Path(path)
-    if not p.is_file() and (p.suffix or "/" in str(path)):
-        return None  # a missing path: the usual reader names it
-    try:
-        ckpt = read_dense_checkpoint(path)
-    except CheckpointError:
-        return None
-    return ckpt if ckpt.layout == "mmdet" else None
 
 
 def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str,

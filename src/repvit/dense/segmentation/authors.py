@@ -59,7 +59,6 @@ def semantic_fpn_from_mmseg(state_dict: Mapping[str, torch.Tensor], *, where: st
     return model.eval()
 
 
-
 def open_segmenter(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
     """``(model in eval mode, the checkpoint read, meta)``; meta holds ``num_classes``, ``class_names``, ``mean``,
     ``std``, ``layout`` and, for ours, ``config`` (the :class:`SegmentConfig`)."""

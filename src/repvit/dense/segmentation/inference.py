@@ -33,7 +33,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_
     """
     from torch.utils.data import DataLoader
 
-    authors = _authors_checkpoint(checkpoint)
+    from ..checkpoint import read_authors_checkpoint
+
+    authors = read_authors_checkpoint(checkpoint, "mmseg")
     if authors is not None:
         return _evaluate_authors(authors, data, num_classes=num_classes, device=device, workers=workers)
     model, cfg, meta = load_segmenter(checkpoint, use_ema=use_ema)
@@ -49,22 +51,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_
     out = evaluate_segmenter(model.to(dev), loader, dev, k)
     out["class_names"] = list(meta.get("class_names") or vmeta["class_names"])
     return out
-
-
-def _authors_checkpoint(checkpoint: str | Path):
-    """The authors' mmseg checkpoint read, or None for anything else (ours keep their own pipeline)."""
-    from repvit.models.checkpoint import CheckpointError
-
-    from ..checkpoint import read_dense_checkpoint
-
-    p = Path(checkpoint)
-    if not p.is_file() and (p.suffix or "/" in str(checkpoint)):
-        return None  # a missing path: the usual reader names it
-    try:
-        ckpt = read_dense_checkpoint(checkpoint)
-    except CheckpointError:
-        return None
-    return ckpt if ckpt.layout == "mmseg" else None
 
 
 def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device: str,
