@@ -178,3 +178,23 @@ def test_sam_predict_by_name_and_by_file(hosts, edge_sam_bytes, name, tmp_path, 
                 "--device", "auto", "--output-dir", tmp_path / label)
         masks[label] = np.asarray(Image.open(tmp_path / label / "a_mask.png"))
     assert masks["name"].shape == (100, 128) and np.array_equal(masks["name"], masks["file"])
+
+
+# ------------------------------------------------------------------------------------- --backbone-pretrained
+
+
+@pytest.mark.parametrize("command", ["segment", "detect"])
+def test_backbone_pretrained_by_name_sets_the_backbone_file_and_model(hosts, mmseg_bytes, tmp_path, capsys, command):
+    from repvit.weights import manual_path
+
+    hosts.add_github("repvit_m1_1_ade20k.pth", mmseg_bytes)
+    cfg = json.loads(run_cli(capsys, command, "train", "--data", "digits", "--backbone-pretrained",
+                             "repvit_m1_1_ade20k", "--print-config"))
+    path = manual_path("repvit_m1_1_ade20k")
+    assert path.read_bytes() == mmseg_bytes  # fetched from the stand-in host into the cache
+    assert (cfg["backbone_checkpoint"], cfg["model"]) == (str(path), "repvit_m1_1")
+    assert main([command, "train", "--data", "digits", "--backbone-pretrained", "repvit_m1_1_ade20k", "--model",
+                 "repvit_m0_9", "--print-config"]) != 0
+    assert "repvit_m1_1 backbone, not --model repvit_m0_9" in capsys.readouterr().err
+    assert main([command, "train", "--data", "digits", "--backbone-pretrained", "edge_sam", "--print-config"]) != 0
+    assert "sam weights" in capsys.readouterr().err

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_pretrained_arg", "pretrained_weights", "pretrained_file", "checkpoint_and_model"]
+__all__ = ["add_pretrained_arg", "pretrained_weights", "pretrained_file", "checkpoint_and_model",
+           "add_backbone_pretrained_arg", "apply_backbone_pretrained"]
 
 
 def add_pretrained_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -47,3 +48,32 @@ def checkpoint_and_model(args: argparse.Namespace) -> tuple[str, str | None]:
     if not args.checkpoint:
         raise ValueError("pass --checkpoint FILE or --pretrained [NAME] (see `repvit weights list`).")
     return args.checkpoint, args.model
+
+
+def add_backbone_pretrained_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--backbone-pretrained NAME`` (segment train, detect train)."""
+    p.add_argument("--backbone-pretrained", metavar="NAME",
+                   help="backbone weights by published name, downloaded once and cached: a classifier "
+                        "(repvit_m1_1.dist_450e_in1k, or a model name for its default weights) or the authors' dense "
+                        "files (repvit_m1_1_ade20k, repvit_m1_1_coco); sets --model to its architecture")
+
+
+def apply_backbone_pretrained(args: argparse.Namespace) -> None:
+    """Turn ``--backbone-pretrained NAME`` into ``--backbone-checkpoint FILE`` (downloaded or found in the cache) and,
+    when ``--model`` is not given, ``--model`` (the weights' architecture)."""
+    name = getattr(args, "backbone_pretrained", None)
+    if not name:
+        return
+    from repvit.weights import download_weights, get_weights
+
+    if getattr(args, "backbone_checkpoint", None):
+        raise ValueError("pass --backbone-checkpoint or --backbone-pretrained, not both.")
+    entry = get_weights(name)
+    if entry.task not in ("classify", "segment", "detect"):
+        raise ValueError(f"--backbone-pretrained {entry.name} holds {entry.task} weights; give a classifier's "
+                         "(repvit weights list) or the authors' _ade20k / _coco files.")
+    if args.model and args.model != entry.model:
+        raise ValueError(f"--backbone-pretrained {entry.name} holds a {entry.model} backbone, not --model "
+                         f"{args.model}; drop --model or pick weights of that model.")
+    args.backbone_checkpoint = str(download_weights(entry))
+    args.model = entry.model

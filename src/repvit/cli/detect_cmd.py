@@ -12,6 +12,7 @@ import json
 from repvit.runtime import add_device_arg, resolve_device, set_threads
 
 from ._engine_flags import add_engine_flags, config_from_args, run_training
+from ._pretrained import add_backbone_pretrained_arg
 
 _CHECKPOINT_HELP = ("a detect checkpoint (OUT/best.pt), the authors' mmdet Mask R-CNN file, or a published weights "
                     "name (repvit_m1_1_coco; repvit weights list)")
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         recipes="detect_digits, detect_maskrcnn_coco_1x")
     # detection's own flags (dest = the DetectConfig field they set)
     t.add_argument("--detector", choices=["maskrcnn", "fasterrcnn", "retinanet"])
+    add_backbone_pretrained_arg(t)
     t.add_argument("--backbone-checkpoint", help="initial weights: a classification checkpoint (any format), the "
                                                  "authors' detection/segmentation file, or a detect checkpoint")
     t.set_defaults(func=run_train)
@@ -81,6 +83,9 @@ def resolve_config(args: argparse.Namespace):
     """The DetectConfig the arguments describe."""
     from repvit.dense.detection.task import DetectConfig
 
+    from ._pretrained import apply_backbone_pretrained
+
+    apply_backbone_pretrained(args)
     return config_from_args(args, DetectConfig)
 
 

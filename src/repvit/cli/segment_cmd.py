@@ -8,6 +8,7 @@ import json
 from repvit.runtime import add_device_arg, resolve_device
 
 from ._engine_flags import add_engine_flags, config_from_args, run_training
+from ._pretrained import add_backbone_pretrained_arg
 
 DEFAULT_RECIPE = "segment_digits"
 _CHECKPOINT_HELP = ("a segmentation checkpoint (OUT/best.pt), the authors' mmseg file, or a published weights name "
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         exclusive=("epochs", "iters"), config_default=DEFAULT_RECIPE,
         recipes="segment_digits, segment_semfpn_ade20k")
     # segmentation's own flags (dest = the SegmentConfig field they set)
+    add_backbone_pretrained_arg(t)
     t.add_argument("--backbone-checkpoint", metavar="F",
                    help="backbone weights: any classification checkpoint, or the authors' mmseg/mmdet file")
     t.add_argument("--finetune", metavar="F", help="start from a segmentation checkpoint (another class count: "
@@ -72,6 +74,9 @@ def resolve_config(args: argparse.Namespace):
     """The SegmentConfig the arguments describe."""
     from repvit.dense.segmentation.task import SegmentConfig
 
+    from ._pretrained import apply_backbone_pretrained
+
+    apply_backbone_pretrained(args)
     return config_from_args(args, SegmentConfig)
 
 
