@@ -120,6 +120,17 @@ def test_cli_app_with_a_missing_checkpoint_file_is_a_one_line_error(tmp_path, ca
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_app_takes_device_like_every_command(capsys):
+    from repvit.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["sam", "app", "--help"])
+    assert "--device" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["sam", "app", "--device", "tpu"])
+    assert e.value.code == 2 and "auto" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------- the server
 
 

@@ -112,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     w.add_argument("--port", type=int, default=7860)
     w.add_argument("--threads", type=int, help="torch CPU threads")
+    add_device_arg(w)
     w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
     w.set_defaults(func=run_app)
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -220,6 +221,7 @@ def run_app(args: argparse.Namespace) -> int:
     require_gradio()
     set_threads(args.threads)
     sam, note = load_app_model(args.checkpoint, fused=args.fused)
+    sam.to(resolve_device(args.device))  # the session encodes and decodes where the model is
     if note:
         print(f"warning: {note}", file=sys.stderr)
     demo = create_app(sam, note=note, points_per_side=args.points_per_side)
