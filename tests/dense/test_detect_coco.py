@@ -22,7 +22,7 @@ from repvit.dense.detection.coco import (  # noqa: E402
     make_coco,
     write_coco_split,
 )
-from repvit.dense.detection.evaluate import coco_evaluate, detections_to_coco  # noqa: E402
+from repvit.dense.detection.metrics import coco_evaluate, detections_to_coco  # noqa: E402
 from repvit.dense.scenes import DigitScenes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

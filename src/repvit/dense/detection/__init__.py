@@ -3,7 +3,7 @@
 * :mod:`.model`    — the detectors on :class:`~repvit.dense.RepViTFPN`, fusing, weight loading.
 * :mod:`.coco`     — COCO-layout data (torchvision's CocoDetection), category-id maps, the COCO writer.
 * :mod:`.data`     — the built-in digit scenes or COCO data with ``transforms.v2`` augmentation.
-* :mod:`.evaluate` — COCO results and COCOeval (pycocotools).
+* :mod:`.metrics`  — COCO results and COCOeval (pycocotools).
 * :mod:`.task`     — the ``detect`` task on the shared training engine, its config, :func:`train` (the entry
   point), checkpoint evaluation.
 * :mod:`.predict`, :mod:`.export` — drawn predictions, ONNX export with ONNX Runtime parity.

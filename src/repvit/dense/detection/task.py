@@ -27,7 +27,7 @@ from repvit.runtime import resolve_device
 
 from .coco import CategoryMap
 from .data import DetectionData, build_detection_data, detect_collate
-from .evaluate import coco_evaluate, detections_to_coco
+from .metrics import coco_evaluate, detections_to_coco
 from .model import DETECTORS, DetectorSpec, build_detector, load_detector_weights
 
 __all__ = ["DetectConfig", "DetectTask", "train", "detector_spec", "init_detector", "evaluate_checkpoint",

@@ -4,7 +4,7 @@
 * :mod:`.data`      — the ADE20K-layout reader, joint v2 transforms, the collate
 * :mod:`.metrics`   — mIoU / pixel accuracy / per-class IoU from a confusion matrix
 * :mod:`.task`      — :class:`SegmentConfig`, :class:`SegmentTask`, :func:`train` (the entry point), checkpoints
-* :mod:`.inference` — checkpoint evaluation and prediction to PNGs
+* :mod:`.predict`   — checkpoint evaluation and prediction to PNGs
 * :mod:`.export`    — fused ONNX export with dynamic height and width, ONNX Runtime parity
 """
 
