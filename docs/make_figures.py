@@ -45,9 +45,9 @@ def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Pa
     from torchvision.utils import draw_segmentation_masks
 
     from repvit.dense.scenes import SCENE_CLASSES, DigitScenes
-    from repvit.dense.segmentation.predict import palette, predict_images
     from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
-    from repvit.dense.segmentation.task import load_segmenter
+    from repvit.dense.segmentation.model import load_segmenter
+    from repvit.dense.segmentation.predict import palette, predict_images
     from repvit.train.checkpoint import load_train_checkpoint
 
     _, cfg, _ = load_segmenter(checkpoint)

@@ -242,7 +242,7 @@ def test_align_resize_matches_the_authors_sizes():
 
 
 def test_segment_eval_uses_the_authors_pipeline(tmp_path, mmseg_file):
-    from repvit.dense.segmentation.predict import evaluate_checkpoint
+    from repvit.dense.segmentation.evaluate import evaluate_checkpoint
     from tests.dense._ade import make_ade_folder
 
     path, _ = mmseg_file

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The SegmentConfig the arguments describe."""
-    from repvit.dense.segmentation.task import SegmentConfig
+    from repvit.dense.segmentation.config import SegmentConfig
 
     from ._pretrained import apply_backbone_pretrained
 
@@ -101,7 +101,7 @@ def _plain(d):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from repvit.dense.segmentation.predict import evaluate_checkpoint
+    from repvit.dense.segmentation.evaluate import evaluate_checkpoint
 
     res = evaluate_checkpoint(args.checkpoint, args.data, num_classes=args.num_classes, batch_size=args.batch_size,
                               device=resolve_device(args.device), use_ema=args.ema)

@@ -1,4 +1,4 @@
-"""Evaluation of a segmentation checkpoint and prediction on image files (label PNG + coloured overlay PNG)."""
+"""Prediction on image files with a segmentation checkpoint (label PNG + coloured overlay PNG)."""
 
 from __future__ import annotations
 
@@ -9,74 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repvit.data import is_digits
 from repvit.runtime import resolve_device
 
-from .data import IMAGE_SUFFIXES, eval_transform, segment_collate
-from .task import build_segment_datasets, evaluate_segmenter, load_segmenter
+from .data import IMAGE_SUFFIXES, eval_transform
 
-__all__ = ["evaluate_checkpoint", "predict_images", "palette"]
-
-
-def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_classes: int | None = None,
-                        batch_size: int = 8, device: str = "cpu", use_ema: bool = False,
-                        workers: int = 0) -> dict[str, Any]:
-    """mIoU, pixel accuracy and per-class IoU of a checkpoint on ``data``'s held-out split (default: its own data).
-
-    Returns ``miou``, ``pixel_acc`` (fractions), ``per_class_iou`` (list, None for absent classes), ``class_names``,
-    ``images``, ``pixels`` and ``loss``.
-
-    ``checkpoint`` may also be the authors' mmseg file (or its published name, e.g. ``repvit_m1_1_ade20k``): it is
-    then evaluated with their test pipeline (:class:`~repvit.dense.segmentation.data.AlignResize`: short side 512
-    keeping the ratio, both sides aligned to multiples of 32; whole image, one image at a time; logits resized
-    back to the label size) on ``data`` (an ADE20K-layout folder, 150 classes, label 0 ignored).
-    """
-    from torch.utils.data import DataLoader
-
-    from ..checkpoint import read_authors_checkpoint
-
-    authors = read_authors_checkpoint(checkpoint, "mmseg")
-    if authors is not None:
-        return _evaluate_authors(authors, data, num_classes=num_classes, device=device, workers=workers)
-    model, cfg, meta = load_segmenter(checkpoint, use_ema=use_ema)
-    k = int(meta["num_classes"])
-    if num_classes is not None and int(num_classes) != k:
-        raise ValueError(f"--num-classes {num_classes} does not match {checkpoint}, which has {k} classes.")
-    cfg = cfg.replace(data=data or cfg.data, num_classes=None if is_digits(data or cfg.data) else k)
-    _, val, vmeta = build_segment_datasets(cfg, train=False)
-    if vmeta["num_classes"] != k:
-        raise ValueError(f"{checkpoint} has {k} classes but --data {cfg.data} has {vmeta['num_classes']}.")
-    dev = resolve_device(device)
-    loader = DataLoader(val, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=segment_collate)
-    out = evaluate_segmenter(model.to(dev), loader, dev, k)
-    out["class_names"] = list(meta.get("class_names") or vmeta["class_names"])
-    return out
-
-
-def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device: str,
-                      workers: int) -> dict[str, Any]:
-    from torch.utils.data import DataLoader
-
-    from .authors import semantic_fpn_from_mmseg
-    from .data import ADE20KSegmentation, AlignResize, SegmentationView
-
-    model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
-    k = model.num_classes
-    if not data or str(data).strip().lower() == "digits":
-        raise ValueError(f"{ckpt.path} is the authors' ADE20K model: pass --data with an ADE20K-layout folder "
-                         "(images/validation, annotations/validation).")
-    if num_classes is not None and int(num_classes) != k:
-        raise ValueError(f"--num-classes {num_classes} does not match {ckpt.path}, which has {k} classes.")
-    val = SegmentationView(ADE20KSegmentation(data, "validation", num_classes=k, reduce_zero_label=True),
-                           AlignResize((2048, 512), 32), train=False)
-    dev = resolve_device(device)
-    # one image per batch: padding a batch to a common size would change the logits near the borders
-    loader = DataLoader(val, batch_size=1, shuffle=False, num_workers=workers, collate_fn=segment_collate)
-    out = evaluate_segmenter(model.to(dev), loader, dev, k)
-    classes = (ckpt.obj.get("meta") or {}).get("CLASSES") if isinstance(ckpt.obj.get("meta"), dict) else None
-    out["class_names"] = [str(c) for c in classes] if classes and len(classes) == k else [str(i) for i in range(k)]
-    out["pipeline"] = "authors (AlignResize 2048x512, size divisor 32, whole image)"
-    return out
+__all__ = ["predict_images", "palette"]
 
 
 def palette(num_classes: int, background: bool) -> list[tuple[int, int, int]]:
