@@ -35,7 +35,7 @@ def _quantized_png(fig, path: Path) -> Path:
 def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Path:
     """The first ``n`` held-out digit scenes (the checkpoint's own validation scenes) with two or more digit
     classes, their true labels and the prediction; the overlays are drawn by
-    :func:`repvit.dense.segmentation.inference.predict_images` (``repvit segment predict``)."""
+    :func:`repvit.dense.segmentation.predict.predict_images` (``repvit segment predict``)."""
     import matplotlib
 
     matplotlib.use("Agg")

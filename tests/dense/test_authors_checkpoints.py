@@ -395,7 +395,7 @@ def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_fi
     from PIL import Image
 
     from repvit.dense.authors import coco_categories
-    from repvit.dense.detection.task import evaluate_checkpoint
+    from repvit.dense.detection.evaluate import evaluate_checkpoint
 
     path, _ = mmdet_file
     (tmp_path / "val2017").mkdir()

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from repvit.dense.detection.task import DetectConfig
+from repvit.dense.detection.config import DetectConfig
 from repvit.dense.segmentation.config import SegmentConfig
 from repvit.dense.segmentation.data import build_segment_datasets
 from repvit.dense.segmentation.model import load_segmenter
