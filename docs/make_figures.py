@@ -35,7 +35,7 @@ def _quantized_png(fig, path: Path) -> Path:
 def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Path:
     """The first ``n`` held-out digit scenes (the checkpoint's own validation scenes) with two or more digit
     classes, their true labels and the prediction; the overlays are drawn by
-    :func:`repvit.dense.segmentation.inference.predict_images` (``repvit segment predict``)."""
+    :func:`repvit.dense.segmentation.predict.predict_images` (``repvit segment predict``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,9 +45,9 @@ def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Pa
     from torchvision.utils import draw_segmentation_masks
 
     from repvit.dense.scenes import SCENE_CLASSES, DigitScenes
-    from repvit.dense.segmentation.inference import palette, predict_images
     from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
-    from repvit.dense.segmentation.task import load_segmenter
+    from repvit.dense.segmentation.model import load_segmenter
+    from repvit.dense.segmentation.predict import palette, predict_images
     from repvit.train.checkpoint import load_train_checkpoint
 
     _, cfg, _ = load_segmenter(checkpoint)

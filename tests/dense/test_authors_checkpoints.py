@@ -242,7 +242,7 @@ def test_align_resize_matches_the_authors_sizes():
 
 
 def test_segment_eval_uses_the_authors_pipeline(tmp_path, mmseg_file):
-    from repvit.dense.segmentation.inference import evaluate_checkpoint
+    from repvit.dense.segmentation.evaluate import evaluate_checkpoint
     from tests.dense._ade import make_ade_folder
 
     path, _ = mmseg_file
@@ -395,7 +395,7 @@ def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_fi
     from PIL import Image
 
     from repvit.dense.authors import coco_categories
-    from repvit.dense.detection.task import evaluate_checkpoint
+    from repvit.dense.detection.evaluate import evaluate_checkpoint
 
     path, _ = mmdet_file
     (tmp_path / "val2017").mkdir()

@@ -22,7 +22,7 @@ from repvit.dense.detection.coco import (  # noqa: E402
     make_coco,
     write_coco_split,
 )
-from repvit.dense.detection.evaluate import coco_evaluate, detections_to_coco  # noqa: E402
+from repvit.dense.detection.metrics import coco_evaluate, detections_to_coco  # noqa: E402
 from repvit.dense.scenes import DigitScenes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ TINY = ["--set", "fpn_channels=16", "--set", "box_head_dim=32", "--set", "mask_h
 
 
 def _scenes(split, n):
-    from repvit.dense.detection.task import DetectConfig
+    from repvit.dense.detection.config import DetectConfig
 
     cfg = DetectConfig()  # the scenes --data digits builds (the recipe's glyph scale)
     return DigitScenes(split, size=SIZE, num_scenes=n, scale=(cfg.scene_scale_min, cfg.scene_scale_max))
@@ -191,7 +191,7 @@ def test_malformed_json_and_missing_masks_are_clear_errors(coco_root, tmp_path):
 
 def test_checkpoint_with_another_class_count_reinitializes_the_heads(tmp_path, caplog):
     from repvit.dense.detection import DetectorSpec, build_detector
-    from repvit.dense.detection.task import init_detector
+    from repvit.dense.detection.model import init_detector
 
     spec = DetectorSpec(model="repvit_m0_6", fpn_channels=16, box_head_dim=32, mask_head_channels=8,
                         mask_head_convs=1)

@@ -100,7 +100,8 @@ def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["fasterrcnn", "retinanet"])
 def test_other_detectors_train_a_few_iterations_and_evaluate(kind, tmp_path):
-    from repvit.dense.detection.task import DetectConfig, DetectTask
+    from repvit.dense.detection.config import DetectConfig
+    from repvit.dense.detection.task import DetectTask
     from repvit.train.run import run_task
 
     cfg = DetectConfig(output_dir=str(tmp_path), detector=kind, iters=3, batch_size=2, img_size=64, train_scenes=16,
@@ -116,7 +117,8 @@ def test_other_detectors_train_a_few_iterations_and_evaluate(kind, tmp_path):
 
 
 def test_recipes_match_the_defaults_and_the_paper():
-    from repvit.dense.detection.task import DetectConfig, detector_spec
+    from repvit.dense.detection.config import DetectConfig
+    from repvit.dense.detection.model import detector_spec
     from repvit.train.config import load_config
 
     assert load_config("detect_digits", cls=DetectConfig) == DetectConfig()  # the YAML is the default recipe
@@ -130,7 +132,7 @@ def test_recipes_match_the_defaults_and_the_paper():
 
 def test_detection_evaluation_runs_under_autocast_when_amp_is_on(monkeypatch):
     """The detect task evaluates as it trains: under the engine's autocast with AMP on, results read in float32."""
-    from repvit.dense.detection import task as det
+    from repvit.dense.detection import evaluate as det
 
     seen, dtypes = [], []
 

@@ -9,8 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from repvit.dense.detection.task import DetectConfig
-from repvit.dense.segmentation.task import SegmentConfig, build_segment_datasets, load_segmenter
+from repvit.dense.detection.config import DetectConfig
+from repvit.dense.segmentation.config import SegmentConfig
+from repvit.dense.segmentation.data import build_segment_datasets
+from repvit.dense.segmentation.model import load_segmenter
 from repvit.train.config import load_config, parse_overrides
 
 SCENE_KEYS = {"scene_min_digits", "scene_max_digits", "scene_scale_min", "scene_scale_max"}
@@ -45,7 +47,7 @@ def test_a_checkpoint_with_the_old_keys_loads(tmp_path):
                         scene_max_digits=3)
     old_config = {OLD_NAME: cfg.to_dict()[NEW] for OLD_NAME, NEW in OLD.items()}
     old_config |= {k: v for k, v in cfg.to_dict().items() if k not in SCENE_KEYS}  # as the previous code wrote it
-    from repvit.dense.segmentation.task import _model_from_cfg
+    from repvit.dense.segmentation.model import _model_from_cfg
 
     model = _model_from_cfg(cfg, 11, None)
     torch.save({"model": model.state_dict(), "optimizer": {}, "epoch": 0, "config": old_config, "task": "segment",

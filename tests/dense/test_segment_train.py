@@ -71,8 +71,7 @@ def test_digits_eval_predict_export(digits_run, tmp_path, capsys):
 
 
 def test_finetune_with_another_class_count_resets_the_classifier(digits_run):
-    from repvit.dense.segmentation.model import build_semantic_fpn
-    from repvit.dense.segmentation.task import load_segmentation_weights
+    from repvit.dense.segmentation.model import build_semantic_fpn, load_segmentation_weights
 
     model = build_semantic_fpn("repvit_m0_6", num_classes=4, frozen_bn=False, fpn_channels=16, head_channels=16)
     with pytest.warns(UserWarning, match=r"best\.pt has a 11-class head .* 4 classes: the classifier is re-init"):
@@ -84,7 +83,8 @@ def test_finetune_with_another_class_count_resets_the_classifier(digits_run):
 
 def test_backbone_checkpoint_flag_loads_a_classifier(tmp_path):
     import repvit
-    from repvit.dense.segmentation.task import SegmentConfig, SegmentTask
+    from repvit.dense.segmentation.config import SegmentConfig
+    from repvit.dense.segmentation.task import SegmentTask
     from repvit.train.task import TaskData
 
     clf = repvit.create_model("repvit_m0_6", num_classes=10)

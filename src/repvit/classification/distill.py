@@ -1,4 +1,5 @@
-"""Knowledge distillation (DeiT style): a loss wrapper around the base criterion, and loading the teacher.
+"""Knowledge distillation (DeiT style): a loss wrapper around the base criterion, loading the teacher, and
+:func:`build_criterion` (a run's loss: cross-entropy, label smoothing or Mixup/CutMix targets, wrapped).
 
 ``loss = (1 - alpha) · base(cls_logits, labels) + alpha · distill(dist_logits, teacher)`` where ``distill`` is the
 cross-entropy with the teacher's argmax (``hard``, the paper) or the temperature-scaled KL divergence (``soft``).
@@ -13,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DistillationLoss", "load_teacher"]
+from .config import TrainConfig
+
+__all__ = ["DistillationLoss", "load_teacher", "build_criterion"]
 
 
 class DistillationLoss(nn.Module):
@@ -112,3 +115,20 @@ def load_teacher(name: str, checkpoint: str | None, num_classes: int, in_chans: 
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def build_criterion(cfg: TrainConfig, num_classes: int, teacher: nn.Module | None):
+    """The loss (with distillation when asked) and timm's Mixup/CutMix (or None)."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    mixup_fn = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                         switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing, num_classes=num_classes)
+        base = SoftTargetCrossEntropy()
+    elif cfg.smoothing > 0:
+        base = LabelSmoothingCrossEntropy(cfg.smoothing)
+    else:
+        base = nn.CrossEntropyLoss()
+    return DistillationLoss(base, teacher, cfg.distillation, cfg.distillation_alpha, cfg.distillation_tau), mixup_fn

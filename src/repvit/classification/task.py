@@ -4,6 +4,7 @@ engine."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from collections.abc import Mapping
@@ -11,96 +12,22 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Subset
 
-from repvit.data import build_datasets, is_digits
+from repvit.data import is_digits
 from repvit.engine.amp import amp_dtype
 from repvit.engine.run import run_task
 from repvit.engine.task import Task, TaskData
 
 from .config import TrainConfig
-from .distill import DistillationLoss, load_teacher
+from .data import build_classification_data, data_config
+from .distill import build_criterion, load_teacher
 from .evaluate import evaluate as evaluate_classifier
 from .evaluate import unpack_batch
+from .model import build_model
 
-__all__ = ["train", "ClassifyTask", "build_model", "build_criterion"]
+__all__ = ["train", "ClassifyTask"]
 
 _log = logging.getLogger("repvit.train")
-
-
-def _finetune_file(finetune: str) -> str:
-    """A fine-tuning source: a file as it is, or published weights by name (downloaded once, then cached)."""
-    import os
-
-    if os.path.exists(finetune):
-        return finetune
-    from repvit.weights import UnknownWeightsError, download_weights, get_weights
-
-    try:
-        entry = get_weights(finetune)
-    except UnknownWeightsError:
-        return finetune  # the loader says the file does not exist
-    return str(download_weights(entry))
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The student: ``cfg.model`` with ``num_classes``, a distillation head when distilling, optional fine-tune
-    weights (any checkpoint format; a head with another class count is dropped and re-initialised)."""
-    from repvit.models import create_model
-    from repvit.models.checkpoint import load_checkpoint
-
-    model = create_model(cfg.model, num_classes=num_classes, in_chans=cfg.in_chans,
-                                distillation=cfg.distillation != "none", drop_rate=cfg.drop_rate,
-                                drop_path_rate=cfg.drop_path)
-    if cfg.finetune:
-        res = load_checkpoint(model, _finetune_file(cfg.finetune), strict=False)
-        body_missing = [k for k in res.missing if not k.startswith("head.")]
-        if body_missing or res.unexpected:
-            raise ValueError(f"--set finetune={cfg.finetune} does not fit {cfg.model}: missing {body_missing[:5]}, "
-                             f"unexpected {res.unexpected[:5]}. Pick the model the checkpoint was trained as.")
-        _log.info("fine-tuning from %s (%s format%s)", cfg.finetune, res.source_format,
-                  ", new head" if res.dropped else "")
-    return model
-
-
-def build_criterion(cfg: TrainConfig, num_classes: int, teacher: nn.Module | None):
-    """The loss (with distillation when asked) and timm's Mixup/CutMix (or None)."""
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    mixup_fn = None
-    if cfg.mixup > 0 or cfg.cutmix > 0:
-        mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                         switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing, num_classes=num_classes)
-        base = SoftTargetCrossEntropy()
-    elif cfg.smoothing > 0:
-        base = LabelSmoothingCrossEntropy(cfg.smoothing)
-    else:
-        base = nn.CrossEntropyLoss()
-    return DistillationLoss(base, teacher, cfg.distillation, cfg.distillation_alpha, cfg.distillation_tau), mixup_fn
-
-
-def _aug_kwargs(cfg: TrainConfig, digits: bool) -> dict[str, Any]:
-    if digits:
-        return dict(degrees=cfg.digits_degrees, translate=cfg.digits_translate, re_prob=cfg.reprob)
-    return dict(auto_augment=cfg.aa, color_jitter=cfg.color_jitter, re_prob=cfg.reprob, re_mode=cfg.remode,
-                re_count=cfg.recount, hflip=cfg.hflip)
-
-
-def _data_config(cfg: TrainConfig, digits: bool, class_names: list[str]) -> dict[str, Any]:
-    """The preprocessing the trained weights expect (the data fields of timm's ``pretrained_cfg``)."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
-
-    n = cfg.in_chans
-    if digits:
-        mean, std = [DIGITS_MEAN] * n, [DIGITS_STD] * n
-    else:
-        mean, std = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
-    return {"input_size": [n, cfg.img_size, cfg.img_size], "interpolation": "bicubic" if digits else cfg.interpolation,
-            "crop_pct": 1.0 if digits else cfg.crop_pct, "crop_mode": "center", "mean": mean, "std": std,
-            "label_names": list(class_names)}
 
 
 class ClassifyTask(Task):
@@ -131,19 +58,10 @@ class ClassifyTask(Task):
         return {**ckpt, "task": self.name, "best": ckpt.get("best", ckpt.get("best_top1", -math.inf)), "meta": meta}
 
     def build_data(self, cfg: TrainConfig, info) -> TaskData:
-        data = build_datasets(cfg.data, img_size=cfg.img_size, in_chans=cfg.in_chans, strict=cfg.strict_data,
-                              aug=_aug_kwargs(cfg, is_digits(cfg.data)), crop_pct=cfg.crop_pct,
-                              interpolation=cfg.interpolation)
-        train_ds = data.train
-        if cfg.train_subset:
-            train_ds = Subset(train_ds, range(min(cfg.train_subset, len(train_ds))))
-        val_ds = data.val if not cfg.val_subset else Subset(data.val, range(min(cfg.val_subset, len(data.val))))
-        if cfg.num_classes is not None and cfg.num_classes != data.num_classes:
-            raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data} has {data.num_classes} classes.")
-        self.num_classes, self.class_names = data.num_classes, list(data.class_names)
-        self.data_cfg = _data_config(cfg, is_digits(cfg.data), self.class_names)
-        return TaskData(train_ds, val_ds, meta={"num_classes": data.num_classes,
-                                                "class_names": list(data.class_names)})
+        train_ds, val_ds, meta = build_classification_data(cfg)
+        self.num_classes, self.class_names = meta["num_classes"], list(meta["class_names"])
+        self.data_cfg = data_config(cfg, is_digits(cfg.data), self.class_names)
+        return TaskData(train_ds, val_ds, meta=meta)
 
     def build_model(self, cfg: TrainConfig, data: TaskData) -> nn.Module:
         return build_model(cfg.replace(finetune=None) if self.resuming else cfg, data.meta["num_classes"])
@@ -214,3 +132,13 @@ def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     task = ClassifyTask()
     return task.summary(run_task(task, cfg))
+
+
+# names this module held before each role got its own file; ``from .task import build_model`` still works
+_MOVED = {"build_model": "model", "_finetune_file": "model", "build_criterion": "distill"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The DetectConfig the arguments describe."""
-    from repvit.dense.detection.task import DetectConfig
+    from repvit.dense.detection.config import DetectConfig
 
     from ._pretrained import apply_backbone_pretrained
 
@@ -109,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from repvit.dense.detection.task import evaluate_checkpoint
+    from repvit.dense.detection.evaluate import evaluate_checkpoint
     from repvit.engine.config import parse_overrides
 
     set_threads(args.threads)

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The SegmentConfig the arguments describe."""
-    from repvit.dense.segmentation.task import SegmentConfig
+    from repvit.dense.segmentation.config import SegmentConfig
 
     from ._pretrained import apply_backbone_pretrained
 
@@ -101,7 +101,7 @@ def _plain(d):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from repvit.dense.segmentation.inference import evaluate_checkpoint
+    from repvit.dense.segmentation.evaluate import evaluate_checkpoint
 
     res = evaluate_checkpoint(args.checkpoint, args.data, num_classes=args.num_classes, batch_size=args.batch_size,
                               device=resolve_device(args.device), use_ema=args.ema)
@@ -115,7 +115,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from repvit.dense.segmentation.inference import predict_images
+    from repvit.dense.segmentation.predict import predict_images
 
     res = predict_images(args.checkpoint, args.source, args.output_dir, device=resolve_device(args.device))
     if args.json:

@@ -1,8 +1,10 @@
 """Compatibility path: ``run_task`` lives in :mod:`repvit.engine.run`, the optimiser and schedule builders in
-:mod:`repvit.engine.optim`, classification's ``train`` and ``build_model`` in :mod:`repvit.classification.task`."""
+:mod:`repvit.engine.optim`, classification's ``train`` in :mod:`repvit.classification.task` and ``build_model`` in
+:mod:`repvit.classification.model`."""
 
 from repvit.classification.config import TrainConfig
-from repvit.classification.task import build_model, train
+from repvit.classification.model import build_model
+from repvit.classification.task import train
 from repvit.engine.config import EngineConfig
 from repvit.engine.optim import build_optimizer, build_scheduler, warmup_steps
 from repvit.engine.run import run_task

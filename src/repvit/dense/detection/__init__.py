@@ -1,12 +1,14 @@
 """Object detection and instance segmentation on RepViT: torchvision's Mask R-CNN, Faster R-CNN and RetinaNet.
 
-* :mod:`.model`    — the detectors on :class:`~repvit.dense.RepViTFPN`, fusing, weight loading.
+* :mod:`.config`   — :class:`DetectConfig`.
+* :mod:`.model`    — the detectors on :class:`~repvit.dense.RepViTFPN`, fusing, weight and checkpoint loading.
 * :mod:`.coco`     — COCO-layout data (torchvision's CocoDetection), category-id maps, the COCO writer.
 * :mod:`.data`     — the built-in digit scenes or COCO data with ``transforms.v2`` augmentation.
-* :mod:`.evaluate` — COCO results and COCOeval (pycocotools).
-* :mod:`.task`     — the ``detect`` task on the shared training engine, its config, :func:`train` (the entry
-  point), checkpoint evaluation.
+* :mod:`.metrics`  — COCO results and COCOeval (pycocotools).
+* :mod:`.evaluate` — :func:`evaluate_detector` (over a loader), :func:`evaluate_checkpoint`.
+* :mod:`.task`     — the ``detect`` task on the shared training engine, :func:`train` (the entry point).
 * :mod:`.predict`, :mod:`.export` — drawn predictions, ONNX export with ONNX Runtime parity.
+* :mod:`.authors`  — the authors' mmdet Mask R-CNN files as our detector.
 """
 
 from .model import DETECTORS, DetectorSpec, build_detector, fuse_detector

@@ -134,7 +134,7 @@ def open_detector(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseChec
         model = maskrcnn_from_mmdet(ckpt.state_dict, where=str(ckpt.path))
         return model, ckpt, {"num_classes": len(model.class_names), **model.categories.to_meta(), "layout": "mmdet"}
     if ckpt.layout == "detect":
-        from .task import load_detector_checkpoint
+        from .model import load_detector_checkpoint
 
         model, cfg, meta = load_detector_checkpoint(ckpt.path)
         return model, ckpt, {**meta, "layout": "detect", "config": cfg}

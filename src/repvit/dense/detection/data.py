@@ -85,7 +85,7 @@ def _subset(ds: Dataset, n: int | None) -> Dataset:
 
 
 def build_detection_data(cfg: Any, *, train: bool = True) -> DetectionData:
-    """The data of a detection run (``cfg``: a :class:`~repvit.dense.detection.task.DetectConfig`).
+    """The data of a detection run (``cfg``: a :class:`~repvit.dense.detection.config.DetectConfig`).
 
     With ``train=False`` only the validation side is built (``train`` is then an empty list).
     """

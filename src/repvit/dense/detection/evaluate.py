@@ -1,90 +1,125 @@
-"""COCO evaluation of detections with pycocotools' COCOeval (AP is never computed here).
-
-:func:`detections_to_coco` turns torchvision detector outputs into COCO result entries (xywh boxes, RLE masks,
-the data set's own category ids); :func:`coco_evaluate` runs COCOeval for ``bbox`` (and ``segm``) and returns the
-numbers as plain fractions.
-"""
+"""Evaluation of a detector: :func:`evaluate_detector` (COCO AP over a loader, the task's validation) and
+:func:`evaluate_checkpoint` (ours, or the authors' mmdet Mask R-CNN with their test settings). The COCO arithmetic
+(:func:`detections_to_coco`, :func:`coco_evaluate`) is in :mod:`.metrics`, re-exported here under its old path."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-from collections.abc import Iterable, Mapping, Sequence
+import os
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn as nn
 
-from .coco import CategoryMap, mask_to_rle
+from repvit.engine.amp import autocast_context
+from repvit.runtime import resolve_device
 
-__all__ = ["detections_to_coco", "coco_evaluate", "STAT_KEYS"]
+from .coco import CategoryMap
+from .config import DetectConfig
+from .data import build_detection_data, detect_collate
+from .metrics import STAT_KEYS, coco_evaluate, detections_to_coco
+from .model import load_detector_checkpoint
 
-# COCOeval.stats[0..5] for bbox (and [0..2] for segm, prefixed mask_)
-STAT_KEYS = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
+__all__ = ["evaluate_detector", "evaluate_checkpoint", "detections_to_coco", "coco_evaluate", "STAT_KEYS"]
 
 
-def detections_to_coco(outputs: Iterable[Mapping[str, torch.Tensor]], image_ids: Iterable[int],
-                       categories: CategoryMap, *, mask_threshold: float = 0.5) -> list[dict[str, Any]]:
-    """COCO result entries for detector outputs (boxes in the original image's pixels, labels ``1..K``).
+def _float32(output: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in output.items()}
 
-    Masks (``(N, 1, H, W)`` probabilities, Mask R-CNN) are thresholded at ``mask_threshold`` and RLE-encoded.
+
+@torch.no_grad()
+def evaluate_detector(model: nn.Module, loader, device: torch.device, categories: CategoryMap, gt, *,
+                      masks: bool, amp: bool = False, amp_dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
+    """COCO AP of ``model`` over ``loader`` (this rank's shard; results are gathered so every rank returns the
+    same numbers). ``amp``: run the model under autocast in ``amp_dtype`` (as training does); boxes, scores and
+    masks are read back in float32."""
+    from repvit.engine.distributed import all_gather_object
+
+    model.eval()
+    results: list[dict[str, Any]] = []
+    ids: list[int] = []
+    for images, targets in loader:
+        with autocast_context(device, amp, amp_dtype):
+            outputs = model([im.to(device) for im in images])
+        if amp:
+            outputs = [_float32(o) for o in outputs]
+        batch_ids = [int(t["image_id"]) for t in targets]
+        results += detections_to_coco(outputs, batch_ids, categories)
+        ids += batch_ids
+    gathered = all_gather_object((results, ids))
+    results = [r for rs, _ in gathered for r in rs]
+    ids = sorted({i for _, part in gathered for i in part})
+    return coco_evaluate(gt, results, ids, masks=masks)
+
+
+def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused: bool = False, batch_size: int = 8,
+                        workers: int = 0, device: str = "cpu", overrides: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """COCO AP of a detection checkpoint on the val split of ``data`` (``digits`` or a COCO-layout folder).
+
+    The val split is read with the checkpoint's own settings (image size, digits scene parameters), which
+    ``overrides`` (config keys: ``val_subset``, ``val_annotations``, ``box_score_thresh``, ...) may change.
+    ``fused``: evaluate the deploy form (re-parameterized backbone).
+
+    ``path`` may also be the authors' mmdet Mask R-CNN file (or its published name, e.g. ``repvit_m1_1_coco``): it
+    is evaluated with their test settings (:func:`repvit.dense.authors.mmdet_detector_spec`), one image per batch
+    as MMDetection's test loader, on the COCO-layout ``data`` (data keys in ``overrides`` apply).
     """
-    results = []
-    for out, image_id in zip(outputs, image_ids):
-        boxes = out["boxes"].detach().float().cpu()
-        scores = out["scores"].detach().float().cpu().tolist()
-        labels = out["labels"].detach().cpu().tolist()
-        masks = out.get("masks")
-        if masks is not None:
-            masks = (masks.detach().float().cpu()[:, 0] > mask_threshold).numpy()
-        for j, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-            r = {"image_id": int(image_id), "category_id": categories.category_id(labels[j]),
-                 "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[j])}
-            if masks is not None:
-                r["segmentation"] = mask_to_rle(masks[j])
-            results.append(r)
-    return results
+    from repvit.data.loader import eval_loader
+
+    from ..checkpoint import read_authors_checkpoint
+    from .model import fuse_detector
+
+    authors = read_authors_checkpoint(path, "mmdet")
+    if authors is not None:
+        return _evaluate_authors(authors, data=data, fused=fused, workers=workers, device=device,
+                                 overrides=overrides)
+    model, cfg, meta = load_detector_checkpoint(path, overrides={"data": data, "train_subset": None,
+                                                                 **(overrides or {})})
+    d = build_detection_data(cfg, train=False)
+    saved = CategoryMap.from_meta(meta)
+    if len(saved.category_ids) != len(d.categories.category_ids):
+        raise ValueError(f"{path} detects {len(saved.category_ids)} categories, {data} has "
+                         f"{len(d.categories.category_ids)}; evaluate on data with the same categories.")
+    if saved.names != d.categories.names:
+        raise ValueError(f"{path} was trained on categories {list(saved.names)[:10]}, {data} has "
+                         f"{list(d.categories.names)[:10]}; the names (in category-id order) must match.")
+    if fused:
+        model = fuse_detector(model, inplace=True)
+    dev = resolve_device(device)
+    model.to(dev)
+    loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
+    return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
 
 
-def _run(gt, results: list[dict[str, Any]], iou_type: str, image_ids: Sequence[int]) -> np.ndarray:
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:  # loadRes cannot index an empty list; nothing detected scores 0 everywhere there is ground truth
-        return np.zeros(12)
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(copy.deepcopy(results))  # loadRes adds fields in place
-        ev = COCOeval(gt, dt, iou_type)
-        ev.params.imgIds = sorted(int(i) for i in image_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats, dtype=np.float64)
+_DATA_KEYS = ("val_images", "val_annotations", "val_subset")
 
 
-def coco_evaluate(gt, results: list[dict[str, Any]], image_ids: Sequence[int], *, masks: bool) -> dict[str, Any]:
-    """COCOeval on ``image_ids`` of the ground truth ``gt`` (a ``pycocotools.coco.COCO``).
+def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str,
+                      overrides: dict[str, Any] | None) -> dict[str, Any]:
+    from repvit.data.loader import eval_loader
 
-    Returns ``bbox_ap``, ``bbox_ap50``, ``bbox_ap75``, ``bbox_ap_small/medium/large``, with ``masks`` also
-    ``mask_ap``, ``mask_ap50``, ``mask_ap75``, and ``images``. Values are fractions in [0, 1]; a value COCOeval
-    cannot define (no ground truth in that size range: its -1) is ``None``.
-    """
-    try:
-        import pycocotools.cocoeval  # noqa: F401
-    except ImportError as e:
-        raise ImportError("COCO evaluation needs pycocotools: pip install 'repvit-pytorch[dense]'") from e
-    ids = set(int(i) for i in image_ids)
-    results = [r for r in results if int(r["image_id"]) in ids]
-    out: dict[str, Any] = {}
-    box = _run(gt, [{k: v for k, v in r.items() if k != "segmentation"} for r in results], "bbox", list(ids))
-    out.update({f"bbox_{k}": _frac(v) for k, v in zip(STAT_KEYS, box)})
-    if masks:
-        # without their boxes, so that loadRes takes each result's area from its mask (as torchvision's references)
-        segm = _run(gt, [{k: v for k, v in r.items() if k != "bbox"} for r in results], "segm", list(ids))
-        out.update({f"mask_{k}": _frac(v) for k, v in zip(STAT_KEYS[:3], segm)})
-    out["images"] = len(ids)
+    from .authors import maskrcnn_from_mmdet
+    from .model import fuse_detector
+
+    if str(data).strip().lower() == "digits":
+        raise ValueError(f"{ckpt.path} is the authors' COCO Mask R-CNN: pass --data with a COCO-layout folder "
+                         "(val2017/, annotations/instances_val2017.json).")
+    other = sorted(set(overrides or {}) - set(_DATA_KEYS))
+    if other:
+        raise ValueError(f"--set {other} cannot change the authors' test settings; only {list(_DATA_KEYS)} apply.")
+    model = maskrcnn_from_mmdet(ckpt.state_dict, where=str(ckpt.path))
+    spec = model.spec
+    cfg = DetectConfig().replace(model=spec.model, data=str(data), detector="maskrcnn", img_size=spec.min_size,
+                                 max_size=spec.max_size, train_subset=None, **(overrides or {}))
+    d = build_detection_data(cfg, train=False)
+    if d.categories.category_ids != model.categories.category_ids:
+        raise ValueError(f"{ckpt.path} detects the {len(model.categories.category_ids)} COCO categories; {data} has "
+                         f"category ids {list(d.categories.category_ids)[:10]}...; evaluate on COCO 2017 val.")
+    if fused:
+        model = fuse_detector(model, inplace=True)
+    dev = resolve_device(device)
+    model.to(dev)
+    # one image per batch (MMDetection's test loader): padding to a common size would change the features
+    loader = eval_loader(d.val, 1, workers=workers, collate_fn=detect_collate)
+    out = evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=True)
     return out
-
-
-def _frac(v: float) -> float | None:
-    return None if v < 0 else float(v)

@@ -3,6 +3,10 @@
 A detector is a composition (as in torchvision): the RepViT trunk (:class:`~repvit.dense.DenseBackbone`, stage-output
 taps, frozen BatchNorm), torchvision's FPN (:class:`~repvit.dense.RepViTFPN`) and torchvision's heads.
 
+Building and loading: :func:`build_detector` from a :class:`DetectorSpec` (:func:`detector_spec` of a
+:class:`~repvit.dense.detection.config.DetectConfig`), :func:`init_detector` (a run's initial weights),
+:func:`load_detector_weights` and :func:`load_detector_checkpoint` (a trained detector from its checkpoint).
+
 * R-CNNs: FPN P2-P6 (strides 4-64; P6 is a max-pool of P5, ``LastLevelMaxPool``), RPN anchors 32-512 (8 × stride),
   ratios 0.5/1/2, RoIAlign 7 (boxes) and 14 (masks).
 * RetinaNet: FPN P3-P7 (P6 and P7 strided 3×3 convs on P5, ``LastLevelP6P7``), torchvision's default anchors.
@@ -23,10 +27,12 @@ behaviour, so existing checkpoints give identical results.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -34,8 +40,14 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
+from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch
+
+if TYPE_CHECKING:
+    from .config import DetectConfig
+
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
-           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign", "detector_spec",
+           "init_detector", "load_detector_checkpoint"]
 
 _log = logging.getLogger(__name__)
 
@@ -246,3 +258,59 @@ def load_detector_weights(model: nn.Module, state_dict: Mapping[str, torch.Tenso
                      sorted({k.rsplit('.', 1)[0] for k in skipped}))
     model.load_state_dict({k: v for k, v in sd.items() if k not in skipped}, strict=False)
     return skipped
+
+
+def detector_spec(cfg: DetectConfig) -> DetectorSpec:
+    """The detector architecture a config asks for."""
+    return dataclasses.replace(DetectorSpec.from_config(cfg), min_size=cfg.img_size, max_size=cfg.resolved_max_size)
+
+
+def init_detector(model: nn.Module, path: str | os.PathLike) -> None:
+    """Initial weights: a detection checkpoint of ours (whole detector; class layers of another class count are
+    re-initialized with a warning), else backbone weights from any classification or downstream checkpoint."""
+    from repvit.dense import load_backbone_checkpoint
+
+    obj = None
+    try:
+        obj = load_torch(path)
+    except CheckpointError:  # safetensors and others: the backbone reader names the problem
+        obj = None
+    if checkpoint_task(obj) == "detect":
+        load_detector_weights(model, obj["model"], source=str(path))
+        _log.info("initialized the detector from %s", path)
+        return
+    res = load_backbone_checkpoint(model.backbone.backbone, path)
+    _log.info("initialized the backbone from %s (%s format)", path, res.source_format)
+
+
+def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
+                             overrides: dict[str, Any] | None = None) -> tuple[nn.Module, DetectConfig, dict[str, Any]]:
+    """The detector of a ``repvit detect train`` checkpoint (eval mode), its config and meta.
+
+    ``weights``: ``model`` (the trained weights) or ``ema`` (the EMA copy, when the run kept one). ``overrides``
+    change config keys that do not alter the weights (score threshold, detections per image, data keys).
+    """
+    from repvit.engine.checkpoint import load_train_checkpoint
+
+    from .config import DetectConfig
+
+    ckpt = load_train_checkpoint(path)
+    check_task(ckpt, "detect", path)
+    names = set(DetectConfig.__dataclass_fields__)
+    saved = dict(ckpt["config"])
+    saved.setdefault("scene_scale_min", 0.25)  # checkpoints from before the scale keys used DigitScenes' default
+    saved.setdefault("scene_scale_max", 0.5)
+    cfg = DetectConfig.from_dict({k: v for k, v in saved.items() if k in names})
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    meta = dict(ckpt.get("meta") or {})
+    model = build_detector(detector_spec(cfg), int(meta["num_classes"]))
+    sd = ckpt.get(weights)
+    if sd is None:
+        raise ValueError(f"{path} holds no {weights!r} weights (EMA was off in that run); use the model weights.")
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the weights do not fit the detector its config describes "
+                         f"(were architecture keys overridden?): {str(e)[:300]}") from None
+    return model.eval(), cfg, meta

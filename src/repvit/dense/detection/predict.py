@@ -13,7 +13,7 @@ import torch
 from repvit.runtime import resolve_device
 
 from .coco import CategoryMap
-from .evaluate import detections_to_coco
+from .metrics import detections_to_coco
 
 __all__ = ["draw_detections", "predict_images"]
 

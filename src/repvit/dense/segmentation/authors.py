@@ -72,7 +72,7 @@ def open_segmenter(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseChe
                 "std": [0.229, 0.224, 0.225], "layout": "mmseg", "reduce_zero_label": True}
         return model, ckpt, meta
     if ckpt.layout == "segment":
-        from .task import load_segmenter as load_ours
+        from .model import load_segmenter as load_ours
 
         model, cfg, meta = load_ours(ckpt.path)
         return model, ckpt, {**meta, "layout": "segment", "config": cfg}

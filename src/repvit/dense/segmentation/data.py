@@ -1,4 +1,5 @@
-"""Segmentation data: the ADE20K-layout reader, the joint transforms (torchvision.transforms.v2) and the collate.
+"""Segmentation data: the ADE20K-layout reader, the joint transforms (torchvision.transforms.v2), the collate, and
+:func:`build_segment_datasets` (a run's data sets: ``digits`` scenes or an ADE20K-layout folder).
 
 Labels everywhere are int64 maps with ``IGNORE_INDEX`` (255) for pixels that do not count (ADE20K's label 0
 "other" after ``reduce_zero_label``, crop padding).
@@ -39,9 +40,11 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from repvit.data import is_digits
+
 __all__ = ["IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ADE20KSegmentation", "SegmentationView",
-           "train_transform", "eval_transform", "segment_collate", "resize_logits", "IMAGE_SUFFIXES",
-           "AlignResize"]
+           "build_segment_datasets", "train_transform", "eval_transform", "segment_collate", "resize_logits",
+           "IMAGE_SUFFIXES", "AlignResize"]
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
@@ -251,3 +254,36 @@ def resize_logits(logits: torch.Tensor, sizes: torch.Tensor) -> list[torch.Tenso
         out.append(lg)
     return out
 
+
+def build_segment_datasets(cfg, *, train: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+    """``(train set or None, val set, meta)`` for ``cfg.data`` (``digits`` or an ADE20K-layout folder); ``cfg`` is a
+    :class:`~repvit.dense.segmentation.config.SegmentConfig`."""
+    if is_digits(cfg.data):
+        from ..scenes import SCENE_CLASSES, DigitScenes
+
+        if cfg.num_classes is not None and cfg.num_classes != len(SCENE_CLASSES):
+            raise ValueError(f"--num-classes {cfg.num_classes} does not fit --data digits "
+                             f"({len(SCENE_CLASSES)} classes: background and the ten digits).")
+        kw = dict(size=cfg.img_size, seed=cfg.scenes_seed, scale=(cfg.scene_scale_min, cfg.scene_scale_max),
+                  min_digits=cfg.scene_min_digits, max_digits=cfg.scene_max_digits, instances=False)
+        # rendered scenes are cached (size**2 * (3 + max_digits) bytes each: 49 MB for 2000 scenes of 64 px); the
+        # random augmentation is still drawn afresh on every access
+        tr = DigitScenes("train", num_scenes=cfg.train_scenes, **kw) if train else None
+        va = DigitScenes("val", num_scenes=cfg.val_scenes, **kw)
+        names, ignore_bg = list(SCENE_CLASSES), False
+    else:
+        root = Path(cfg.data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data {cfg.data}: not 'digits' and not a directory (ADE20K layout expected).")
+        kw = dict(num_classes=cfg.num_classes, reduce_zero_label=cfg.reduce_zero_label)
+        tr = ADE20KSegmentation(root, "training", **kw) if train else None
+        va = ADE20KSegmentation(root, "validation", **kw)
+        names, ignore_bg = list(va.classes), cfg.reduce_zero_label
+    if tr is not None:
+        tr = SegmentationView(tr, train_transform(cfg.img_size, scale=(cfg.scale_min, cfg.scale_max),
+                                                  hflip=cfg.hflip, photometric=cfg.photometric), train=True)
+    va = SegmentationView(va, eval_transform(cfg.img_size), train=False)
+    meta = {"num_classes": len(names), "class_names": names, "ignore_index": IGNORE_INDEX,
+            "reduce_zero_label": ignore_bg, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "data": "digits" if is_digits(cfg.data) else "ade20k-layout"}
+    return tr, va, meta

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,9 +28,12 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import Conv2dNormActivation
 
-from ..backbone import DenseBackbone, RepViTFPN, load_backbone_checkpoint
+from repvit.io import check_task
 
-__all__ = ["SemanticFPNHead", "SemanticFPN", "build_semantic_fpn"]
+from ..backbone import DenseBackbone, RepViTFPN, load_backbone_checkpoint
+from .config import SegmentConfig
+
+__all__ = ["SemanticFPNHead", "SemanticFPN", "build_semantic_fpn", "load_segmentation_weights", "load_segmenter"]
 
 
 class SemanticFPNHead(nn.Module):
@@ -138,3 +144,45 @@ def build_semantic_fpn(
     neck = RepViTFPN(backbone, fpn_channels)
     head = SemanticFPNHead(fpn_channels, head_channels, num_classes, backbone.strides, dropout)
     return SemanticFPN(neck, head)
+
+
+def load_segmentation_weights(model: SemanticFPN, path: str | Path) -> None:
+    """Load a segmentation checkpoint of ours into ``model`` for fine-tuning.
+
+    A classifier with another class count is not loaded: it is re-initialised, with a warning naming the file.
+    """
+    from repvit.engine.checkpoint import load_train_checkpoint
+
+    ckpt = load_train_checkpoint(path)
+    check_task(ckpt, "segment", path, "To start from a classifier use --backbone-checkpoint.")
+    sd = dict(ckpt["model"])
+    cls_w = sd.get("head.classifier.weight")
+    if cls_w is not None and cls_w.shape[0] != model.num_classes:
+        warnings.warn(f"{path} has a {cls_w.shape[0]}-class head but the model has {model.num_classes} classes: "
+                      "the classifier is re-initialised (fine-tuning).", stacklevel=2)
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.classifier.")}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("head.classifier.")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit this model ({model.backbone.build_info.get('model_name')}): missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}; use the model it was trained with (--model).")
+
+
+def _model_from_cfg(cfg: SegmentConfig, num_classes: int, backbone_checkpoint: str | None) -> SemanticFPN:
+    return build_semantic_fpn(cfg.model, num_classes=num_classes, taps=cfg.taps, frozen_bn=cfg.frozen_bn,
+                              fpn_channels=cfg.fpn_channels, head_channels=cfg.head_channels, dropout=cfg.dropout,
+                              drop_path_rate=cfg.drop_path, backbone_checkpoint=backbone_checkpoint)
+
+
+def load_segmenter(path: str | Path, *, use_ema: bool = False) -> tuple[SemanticFPN, SegmentConfig, dict[str, Any]]:
+    """Rebuild the trained model from a segmentation checkpoint: ``(model in eval mode, config, meta)``."""
+    from repvit.engine.checkpoint import load_train_checkpoint
+
+    ckpt = load_train_checkpoint(path)
+    check_task(ckpt, "segment", path)
+    cfg = SegmentConfig.from_dict(ckpt["config"])
+    meta = dict(ckpt.get("meta") or {})
+    model = _model_from_cfg(cfg, int(meta["num_classes"]), None)
+    sd = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model.load_state_dict(sd)
+    return model.eval(), cfg, meta
