@@ -44,6 +44,9 @@ MOVED = [
     ("repvit.classification.task", "build_model", "repvit.classification.model"),
     ("repvit.classification.task", "_finetune_file", "repvit.classification.model"),
     ("repvit.classification.task", "build_criterion", "repvit.classification.distill"),
+    *[("repvit.sam.app", n, "repvit.sam.session") for n in (
+        "SamSession", "ImageEmbedding", "SegmentResult", "PromptError", "image_key", "check_prompts",
+        "parse_points_json", "parse_box_json", "time_click")],
 ]
 
 

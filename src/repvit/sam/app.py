@@ -1,8 +1,9 @@
 """``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM mask.
 
 The image embedding is computed once per image and kept in a small per-app LRU keyed by a hash of the pixels
-(:class:`SamSession`), so every further click runs only SAM's prompt encoder and mask decoder. The model itself is
-never mutated after loading; each request gets its own ``SamPredictor`` view of the cached embedding.
+(:class:`~repvit.sam.session.SamSession`, which holds all the model-side logic), so every further click runs only SAM's
+prompt encoder and mask decoder. The model itself is never mutated after loading; each request gets its own
+``SamPredictor`` view of the cached embedding.
 
 Scripting (``gradio_client``)::
 
@@ -18,24 +19,27 @@ Prompts are in image pixels: points ``[[x, y, label], ...]`` (label 1 foreground
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
 import tempfile
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn as nn
 
-from ._deps import require_sam
+from .session import (
+    ImageEmbedding,
+    PromptError,
+    SamSession,
+    SegmentResult,
+    check_prompts,
+    image_key,
+    parse_box_json,
+    parse_points_json,
+    time_click,
+)
 
 __all__ = [
     "ImageEmbedding",
@@ -59,10 +63,6 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
 _MODES = ("point", "box", "everything")
 
 
-class PromptError(ValueError):
-    """A prompt the model cannot take (outside the image, an empty box, a bad label or bad JSON)."""
-
-
 def require_gradio(purpose: str = "the RepViT-SAM app") -> Any:
     """Import ``gradio`` or raise an ImportError naming the ``app`` extra."""
     try:
@@ -71,251 +71,6 @@ def require_gradio(purpose: str = "the RepViT-SAM app") -> Any:
         raise ImportError(f"gradio is needed for {purpose} but is not installed: pip install 'repvit-pytorch[app]'") \
             from e
     return gradio
-
-
-# ----------------------------------------------------------------------------------------------------- prompts
-
-
-def parse_points_json(text: str | None) -> list[tuple[float, float, int]]:
-    """``'[[x, y, label], ...]'`` (label 1 foreground, 0 background; ``[x, y]`` means foreground) or ``""``."""
-    if text is None or not str(text).strip():
-        return []
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PromptError(f"points must be JSON [[x, y, label], ...], got {text!r} ({e.msg}).") from None
-    if not isinstance(raw, list):
-        raise PromptError(f"points must be a JSON list [[x, y, label], ...], got {text!r}.")
-    points = []
-    for p in raw:
-        if not (isinstance(p, list) and len(p) in (2, 3) and all(isinstance(v, int | float) for v in p)):
-            raise PromptError(f"each point is [x, y] or [x, y, label] (numbers), got {p!r}.")
-        label = int(p[2]) if len(p) == 3 else 1
-        if len(p) == 3 and p[2] not in (0, 1):
-            raise PromptError(f"a point's label is 1 (foreground) or 0 (background), got {p[2]!r}.")
-        points.append((float(p[0]), float(p[1]), label))
-    return points
-
-
-def parse_box_json(text: str | None) -> tuple[float, float, float, float] | None:
-    """``'[x0, y0, x1, y1]'`` or ``""`` / ``"null"`` for no box."""
-    if text is None or not str(text).strip():
-        return None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PromptError(f"the box must be JSON [x0, y0, x1, y1] or empty, got {text!r} ({e.msg}).") from None
-    if raw is None or raw == []:
-        return None
-    if not (isinstance(raw, list) and len(raw) == 4 and all(isinstance(v, int | float) for v in raw)):
-        raise PromptError(f"the box must be [x0, y0, x1, y1] (four numbers), got {text!r}.")
-    return tuple(float(v) for v in raw)  # type: ignore[return-value]
-
-
-def check_prompts(points: Sequence[tuple[float, float, int]], box: Sequence[float] | None, width: int,
-                  height: int) -> None:
-    """Raise :class:`PromptError` for a point outside the ``width`` x ``height`` image, a label other than 0/1,
-    or a box outside the image or with ``x1 <= x0`` / ``y1 <= y0``: the checks of
-    :func:`repvit.sam.predict.validate_prompts` (the CLI's), as the app's error type."""
-    from .predict import validate_prompts
-
-    try:
-        validate_prompts(points, box, (height, width))
-    except ValueError as e:
-        raise PromptError(str(e)) from None
-
-
-# ----------------------------------------------------------------------------------------------------- session
-
-
-@dataclass
-class ImageEmbedding:
-    """What ``SamPredictor.set_image`` computes for one image: the embedding and the two sizes it needs."""
-
-    key: str
-    features: torch.Tensor
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-    encode_ms: float
-
-
-@dataclass
-class SegmentResult:
-    """One prompted mask: ``mask`` (H, W) bool, its predicted IoU, and the time the decoder took."""
-
-    mask: np.ndarray
-    score: float
-    decode_ms: float
-    encode_ms: float | None = None  # None: the embedding came from the cache
-
-
-def image_key(image: np.ndarray) -> str:
-    """A hash of an image's pixels and shape (the embedding cache key)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr((image.shape, str(image.dtype))).encode())
-    h.update(np.ascontiguousarray(image).data)
-    return h.hexdigest()
-
-
-class SamSession:
-    """RepViT-SAM (any ``segment_anything`` ``Sam``) behind an embedding cache.
-
-    ``embed`` runs the image encoder once per distinct image (LRU of ``cache_size`` embeddings, thread safe);
-    ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
-    coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s.
-    """
-
-    def __init__(self, sam: nn.Module, cache_size: int = 4):
-        self.sa = require_sam("the RepViT-SAM app")
-        self.sam = sam.eval()
-        self.cache_size = max(1, int(cache_size))
-        self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.sam.parameters()).device
-
-    def cached(self, key: str) -> ImageEmbedding | None:
-        with self._lock:
-            emb = self._cache.get(key)
-            if emb is not None:
-                self._cache.move_to_end(key)
-            return emb
-
-    def embed(self, image: np.ndarray, key: str | None = None) -> tuple[ImageEmbedding, bool]:
-        """The embedding of ``image`` ((H, W, 3) uint8 RGB) and whether it was computed now (False: cached)."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise PromptError(f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}.")
-        key = key or image_key(image)
-        emb = self.cached(key)
-        if emb is not None:
-            return emb, False
-        predictor = self.sa.SamPredictor(self.sam)
-        t0 = time.perf_counter()
-        predictor.set_image(image)
-        ms = (time.perf_counter() - t0) * 1e3
-        emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms)
-        with self._lock:
-            self._cache[key] = emb
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return emb, True
-
-    def predictor_for(self, emb: ImageEmbedding) -> Any:
-        """A fresh ``SamPredictor`` set to a cached embedding (no encoder run; the model is not touched)."""
-        p = self.sa.SamPredictor(self.sam)
-        p.features, p.original_size, p.input_size, p.is_image_set = (
-            emb.features, emb.original_size, emb.input_size, True)
-        return p
-
-    @torch.inference_mode()
-    def decode(self, emb: ImageEmbedding, points: Sequence[tuple[float, float, int]] = (),
-               box: Sequence[float] | None = None, multimask: bool | None = None) -> tuple[np.ndarray, float]:
-        """The mask (H, W bool) and predicted IoU for prompts on a cached embedding.
-
-        As ``SamPredictor.predict`` (its transforms, ``prompt_encoder``, ``mask_decoder``, ``postprocess_masks``),
-        but only the chosen candidate is up-sampled to the image size. ``multimask`` defaults to SAM's advice:
-        three candidates for a single point alone (the best-scoring kept), one mask otherwise.
-        """
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        h, w = emb.original_size
-        check_prompts(points, box, w, h)
-        if multimask is None:
-            multimask = len(points) == 1 and box is None
-        sam, dev = self.sam, emb.features.device
-        tr = self.predictor_for(emb).transform
-        pts = None
-        if points:
-            coords = tr.apply_coords(np.array([[p[0], p[1]] for p in points], np.float32), emb.original_size)
-            pts = (torch.as_tensor(coords, dtype=torch.float, device=dev)[None],
-                   torch.as_tensor([[p[2] for p in points]], dtype=torch.int, device=dev))
-        boxes = None
-        if box is not None:
-            boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
-                                    dtype=torch.float, device=dev)
-        sparse, dense = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
-        low, iou = sam.mask_decoder(image_embeddings=emb.features, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                    multimask_output=multimask)
-        best = int(torch.argmax(iou[0]))
-        up = sam.postprocess_masks(low[:, best:best + 1], emb.input_size, emb.original_size)
-        return (up[0, 0] > sam.mask_threshold).cpu().numpy(), float(iou[0, best])
-
-    def segment(self, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
-                box: Sequence[float] | None = None, multimask: bool | None = None,
-                key: str | None = None) -> SegmentResult:
-        """Embed (or reuse the cached embedding) and decode; times both."""
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        check_prompts(points, box, image.shape[1], image.shape[0])
-        emb, fresh = self.embed(image, key)
-        t0 = time.perf_counter()
-        mask, score = self.decode(emb, points, box, multimask)
-        return SegmentResult(mask, score, (time.perf_counter() - t0) * 1e3, emb.encode_ms if fresh else None)
-
-    def segment_all(self, image: np.ndarray, *, points_per_side: int = 16, points_per_batch: int = 64,
-                    pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-                    key: str | None = None) -> tuple[list[dict[str, Any]], float | None, float]:
-        """``SamAutomaticMaskGenerator``'s masks (largest first) on the cached embedding; returns the masks, the
-        encode time (None when cached) and the generator's time in ms."""
-        emb, fresh = self.embed(image, key)
-        gen = self.sa.SamAutomaticMaskGenerator(self.sam, points_per_side=points_per_side,
-                                                points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
-                                                stability_score_thresh=stability_score_thresh)
-        gen.predictor = _CachedPredictor(self, emb)  # one crop (crop_n_layers=0): the whole image, already embedded
-        t0 = time.perf_counter()
-        masks = sorted(gen.generate(image), key=lambda m: m["area"], reverse=True)
-        return masks, emb.encode_ms if fresh else None, (time.perf_counter() - t0) * 1e3
-
-    def click_ms(self, image: np.ndarray, point: tuple[float, float, int] | None = None, repeats: int = 10,
-                 warmup: int = 2) -> dict[str, float]:
-        """Server time of one click after the first encode: decoder + overlay (median of ``repeats``, ms)."""
-        from .predict import mask_overlay
-
-        point = point or (image.shape[1] / 2, image.shape[0] / 2, 1)
-        emb, _ = self.embed(image)
-        dec, ovl = [], []
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            mask, _ = self.decode(emb, [point])
-            t1 = time.perf_counter()
-            mask_overlay(image, mask, [point])
-            t2 = time.perf_counter()
-            if i >= warmup:
-                dec.append((t1 - t0) * 1e3)
-                ovl.append((t2 - t1) * 1e3)
-        tot = [a + b for a, b in zip(dec, ovl)]
-        return {"encode_ms": emb.encode_ms, "decode_ms": float(np.median(dec)), "overlay_ms": float(np.median(ovl)),
-                "click_ms": float(np.median(tot)), "repeats": repeats}
-
-
-class _CachedPredictor:
-    """A stand-in for the automatic mask generator's ``SamPredictor`` whose ``set_image`` restores a cached
-    embedding instead of running the encoder (only for the image it was made for)."""
-
-    def __init__(self, session: SamSession, emb: ImageEmbedding):
-        self._p = session.predictor_for(emb)
-        self._session, self._key = session, emb.key
-
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        if image_key(image) != self._key:  # a crop: embed it (not the case with crop_n_layers=0)
-            emb, _ = self._session.embed(image)
-            self._p = self._session.predictor_for(emb)
-
-    def reset_image(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._p, name)
-
-
-def time_click(sam: nn.Module, image: np.ndarray, point: tuple[float, float, int] | None = None, repeats: int = 10,
-               warmup: int = 2) -> dict[str, float]:
-    """Encode ``image`` once, then time a click (decoder + overlay, median ms); see :meth:`SamSession.click_ms`."""
-    return SamSession(sam).click_ms(image, point, repeats=repeats, warmup=warmup)
 
 
 # ----------------------------------------------------------------------------------------------------- model
