@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-from .session import (
+from .session import (  # noqa: F401 - the session's names lived here first and are still imported from here
     ImageEmbedding,
     PromptError,
     SamSession,
@@ -40,23 +40,9 @@ from .session import (
     parse_points_json,
     time_click,
 )
+from .session import __all__ as _SESSION_NAMES
 
-__all__ = [
-    "ImageEmbedding",
-    "SegmentResult",
-    "SamSession",
-    "image_key",
-    "PromptError",
-    "check_prompts",
-    "parse_points_json",
-    "parse_box_json",
-    "time_click",
-    "load_app_model",
-    "create_app",
-    "launch_app",
-    "require_gradio",
-    "DEFAULT_CHECKPOINT",
-]
+__all__ = [*_SESSION_NAMES, "load_app_model", "create_app", "launch_app", "require_gradio", "DEFAULT_CHECKPOINT"]
 
 DEFAULT_CHECKPOINT = "edge_sam"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
