@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size = 2
     torch.set_num_threads(args.threads)
 
+    from repvit.bench.latency import environment_info
     from repvit.sam.distill import SamDistillConfig, distill
     from repvit.sam.prompt_distill import evaluate_prompt_distill
 
@@ -138,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         r4, s4 = run("frozen", p2.replace(output_dir=str(work / "p2_K_frozen"), train_decoder=False))
         score("phase1_K+phase2_K_frozen_decoder", r4["last_checkpoint"], {"phase1": k, "phase2": k}, s1 + s4)
 
+    env = environment_info()  # CPU model, family/model numbers, ISA flags, library versions
     result = {
         "settings": {k_: v for k_, v in vars(args).items() if k_ not in ("out", "work_dir")},
         "teacher": "SAM ViT-B architecture, random weights (seed 0)", "student": "RepViT-M0.9-SAM, random init",
         "images": f"{args.images} crops of scikit-image photos ({r1['meta']['num_val']} held out)",
-        "cpu": _cpu(), "load_average": os.getloadavg(), "torch": torch.__version__, "rows": rows,
+        "cpu": f"{env['cpu_model']} ({env['cpu_count']} CPUs)", "load_average": os.getloadavg(),
+        "torch": torch.__version__, "environment": env, "rows": rows,
         "phase2_beats_phase1_2K": rows["phase1_K+phase2_K"]["mask_loss"] < rows["phase1_2K"]["mask_loss"],
     }
     out = Path(args.out)
@@ -159,16 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     if tmp is not None:
         tmp.cleanup()
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
