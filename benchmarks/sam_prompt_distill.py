@@ -1,7 +1,7 @@
 """Phase 2 (EdgeSAM's prompt-in-the-loop distillation) against phase 1 alone at the same number of steps.
 
 Three students from the same seed, all scored on the same held-out images and the same fixed prompts (boxes and
-points drawn from the teacher's masks) by :func:`repvit.sam.prompt_distill.evaluate_prompt_distill`:
+points drawn from the teacher's masks) by :func:`repvit.sam.evaluate.evaluate_prompt_distill`:
 
 * ``phase1_K``: phase 1 (embedding MSE) for K steps, paired with the teacher's prompt encoder and mask decoder;
 * ``phase1_2K``: phase 1 for 2K steps (same pairing);
@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from repvit.bench.latency import environment_info
-    from repvit.sam.distill import SamDistillConfig, distill
-    from repvit.sam.prompt_distill import evaluate_prompt_distill
+    from repvit.sam.config import SamDistillConfig
+    from repvit.sam.evaluate import evaluate_prompt_distill
+    from repvit.sam.task import train as distill
 
     tmp = tempfile.TemporaryDirectory() if not args.work_dir else None
     work = Path(args.work_dir or tmp.name)

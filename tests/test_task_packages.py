@@ -14,6 +14,8 @@ PACKAGES = {
     "classification": ({"distill"}, {"metrics"}),
     "dense/segmentation": ({"export", "authors", "inference"}, set()),
     "dense/detection": ({"export", "authors", "coco"}, set()),
+    "sam": ({"_deps", "app", "session", "build", "checkpoint", "distill", "prompt_distill", "prompt_sampling",
+             "embed_cache", "encoder", "export", "mask_annotations", "preprocess"}, {"metrics"}),
 }
 
 
@@ -47,6 +49,15 @@ MOVED = [
     *[("repvit.sam.app", n, "repvit.sam.session") for n in (
         "SamSession", "ImageEmbedding", "SegmentResult", "PromptError", "image_key", "check_prompts",
         "parse_points_json", "parse_box_json", "time_click")],
+    *[("repvit.sam.distill", n, "repvit.sam.config") for n in ("SamDistillConfig", "TEACHERS", "PHASES")],
+    *[("repvit.sam.distill", n, "repvit.sam.data") for n in ("EmbeddingPairs", "split_indices")],
+    *[("repvit.sam.distill", n, "repvit.sam.model") for n in ("load_teacher_sam", "load_teacher_encoder")],
+    *[("repvit.sam.distill", n, "repvit.sam.task") for n in ("SamDistillTask", "train", "distill", "phase_configs")],
+    *[("repvit.sam.build", n, "repvit.sam.model") for n in (
+        "build_repvit_sam", "build_sam_from_encoder", "encoder_config", "is_fused_sam", "SAM_WEIGHT_NAMES")],
+    ("repvit.sam.prompt_distill", "PromptPairs", "repvit.sam.data"),
+    ("repvit.sam.prompt_distill", "evaluate_prompt_distill", "repvit.sam.evaluate"),
+    ("repvit.sam", "train", "repvit.sam.task"),
 ]
 
 
@@ -56,6 +67,7 @@ def test_old_module_paths_give_the_new_homes_objects(old, name, new):
 
 
 def test_unknown_names_still_raise_attribute_error():
-    for mod in ("repvit.dense.segmentation.task", "repvit.dense.detection.task", "repvit.classification.task"):
+    for mod in ("repvit.dense.segmentation.task", "repvit.dense.detection.task", "repvit.classification.task",
+                "repvit.sam.prompt_distill"):
         with pytest.raises(AttributeError):
             _ = importlib.import_module(mod).no_such_name

@@ -207,7 +207,8 @@ def _describe_distill(res: dict) -> str:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from repvit.sam.distill import SamDistillConfig, train
+    from repvit.sam.config import SamDistillConfig
+    from repvit.sam.task import train
 
     return run_training(args, config_from_args(args, SamDistillConfig), train, describe=_describe_distill,
                         summary=lambda res: {k: v for k, v in res.items() if k != "model"})

@@ -19,7 +19,7 @@ from repvit.deploy.parity import ParityReport, compare_outputs
 from repvit.io import atomic_write
 
 from ._deps import require_sam
-from .build import encoder_config
+from .model import encoder_config
 from .preprocess import PreprocessingEncoder, sam_pixel_stats
 
 __all__ = ["export_encoder_onnx", "export_decoder_onnx", "decoder_example_inputs", "run_decoder_onnx",

@@ -1,7 +1,7 @@
 """Phase 2 of SAM distillation: EdgeSAM's prompt-in-the-loop distillation (``repvit sam distill --phase prompt``).
 
 EdgeSAM (Zhou et al., 2023, https://arxiv.org/abs/2312.06660) follows encoder-only distillation (phase 1,
-:mod:`repvit.sam.distill`) with a phase in which the student's whole SAM is trained on the teacher's *masks*: prompts
+:mod:`repvit.sam.task`) with a phase in which the student's whole SAM is trained on the teacher's *masks*: prompts
 (boxes or points) go through the student's prompt encoder and mask decoder and, on the same prompts, through the
 teacher's; the student's mask logits learn the teacher's masks (``teacher logits > 0``) with BCE (weight 5) + Dice
 (weight 5). Then a new point is sampled from where the two masks disagree (a false negative of the student: a
@@ -46,18 +46,18 @@ from torch.utils.data import Dataset
 
 from repvit.engine.amp import amp_dtype, autocast_context
 from repvit.engine.distributed import all_reduce_sum
-from repvit.runtime import resolve_device
 
-from .distill import SamDistillConfig, SamDistillTask, load_teacher_sam
+from .config import SamDistillConfig
+from .data import PromptPairs, collate_prompt_pairs
 from .embed_cache import EmbeddingCache, list_images
 from .encoder import RepViTSamEncoder
-from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations, low_res_prompt_masks
-from .preprocess import load_rgb, preprocess_image
+from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations
+from .model import load_teacher_sam
 from .prompt_sampling import decode_masks, low_res_valid, sample_mask_prompts, sample_prompts, sample_refine_points
+from .task import SamDistillTask
 
 __all__ = [
     "LoopSettings", "PromptDistillSam", "PromptPairs", "SamPromptDistillTask", "mask_distill_loss",
-    "evaluate_prompt_distill",
 ]
 
 _log = logging.getLogger("repvit.sam")
@@ -65,7 +65,7 @@ _log = logging.getLogger("repvit.sam")
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """What one prompt-in-the-loop pass does (from :class:`~repvit.sam.distill.SamDistillConfig`)."""
+    """What one prompt-in-the-loop pass does (from :class:`~repvit.sam.config.SamDistillConfig`)."""
 
     max_prompts: int = 16
     refine_iters: int = 2
@@ -191,37 +191,6 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Te
 # ---------------------------------------------------------------------------------------------------- the task
 
 
-class PromptPairs(Dataset):
-    """``(preprocessed image, teacher embedding, (h, w) of the resized image, index, prompt masks)`` for ``indices``
-    of ``cache``; prompt masks are the image's annotated ``(masks, boxes)``
-    (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`) when ``annotations`` is given, else None."""
-
-    def __init__(self, cache: EmbeddingCache, indices: list[int], annotations: MaskAnnotations | None = None):
-        self.cache, self.indices, self.annotations = cache, list(indices), annotations
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        idx = self.indices[i]
-        path = self.cache.image_root / self.cache.files[idx]
-        rgb = load_rgb(path)
-        size = self.cache.spec.img_size
-        hw = ResizeLongestSide.get_preprocess_shape(rgb.shape[0], rgb.shape[1], size)
-        masks = None
-        if self.annotations is not None:
-            masks = low_res_prompt_masks(self.annotations.masks(self.cache.files[idx]), rgb.shape[:2], size, path)
-        return preprocess_image(rgb, size), self.cache[idx], torch.tensor(hw), idx, masks
-
-
-def _collate(batch: list):
-    masks = [b[4] for b in batch]
-    return (torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
-            torch.tensor([b[3] for b in batch]), None if masks[0] is None else masks)
-
-
 def _to(masks: list[tuple[torch.Tensor, torch.Tensor]] | None, device: torch.device):
     return None if masks is None else [(m.to(device), b.to(device)) for m, b in masks]
 
@@ -313,7 +282,7 @@ class SamPromptDistillTask(SamDistillTask):
         return data
 
     def _collate_fn(self):
-        return _collate
+        return collate_prompt_pairs
 
     def _teacher_decoder_state(self, cfg: SamDistillConfig) -> dict[str, torch.Tensor]:
         if self.teacher_sam is not None:
@@ -328,7 +297,7 @@ class SamPromptDistillTask(SamDistillTask):
         return read_sam_decoder(cfg.teacher_checkpoint)
 
     def build_model(self, cfg: SamDistillConfig, data) -> nn.Module:
-        from .build import build_sam_from_encoder
+        from .model import build_sam_from_encoder
 
         sam = build_sam_from_encoder(RepViTSamEncoder(cfg.sam_config(), drop_path_rate=cfg.drop_path))
         model = PromptDistillSam(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder)
@@ -424,29 +393,10 @@ class SamPromptDistillTask(SamDistillTask):
         return f"val mask loss {metrics['mask_loss']:.4f}  mIoU vs teacher {metrics['miou']:.3f}"
 
 
-def evaluate_prompt_distill(cfg: SamDistillConfig, init: str | Path | None, teacher: nn.Module | None = None,
-                            device: str | torch.device = "cpu", prompt_masks: str | None = None) -> dict[str, Any]:
-    """The held-out metrics of :meth:`SamPromptDistillTask.evaluate` for the encoder in ``init`` (a phase-1 or
-    phase-2 checkpoint, any RepViT-SAM format; None: the untrained student of ``cfg.seed``) with the teacher's
-    prompt encoder and mask decoder; for a phase-2 training checkpoint, with its own (trained) decoder. Compares
-    phase 1 and phase 2 on the same prompts."""
-    from repvit.data.loader import eval_loader
-    from repvit.engine.checkpoint import load_train_checkpoint
-    from repvit.engine.distributed import DistInfo
+def __getattr__(name: str):
+    # moved to repvit.sam.evaluate (which imports this module), still importable from here
+    if name == "evaluate_prompt_distill":
+        from .evaluate import evaluate_prompt_distill
 
-    cfg = cfg.replace(phase="prompt", init=None if init is None else str(init))
-    dev = resolve_device(device)
-    task = SamPromptDistillTask(teacher, prompt_masks or cfg.prompt_masks)
-    task.bind(cfg, DistInfo(device=dev))
-    data = task.build_data(cfg, task.info)
-    torch.manual_seed(cfg.seed)  # as the engine, before building the student
-    model = task.build_model(cfg, data)
-    ck = None
-    if init is not None and Path(init).suffix == ".pt":
-        ck = load_train_checkpoint(init)
-    if ck is not None and ck.get("task") == SamPromptDistillTask.name:
-        model.load_state_dict(ck["model"])
-    model.to(dev)
-    task.prepare(model, data, dev)
-    loader = eval_loader(data.val, cfg.eval_batch_size or task.default_eval_batch_size, collate_fn=data.collate)
-    return task.evaluate(model, loader, dev)
+        return evaluate_prompt_distill
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
