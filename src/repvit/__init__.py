@@ -19,26 +19,17 @@ from .models import (
 __version__ = "0.1.0"
 
 
-def load_segmenter(name_or_path, *, fused: bool = False):
-    """A Semantic FPN (eval mode) from a file or a published name: the authors' mmseg files (``repvit_m1_1_ade20k``,
-    ...) or ``repvit segment train`` checkpoints. ``fused``: the deploy form (same logits).
-
-    See :func:`repvit.dense.authors.load_segmenter`.
-    """
-    from .dense.authors import load_segmenter as _load
-
-    return _load(name_or_path, fused=fused)
+# the dense loaders, imported on first use so that ``import repvit`` does not import the dense packages
+_DENSE_LOADERS = {"load_segmenter": "repvit.dense.segmentation.authors",
+                  "load_detector": "repvit.dense.detection.authors"}
 
 
-def load_detector(name_or_path, *, fused: bool = False):
-    """A torchvision detector (eval mode) from a file or a published name: the authors' mmdet Mask R-CNN files
-    (``repvit_m1_1_coco``, ...) or ``repvit detect train`` checkpoints. ``fused``: re-parameterized backbone.
+def __getattr__(name: str):
+    if name in _DENSE_LOADERS:
+        import importlib
 
-    See :func:`repvit.dense.authors.load_detector`.
-    """
-    from .dense.authors import load_detector as _load
-
-    return _load(name_or_path, fused=fused)
+        return getattr(importlib.import_module(_DENSE_LOADERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

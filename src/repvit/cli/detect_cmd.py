@@ -7,25 +7,30 @@ COCO results JSON), ``export`` (the whole detector to ONNX, checked against ONNX
 from __future__ import annotations
 
 import argparse
-import json
 
 from repvit.runtime import add_device_arg, resolve_device, set_threads
 
-from ._engine_flags import add_engine_flags, config_from_args, run_training
-from ._pretrained import add_backbone_pretrained_arg
+from ._dense import add_backbone_args, add_checkpoint_arg, add_task_parser, describe_run, print_result, task_config
+from ._engine_flags import add_engine_flags, run_training
 
 _CHECKPOINT_HELP = ("a detect checkpoint (OUT/best.pt), the authors' mmdet Mask R-CNN file, or a published weights "
                     "name (repvit_m1_1_coco; repvit weights list)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="object detection / instance segmentation: train, eval, predict, export",
-                       description="Mask R-CNN (default), Faster R-CNN and RetinaNet from torchvision on RepViT + FPN.")
-    s = p.add_subparsers(dest="detect_command", metavar="ACTION")
+    actions = add_task_parser(
+        sub, "detect", help="object detection / instance segmentation: train, eval, predict, export",
+        description="Mask R-CNN (default), Faster R-CNN and RetinaNet from torchvision on RepViT + FPN.")
+    _add_train(actions)
+    _add_eval(actions)
+    _add_predict(actions)
+    _add_export(actions)
 
-    t = s.add_parser("train", help="train a detector (digits scenes or a COCO-layout folder; torchrun for DDP)",
-                     description="Settings: the detect_digits recipe (defaults) < --config YAML < --set KEY=VALUE < "
-                                 "the named flags. lr is for a total batch of lr_base_batch (16).")
+
+def _add_train(actions: argparse._SubParsersAction) -> None:
+    t = actions.add_parser("train", help="train a detector (digits scenes or a COCO-layout folder; torchrun for DDP)",
+                           description="Settings: the detect_digits recipe (defaults) < --config YAML < --set "
+                                       "KEY=VALUE < the named flags. lr is for a total batch of lr_base_batch (16).")
     add_engine_flags(
         t, ["data", "output_dir", "seed", "model", "epochs", "iters", "img_size", "batch_size", "resume", "amp",
             "workers", "device", "threads"],
@@ -36,14 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         recipes="detect_digits, detect_maskrcnn_coco_1x")
     # detection's own flags (dest = the DetectConfig field they set)
     t.add_argument("--detector", choices=["maskrcnn", "fasterrcnn", "retinanet"])
-    add_backbone_pretrained_arg(t)
-    t.add_argument("--backbone-checkpoint", help="initial weights: a classification checkpoint (any format), the "
-                                                 "authors' detection/segmentation file, or a detect checkpoint")
+    add_backbone_args(t, "initial weights: a classification checkpoint (any format), the authors' "
+                         "detection/segmentation file, or a detect checkpoint")
     t.set_defaults(func=run_train)
 
-    e = s.add_parser("eval", help="COCO box (and mask) AP of a checkpoint on the val split")
-    e.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH",
-                   help=_CHECKPOINT_HELP + " (authors' files are evaluated with their test settings)")
+
+def _add_eval(actions: argparse._SubParsersAction) -> None:
+    e = actions.add_parser("eval", help="COCO box (and mask) AP of a checkpoint on the val split")
+    add_checkpoint_arg(e, _CHECKPOINT_HELP + " (authors' files are evaluated with their test settings)")
     e.add_argument("--data", default="digits", help="'digits' or a COCO-layout folder (its val split)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config keys for reading the data (val_images=..., val_annotations=..., val_subset=N)")
@@ -55,9 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
 
-    pr = s.add_parser("predict", help="draw detections on images; one COCO results JSON")
+
+def _add_predict(actions: argparse._SubParsersAction) -> None:
+    pr = actions.add_parser("predict", help="draw detections on images; one COCO results JSON")
     pr.add_argument("images", metavar="IMAGE|DIR")
-    pr.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
+    add_checkpoint_arg(pr, _CHECKPOINT_HELP)
     pr.add_argument("--output-dir", required=True)
     pr.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
     pr.add_argument("--fused", action="store_true", help="run the deploy form")
@@ -65,8 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_predict)
 
-    x = s.add_parser("export", help="export the whole detector (fused backbone) to ONNX; check it in ONNX Runtime")
-    x.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
+
+def _add_export(actions: argparse._SubParsersAction) -> None:
+    x = actions.add_parser("export", help="export the whole detector (fused backbone) to ONNX; check it in ONNX "
+                                          "Runtime")
+    add_checkpoint_arg(x, _CHECKPOINT_HELP)
     x.add_argument("--output", required=True, help="the .onnx file")
     x.add_argument("--height", type=int, help="input height (default: the training img_size)")
     x.add_argument("--width", type=int, help="input width (default: the height)")
@@ -76,29 +86,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=run_export)
-    p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
 def resolve_config(args: argparse.Namespace):
     """The DetectConfig the arguments describe."""
     from repvit.dense.detection.config import DetectConfig
 
-    from ._pretrained import apply_backbone_pretrained
-
-    apply_backbone_pretrained(args)
-    return config_from_args(args, DetectConfig)
+    return task_config(args, DetectConfig)
 
 
 def _describe(res: dict) -> str:
-    if res["interrupted"]:
-        return (f"interrupted after {res['epochs']} complete epochs; resume with: repvit detect train ... --resume "
-                f"auto (checkpoint {res['last_checkpoint']})")
     ev = res["eval"] or {}
     mask = f", mask AP {ev['mask_ap']:.4f}" if ev.get("mask_ap") is not None else ""
-    text = (f"done: {res['epochs']} epochs ({res['steps']} steps) in {res['wall_time_s']:.0f} s, best box AP "
-            f"{res['best']:.4f}; last eval box AP {ev.get('bbox_ap', float('nan')):.4f}{mask}\n"
-            f"  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
-    return text + (f"\n  curves: {res['curves_png']}" if res["curves_png"] else "")
+    return describe_run(res, "detect", f"best box AP {res['best']:.4f}; last eval box AP "
+                                       f"{ev.get('bbox_ap', float('nan')):.4f}{mask}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -116,12 +117,12 @@ def run_eval(args: argparse.Namespace) -> int:
     res = evaluate_checkpoint(args.checkpoint, data=args.data, fused=args.fused, batch_size=args.batch_size,
                               workers=args.workers, device=resolve_device(args.device),
                               overrides=parse_overrides(args.overrides))
-    if args.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:16s} {v if isinstance(v, int) or v is None else f'{v:.4f}'}")
+    print_result(args, res, _eval_text)
     return 0
+
+
+def _eval_text(res: dict) -> str:
+    return "\n".join(f"{k:16s} {v if isinstance(v, int) or v is None else f'{v:.4f}'}" for k, v in res.items())
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -129,13 +130,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
     res = predict_images(args.checkpoint, args.images, args.output_dir, score_threshold=args.score_threshold,
                          fused=args.fused, device=resolve_device(args.device))
-    if args.json:
-        print(json.dumps(res))
-    else:
-        for item in res["images"]:
-            print(f"{item['image']}: {item['detections']} detections -> {item['png']}")
-        print(f"COCO results: {res['results_json']}")
+    print_result(args, res, _predict_text)
     return 0
+
+
+def _predict_text(res: dict) -> str:
+    lines = [f"{item['image']}: {item['detections']} detections -> {item['png']}" for item in res["images"]]
+    return "\n".join([*lines, f"COCO results: {res['results_json']}"])
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -143,10 +144,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     res = export_checkpoint(args.checkpoint, args.output, height=args.height, width=args.width,
                             dynamic_size=args.dynamic_size, image=args.image, check=not args.no_check)
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"wrote {res['onnx']} ({res['input']})")
-        if "parity" in res:
-            print("ONNX Runtime parity: " + ", ".join(f"{k} {v}" for k, v in res["parity"].items()))
+    print_result(args, res, _export_text)
     return 0 if res.get("parity_ok", True) else 1
+
+
+def _export_text(res: dict) -> str:
+    text = f"wrote {res['onnx']} ({res['input']})"
+    if "parity" in res:
+        text += "\nONNX Runtime parity: " + ", ".join(f"{k} {v}" for k, v in res["parity"].items())
+    return text

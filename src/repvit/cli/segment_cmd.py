@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from repvit.runtime import add_device_arg, resolve_device
 
-from ._engine_flags import add_engine_flags, config_from_args, run_training
-from ._pretrained import add_backbone_pretrained_arg
+from ._dense import add_backbone_args, add_checkpoint_arg, add_task_parser, describe_run, print_result, task_config
+from ._engine_flags import add_engine_flags, run_training
 
 DEFAULT_RECIPE = "segment_digits"
 _CHECKPOINT_HELP = ("a segmentation checkpoint (OUT/best.pt), the authors' mmseg file, or a published weights name "
@@ -16,14 +15,21 @@ _CHECKPOINT_HELP = ("a segmentation checkpoint (OUT/best.pt), the authors' mmseg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segment", help="semantic segmentation (Semantic FPN): train, eval, predict, export",
-                       description="Semantic FPN on RepViT, on the built-in digit scenes or an ADE20K-layout folder.")
-    ss = p.add_subparsers(dest="segment_command", metavar="ACTION")
+    actions = add_task_parser(
+        sub, "segment", help="semantic segmentation (Semantic FPN): train, eval, predict, export",
+        description="Semantic FPN on RepViT, on the built-in digit scenes or an ADE20K-layout folder.")
+    _add_train(actions)
+    _add_eval(actions)
+    _add_predict(actions)
+    _add_export(actions)
 
-    t = ss.add_parser("train", help="train (single process or torchrun)",
-                      description="Settings: the recipe (--config, default segment_digits) < --set KEY=VALUE < the "
-                                  "named flags. lr is for a total batch of lr_base_batch and is scaled to the real "
-                                  "one. Under torchrun each process gets --batch-size images; only rank 0 writes.")
+
+def _add_train(actions: argparse._SubParsersAction) -> None:
+    t = actions.add_parser("train", help="train (single process or torchrun)",
+                           description="Settings: the recipe (--config, default segment_digits) < --set KEY=VALUE < "
+                                       "the named flags. lr is for a total batch of lr_base_batch and is scaled to "
+                                       "the real one. Under torchrun each process gets --batch-size images; only rank "
+                                       "0 writes.")
     add_engine_flags(
         t, ["data", "output_dir", "seed", "model", "epochs", "iters", "img_size", "batch_size", "num_classes",
             "resume", "lr", "workers", "device", "threads", "amp", "sync_bn"],
@@ -35,16 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         exclusive=("epochs", "iters"), config_default=DEFAULT_RECIPE,
         recipes="segment_digits, segment_semfpn_ade20k")
     # segmentation's own flags (dest = the SegmentConfig field they set)
-    add_backbone_pretrained_arg(t)
-    t.add_argument("--backbone-checkpoint", metavar="F",
-                   help="backbone weights: any classification checkpoint, or the authors' mmseg/mmdet file")
+    add_backbone_args(t, "backbone weights: any classification checkpoint, or the authors' mmseg/mmdet file")
     t.add_argument("--finetune", metavar="F", help="start from a segmentation checkpoint (another class count: "
                    "the classifier is re-initialised)")
     t.set_defaults(func=run_train)
 
-    e = ss.add_parser("eval", help="mIoU / pixel accuracy / per-class IoU of a checkpoint on held-out data")
-    e.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP +
-                   " (authors' files are evaluated with their test pipeline)")
+
+def _add_eval(actions: argparse._SubParsersAction) -> None:
+    e = actions.add_parser("eval", help="mIoU / pixel accuracy / per-class IoU of a checkpoint on held-out data")
+    add_checkpoint_arg(e, _CHECKPOINT_HELP + " (authors' files are evaluated with their test pipeline)")
     e.add_argument("--data", help="'digits' or an ADE20K-layout folder (default: the checkpoint's data)")
     e.add_argument("--num-classes", type=int, help="optional check against the checkpoint's class count")
     e.add_argument("--batch-size", type=int, default=8)
@@ -53,39 +58,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
 
-    pr = ss.add_parser("predict", help="label PNG and coloured overlay PNG per image")
+
+def _add_predict(actions: argparse._SubParsersAction) -> None:
+    pr = actions.add_parser("predict", help="label PNG and coloured overlay PNG per image")
     pr.add_argument("source", metavar="IMAGE|DIR")
-    pr.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
+    add_checkpoint_arg(pr, _CHECKPOINT_HELP)
     pr.add_argument("--output-dir", required=True)
     add_device_arg(pr)
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_predict)
 
-    x = ss.add_parser("export", help="fused ONNX with dynamic height and width, checked against ONNX Runtime")
-    x.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help=_CHECKPOINT_HELP)
+
+def _add_export(actions: argparse._SubParsersAction) -> None:
+    x = actions.add_parser("export", help="fused ONNX with dynamic height and width, checked against ONNX Runtime")
+    add_checkpoint_arg(x, _CHECKPOINT_HELP)
     x.add_argument("--output", required=True, metavar="M.onnx")
     x.add_argument("--rtol", type=float, default=1e-4, help="parity tolerance relative to max |logit|")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=run_export)
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def resolve_config(args: argparse.Namespace):
     """The SegmentConfig the arguments describe."""
     from repvit.dense.segmentation.config import SegmentConfig
 
-    from ._pretrained import apply_backbone_pretrained
-
-    apply_backbone_pretrained(args)
-    return config_from_args(args, SegmentConfig)
+    return task_config(args, SegmentConfig)
 
 
 def _describe(res: dict) -> str:
-    if res["interrupted"]:
-        return f"interrupted; resume with: repvit segment train ... --resume auto (checkpoint {res['last_checkpoint']})"
-    text = (f"done: {res['epochs']} epochs ({res['steps']} steps) in {res['wall_time_s']:.0f} s, best val mIoU "
-            f"{res['best']:.4f}\n  best: {res['best_checkpoint']}\n  last: {res['last_checkpoint']}")
-    return text + (f"\n  curves: {res['curves_png']}" if res["curves_png"] else "")
+    return describe_run(res, "segment", f"best val mIoU {res['best']:.4f}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -105,35 +106,33 @@ def run_eval(args: argparse.Namespace) -> int:
 
     res = evaluate_checkpoint(args.checkpoint, args.data, num_classes=args.num_classes, batch_size=args.batch_size,
                               device=resolve_device(args.device), use_ema=args.ema)
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    print(f"mIoU {res['miou']:.4f}  pixel acc {res['pixel_acc']:.4f}  ({res['images']} images)")
-    for name, iou in zip(res["class_names"], res["per_class_iou"]):
-        print(f"  {name:>16s}  {'-' if iou is None else f'{iou:.4f}'}")
+    print_result(args, res, _eval_text)
     return 0
+
+
+def _eval_text(res: dict) -> str:
+    rows = (f"  {name:>16s}  {'-' if iou is None else f'{iou:.4f}'}"
+            for name, iou in zip(res["class_names"], res["per_class_iou"]))
+    return "\n".join([f"mIoU {res['miou']:.4f}  pixel acc {res['pixel_acc']:.4f}  ({res['images']} images)", *rows])
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from repvit.dense.segmentation.predict import predict_images
 
     res = predict_images(args.checkpoint, args.source, args.output_dir, device=resolve_device(args.device))
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    for r in res:
-        top = ", ".join(f"{k} {v:.1%}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
-        print(f"{r['image']}: {r['label_png']}, {r['overlay_png']}  ({top})")
+    print_result(args, res, lambda res: "\n".join(map(_predict_line, res)))
     return 0
+
+
+def _predict_line(r: dict) -> str:
+    top = ", ".join(f"{k} {v:.1%}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
+    return f"{r['image']}: {r['label_png']}, {r['overlay_png']}  ({top})"
 
 
 def run_export(args: argparse.Namespace) -> int:
     from repvit.dense.segmentation.export import export_checkpoint
 
     res = export_checkpoint(args.checkpoint, args.output, rtol=args.rtol)
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"wrote {res['path']} (fused, dynamic batch/height/width); ONNX Runtime parity "
-              f"{res['max_rel_diff']:.2e} relative at sizes {res['checked']}")
+    print_result(args, res, lambda res: f"wrote {res['path']} (fused, dynamic batch/height/width); ONNX Runtime "
+                                        f"parity {res['max_rel_diff']:.2e} relative at sizes {res['checked']}")
     return 0

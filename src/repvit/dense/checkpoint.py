@@ -1,15 +1,15 @@
 """Reading dense checkpoints, shared by the segmentation and detection tasks: a file or a published name becomes a
 :class:`DenseCheckpoint` whose ``layout`` says what it is (the authors' mmseg / mmdet files, or ours), and the
 helpers both tasks use to map the authors' tensors (backbone split into timm's layout, renaming rules, a strict
-load that lists every difference). The per-task mappings live in ``repvit.dense.segmentation.authors`` and
-``repvit.dense.detection.authors``; ``repvit.dense.authors`` gathers the public names.
+load that lists every difference), and :func:`open_dense_model`, which both tasks' public loaders use. The per-task
+mappings are in ``repvit.dense.segmentation.authors`` and ``repvit.dense.detection.authors``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from repvit.io import load_torch
 from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
 
 __all__ = ["resolve_checkpoint", "read_dense_checkpoint", "read_authors_checkpoint", "DenseCheckpoint",
-           "split_backbone", "backbone_model_name", "load_strict", "rename_key"]
+           "split_backbone", "backbone_model_name", "load_strict", "rename_key", "open_dense_model"]
 
 _CKPT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".bin", ".ckpt", ".safetensors")
 
@@ -191,3 +191,39 @@ def rename_key(key: str, rules: tuple[tuple[str, str], ...], where: str) -> str:
         if n:
             return new
     raise CheckpointError(f"{where}: unexpected key {key!r} (not part of the layout repvit maps).")
+
+
+# -------------------------------------------------------------------------------------------------- opening a model
+
+_TASK_OF_LAYOUT = {"mmseg": "segment", "segment": "segment", "mmdet": "detect", "detect": "detect"}
+_TASK_NOUN = {"segment": "segmentation", "detect": "detection"}
+_PUBLIC_LOADER = {"segment": "repvit.load_segmenter", "detect": "repvit.load_detector"}
+
+
+def open_dense_model(
+    name_or_path: str | os.PathLike,
+    task: str,
+    *,
+    from_authors: Callable[[DenseCheckpoint], tuple[nn.Module, dict[str, Any]]],
+    from_ours: Callable[[Path], tuple[nn.Module, Any, dict[str, Any]]],
+) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
+    """``(model in eval mode, the checkpoint read, meta)`` for a checkpoint of ``task`` (``"segment"``/``"detect"``).
+
+    The authors' file goes through ``from_authors`` (gives the model and its meta); ours through ``from_ours`` (the
+    task's checkpoint loader: model, config, meta), whose config is added to meta as ``config``. Meta gets the
+    file's ``layout``.
+
+    Raises:
+        CheckpointError: the file is a checkpoint of the other task; the message names the loader to use.
+    """
+    ckpt = read_dense_checkpoint(name_or_path)
+    found = _TASK_OF_LAYOUT[ckpt.layout]
+    if found != task:
+        raise CheckpointError(f"{ckpt.path} is a {_TASK_NOUN[found]} checkpoint, not a {_TASK_NOUN[task]} one; use "
+                              f"{_PUBLIC_LOADER[found]} for it.")
+    if ckpt.layout == task:
+        model, cfg, meta = from_ours(ckpt.path)
+        meta = {**meta, "config": cfg}
+    else:
+        model, meta = from_authors(ckpt)
+    return model, ckpt, {**meta, "layout": ckpt.layout}

@@ -1,6 +1,30 @@
 """The authors' mmdet 2.x Mask R-CNN files (``repvit_{m1_1,m1_5,m2_3}_coco.pth``) as torchvision's ``MaskRCNN``
-with MMDetection's test settings, and the public detection loader (theirs or ours, by file or published name). The
-key mapping and the class reordering are tabled in :mod:`repvit.dense.authors`."""
+(stage taps) with MMDetection's test settings, and the public detection loader :func:`load_detector`
+(``repvit.load_detector``: theirs or ours, by file or published name).
+
+mmdet puts the background class last in ``fc_cls`` and has no background block in ``fc_reg`` / ``conv_logits``;
+torchvision puts it first: row 0 of ``cls_score`` is mmdet's row ``K``, row ``k`` is mmdet's row ``k - 1``; the
+background blocks of ``bbox_pred`` and ``mask_fcn_logits`` (never used at inference) are zero.
+
+============================================  ===============================================
+mmdet key                                     torchvision key
+============================================  ===============================================
+``backbone.features.N.*``                     ``backbone.backbone.{stem,stages}.*``
+``neck.lateral_convs.i.conv.*``               ``backbone.fpn.inner_blocks.i.0.*``
+``neck.fpn_convs.i.conv.*``                   ``backbone.fpn.layer_blocks.i.0.*``
+``rpn_head.rpn_conv.*``                       ``rpn.head.conv.0.0.*``
+``rpn_head.rpn_cls.*`` (sigmoid, 3 anchors)   ``rpn.head.cls_logits.*``
+``rpn_head.rpn_reg.*``                        ``rpn.head.bbox_pred.*``
+``roi_head.bbox_head.shared_fcs.{0,1}.*``     ``roi_heads.box_head.{fc6,fc7}.*``
+``roi_head.bbox_head.fc_cls.*``               ``roi_heads.box_predictor.cls_score.*`` (reordered)
+``roi_head.bbox_head.fc_reg.*``               ``roi_heads.box_predictor.bbox_pred.*`` (+ background block)
+``roi_head.mask_head.convs.i.conv.*``         ``roi_heads.mask_head.i.0.*``
+``roi_head.mask_head.upsample.*``             ``roi_heads.mask_predictor.conv5_mask.*``
+``roi_head.mask_head.conv_logits.*``          ``roi_heads.mask_predictor.mask_fcn_logits.*`` (+ background)
+============================================  ===============================================
+
+A string that is not an existing file is looked up as a published-weights name (downloaded into the cache).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +41,7 @@ from ..checkpoint import (
     DenseCheckpoint,
     backbone_model_name,
     load_strict,
-    read_dense_checkpoint,
+    open_dense_model,
     rename_key,
     split_backbone,
 )
@@ -126,20 +150,17 @@ def maskrcnn_from_mmdet(state_dict: Mapping[str, torch.Tensor], *, where: str = 
     return model.eval()
 
 
+def _from_mmdet(ckpt: DenseCheckpoint) -> tuple[nn.Module, dict[str, Any]]:
+    model = maskrcnn_from_mmdet(ckpt.state_dict, where=str(ckpt.path))
+    return model, {"num_classes": len(model.class_names), **model.categories.to_meta()}
+
+
 def open_detector(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
     """``(model in eval mode, the checkpoint read, meta)``; meta holds ``num_classes``, ``category_ids``,
     ``class_names``, ``layout`` and, for ours, ``config`` (the :class:`DetectConfig`)."""
-    ckpt = read_dense_checkpoint(name_or_path)
-    if ckpt.layout == "mmdet":
-        model = maskrcnn_from_mmdet(ckpt.state_dict, where=str(ckpt.path))
-        return model, ckpt, {"num_classes": len(model.class_names), **model.categories.to_meta(), "layout": "mmdet"}
-    if ckpt.layout == "detect":
-        from .model import load_detector_checkpoint
+    from .model import load_detector_checkpoint
 
-        model, cfg, meta = load_detector_checkpoint(ckpt.path)
-        return model, ckpt, {**meta, "layout": "detect", "config": cfg}
-    raise CheckpointError(f"{ckpt.path} is a segmentation checkpoint, not a detection one; use "
-                          "repvit.load_segmenter for it.")
+    return open_dense_model(name_or_path, "detect", from_authors=_from_mmdet, from_ours=load_detector_checkpoint)
 
 
 def load_detector(name_or_path: str | os.PathLike, *, fused: bool = False) -> nn.Module:

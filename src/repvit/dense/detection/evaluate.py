@@ -1,6 +1,6 @@
 """Evaluation of a detector: :func:`evaluate_detector` (COCO AP over a loader, the task's validation) and
 :func:`evaluate_checkpoint` (ours, or the authors' mmdet Mask R-CNN with their test settings). The COCO arithmetic
-(:func:`detections_to_coco`, :func:`coco_evaluate`) is in :mod:`.metrics`, re-exported here under its old path."""
+(:func:`~.metrics.detections_to_coco`, :func:`~.metrics.coco_evaluate`) is in :mod:`.metrics`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from repvit.runtime import resolve_device
 
 from .coco import CategoryMap
 from .config import DetectConfig
-from .data import build_detection_data, detect_collate
-from .metrics import STAT_KEYS, coco_evaluate, detections_to_coco
+from .data import DetectionData, build_detection_data, detect_collate
+from .metrics import coco_evaluate, detections_to_coco
 from .model import load_detector_checkpoint
 
-__all__ = ["evaluate_detector", "evaluate_checkpoint", "detections_to_coco", "coco_evaluate", "STAT_KEYS"]
+__all__ = ["evaluate_detector", "evaluate_checkpoint"]
 
 
 def _float32(output: dict[str, Any]) -> dict[str, Any]:
@@ -61,13 +61,10 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     ``fused``: evaluate the deploy form (re-parameterized backbone).
 
     ``path`` may also be the authors' mmdet Mask R-CNN file (or its published name, e.g. ``repvit_m1_1_coco``): it
-    is evaluated with their test settings (:func:`repvit.dense.authors.mmdet_detector_spec`), one image per batch
+    is evaluated with their test settings (:func:`~.authors.mmdet_detector_spec`), one image per batch
     as MMDetection's test loader, on the COCO-layout ``data`` (data keys in ``overrides`` apply).
     """
-    from repvit.data.loader import eval_loader
-
     from ..checkpoint import read_authors_checkpoint
-    from .model import fuse_detector
 
     authors = read_authors_checkpoint(path, "mmdet")
     if authors is not None:
@@ -83,12 +80,23 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data: str = "digits", fused:
     if saved.names != d.categories.names:
         raise ValueError(f"{path} was trained on categories {list(saved.names)[:10]}, {data} has "
                          f"{list(d.categories.names)[:10]}; the names (in category-id order) must match.")
+    return _evaluate_on(model, d, fused=fused, batch_size=batch_size, workers=workers, device=device,
+                        masks=cfg.detector == "maskrcnn")
+
+
+def _evaluate_on(model: nn.Module, d: DetectionData, *, fused: bool, batch_size: int, workers: int, device: str,
+                 masks: bool) -> dict[str, Any]:
+    """COCO AP of ``model`` (fused first if asked) on the val split of ``d``."""
+    from repvit.data.loader import eval_loader
+
+    from .model import fuse_detector
+
     if fused:
         model = fuse_detector(model, inplace=True)
     dev = resolve_device(device)
     model.to(dev)
     loader = eval_loader(d.val, batch_size, workers=workers, collate_fn=detect_collate)
-    return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=cfg.detector == "maskrcnn")
+    return evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=masks)
 
 
 _DATA_KEYS = ("val_images", "val_annotations", "val_subset")
@@ -96,10 +104,7 @@ _DATA_KEYS = ("val_images", "val_annotations", "val_subset")
 
 def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str,
                       overrides: dict[str, Any] | None) -> dict[str, Any]:
-    from repvit.data.loader import eval_loader
-
     from .authors import maskrcnn_from_mmdet
-    from .model import fuse_detector
 
     if str(data).strip().lower() == "digits":
         raise ValueError(f"{ckpt.path} is the authors' COCO Mask R-CNN: pass --data with a COCO-layout folder "
@@ -115,11 +120,5 @@ def _evaluate_authors(ckpt, *, data: str, fused: bool, workers: int, device: str
     if d.categories.category_ids != model.categories.category_ids:
         raise ValueError(f"{ckpt.path} detects the {len(model.categories.category_ids)} COCO categories; {data} has "
                          f"category ids {list(d.categories.category_ids)[:10]}...; evaluate on COCO 2017 val.")
-    if fused:
-        model = fuse_detector(model, inplace=True)
-    dev = resolve_device(device)
-    model.to(dev)
     # one image per batch (MMDetection's test loader): padding to a common size would change the features
-    loader = eval_loader(d.val, 1, workers=workers, collate_fn=detect_collate)
-    out = evaluate_detector(model, loader, dev, d.categories, d.val_gt, masks=True)
-    return out
+    return _evaluate_on(model, d, fused=fused, batch_size=1, workers=workers, device=device, masks=True)

@@ -296,11 +296,7 @@ def load_detector_checkpoint(path: str | os.PathLike, *, weights: str = "model",
 
     ckpt = load_train_checkpoint(path)
     check_task(ckpt, "detect", path)
-    names = set(DetectConfig.__dataclass_fields__)
-    saved = dict(ckpt["config"])
-    saved.setdefault("scene_scale_min", 0.25)  # checkpoints from before the scale keys used DigitScenes' default
-    saved.setdefault("scene_scale_max", 0.5)
-    cfg = DetectConfig.from_dict({k: v for k, v in saved.items() if k in names})
+    cfg = DetectConfig.from_dict(ckpt["config"])
     if overrides:
         cfg = cfg.replace(**overrides)
     meta = dict(ckpt.get("meta") or {})

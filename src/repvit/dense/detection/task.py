@@ -6,7 +6,6 @@ through :func:`repvit.engine.run_task` (checkpoints, exact resume, DDP, AMP, pro
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -81,13 +80,3 @@ def train(cfg: DetectConfig) -> dict[str, Any]:
 
     return run_task(DetectTask(), cfg)
 
-
-# names this module held before each role got its own file; ``from .task import DetectConfig`` still works
-_MOVED = {"DetectConfig": "config", "detector_spec": "model", "init_detector": "model",
-          "load_detector_checkpoint": "model", "evaluate_detector": "evaluate", "evaluate_checkpoint": "evaluate"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

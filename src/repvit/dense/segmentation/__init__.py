@@ -2,7 +2,7 @@
 
 * :mod:`.config`    — :class:`SegmentConfig`
 * :mod:`.model`     — :class:`SemanticFPNHead`, :class:`SemanticFPN`, :func:`build_semantic_fpn`, loading weights and
-  checkpoints (:func:`load_segmentation_weights`, :func:`load_segmenter`)
+  checkpoints (:func:`load_segmentation_weights`, :func:`load_segmenter_checkpoint`)
 * :mod:`.data`      — the ADE20K-layout reader, joint v2 transforms, the collate, :func:`build_segment_datasets`
 * :mod:`.metrics`   — mIoU / pixel accuracy / per-class IoU from a confusion matrix
 * :mod:`.evaluate`  — :func:`evaluate_segmenter` (over a loader), :func:`evaluate_checkpoint`

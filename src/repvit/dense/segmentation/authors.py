@@ -1,6 +1,21 @@
-"""The authors' mmseg 0.30 Semantic FPN files (``repvit_{m1_1,m1_5,m2_3}_ade20k.pth``) as our
-:class:`~repvit.dense.segmentation.SemanticFPN`, and the public segmentation loader (theirs or ours, by file or
-published name). The key mapping is tabled in :mod:`repvit.dense.authors`."""
+"""The authors' mmseg 0.30 Semantic FPN files (``repvit_{m1_1,m1_5,m2_3}_ade20k.pth``: ``{'meta', 'state_dict'}``)
+as our :class:`~repvit.dense.segmentation.SemanticFPN` (segment taps), and the public segmentation loader
+:func:`load_segmenter` (``repvit.load_segmenter``: theirs or ours, by file or published name).
+
+The mapped model computes mmseg's logits: every tensor is mapped and none is missing.
+
+============================================  ===============================================
+mmseg key                                     ours
+============================================  ===============================================
+``backbone.features.N.*``                     ``neck.backbone.{stem,stages}.*`` (authors' layout -> timm's)
+``neck.lateral_convs.i.conv.*``               ``neck.fpn.inner_blocks.i.0.*``
+``neck.fpn_convs.i.conv.*``                   ``neck.fpn.layer_blocks.i.0.*``
+``decode_head.scale_heads.i.j.{conv,bn}.*``   ``head.scale_heads.i.j.{0,1}.*``
+``decode_head.conv_seg.*``                    ``head.classifier.*``
+============================================  ===============================================
+
+A string that is not an existing file is looked up as a published-weights name (downloaded into the cache).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +31,12 @@ from ..checkpoint import (
     DenseCheckpoint,
     backbone_model_name,
     load_strict,
-    read_dense_checkpoint,
+    open_dense_model,
     rename_key,
     split_backbone,
 )
 
-__all__ = ["semantic_fpn_from_mmseg", "open_segmenter", "load_segmenter"]
+__all__ = ["semantic_fpn_from_mmseg", "mmseg_class_names", "open_segmenter", "load_segmenter"]
 
 
 _MMSEG_RULES = (
@@ -59,25 +74,27 @@ def semantic_fpn_from_mmseg(state_dict: Mapping[str, torch.Tensor], *, where: st
     return model.eval()
 
 
+def mmseg_class_names(ckpt: DenseCheckpoint, num_classes: int) -> list[str]:
+    """The class names an mmseg file keeps in ``meta['CLASSES']`` when they fit ``num_classes``, else ``"0".."K-1"``."""
+    meta = ckpt.obj.get("meta")
+    classes = meta.get("CLASSES") if isinstance(meta, Mapping) else None
+    if classes and len(classes) == num_classes:
+        return [str(c) for c in classes]
+    return [str(i) for i in range(num_classes)]
+
+
+def _from_mmseg(ckpt: DenseCheckpoint) -> tuple[nn.Module, dict[str, Any]]:
+    model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
+    return model, {"num_classes": model.num_classes, "class_names": mmseg_class_names(ckpt, model.num_classes),
+                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "reduce_zero_label": True}
+
+
 def open_segmenter(name_or_path: str | os.PathLike) -> tuple[nn.Module, DenseCheckpoint, dict[str, Any]]:
     """``(model in eval mode, the checkpoint read, meta)``; meta holds ``num_classes``, ``class_names``, ``mean``,
     ``std``, ``layout`` and, for ours, ``config`` (the :class:`SegmentConfig`)."""
-    ckpt = read_dense_checkpoint(name_or_path)
-    if ckpt.layout == "mmseg":
-        model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
-        classes = (ckpt.obj.get("meta") or {}).get("CLASSES") if isinstance(ckpt.obj.get("meta"), Mapping) else None
-        names = [str(c) for c in classes] if classes and len(classes) == model.num_classes else \
-            [str(i) for i in range(model.num_classes)]
-        meta = {"num_classes": model.num_classes, "class_names": names, "mean": [0.485, 0.456, 0.406],
-                "std": [0.229, 0.224, 0.225], "layout": "mmseg", "reduce_zero_label": True}
-        return model, ckpt, meta
-    if ckpt.layout == "segment":
-        from .model import load_segmenter as load_ours
+    from .model import load_segmenter_checkpoint
 
-        model, cfg, meta = load_ours(ckpt.path)
-        return model, ckpt, {**meta, "layout": "segment", "config": cfg}
-    raise CheckpointError(f"{ckpt.path} is a {'detection' if ckpt.layout in ('mmdet', 'detect') else ckpt.layout} "
-                          "checkpoint, not a segmentation one; use repvit.load_detector for it.")
+    return open_dense_model(name_or_path, "segment", from_authors=_from_mmseg, from_ours=load_segmenter_checkpoint)
 
 
 def load_segmenter(name_or_path: str | os.PathLike, *, fused: bool = False) -> nn.Module:

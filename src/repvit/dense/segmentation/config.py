@@ -4,7 +4,6 @@ and the augmentation (recipes: ``configs/segment_*``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from repvit.engine.config import EngineConfig
 
@@ -41,24 +40,6 @@ class SegmentConfig(EngineConfig):
     scene_max_digits: int = 4  # glyphs per scene, at most
     scene_scale_min: float = 0.25  # glyph side as a fraction of the canvas (DigitScenes' scale)
     scene_scale_max: float = 0.5
-
-    RENAMED_KEYS: ClassVar[dict[str, str]] = {
-        "digit_scale_min": "scene_scale_min", "digit_scale_max": "scene_scale_max", "max_digits": "scene_max_digits"}
-
-    @property
-    def digit_scale_min(self) -> float:
-        """Deprecated name of :attr:`scene_scale_min`."""
-        return self.scene_scale_min
-
-    @property
-    def digit_scale_max(self) -> float:
-        """Deprecated name of :attr:`scene_scale_max`."""
-        return self.scene_scale_max
-
-    @property
-    def max_digits(self) -> int:
-        """Deprecated name of :attr:`scene_max_digits`."""
-        return self.scene_max_digits
 
     def __post_init__(self):
         super().__post_init__()

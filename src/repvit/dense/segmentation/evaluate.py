@@ -17,7 +17,7 @@ from repvit.runtime import resolve_device
 
 from .data import IGNORE_INDEX, build_segment_datasets, resize_logits, segment_collate
 from .metrics import confusion_matrix, metrics_from_confusion
-from .model import load_segmenter
+from .model import load_segmenter_checkpoint
 
 __all__ = ["evaluate_segmenter", "evaluate_checkpoint"]
 
@@ -68,7 +68,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, num_
     authors = read_authors_checkpoint(checkpoint, "mmseg")
     if authors is not None:
         return _evaluate_authors(authors, data, num_classes=num_classes, device=device, workers=workers)
-    model, cfg, meta = load_segmenter(checkpoint, use_ema=use_ema)
+    model, cfg, meta = load_segmenter_checkpoint(checkpoint, use_ema=use_ema)
     k = int(meta["num_classes"])
     if num_classes is not None and int(num_classes) != k:
         raise ValueError(f"--num-classes {num_classes} does not match {checkpoint}, which has {k} classes.")
@@ -87,7 +87,7 @@ def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device
                       workers: int) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
-    from .authors import semantic_fpn_from_mmseg
+    from .authors import mmseg_class_names, semantic_fpn_from_mmseg
     from .data import ADE20KSegmentation, AlignResize, SegmentationView
 
     model = semantic_fpn_from_mmseg(ckpt.state_dict, where=str(ckpt.path))
@@ -103,7 +103,6 @@ def _evaluate_authors(ckpt, data: str | None, *, num_classes: int | None, device
     # one image per batch: padding a batch to a common size would change the logits near the borders
     loader = DataLoader(val, batch_size=1, shuffle=False, num_workers=workers, collate_fn=segment_collate)
     out = evaluate_segmenter(model.to(dev), loader, dev, k)
-    classes = (ckpt.obj.get("meta") or {}).get("CLASSES") if isinstance(ckpt.obj.get("meta"), dict) else None
-    out["class_names"] = [str(c) for c in classes] if classes and len(classes) == k else [str(i) for i in range(k)]
+    out["class_names"] = mmseg_class_names(ckpt, k)
     out["pipeline"] = "authors (AlignResize 2048x512, size divisor 32, whole image)"
     return out

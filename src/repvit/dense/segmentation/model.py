@@ -33,7 +33,8 @@ from repvit.io import check_task
 from ..backbone import DenseBackbone, RepViTFPN, load_backbone_checkpoint
 from .config import SegmentConfig
 
-__all__ = ["SemanticFPNHead", "SemanticFPN", "build_semantic_fpn", "load_segmentation_weights", "load_segmenter"]
+__all__ = ["SemanticFPNHead", "SemanticFPN", "build_semantic_fpn", "load_segmentation_weights",
+           "load_segmenter_checkpoint"]
 
 
 class SemanticFPNHead(nn.Module):
@@ -174,8 +175,10 @@ def _model_from_cfg(cfg: SegmentConfig, num_classes: int, backbone_checkpoint: s
                               drop_path_rate=cfg.drop_path, backbone_checkpoint=backbone_checkpoint)
 
 
-def load_segmenter(path: str | Path, *, use_ema: bool = False) -> tuple[SemanticFPN, SegmentConfig, dict[str, Any]]:
-    """Rebuild the trained model from a segmentation checkpoint: ``(model in eval mode, config, meta)``."""
+def load_segmenter_checkpoint(path: str | Path, *, use_ema: bool = False
+                              ) -> tuple[SemanticFPN, SegmentConfig, dict[str, Any]]:
+    """Rebuild the trained model from a ``repvit segment train`` checkpoint: ``(model in eval mode, config, meta)``
+    (``use_ema``: the EMA weights, when the checkpoint has them)."""
     from repvit.engine.checkpoint import load_train_checkpoint
 
     ckpt = load_train_checkpoint(path)

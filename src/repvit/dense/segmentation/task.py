@@ -1,15 +1,14 @@
 """Semantic segmentation as a :class:`~repvit.engine.task.Task` on the shared engine.
 
-``train(cfg)`` (also named ``train_segmentation``) runs :class:`SegmentTask` with :func:`repvit.engine.run_task`
+``train(cfg)`` runs :class:`SegmentTask` with :func:`repvit.engine.run_task`
 (atomic checkpoints, exact resume, Ctrl-C, torchrun DDP, AMP, EMA, progress bar, ``metrics.jsonl``,
 ``curves.png``). The checkpoints are the engine's (``OUT/best.pt`` / ``OUT/last.pt``): ``model`` holds the
 :class:`~.model.SemanticFPN` state dict, ``config`` the :class:`~.config.SegmentConfig` and ``meta`` the class count
-and names; :func:`~.model.load_segmenter` rebuilds the model from one.
+and names; :func:`~.model.load_segmenter_checkpoint` rebuilds the model from one.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from .data import IGNORE_INDEX, build_segment_datasets, segment_collate
 from .evaluate import evaluate_segmenter
 from .model import _model_from_cfg, load_segmentation_weights
 
-__all__ = ["SegmentTask", "train", "train_segmentation"]
+__all__ = ["SegmentTask", "train"]
 
 
 class SegmentTask(Task):
@@ -75,16 +74,3 @@ def train(cfg: SegmentConfig) -> dict[str, Any]:
 
     return run_task(SegmentTask(), cfg)
 
-
-train_segmentation = train  # the older name of the entry point
-
-
-# names this module held before each role got its own file; ``from .task import load_segmenter`` still works
-_MOVED = {"SegmentConfig": "config", "build_segment_datasets": "data", "load_segmentation_weights": "model",
-          "load_segmenter": "model", "_model_from_cfg": "model", "evaluate_segmenter": "evaluate"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
