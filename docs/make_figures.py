@@ -46,11 +46,11 @@ def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Pa
 
     from repvit.dense.scenes import SCENE_CLASSES, DigitScenes
     from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
-    from repvit.dense.segmentation.model import load_segmenter
+    from repvit.dense.segmentation.model import load_segmenter_checkpoint
     from repvit.dense.segmentation.predict import palette, predict_images
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
-    _, cfg, _ = load_segmenter(checkpoint)
+    _, cfg, _ = load_segmenter_checkpoint(checkpoint)
     ck = load_train_checkpoint(checkpoint)
     scenes = DigitScenes("val", size=cfg.img_size, num_scenes=cfg.val_scenes, seed=cfg.scenes_seed,
                          scale=(cfg.scene_scale_min, cfg.scene_scale_max), min_digits=cfg.scene_min_digits,

@@ -243,7 +243,7 @@ def test_align_resize_matches_the_authors_sizes():
 
 def test_segment_eval_uses_the_authors_pipeline(tmp_path, mmseg_file):
     from repvit.dense.segmentation.evaluate import evaluate_checkpoint
-    from tests.dense._ade import make_ade_folder
+    from tests.dense.segmentation._ade import make_ade_folder
 
     path, _ = mmseg_file
     root = make_ade_folder(tmp_path / "ade", num_classes=NUM_CLASSES, n_train=1, n_val=2, size=(40, 56))
@@ -394,7 +394,7 @@ def test_detect_eval_runs_the_authors_detector_on_coco_layout(tmp_path, mmdet_fi
 
     from PIL import Image
 
-    from repvit.dense.authors import coco_categories
+    from repvit.dense.detection.authors import coco_categories
     from repvit.dense.detection.evaluate import evaluate_checkpoint
 
     path, _ = mmdet_file

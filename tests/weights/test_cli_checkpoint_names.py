@@ -89,7 +89,7 @@ def test_segment_predict_by_name_uses_the_authors_pipeline(hosts, mmseg_bytes, t
 
 def test_segment_export_and_eval_by_name(hosts, mmseg_bytes, tmp_path, capsys, monkeypatch):
     import repvit.dense.segmentation.export as export_mod
-    from tests.dense._ade import make_ade_folder
+    from tests.dense.segmentation._ade import make_ade_folder
 
     hosts.add_github("repvit_m1_1_ade20k.pth", mmseg_bytes)
     seen = {}

@@ -1,4 +1,4 @@
-"""Run by test_detect_ddp under torch.distributed.run: a tiny Mask R-CNN training; each rank writes a hash of its
+"""Run by test_ddp under torch.distributed.run: a tiny Mask R-CNN training; each rank writes a hash of its
 final weights and its evaluation."""
 
 import json
@@ -6,8 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from repvit.dense.detection.task import DetectConfig, DetectTask
-from repvit.train.run import run_task
+from repvit.dense.detection.config import DetectConfig
+from repvit.dense.detection.task import DetectTask
+from repvit.engine.run import run_task
 from tests.train._tiny import state_hash
 
 out = Path(sys.argv[1])

@@ -11,7 +11,7 @@ pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn 
 from tests.helpers import kill_in_second_epoch_then_resume  # noqa: E402
 from tests.train._tiny import max_abs_diff  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARGS = ["--data", "digits", "--seed", "0", "--epochs", "2", "--batch-size", "4", "--img-size", "32", "--workers", "0",
         "--threads", "1", "--no-progress", "--set", "train_scenes=64", "--set", "val_scenes=200",
         "--set", "eval_batch_size=100", "--set", "fpn_channels=16", "--set", "head_channels=16",

@@ -25,7 +25,7 @@ from repvit.dense.detection.coco import (  # noqa: E402
 from repvit.dense.detection.metrics import coco_evaluate, detections_to_coco  # noqa: E402
 from repvit.dense.scenes import DigitScenes  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NAMES = [str(d) for d in range(10)]
 OFFSET_IDS = [100 + 7 * d for d in range(10)]  # not 1..10 and not contiguous
 SIZE = 32

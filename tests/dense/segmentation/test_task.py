@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from repvit.cli.main import main
-from tests.dense._ade import make_ade_folder
+from tests.dense.segmentation._ade import make_ade_folder
 from tests.helpers import run_cli
 
 pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
@@ -85,7 +85,7 @@ def test_backbone_checkpoint_flag_loads_a_classifier(tmp_path):
     import repvit
     from repvit.dense.segmentation.config import SegmentConfig
     from repvit.dense.segmentation.task import SegmentTask
-    from repvit.train.task import TaskData
+    from repvit.engine.task import TaskData
 
     clf = repvit.create_model("repvit_m0_6", num_classes=10)
     torch.nn.init.normal_(clf.stem.conv1.c.weight)

@@ -12,7 +12,7 @@ pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (pi
 from tests.helpers import kill_in_second_epoch_then_resume  # noqa: E402
 from tests.train._tiny import max_abs_diff  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARGS = ["--data", "digits", "--seed", "0", "--epochs", "2", "--batch-size", "2", "--img-size", "32", "--workers", "0",
         "--threads", "1", "--no-progress", "--set", "scene_size=32", "--set", "train_scenes=40",
         "--set", "val_scenes=200", "--set", "val_subset=8", "--set", "fpn_channels=16", "--set", "box_head_dim=32",

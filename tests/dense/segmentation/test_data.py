@@ -17,7 +17,7 @@ from repvit.dense.segmentation.data import (
     train_transform,
 )
 from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
-from tests.dense._ade import make_ade_folder
+from tests.dense.segmentation._ade import make_ade_folder
 
 
 @pytest.fixture
