@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._engine_flags import config_from_args
 from ._pretrained import add_backbone_pretrained_arg, apply_backbone_pretrained
 
 
-def add_task_parser(sub: argparse._SubParsersAction, name: str, *, help: str,
-                    description: str) -> argparse._SubParsersAction:
-    """``repvit NAME`` with its sub-commands (``NAME_command``); without one it prints its help and returns 2."""
+def add_task_parser(sub: argparse._SubParsersAction, name: str, *, help: str, description: str,
+                    actions: Sequence[Callable[[argparse._SubParsersAction], None]]) -> None:
+    """``repvit NAME`` with its sub-commands (``NAME_command``), each added by one of ``actions``; without a
+    sub-command it prints its help and returns 2."""
     p = sub.add_parser(name, help=help, description=description)
     p.set_defaults(func=lambda a: p.print_help() or 2)
-    return p.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    sub_commands = p.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    for add in actions:
+        add(sub_commands)
 
 
 def add_checkpoint_arg(p: argparse.ArgumentParser, help: str) -> None:

@@ -18,13 +18,10 @@ _CHECKPOINT_HELP = ("a detect checkpoint (OUT/best.pt), the authors' mmdet Mask 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    actions = add_task_parser(
+    add_task_parser(
         sub, "detect", help="object detection / instance segmentation: train, eval, predict, export",
-        description="Mask R-CNN (default), Faster R-CNN and RetinaNet from torchvision on RepViT + FPN.")
-    _add_train(actions)
-    _add_eval(actions)
-    _add_predict(actions)
-    _add_export(actions)
+        description="Mask R-CNN (default), Faster R-CNN and RetinaNet from torchvision on RepViT + FPN.",
+        actions=(_add_train, _add_eval, _add_predict, _add_export))
 
 
 def _add_train(actions: argparse._SubParsersAction) -> None:

@@ -15,13 +15,10 @@ _CHECKPOINT_HELP = ("a segmentation checkpoint (OUT/best.pt), the authors' mmseg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    actions = add_task_parser(
+    add_task_parser(
         sub, "segment", help="semantic segmentation (Semantic FPN): train, eval, predict, export",
-        description="Semantic FPN on RepViT, on the built-in digit scenes or an ADE20K-layout folder.")
-    _add_train(actions)
-    _add_eval(actions)
-    _add_predict(actions)
-    _add_export(actions)
+        description="Semantic FPN on RepViT, on the built-in digit scenes or an ADE20K-layout folder.",
+        actions=(_add_train, _add_eval, _add_predict, _add_export))
 
 
 def _add_train(actions: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ from repvit.io import load_torch
 from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
 
 __all__ = ["resolve_checkpoint", "read_dense_checkpoint", "read_authors_checkpoint", "DenseCheckpoint",
-           "split_backbone", "backbone_model_name", "load_strict", "rename_key", "open_dense_model"]
+           "split_backbone", "backbone_model_name", "load_strict", "rename_key", "load_mapped", "open_dense_model"]
 
 _CKPT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".bin", ".ckpt", ".safetensors")
 
@@ -192,6 +192,19 @@ def rename_key(key: str, rules: tuple[tuple[str, str], ...], where: str) -> str:
             return new
     raise CheckpointError(f"{where}: unexpected key {key!r} (not part of the layout repvit maps).")
 
+
+def load_mapped(model: nn.Module, backbone: Mapping[str, torch.Tensor], rest: Mapping[str, torch.Tensor], *,
+                backbone_prefix: str, rules: tuple[tuple[str, str], ...], where: str,
+                convert: Callable[[torch.Tensor, str], torch.Tensor] | None = None) -> None:
+    """Load the authors' tensors into ``model`` with :func:`load_strict`: ``backbone`` (our layout, from
+    :func:`split_backbone`) under ``backbone_prefix``, the ``rest`` renamed by ``rules`` (:func:`rename_key`) and,
+    if given, passed through ``convert(value, model_key)``. Errors name the file's keys."""
+    sd = {f"{backbone_prefix}{k}": v for k, v in backbone.items()}
+    origin = {}
+    for k, v in rest.items():
+        new = rename_key(k, rules, where)
+        sd[new], origin[new] = (convert(v, new) if convert else v), k
+    load_strict(model, sd, where, origin)
 
 # -------------------------------------------------------------------------------------------------- opening a model
 

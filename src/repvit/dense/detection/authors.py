@@ -2,28 +2,11 @@
 (stage taps) with MMDetection's test settings, and the public detection loader :func:`load_detector`
 (``repvit.load_detector``: theirs or ours, by file or published name).
 
-mmdet puts the background class last in ``fc_cls`` and has no background block in ``fc_reg`` / ``conv_logits``;
-torchvision puts it first: row 0 of ``cls_score`` is mmdet's row ``K``, row ``k`` is mmdet's row ``k - 1``; the
-background blocks of ``bbox_pred`` and ``mask_fcn_logits`` (never used at inference) are zero.
-
-============================================  ===============================================
-mmdet key                                     torchvision key
-============================================  ===============================================
-``backbone.features.N.*``                     ``backbone.backbone.{stem,stages}.*``
-``neck.lateral_convs.i.conv.*``               ``backbone.fpn.inner_blocks.i.0.*``
-``neck.fpn_convs.i.conv.*``                   ``backbone.fpn.layer_blocks.i.0.*``
-``rpn_head.rpn_conv.*``                       ``rpn.head.conv.0.0.*``
-``rpn_head.rpn_cls.*`` (sigmoid, 3 anchors)   ``rpn.head.cls_logits.*``
-``rpn_head.rpn_reg.*``                        ``rpn.head.bbox_pred.*``
-``roi_head.bbox_head.shared_fcs.{0,1}.*``     ``roi_heads.box_head.{fc6,fc7}.*``
-``roi_head.bbox_head.fc_cls.*``               ``roi_heads.box_predictor.cls_score.*`` (reordered)
-``roi_head.bbox_head.fc_reg.*``               ``roi_heads.box_predictor.bbox_pred.*`` (+ background block)
-``roi_head.mask_head.convs.i.conv.*``         ``roi_heads.mask_head.i.0.*``
-``roi_head.mask_head.upsample.*``             ``roi_heads.mask_predictor.conv5_mask.*``
-``roi_head.mask_head.conv_logits.*``          ``roi_heads.mask_predictor.mask_fcn_logits.*`` (+ background)
-============================================  ===============================================
-
-A string that is not an existing file is looked up as a published-weights name (downloaded into the cache).
+The backbone goes through the authors' classifier layout (``backbone.features.N``); ``_MMDET_RULES`` rename the
+neck, the RPN and the RoI heads (docs/detection.md tables them). mmdet puts the background class last in
+``fc_cls`` and has no background block in ``fc_reg`` / ``conv_logits``; torchvision puts it first: row 0 of
+``cls_score`` is mmdet's row ``K``, row ``k`` is mmdet's row ``k - 1``; the background blocks of ``bbox_pred`` and
+``mask_fcn_logits`` (never used at inference) are zero.
 """
 
 from __future__ import annotations
@@ -36,15 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..checkpoint import (
-    CheckpointError,
-    DenseCheckpoint,
-    backbone_model_name,
-    load_strict,
-    open_dense_model,
-    rename_key,
-    split_backbone,
-)
+from repvit.models.checkpoint import CheckpointError
+
+from ..checkpoint import DenseCheckpoint, backbone_model_name, load_mapped, open_dense_model, split_backbone
 
 __all__ = ["maskrcnn_from_mmdet", "mmdet_detector_spec", "coco_categories", "open_detector", "load_detector"]
 
@@ -137,12 +114,8 @@ def maskrcnn_from_mmdet(state_dict: Mapping[str, torch.Tensor], *, where: str = 
     name = backbone_model_name(bb)
     spec = mmdet_detector_spec(rest, name)
     model = build_detector(spec, num_fg + 1)
-    sd = {f"backbone.backbone.{k}": v for k, v in bb.items()}
-    origin = {}
-    for k, v in rest.items():
-        new = rename_key(k, _MMDET_RULES, where)
-        sd[new], origin[new] = _background_first(v, num_fg, new), k
-    load_strict(model, sd, where, origin)
+    load_mapped(model, bb, rest, backbone_prefix="backbone.backbone.", rules=_MMDET_RULES, where=where,
+                convert=lambda v, key: _background_first(v, num_fg, key))
     cats = coco_categories(num_fg)
     model.categories = cats
     model.class_names = ["__background__", *cats.names]

@@ -2,19 +2,9 @@
 as our :class:`~repvit.dense.segmentation.SemanticFPN` (segment taps), and the public segmentation loader
 :func:`load_segmenter` (``repvit.load_segmenter``: theirs or ours, by file or published name).
 
-The mapped model computes mmseg's logits: every tensor is mapped and none is missing.
-
-============================================  ===============================================
-mmseg key                                     ours
-============================================  ===============================================
-``backbone.features.N.*``                     ``neck.backbone.{stem,stages}.*`` (authors' layout -> timm's)
-``neck.lateral_convs.i.conv.*``               ``neck.fpn.inner_blocks.i.0.*``
-``neck.fpn_convs.i.conv.*``                   ``neck.fpn.layer_blocks.i.0.*``
-``decode_head.scale_heads.i.j.{conv,bn}.*``   ``head.scale_heads.i.j.{0,1}.*``
-``decode_head.conv_seg.*``                    ``head.classifier.*``
-============================================  ===============================================
-
-A string that is not an existing file is looked up as a published-weights name (downloaded into the cache).
+The backbone goes through the authors' classifier layout (``backbone.features.N``); ``_MMSEG_RULES`` rename the
+neck and the head (docs/dense.md tables them). The mapped model computes mmseg's logits: every tensor of the file
+is used and every tensor of the model is set.
 """
 
 from __future__ import annotations
@@ -26,15 +16,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..checkpoint import (
-    CheckpointError,
-    DenseCheckpoint,
-    backbone_model_name,
-    load_strict,
-    open_dense_model,
-    rename_key,
-    split_backbone,
-)
+from repvit.models.checkpoint import CheckpointError
+
+from ..checkpoint import DenseCheckpoint, backbone_model_name, load_mapped, open_dense_model, split_backbone
 
 __all__ = ["semantic_fpn_from_mmseg", "mmseg_class_names", "open_segmenter", "load_segmenter"]
 
@@ -66,10 +50,7 @@ def semantic_fpn_from_mmseg(state_dict: Mapping[str, torch.Tensor], *, where: st
     model = build_semantic_fpn(name, num_classes=int(cls_w.shape[0]), taps=taps,
                                fpn_channels=int(rest["neck.lateral_convs.0.conv.weight"].shape[0]),
                                head_channels=int(cls_w.shape[1]), dropout=0.1)
-    sd = {f"neck.backbone.{k}": v for k, v in bb.items()}
-    origin = {rename_key(k, _MMSEG_RULES, where): k for k in rest}
-    sd.update({new: rest[old] for new, old in origin.items()})
-    load_strict(model, sd, where, origin)
+    load_mapped(model, bb, rest, backbone_prefix="neck.backbone.", rules=_MMSEG_RULES, where=where)
     model.build_info = {"model_name": name, "source": "mmseg", "taps": taps}
     return model.eval()
 
