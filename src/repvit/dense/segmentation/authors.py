@@ -3,7 +3,7 @@ as our :class:`~repvit.dense.segmentation.SemanticFPN` (segment taps), and the p
 :func:`load_segmenter` (``repvit.load_segmenter``: theirs or ours, by file or published name).
 
 The backbone goes through the authors' classifier layout (``backbone.features.N``); ``_MMSEG_RULES`` rename the
-neck and the head (docs/dense.md tables them). The mapped model computes mmseg's logits: every tensor of the file
+neck and the head (docs/dense.md lists them). The mapped model computes mmseg's logits: every tensor of the file
 is used and every tensor of the model is set.
 """
 
