@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 
-from repvit.sam.distill import SamDistillConfig, distill
-from tests.sam._distill_data import tiny_teacher
+from repvit.sam_distill import SamDistillConfig, train
+from tests.sam_distill._distill_data import tiny_teacher
 
 out, images = Path(sys.argv[1]), sys.argv[2]
 cfg = SamDistillConfig(model="repvit_m0_9", data=images, output_dir=str(out / "run"), img_size=64, epochs=2,
                        batch_size=2, cache_dir=str(out / "cache"), cache_dtype="float32", shard_size=2,
                        val_fraction=0.25, warmup_epochs=0, tensorboard=False, plot=False, progress=False, workers=0)
-res = distill(cfg, tiny_teacher(64))
+res = train(cfg, tiny_teacher(64))
 h = hashlib.sha256()
 for k, v in sorted(res["model"].named_parameters()):  # (BN running stats are per rank)
     h.update(k.encode() + v.detach().float().contiguous().numpy().tobytes())

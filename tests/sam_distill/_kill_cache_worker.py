@@ -9,8 +9,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from repvit.sam.embed_cache import EmbeddingCache, list_images, module_sha256  # noqa: E402
-from tests.sam._distill_data import tiny_teacher  # noqa: E402
+from repvit.sam_distill.embed_cache import EmbeddingCache, list_images, module_sha256  # noqa: E402
+from tests.sam_distill._distill_data import tiny_teacher  # noqa: E402
 
 torch.set_num_threads(1)
 images, cache_root, img_size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
