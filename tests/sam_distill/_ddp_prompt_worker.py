@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # this checkout's repvit before an installed one
+_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(_ROOT / "src"), str(_ROOT)]  # this checkout's repvit (and tests) before an installed one
 
-from repvit.sam_distill import SamDistillConfig, train
-from tests.sam_distill._distill_data import tiny_teacher_sam
+from repvit.sam_distill import SamDistillConfig, train  # noqa: E402
+from tests.sam_distill._distill_data import tiny_teacher_sam  # noqa: E402
 
 out, images = Path(sys.argv[1]), sys.argv[2]
 cfg = SamDistillConfig(model="repvit_m0_9", data=images, output_dir=str(out / "run"), img_size=64, epochs=1,

@@ -43,7 +43,8 @@ def _point(p: Any) -> tuple[float, float, int]:
     if not _is_numbers(p, (2, 3)):
         raise PromptError(f"each point is X,Y or X,Y,LABEL ([x, y] or [x, y, label] in JSON; numbers), got {p!r}.")
     if len(p) == 3 and p[2] not in (0, 1):
-        raise PromptError(f"a point's label is 1 (foreground) or 0 (background), got {p[2]!r}.")
+        raise PromptError(f"a point is X,Y or X,Y,LABEL with LABEL 1 (foreground) or 0 (background), got label "
+                          f"{p[2]!r} in {p!r}.")
     return float(p[0]), float(p[1]), int(p[2]) if len(p) == 3 else 1
 
 
