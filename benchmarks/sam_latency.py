@@ -1,7 +1,7 @@
 """SAM-family image encoders on the CPU at 1024 x 1024, batch 1, interleaved in one run: the fused EdgeSAM-form
 encoder (legacy RepViT-M0.9 + fusion neck), the fused RepViT-SAM M2.3 encoder, SAM's ViT-B and MobileSAM's TinyViT,
-in eager PyTorch and ONNX Runtime; and SAM's mask decoder per click (plus the app's click-to-mask time when
-``repvit.sam.app`` provides ``time_click``).
+in eager PyTorch and ONNX Runtime; and SAM's mask decoder per click, plus the app's click-to-mask time
+(``repvit.sam.session.time_click``).
 
 All weights are random (speed only). SAM ViT-B comes from ``segment_anything``; MobileSAM's TinyViT from the PyPI
 package ``mobilesam-mirror`` (a packaging of the MobileSAM repository, module ``mobile_sam``), which this script
@@ -66,24 +66,18 @@ def _mobilesam_encoder(install: bool):
 
 
 def _app_click(sam: torch.nn.Module, img_size: int) -> tuple[dict | None, str]:
-    """The app's click-to-mask time, when ``repvit.sam.app`` has ``time_click(sam, image) -> ms or dict``."""
-    try:
-        app = importlib.import_module("repvit.sam.app")
-    except ImportError:
-        return None, "repvit.sam.app not available"
-    fn = getattr(app, "time_click", None)
-    if fn is None:
-        return None, "repvit.sam.app has no time_click(sam, image)"
+    """The app's click-to-mask time (:func:`repvit.sam.session.time_click`: decoder + overlay after the first
+    encode)."""
     import numpy as np
+
+    from repvit.sam.session import time_click
 
     image = np.random.default_rng(0).integers(0, 256, (img_size * 3 // 4, img_size, 3), dtype=np.uint8)
     try:
-        out = fn(sam, image)
+        out = time_click(sam, image)
     except Exception as e:  # report, keep the other results
         return None, f"time_click failed: {type(e).__name__}: {str(e)[:200]}"
-    if isinstance(out, dict) and "median_ms" not in out and "click_ms" in out:
-        out = out | {"median_ms": out["click_ms"]}  # decoder + overlay, median of the repeats
-    return (out if isinstance(out, dict) else {"median_ms": float(out)}), "repvit.sam.app.time_click"
+    return out | {"median_ms": out["click_ms"]}, "repvit.sam.session.time_click"
 
 
 def main() -> None:

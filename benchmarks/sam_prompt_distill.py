@@ -1,7 +1,7 @@
 """Phase 2 (EdgeSAM's prompt-in-the-loop distillation) against phase 1 alone at the same number of steps.
 
 Three students from the same seed, all scored on the same held-out images and the same fixed prompts (boxes and
-points drawn from the teacher's masks) by :func:`repvit.sam.evaluate.evaluate_prompt_distill`:
+points drawn from the teacher's masks) by :func:`repvit.sam_distill.evaluate_prompt_distill`:
 
 * ``phase1_K``: phase 1 (embedding MSE) for K steps, paired with the teacher's prompt encoder and mask decoder;
 * ``phase1_2K``: phase 1 for 2K steps (same pairing);
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from repvit.bench.latency import environment_info
-    from repvit.sam.config import SamDistillConfig
-    from repvit.sam.evaluate import evaluate_prompt_distill
-    from repvit.sam.task import train as distill
+    from repvit.sam_distill import SamDistillConfig, evaluate_prompt_distill, train
 
     tmp = tempfile.TemporaryDirectory() if not args.work_dir else None
     work = Path(args.work_dir or tmp.name)
@@ -115,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(name: str, cfg: SamDistillConfig) -> tuple[dict, float]:
         t0 = time.perf_counter()
-        res = distill(cfg, teacher)
+        res = train(cfg, teacher)
         return res, time.perf_counter() - t0
 
     rows: dict[str, dict] = {}

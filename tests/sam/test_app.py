@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repvit.sam.app import PromptError, SamSession, check_prompts, load_app_model, parse_box_json, parse_points_json
+from repvit.sam.app import load_app_model
+from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
+from repvit.sam.session import SamSession
 
 CHROMIUM = os.environ.get("REPVIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -85,20 +87,20 @@ def test_click_timing(small_sam, astronaut):
 
 
 def test_prompt_checks():
-    check_prompts([(0, 0, 1), (512, 400, 0)], (0, 0, 512, 400), 512, 400)  # the edges are inside
+    validate_prompts([(0, 0, 1), (512, 400, 0)], (0, 0, 512, 400), (400, 512))  # the edges are inside
     for points, box, what in [([(513, 10, 1)], None, "outside"), ([(-1, 10, 1)], None, "outside"),
                               ([(10, 10, 2)], None, "label"), ([], (10, 10, 5, 50), "X0 < X1"),
                               ([], (10, 10, 50, 10), "Y0 < Y1"), ([], (0, 0, 600, 50), "outside")]:
         with pytest.raises(PromptError, match=what):
-            check_prompts(points, box, 512, 400)
-    assert parse_points_json("[[1, 2, 0], [3.5, 4]]") == [(1.0, 2.0, 0), (3.5, 4.0, 1)]
-    assert parse_points_json("") == [] and parse_box_json("") is None and parse_box_json("null") is None
-    assert parse_box_json("[1, 2, 3, 4]") == (1.0, 2.0, 3.0, 4.0)
+            validate_prompts(points, box, (400, 512))
+    assert parse_points("[[1, 2, 0], [3.5, 4]]") == [(1.0, 2.0, 0), (3.5, 4.0, 1)]
+    assert parse_points("") == [] and parse_box("") is None and parse_box("null") is None
+    assert parse_box("[1, 2, 3, 4]") == (1.0, 2.0, 3.0, 4.0)
     for bad in ("[[1, 2, 5]]", "[1, 2]", "nope"):
         with pytest.raises(PromptError):
-            parse_points_json(bad)
+            parse_points(bad)
     with pytest.raises(PromptError):
-        parse_box_json("[1, 2, 3]")
+        parse_box("[1, 2, 3]")
 
 
 def test_load_app_model_falls_back_to_random_weights_with_a_note(tmp_path):

@@ -7,7 +7,8 @@ from PIL import Image
 
 from repvit.cli.main import main
 from repvit.sam import save_repvit_sam
-from repvit.sam.predict import predict_masks, validate_prompts
+from repvit.sam.predict import predict_masks
+from repvit.sam.prompts import validate_prompts
 
 H, W = 48, 64
 

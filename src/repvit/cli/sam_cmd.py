@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Segment anything with a RepViT image encoder (segment-anything's prompt encoder "
                                    "and mask decoder). Needs the sam extra: pip install 'repvit-pytorch[sam]'.")
     ss = p.add_subparsers(dest="sam_command", metavar="SAM_COMMAND")
+    for add in (_add_predict, _add_segment_all, _add_export, _add_distill, _add_app):
+        add(ss)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
 
+
+def _add_predict(ss: argparse._SubParsersAction) -> None:
     q = ss.add_parser("predict", help="masks from point / box prompts (SamPredictor)")
     q.add_argument("image")
     _model_args(q)
@@ -42,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--output-dir", required=True)
     q.set_defaults(func=run_predict)
 
+
+def _add_segment_all(ss: argparse._SubParsersAction) -> None:
     a = ss.add_parser("segment-all", help="automatic masks for the whole image (SamAutomaticMaskGenerator)")
     a.add_argument("image")
     _model_args(a)
@@ -53,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--output-dir", required=True)
     a.set_defaults(func=run_segment_all)
 
+
+def _add_export(ss: argparse._SubParsersAction) -> None:
     e = ss.add_parser("export", help="encoder.onnx (fused, checked with ONNX Runtime) and decoder.onnx")
     _model_args(e)
     e.add_argument("--output-dir", required=True)
@@ -66,15 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "bicubic, for ONNX; bilinear for Core ML, which has no bicubic)")
     e.set_defaults(func=run_export)
 
+
+_DISTILL_DESCRIPTION = (
+    "Phase 1 (--phase encoder, default): decoupled distillation (MobileSAM / RepViT-SAM), MSE between the student's "
+    "and the teacher's image embeddings. Phase 2 (--phase prompt): EdgeSAM's prompt-in-the-loop distillation, the "
+    "student's SAM learns the teacher's masks for box and point prompts (BCE + Dice) with refinement points from the "
+    "errors; start it from phase 1 with --init OUT/best.pt. --phase both runs phase 1 into OUT/encoder, then phase 2 "
+    "into OUT/prompt. Teacher embeddings are cached once (sharded, resumable) and shared by both phases. Settings: "
+    "defaults < --config YAML < --set KEY=VALUE < flags. torchrun for DDP.")
+
+
+def _add_distill(ss: argparse._SubParsersAction) -> None:
     d = ss.add_parser("distill", help="train a RepViT-SAM encoder on a SAM teacher's image embeddings and masks",
-                      description="Phase 1 (--phase encoder, default): decoupled distillation (MobileSAM / "
-                                  "RepViT-SAM), MSE between the student's and the teacher's image embeddings. Phase 2 "
-                                  "(--phase prompt): EdgeSAM's prompt-in-the-loop distillation, the student's SAM "
-                                  "learns the teacher's masks for box and point prompts (BCE + Dice) with refinement "
-                                  "points from the errors; start it from phase 1 with --init OUT/best.pt. --phase "
-                                  "both runs phase 1 into OUT/encoder, then phase 2 into OUT/prompt. Teacher "
-                                  "embeddings are cached once (sharded, resumable) and shared by both phases. "
-                                  "Settings: defaults < --config YAML < --set KEY=VALUE < flags. torchrun for DDP.")
+                      description=_DISTILL_DESCRIPTION)
     add_engine_flags(
         d, ["data", "output_dir", "model", "epochs", "iters", "batch_size", "lr", "img_size", "resume", "seed",
             "amp", "amp_dtype", "channels_last", "compile", "workers", "device", "threads"],
@@ -98,12 +111,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--max-images", type=int)
     d.set_defaults(func=run_distill)
 
-    w = ss.add_parser("app", help="a web page (Gradio): click on a photo, get a mask",
-                      description="Upload a photo and click on it: points (foreground / background), boxes, undo, "
-                                  "clear, automatic masks; the mask downloads as a PNG. The image is encoded once "
-                                  "and each click runs only the mask decoder. Scripting: gradio_client with "
-                                  "api_name='/segment' and '/segment_all' (docs/sam.md). Needs the app extra: "
-                                  "pip install 'repvit-pytorch[app]'.")
+
+_APP_DESCRIPTION = (
+    "Upload a photo and click on it: points (foreground / background), boxes, undo, clear, automatic masks; the mask "
+    "downloads as a PNG. The image is encoded once and each click runs only the mask decoder. Scripting: "
+    "gradio_client with api_name='/segment' and '/segment_all' (docs/sam.md). Needs the app extra: "
+    "pip install 'repvit-pytorch[app]'.")
+
+
+def _add_app(ss: argparse._SubParsersAction) -> None:
+    w = ss.add_parser("app", help="a web page (Gradio): click on a photo, get a mask", description=_APP_DESCRIPTION)
     w.add_argument("--checkpoint", default="edge_sam", metavar="NAME_OR_PATH",
                    help="a RepViT-SAM checkpoint file or name (default edge_sam); a name that cannot be had "
                         "(unknown, not cached, offline) gives random weights with a warning")
@@ -115,7 +132,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_arg(w)
     w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
     w.set_defaults(func=run_app)
-    p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 def _load(args: argparse.Namespace):
@@ -129,11 +145,12 @@ def _load(args: argparse.Namespace):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from repvit.sam.predict import mask_overlay, parse_box, parse_point, predict_masks, save_png, validate_prompts
+    from repvit.sam.predict import mask_overlay, predict_masks, save_png
     from repvit.sam.preprocess import load_rgb
+    from repvit.sam.prompts import parse_box, parse_points, validate_prompts
 
-    points = [parse_point(p) for p in args.point]
-    box = parse_box(args.box) if args.box else None
+    points = [p for text in args.point for p in parse_points(text)]
+    box = parse_box(args.box)
     image = load_rgb(args.image)
     validate_prompts(points, box, image.shape[:2])  # before loading the model
     pred = predict_masks(_load(args), image, points, box, args.multimask)
@@ -207,8 +224,7 @@ def _describe_distill(res: dict) -> str:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from repvit.sam.config import SamDistillConfig
-    from repvit.sam.task import train
+    from repvit.sam_distill import SamDistillConfig, train
 
     return run_training(args, config_from_args(args, SamDistillConfig), train, describe=_describe_distill,
                         summary=lambda res: {k: v for k, v in res.items() if k != "model"})
@@ -217,7 +233,8 @@ def run_distill(args: argparse.Namespace) -> int:
 def run_app(args: argparse.Namespace) -> int:
     import sys
 
-    from repvit.sam.app import create_app, launch_app, load_app_model, require_gradio
+    from repvit.sam._deps import require_gradio
+    from repvit.sam.app import create_app, launch_app, load_app_model
 
     require_gradio()
     set_threads(args.threads)

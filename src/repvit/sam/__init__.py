@@ -1,8 +1,21 @@
-"""RepViT-SAM and EdgeSAM: SAM (``segment-anything``) with a re-parameterizable RepViT image encoder.
+"""The segment-anything model library: RepViT-SAM and EdgeSAM, SAM (``segment-anything``) with a
+re-parameterizable RepViT image encoder.
 
 The encoder is built here from repvit's modules; the prompt encoder, mask decoder, predictor and automatic mask
-generator are ``segment-anything``'s own. :func:`train` (:mod:`repvit.sam.task`) distils a student on the shared
-training engine (``repvit sam distill``).
+generator are ``segment-anything``'s own.
+
+* :mod:`.encoder`    — :class:`RepViTSamEncoder` (RepViT trunk + neck), the variant tables
+* :mod:`.checkpoint` — the checkpoint formats (the authors' RepViT-SAM, EdgeSAM, SAM's decoder, ours)
+* :mod:`.model`      — :func:`build_repvit_sam`, :func:`build_sam_from_encoder`
+* :mod:`.preprocess` — SAM's resize, normalisation and padding
+* :mod:`.prompts`    — point and box prompts: parsing and checks
+* :mod:`.predict`    — prompted and automatic masks, overlays, PNGs
+* :mod:`.session`    — :class:`SamSession`: an embedding cache, clicks on cached embeddings
+* :mod:`.export`     — ONNX (encoder, prompt decoder) and Core ML
+* :mod:`.app`        — the Gradio page (``repvit sam app``)
+* :mod:`.sam2`       — the SAM 2 family (EdgeTAM)
+
+Training the encoders (``repvit sam distill``) is a task of its own: :mod:`repvit.sam_distill`.
 """
 
 from .checkpoint import SamCheckpoint, read_sam_checkpoint, read_sam_decoder, save_repvit_sam
@@ -24,14 +37,4 @@ __all__ = [
     "SAM_VARIANTS",
     "EDGE_SAM_VARIANTS",
     "get_sam_config",
-    "train",
 ]
-
-
-def __getattr__(name: str):
-    # the entry point, imported on first use so that importing the package stays light
-    if name == "train":
-        from .task import train
-
-        return train
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,4 @@
-"""``build_repvit_sam``: a ``segment_anything`` ``Sam`` whose image encoder is RepViT (and the distillation
-teachers: :func:`load_teacher_sam`).
+"""``build_repvit_sam``: a ``segment_anything`` ``Sam`` whose image encoder is RepViT.
 
 Only the image encoder is ours; the prompt encoder, the mask decoder (two-way transformer) and the pixel mean/std
 are ``segment_anything``'s, built with SAM's published hyper-parameters, so ``SamPredictor``,
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
@@ -22,7 +20,7 @@ from .checkpoint import SamCheckpoint, match_state_dict, read_sam_checkpoint, re
 from .encoder import RepViTSamConfig, RepViTSamEncoder, get_sam_config
 
 __all__ = ["build_repvit_sam", "build_sam_from_encoder", "encoder_config", "is_fused_sam", "PROMPT_EMBED_DIM",
-           "SAM_WEIGHT_NAMES", "resolve_sam_checkpoint", "load_teacher_sam", "load_teacher_encoder"]
+           "SAM_WEIGHT_NAMES", "resolve_sam_checkpoint"]
 
 PROMPT_EMBED_DIM = 256  # SAM's prompt / decoder width
 # published weights build_repvit_sam takes by name (fetched by repvit.weights.resolve_weights)
@@ -116,21 +114,26 @@ def build_repvit_sam(
         CheckpointError: an unreadable file or unknown layout; a fused checkpoint without ``fused=True``.
         CheckpointMismatchError: keys or shapes that do not match the model (listed in the message).
     """
-    ckpt: SamCheckpoint | None = None
-    if checkpoint is not None:
-        ckpt = read_sam_checkpoint(resolve_sam_checkpoint(checkpoint))
+    ckpt = None if checkpoint is None else read_sam_checkpoint(resolve_sam_checkpoint(checkpoint))
     if ckpt is not None and ckpt.cfg is not None and variant is None:
         cfg = get_sam_config(ckpt.cfg, img_size=img_size, upsample_mode=upsample_mode)
     else:
         cfg = get_sam_config(variant, img_size=img_size, upsample_mode=upsample_mode)
-    encoder = RepViTSamEncoder(cfg, drop_path_rate=drop_path_rate)
-    sam = build_sam_from_encoder(encoder)
+    sam = build_sam_from_encoder(RepViTSamEncoder(cfg, drop_path_rate=drop_path_rate))
     if ckpt is None:
         if decoder_checkpoint is not None:
             match_state_dict(_DecoderView(sam), read_sam_decoder(decoder_checkpoint), "the decoder checkpoint")
-        if fused:
-            sam.image_encoder.fuse(inplace=True)
-        return sam
+    else:
+        _load_checkpoint(sam, ckpt, fused, decoder_checkpoint)
+    if fused and (ckpt is None or not ckpt.fused):  # a fused checkpoint was loaded into a fused encoder
+        sam.image_encoder.fuse(inplace=True)
+    return sam.eval()
+
+
+def _load_checkpoint(sam: nn.Module, ckpt: SamCheckpoint, fused: bool,
+                     decoder_checkpoint: str | os.PathLike | None) -> None:
+    """Load ``ckpt`` strictly into ``sam`` (fusing its encoder first when the checkpoint is fused), with the prompt
+    encoder and mask decoder from ``decoder_checkpoint`` when given."""
     if ckpt.fused and not fused:
         raise CheckpointError("this RepViT-SAM checkpoint holds a fused (deploy-form) encoder; pass fused=True "
                               "(CLI: --fused) to build the model it belongs to.")
@@ -146,9 +149,6 @@ def build_repvit_sam(
             "--decoder-checkpoint) with a SAM checkpoint (e.g. the teacher's sam_vit_h.pth) for the prompt encoder "
             "and mask decoder.")
     match_state_dict(sam, sd, f"the {ckpt.source_format} checkpoint")
-    if fused and not ckpt.fused:
-        sam.image_encoder.fuse(inplace=True)
-    return sam.eval()
 
 
 class _DecoderView(nn.Module):
@@ -172,21 +172,3 @@ def is_fused_sam(sam: nn.Module) -> bool:
     from repvit.models import is_fused
 
     return is_fused(sam.image_encoder)
-
-
-def load_teacher_sam(name: str, checkpoint: str | Path) -> nn.Module:
-    """The whole teacher SAM: ``segment_anything.sam_model_registry[name]`` (vit_h / vit_l / vit_b) or, for
-    ``repvit_sam``, :func:`repvit.sam.build_repvit_sam`, with the local ``checkpoint``; nothing is downloaded."""
-    sa = require_sam("the SAM teacher")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint {path} does not exist; download SAM's {name} checkpoint "
-                                "(e.g. sam_vit_h_4b8939.pth) and pass it with --teacher-checkpoint.")
-    if name == "repvit_sam":
-        return build_repvit_sam(path).eval()
-    return sa.sam_model_registry[name](checkpoint=str(path)).eval()  # torch.load defaults to weights_only=True
-
-
-def load_teacher_encoder(name: str, checkpoint: str | Path) -> nn.Module:
-    """The teacher's image encoder (see :func:`load_teacher_sam`)."""
-    return load_teacher_sam(name, checkpoint).image_encoder.eval()

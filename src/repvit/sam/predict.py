@@ -15,9 +15,9 @@ import torch.nn as nn
 from repvit.io import atomic_write
 
 from ._deps import require_sam
+from .prompts import PromptError, validate_prompts
 
-__all__ = ["Prediction", "parse_point", "parse_box", "validate_prompts", "predict_masks", "segment_everything",
-           "mask_overlay", "masks_overlay", "save_png"]
+__all__ = ["Prediction", "predict_masks", "segment_everything", "mask_overlay", "masks_overlay", "save_png"]
 
 
 @dataclass
@@ -30,78 +30,17 @@ class Prediction:
     scores: np.ndarray
 
 
-def parse_point(text: str) -> tuple[float, float, int]:
-    """``"X,Y"`` or ``"X,Y,LABEL"`` (label 1 foreground, default; 0 background) in image pixels."""
-    parts = [p for p in text.replace(" ", "").split(",") if p]
-    try:
-        if len(parts) == 2:
-            return float(parts[0]), float(parts[1]), 1
-        if len(parts) == 3 and parts[2] in ("0", "1"):
-            return float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        pass
-    raise ValueError(f"a point is X,Y or X,Y,LABEL with LABEL 1 (foreground) or 0 (background), got {text!r}.")
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    """``"X0,Y0,X1,Y1"`` in image pixels with X0 < X1 and Y0 < Y1."""
-    try:
-        x0, y0, x1, y1 = (float(p) for p in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(f"a box is X0,Y0,X1,Y1 (four numbers), got {text!r}.") from None
-    if not (x0 < x1 and y0 < y1):
-        raise ValueError(f"a box needs X0 < X1 and Y0 < Y1, got {text!r}.")
-    return x0, y0, x1, y1
-
-
-def validate_prompts(points: Sequence[Sequence[float]] = (), box: Sequence[float] | None = None,
-                     image_size: tuple[int, int] | None = None) -> None:
-    """Refuse prompts SAM would silently turn into a meaningless mask.
-
-    A point ``(x, y[, label])`` must lie on the image, ``0 <= x <= W`` and ``0 <= y <= H``; a box ``(x0, y0, x1, y1)``
-    needs ``x0 < x1`` and ``y0 < y1`` and its corners within the same bounds.
-    Coordinates are in pixels of the original image (as ``SamPredictor.predict`` takes them).
-
-    Args:
-        points: the prompt points; a label, if present, must be 0 (background) or 1 (foreground).
-        box: the prompt box, or ``None``.
-        image_size: ``(H, W)`` of the image; ``None`` checks only the shapes and the box's corner order.
-
-    Raises:
-        ValueError: which prompt is wrong, the image size, and what is allowed.
-    """
-    h, w = (None, None) if image_size is None else (float(image_size[0]), float(image_size[1]))
-    bounds = "" if w is None else f" (the image is {w:g} x {h:g} px: 0 <= x <= {w:g}, 0 <= y <= {h:g})"
-    for i, p in enumerate(points):
-        if len(p) not in (2, 3) or not all(np.isfinite(float(c)) for c in p[:2]):
-            raise ValueError(f"point {i + 1} must be two finite numbers X,Y (and an optional label), got {tuple(p)}.")
-        if len(p) == 3 and int(p[2]) not in (0, 1):
-            raise ValueError(f"point {i + 1} has label {p[2]}; labels are 1 (foreground) or 0 (background).")
-        x, y = float(p[0]), float(p[1])
-        if w is not None and not (0 <= x <= w and 0 <= y <= h):
-            raise ValueError(f"point {i + 1} ({x:g}, {y:g}) lies outside the image{bounds}.")
-    if box is not None:
-        if len(box) != 4 or not all(np.isfinite(float(c)) for c in box):
-            raise ValueError(f"a box is four finite numbers X0,Y0,X1,Y1, got {tuple(box)}.")
-        x0, y0, x1, y1 = (float(c) for c in box)
-        if not (x0 < x1 and y0 < y1):
-            raise ValueError(f"the box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs X0 < X1 and Y0 < Y1 (its top-left corner "
-                             "first, then its bottom-right).")
-        if w is not None and not (0 <= x0 and 0 <= y0 and x1 <= w and y1 <= h):
-            raise ValueError(f"the box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the image{bounds}.")
-
-
 def predict_masks(sam: nn.Module, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
                   box: Sequence[float] | None = None, multimask: bool | None = None) -> Prediction:
     """Segment ``image`` ((H, W, 3) uint8 RGB) from point and/or box prompts with ``SamPredictor``.
 
-    Prompts are checked with :func:`validate_prompts` (on the image, box corners in order).
+    Prompts are checked with :func:`~repvit.sam.prompts.validate_prompts` (on the image, box corners in order).
     ``multimask`` defaults to SAM's advice: three candidates for a single point (the best-scoring one is chosen),
     one mask otherwise.
     """
     sa = require_sam("SAM prediction")
     if not points and box is None:
-        raise ValueError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
+        raise PromptError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
     validate_prompts(points, box, image.shape[:2])
     predictor = sa.SamPredictor(sam)
     predictor.set_image(image)

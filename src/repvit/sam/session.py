@@ -1,13 +1,11 @@
-"""The SAM app's model-side logic, free of any UI: prompts from JSON and their checks, and :class:`SamSession`, which
-embeds each image once (a small LRU keyed by a hash of the pixels) so that every further click runs only SAM's prompt
-encoder and mask decoder. ``repvit sam app`` (:mod:`repvit.sam.app`) puts a Gradio page on it; the latency benchmark
-times clicks through it.
+"""The SAM app's model-side logic, free of any UI: :class:`SamSession`, which embeds each image once (a small LRU
+keyed by a hash of the pixels) so that every further click runs only SAM's prompt encoder and mask decoder.
+``repvit sam app`` (:mod:`repvit.sam.app`) puts a Gradio page on it; the latency benchmark times clicks through it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -20,77 +18,9 @@ import torch
 import torch.nn as nn
 
 from ._deps import require_sam
+from .prompts import PromptError, validate_prompts
 
-__all__ = [
-    "ImageEmbedding",
-    "SegmentResult",
-    "SamSession",
-    "image_key",
-    "PromptError",
-    "check_prompts",
-    "parse_points_json",
-    "parse_box_json",
-    "time_click",
-]
-
-
-class PromptError(ValueError):
-    """A prompt the model cannot take (outside the image, an empty box, a bad label or bad JSON)."""
-
-
-# ----------------------------------------------------------------------------------------------------- prompts
-
-
-def parse_points_json(text: str | None) -> list[tuple[float, float, int]]:
-    """``'[[x, y, label], ...]'`` (label 1 foreground, 0 background; ``[x, y]`` means foreground) or ``""``."""
-    if text is None or not str(text).strip():
-        return []
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PromptError(f"points must be JSON [[x, y, label], ...], got {text!r} ({e.msg}).") from None
-    if not isinstance(raw, list):
-        raise PromptError(f"points must be a JSON list [[x, y, label], ...], got {text!r}.")
-    points = []
-    for p in raw:
-        if not (isinstance(p, list) and len(p) in (2, 3) and all(isinstance(v, int | float) for v in p)):
-            raise PromptError(f"each point is [x, y] or [x, y, label] (numbers), got {p!r}.")
-        label = int(p[2]) if len(p) == 3 else 1
-        if len(p) == 3 and p[2] not in (0, 1):
-            raise PromptError(f"a point's label is 1 (foreground) or 0 (background), got {p[2]!r}.")
-        points.append((float(p[0]), float(p[1]), label))
-    return points
-
-
-def parse_box_json(text: str | None) -> tuple[float, float, float, float] | None:
-    """``'[x0, y0, x1, y1]'`` or ``""`` / ``"null"`` for no box."""
-    if text is None or not str(text).strip():
-        return None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PromptError(f"the box must be JSON [x0, y0, x1, y1] or empty, got {text!r} ({e.msg}).") from None
-    if raw is None or raw == []:
-        return None
-    if not (isinstance(raw, list) and len(raw) == 4 and all(isinstance(v, int | float) for v in raw)):
-        raise PromptError(f"the box must be [x0, y0, x1, y1] (four numbers), got {text!r}.")
-    return tuple(float(v) for v in raw)  # type: ignore[return-value]
-
-
-def check_prompts(points: Sequence[tuple[float, float, int]], box: Sequence[float] | None, width: int,
-                  height: int) -> None:
-    """Raise :class:`PromptError` for a point outside the ``width`` x ``height`` image, a label other than 0/1,
-    or a box outside the image or with ``x1 <= x0`` / ``y1 <= y0``: the checks of
-    :func:`repvit.sam.predict.validate_prompts` (the CLI's), as the app's error type."""
-    from .predict import validate_prompts
-
-    try:
-        validate_prompts(points, box, (height, width))
-    except ValueError as e:
-        raise PromptError(str(e)) from None
-
-
-# ----------------------------------------------------------------------------------------------------- session
+__all__ = ["ImageEmbedding", "SegmentResult", "SamSession", "image_key", "time_click"]
 
 
 @dataclass
@@ -186,8 +116,7 @@ class SamSession:
         """
         if not points and box is None:
             raise PromptError("give at least one prompt: a point or a box.")
-        h, w = emb.original_size
-        check_prompts(points, box, w, h)
+        validate_prompts(points, box, emb.original_size)
         if multimask is None:
             multimask = len(points) == 1 and box is None
         sam, dev = self.sam, emb.features.device
@@ -215,7 +144,7 @@ class SamSession:
         """Embed (or reuse the cached embedding) and decode; times both."""
         if not points and box is None:
             raise PromptError("give at least one prompt: a point or a box.")
-        check_prompts(points, box, image.shape[1], image.shape[0])
+        validate_prompts(points, box, image.shape[:2])
         emb, fresh = self.embed(image, key)
         t0 = time.perf_counter()
         mask, score = self.decode(emb, points, box, multimask)

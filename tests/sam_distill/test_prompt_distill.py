@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from repvit.sam.distill import SamDistillConfig, distill
-from repvit.sam.prompt_distill import SamPromptDistillTask, mask_distill_loss
-from repvit.sam.prompt_sampling import low_res_valid, sample_prompts, sample_refine_points
+from repvit.sam_distill import SamDistillConfig, train
+from repvit.sam_distill.loss import mask_distill_loss
+from repvit.sam_distill.prompt_sampling import low_res_valid, sample_prompts, sample_refine_points
+from repvit.sam_distill.task import SamPromptDistillTask
 from tests.helpers import kill_in_second_epoch_then_resume, run_torchrun
 
 from ._distill_data import make_images, tiny_teacher_sam
@@ -130,12 +131,12 @@ def _cfg(tmp_path, images, **kw):
 
 @pytest.mark.slow  # two engine runs and several checkpoint loads: ~10 s on a quiet machine, 35 s on this one
 def test_phase_two_after_phase_one_trains_the_students_sam(tmp_path):
+    from repvit.engine.checkpoint import load_train_checkpoint
     from repvit.sam import build_repvit_sam
-    from repvit.train.checkpoint import load_train_checkpoint
 
     images = make_images(tmp_path / "images", 6, size=(40, 90))
     teacher = tiny_teacher_sam(64)
-    res = distill(_cfg(tmp_path, images, phase="both", iters=2, val_fraction=0.2), teacher)
+    res = train(_cfg(tmp_path, images, phase="both", iters=2, val_fraction=0.2), teacher)
     p1 = res["phases"]["encoder"]
     assert p1["phase"] == "encoder" and p1["steps"] == 2 and p1["teacher_shards_computed"] == 2
     assert res["phase"] == "prompt" and res["steps"] == 2 and res["teacher_shards_computed"] == 0  # cache shared
@@ -173,17 +174,17 @@ def test_phase_two_after_phase_one_trains_the_students_sam(tmp_path):
 def test_phase_two_needs_a_whole_teacher_and_valid_settings(tmp_path):
     images = make_images(tmp_path / "images", 4, size=(40, 60))
     with pytest.raises(TypeError, match="whole teacher SAM"):
-        distill(_cfg(tmp_path, images, phase="prompt"), tiny_teacher_sam(64).image_encoder)
+        train(_cfg(tmp_path, images, phase="prompt"), tiny_teacher_sam(64).image_encoder)
     with pytest.raises(ValueError, match="prompt_types"):
         _cfg(tmp_path, images, prompt_types="box,mask")
     with pytest.raises(ValueError, match="--phase"):
         _cfg(tmp_path, images, phase="decoder")
     with pytest.raises(ValueError, match="resume auto"):
-        distill(_cfg(tmp_path, images, phase="both", resume="x.pt"), tiny_teacher_sam(64))
+        train(_cfg(tmp_path, images, phase="both", resume="x.pt"), tiny_teacher_sam(64))
 
 
 def test_phase_both_configs(tmp_path):
-    from repvit.sam.distill import phase_configs
+    from repvit.sam_distill import phase_configs
 
     cfg = _cfg(tmp_path, tmp_path, phase="both", epochs=3, lr=1e-3, init="cls.pth", prompt_epochs=5, prompt_lr=3.2e-3)
     first, second = phase_configs(cfg)
@@ -267,7 +268,7 @@ def test_two_process_phase_two(tmp_path):
 
 def test_loss_gradient_reaches_the_encoder_only_through_the_masks():
     """One loop pass: the encoder and the mask decoder (not its IoU head, not the prompt encoder) get gradients."""
-    from repvit.sam.prompt_distill import LoopSettings
+    from repvit.sam_distill.config import LoopSettings
 
     teacher = tiny_teacher_sam(64)
     cfg = SamDistillConfig(model="repvit_m0_9", data="x", img_size=64)

@@ -1,5 +1,6 @@
-"""Prompt sampling for phase 2 of SAM distillation (:mod:`repvit.sam.prompt_distill`): prompts from the teacher's
-masks or from annotated masks, and refinement points from where the student's and the teacher's masks disagree.
+"""Prompt sampling for phase 2 of SAM distillation (:class:`~repvit.sam_distill.task.SamPromptDistillTask`):
+prompts from the teacher's masks or from annotated masks, and refinement points from where the student's and the
+teacher's masks disagree.
 
 Everything works in SAM's frames: prompts are ``(x, y)`` in the input frame (the image resized so its longer side is
 ``img_size``, padded at the bottom and right), masks are SAM's low-resolution masks (``img_size / 4`` square). Each
@@ -132,7 +133,7 @@ def sample_mask_prompts(masks: torch.Tensor, boxes: torch.Tensor, n: int, kind: 
     replacement; all of them when there are fewer).
 
     Args:
-        masks: (M, H, W) bool low-resolution masks (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`).
+        masks: (M, H, W) bool low-resolution masks (:func:`~repvit.sam_distill.mask_annotations.low_res_prompt_masks`).
         boxes: (M, 4) the annotations' boxes ``x0, y0, x1, y1`` in the input frame.
 
     Returns:

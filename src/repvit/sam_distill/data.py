@@ -1,5 +1,5 @@
 """SAM distillation's data: the held-out split and the datasets both phases train on, each pairing a preprocessed
-image with the teacher's cached embedding (:class:`~repvit.sam.embed_cache.EmbeddingCache`)."""
+image with the teacher's cached embedding (:class:`~repvit.sam_distill.embed_cache.EmbeddingCache`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from repvit.sam.preprocess import load_rgb, preprocess_image
+
 from .embed_cache import EmbeddingCache
 from .mask_annotations import MaskAnnotations, low_res_prompt_masks
-from .preprocess import load_rgb, preprocess_image
 
-__all__ = ["EmbeddingPairs", "PromptPairs", "split_indices", "collate_embedding_pairs", "collate_prompt_pairs"]
+__all__ = ["EmbeddingPairs", "PromptPairs", "split_indices", "collate_embedding_pairs", "collate_prompt_pairs",
+           "prompt_masks_to"]
 
 
 class EmbeddingPairs(Dataset):
@@ -45,7 +47,7 @@ def split_indices(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
 class PromptPairs(Dataset):
     """``(preprocessed image, teacher embedding, (h, w) of the resized image, index, prompt masks)`` for ``indices``
     of ``cache``; prompt masks are the image's annotated ``(masks, boxes)``
-    (:func:`~repvit.sam.mask_annotations.low_res_prompt_masks`) when ``annotations`` is given, else None."""
+    (:func:`~repvit.sam_distill.mask_annotations.low_res_prompt_masks`) when ``annotations`` is given, else None."""
 
     def __init__(self, cache: EmbeddingCache, indices: list[int], annotations: MaskAnnotations | None = None):
         self.cache, self.indices, self.annotations = cache, list(indices), annotations
@@ -71,3 +73,9 @@ def collate_prompt_pairs(batch: list):
     masks = [b[4] for b in batch]
     return (torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
             torch.tensor([b[3] for b in batch]), None if masks[0] is None else masks)
+
+
+def prompt_masks_to(masks: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                    device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """A :class:`PromptPairs` batch's prompt masks (per image ``(masks, boxes)``, or None) on ``device``."""
+    return None if masks is None else [(m.to(device), b.to(device)) for m, b in masks]

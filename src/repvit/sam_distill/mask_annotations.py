@@ -1,7 +1,8 @@
 """Annotated masks for phase 2's prompts: COCO instances files or SA-1B's per-image JSON next to the images.
 
-EdgeSAM's phase 2 draws its box and point prompts from SA-1B's masks. :mod:`repvit.sam.prompt_distill` draws them
-from the teacher's masks on unlabeled images, or, when the image folder carries annotations, from these:
+EdgeSAM's phase 2 draws its box and point prompts from SA-1B's masks.
+:class:`~repvit.sam_distill.task.SamPromptDistillTask` draws them from the teacher's masks on unlabeled images, or,
+when the image folder carries annotations, from these:
 
 * **COCO layout**: ``instances*.json`` in the image folder or in its ``annotations/`` folder (COCO's names, e.g.
   ``annotations/instances_train2017.json``); an image is matched by its path relative to the folder or, failing
@@ -145,7 +146,7 @@ def _coco_masks(path: Path) -> tuple[dict[str, ImageMasks], dict[str, int]]:
 
 class MaskAnnotations:
     """The annotated masks of the images of a folder (``files``: paths relative to ``root``, as
-    :func:`~repvit.sam.embed_cache.list_images` lists them).
+    :func:`~repvit.sam_distill.embed_cache.list_images` lists them).
 
     Attributes:
         layout: ``"coco"`` or ``"sa1b"``; sources: the COCO instances files (empty for SA-1B);

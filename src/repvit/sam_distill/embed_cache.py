@@ -8,7 +8,7 @@ A run with the same teacher, images and preprocessing finds the same directory a
 
 Layout: ``spec.json`` (what the key hashes) and ``shard_NNNNN.safetensors`` holding ``embeddings`` of the images
 ``[N * shard_size, (N + 1) * shard_size)`` of the sorted list. A shard is written to a temporary file and renamed
-into place (:func:`repvit.models.checkpoint.atomic_write`), so a killed pass leaves only complete shards; the next
+into place (:func:`repvit.io.atomic_write`), so a killed pass leaves only complete shards; the next
 pass skips them and continues with the missing ones. Under torchrun rank ``r`` computes the shards ``N % world == r``.
 """
 
@@ -26,12 +26,11 @@ from typing import Any
 import torch
 
 from repvit.io import atomic_write
-
-from .preprocess import IMAGE_EXTENSIONS, load_rgb, preprocess_image, sam_pixel_stats
+from repvit.sam.preprocess import IMAGE_EXTENSIONS, load_rgb, preprocess_image, sam_pixel_stats
 
 __all__ = ["CacheSpec", "EmbeddingCache", "list_images", "file_sha256", "module_sha256", "default_cache_root"]
 
-_log = logging.getLogger("repvit.sam")
+_log = logging.getLogger(__name__)
 _MAX_OPEN_SHARDS = 32  # open shard files kept per process (a shuffled epoch touches every shard)
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

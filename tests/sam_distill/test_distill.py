@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from repvit.sam.distill import SamDistillConfig, SamDistillTask, distill
-from repvit.sam.embed_cache import EmbeddingCache, list_images, module_sha256
 from repvit.sam.preprocess import load_rgb, preprocess_image
+from repvit.sam_distill import SamDistillConfig, SamDistillTask, train
+from repvit.sam_distill.embed_cache import EmbeddingCache, list_images, module_sha256
 from tests.helpers import rel_err
 
 from ._distill_data import make_images, tiny_teacher
@@ -70,21 +70,21 @@ def _cfg(tmp_path, images, **kw):
 
 def test_distill_on_the_engine_resume_and_load(tmp_path):
     import repvit
+    from repvit.engine.checkpoint import load_train_checkpoint
     from repvit.models import save_checkpoint
     from repvit.sam import build_repvit_sam, save_repvit_sam
-    from repvit.train.checkpoint import load_train_checkpoint
 
     images = make_images(tmp_path / "images", 12, size=(40, 90))
     teacher = tiny_teacher(64)
     init = save_checkpoint(repvit.create_model("repvit_m0_9", num_classes=10), tmp_path / "cls.safetensors")
-    res = distill(_cfg(tmp_path, images, init=str(init)), teacher)
+    res = train(_cfg(tmp_path, images, init=str(init)), teacher)
     assert res["teacher_shards_computed"] == 3 and res["epochs"] == 1 and res["steps"] == 2  # 9 train / 3 val
     ck = load_train_checkpoint(res["last_checkpoint"])
     assert ck["task"] == "sam-distill" and ck["meta"]["num_val"] == 3
     assert ck["meta"]["sam_config"]["variant"] == "repvit_m0_9" and ck["meta"]["sam_config"]["img_size"] == 64
     # resume for a second epoch: the cache is reused, training continues from the checkpoint
     shard_mtimes = {p.name: p.stat().st_mtime_ns for p in Path(res["cache_dir"]).glob("shard_*")}
-    res2 = distill(_cfg(tmp_path, images, epochs=2, resume="auto"), teacher)
+    res2 = train(_cfg(tmp_path, images, epochs=2, resume="auto"), teacher)
     assert res2["teacher_shards_computed"] == 0 and res2["cache_dir"] == res["cache_dir"]
     assert {p.name: p.stat().st_mtime_ns for p in Path(res["cache_dir"]).glob("shard_*")} == shard_mtimes
     assert res2["epochs"] == 2 and res2["steps"] == 4
@@ -101,7 +101,7 @@ def test_distill_amp_and_curves(tmp_path):
     """bf16 autocast on the CPU (the GPU recipe uses AMP) and the engine's curves PNG."""
     pytest.importorskip("matplotlib", reason="curves need matplotlib: pip install 'repvit-pytorch[plot]'")
     images = make_images(tmp_path / "images", 8, size=(40, 90))
-    res = distill(_cfg(tmp_path, images, amp=True, plot=True), tiny_teacher(64))
+    res = train(_cfg(tmp_path, images, amp=True, plot=True), tiny_teacher(64))
     assert res["curves_png"] and Path(res["curves_png"]).is_file()
     assert 0 < res["eval"]["mse"] < 10 and res["eval"]["neg_mse"] == -res["eval"]["mse"]
 
@@ -140,7 +140,7 @@ def test_distillation_reaches_a_fifth_of_the_starting_mse(tmp_path):
     """48 images (38 train, 10 held out) at 128 px, a RepViT-M0.9 student, 16 epochs (about 3 minutes on one
     core): the held-out embedding MSE falls to at most 20% of the untrained student's."""
     from repvit.data.loader import eval_loader
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     images = make_images(tmp_path / "images", 48)
     teacher = tiny_teacher(128)
@@ -151,7 +151,7 @@ def test_distillation_reaches_a_fifth_of_the_starting_mse(tmp_path):
     torch.manual_seed(cfg.seed)  # the engine seeds the same way before building the student
     start = task.evaluate(task.build_model(cfg, data), eval_loader(data.val, 4, collate_fn=data.collate),
                           torch.device("cpu"))["mse"]
-    res = distill(cfg, teacher)
+    res = train(cfg, teacher)
     end = res["eval"]["mse"]
     print(f"held-out embedding MSE: start {start:.4f}, end {end:.4f} ({end / start:.1%}), {res['wall_time_s']:.0f} s")
     assert res["teacher_shards_computed"] == 0  # the cache filled above is the one training reads

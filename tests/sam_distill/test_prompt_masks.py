@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from repvit.sam.distill import SamDistillConfig, distill
-from repvit.sam.mask_annotations import MaskAnnotationError, find_mask_annotations, low_res_prompt_masks
-from repvit.sam.prompt_distill import SamPromptDistillTask
-from repvit.sam.prompt_sampling import sample_mask_prompts
+from repvit.sam_distill import SamDistillConfig, train
+from repvit.sam_distill.mask_annotations import MaskAnnotationError, find_mask_annotations, low_res_prompt_masks
+from repvit.sam_distill.prompt_sampling import sample_mask_prompts
+from repvit.sam_distill.task import SamPromptDistillTask
 
 from ._distill_data import tiny_teacher_sam
 
@@ -165,7 +165,7 @@ def test_bad_annotations_are_errors_naming_the_file(tmp_path):
     path.write_text(json.dumps(d))
     with pytest.raises(MaskAnnotationError, match=r"instances_train\.json has annotations but no masks"):
         find_mask_annotations(root, sorted(truth))
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     with pytest.raises(MaskAnnotationError, match="no masks"):  # before the teacher embeds a single image
         SamPromptDistillTask(tiny_teacher_sam(IMG)).build_data(_cfg(tmp_path, root), DistInfo())
@@ -208,11 +208,11 @@ def _cfg(tmp_path, images, **kw):
 def test_two_phase_two_steps_on_annotated_masks(tmp_path, layout, caplog):
     """`distill --phase prompt` on an annotated folder: the log and the checkpoint say the prompts came from the
     annotations, the image without masks is left out (COCO), and training and the held-out pass run on them."""
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     root, truth = (make_coco if layout == "coco" else make_sa1b)(tmp_path / layout)
-    with caplog.at_level(logging.INFO, logger="repvit.sam"):
-        res = distill(_cfg(tmp_path, root), tiny_teacher_sam(IMG))
+    with caplog.at_level(logging.INFO, logger="repvit.sam_distill"):
+        res = train(_cfg(tmp_path, root), tiny_teacher_sam(IMG))
     assert res["steps"] == 2 and 0 < res["eval"]["mask_loss"] < 20 and res["eval"]["images"] >= 1
     assert f"phase 2 prompts: from the annotated masks ({layout} layout" in caplog.text
     meta = load_train_checkpoint(res["last_checkpoint"])["meta"]
@@ -225,13 +225,13 @@ def test_two_phase_two_steps_on_annotated_masks(tmp_path, layout, caplog):
 
 def test_prompt_masks_setting(tmp_path, caplog):
     """'teacher' ignores the annotations (and says so); 'annotations' without any is an error naming the folder."""
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     root, _ = make_sa1b(tmp_path / "sa", n=4)
     teacher = tiny_teacher_sam(IMG)
     cfg = _cfg(tmp_path, root)
     task = SamPromptDistillTask(teacher, prompt_masks="teacher")
-    with caplog.at_level(logging.INFO, logger="repvit.sam"):
+    with caplog.at_level(logging.INFO, logger="repvit.sam_distill"):
         data = task.build_data(cfg, DistInfo())
     assert data.meta["prompt_masks"] == {"source": "teacher"} and data.train[0][4] is None
     assert "from the teacher's masks (prompt_masks='teacher')" in caplog.text

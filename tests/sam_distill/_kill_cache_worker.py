@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(_ROOT / "src"), str(_ROOT)]  # this checkout's repvit (and tests) before an installed one
 
-from repvit.sam.embed_cache import EmbeddingCache, list_images, module_sha256  # noqa: E402
-from tests.sam._distill_data import tiny_teacher  # noqa: E402
+from repvit.sam_distill.embed_cache import EmbeddingCache, list_images, module_sha256  # noqa: E402
+from tests.sam_distill._distill_data import tiny_teacher  # noqa: E402
 
 torch.set_num_threads(1)
 images, cache_root, img_size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])

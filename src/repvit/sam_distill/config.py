@@ -1,16 +1,17 @@
 """SAM distillation's settings: :class:`SamDistillConfig` (the engine's fields plus the teacher, the embedding cache
-and phase 2's prompts), and the teachers, phases and prompt kinds it accepts."""
+and phase 2's prompts), the teachers, phases and prompt kinds it accepts, and :class:`LoopSettings` (what one
+prompt-in-the-loop pass of phase 2 does)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from repvit.engine.config import EngineConfig
+from repvit.sam.encoder import RepViTSamConfig
 
-from .encoder import RepViTSamConfig
 from .mask_annotations import PROMPT_MASKS
 
-__all__ = ["SamDistillConfig", "TEACHERS", "PHASES", "PROMPT_TYPES"]
+__all__ = ["SamDistillConfig", "LoopSettings", "TEACHERS", "PHASES", "PROMPT_TYPES"]
 
 TEACHERS = ("vit_h", "vit_l", "vit_b", "repvit_sam")  # repvit_sam: any checkpoint build_repvit_sam reads
 PHASES = ("encoder", "prompt", "both")
@@ -46,7 +47,7 @@ class SamDistillConfig(EngineConfig):
     teacher_batch_size: int = 4
     val_fraction: float = 0.02  # held-out images (at least 1)
     max_images: int | None = None  # use only the first N images of the sorted list
-    # phase 2 (EdgeSAM's prompt-in-the-loop distillation; repvit.sam.prompt_distill)
+    # phase 2 (EdgeSAM's prompt-in-the-loop distillation; SamPromptDistillTask)
     phase: str = "encoder"  # encoder | prompt | both (phase 1 into OUT/encoder, then phase 2 into OUT/prompt)
     train_decoder: bool = True  # EdgeSAM: the mask decoder trains with the encoder (prompt encoder frozen)
     max_prompts: int = 16  # prompts per image and step
@@ -90,3 +91,21 @@ class SamDistillConfig(EngineConfig):
 
     def sam_config(self) -> RepViTSamConfig:
         return RepViTSamConfig(self.model, img_size=self.img_size)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What one prompt-in-the-loop pass does (from :class:`SamDistillConfig`)."""
+
+    max_prompts: int = 16
+    refine_iters: int = 2
+    points_per_refine: int = 1
+    prompt_types: tuple[str, ...] = ("box", "point")
+    bce_weight: float = 5.0
+    dice_weight: float = 5.0
+    mask_input: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: SamDistillConfig) -> LoopSettings:
+        return cls(cfg.max_prompts, cfg.refine_iters, cfg.points_per_refine, cfg.prompt_type_list(),
+                   cfg.bce_weight, cfg.dice_weight, cfg.mask_input)
