@@ -14,11 +14,11 @@ LAYERS = [
     {"weights"},  # the published weights: names, hosts, downloads
     {"models", "data"},  # the architectures and checkpoints; datasets, loaders, transforms
     {"engine", "deploy"},  # the task-neutral training engine; export and runtimes
-    {"dense.backbone", "dense.scenes", "dense.checkpoint", "bench"},  # what the tasks share
+    {"dense.backbone", "dense.scenes", "dense.checkpoint", "bench", "sam"},  # what the tasks share; SAM's models
     {"dense"},  # ``repvit.dense``: the shared dense parts, gathered
-    {"classification", "dense.segmentation", "dense.detection", "sam"},  # the four tasks, siblings
-    {"roadmap", "dense.authors"},  # the paper's roadmap (on classification); the dense loaders, gathered
-    {"<root>", "train"},  # public facades: ``import repvit``, the old ``repvit.train`` path
+    {"classification", "dense.segmentation", "dense.detection", "sam_distill"},  # the four tasks, siblings
+    {"roadmap"},  # the paper's roadmap (on classification)
+    {"<root>"},  # the public facade: ``import repvit``
     {"cli"},
     {"__main__"},
 ]

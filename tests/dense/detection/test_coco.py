@@ -13,10 +13,10 @@ import torch
 pytest.importorskip("pycocotools", reason="COCO data needs pycocotools (pip install 'repvit-pytorch[dense]')")
 pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
+from repvit.data.coco import CocoFormatError  # noqa: E402
 from repvit.dense.detection.coco import (  # noqa: E402
     CategoryMap,
     CocoDetectionDataset,
-    CocoFormatError,
     coco_detection_dataset,
     coco_from_samples,
     make_coco,
