@@ -37,7 +37,8 @@ from torchvision.datasets.vision import VisionDataset
 
 from repvit.data.coco import CocoFormatError, load_coco_json
 
-__all__ = ["CategoryMap", "CocoDetectionDataset", "coco_detection_dataset", "make_coco", "coco_from_samples", "write_coco_split", "mask_to_rle", "empty_target"]
+__all__ = ["CategoryMap", "CocoDetectionDataset", "coco_detection_dataset", "make_coco", "coco_from_samples",
+           "write_coco_split", "mask_to_rle", "empty_target"]
 
 _log = logging.getLogger(__name__)
 
