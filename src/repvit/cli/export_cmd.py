@@ -48,18 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _format(args: argparse.Namespace) -> str:
-    from repvit.deploy.export import FORMATS
+    from repvit.deploy.export import FORMATS, format_for_path
 
     if args.format:
         if args.format not in FORMATS:
             raise ValueError(f"Unknown export format {args.format!r}; supported: {', '.join(FORMATS)}.")
         return args.format
-    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".mlpackage": "coreml",
-                ".pte": "executorch", ".tflite": "tflite"}
-    for suf, fmt in suffixes.items():
-        if args.output.endswith(suf):
-            return fmt
-    raise ValueError(f"cannot tell the format from {args.output!r}; pass --format ({', '.join(FORMATS)}).")
+    return format_for_path(args.output)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import logging
 
 import numpy as np
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["nchwc_block_size", "ort_optimized_bytes", "rewrite_se_blocks"]
 

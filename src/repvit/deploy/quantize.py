@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["quantize_onnx_bytes", "quantize_onnx_dynamic_bytes", "ArrayCalibrationReader", "QUANT_FORMATS"]
 
