@@ -238,16 +238,7 @@ def create_model(
     checkpoint = _timm_kwargs(kwargs, checkpoint)
     overlay = dict(pretrained_cfg_overlay or {})
     name, source = _pretrained_source(name, pretrained, overlay)
-    if source is not None and checkpoint is not None:
-        raise ValueError("pass either pretrained= (published weights or a file) or checkpoint=, not both.")
-    ckpt: LoadedCheckpoint | None = None
-    label: str | None = None  # names the weights file in errors (pretrained= only)
-    if source is not None:
-        ckpt, label = _read_pretrained(source)
-        if in_chans is not None:
-            _adapt_in_chans(ckpt, in_chans)
-    elif checkpoint is not None:
-        ckpt = read_checkpoint(checkpoint)
+    ckpt, label = _read_weights(source, checkpoint, in_chans)
     if name is None and ckpt is None:
         raise ValueError("create_model needs a model name or a checkpoint; see `repvit list` for the names.")
     name, cfg_from_ckpt, inferred = _from_checkpoint(ckpt, name)
@@ -263,6 +254,24 @@ def create_model(
     if getattr(model, "pretrained_cfg", None) is not None:
         _set_pretrained_cfg(model, ckpt, in_chans)
         _apply_overlay(model, overlay, source)
+    return _load_weights(model, ckpt, fused=fused, strict=strict, label=label)
+
+
+def _read_weights(source: Any, checkpoint: Any, in_chans: int | None) -> tuple[LoadedCheckpoint | None, str | None]:
+    """The weights read from ``pretrained=`` (``source``; the label names them in errors) or ``checkpoint=``."""
+    if source is not None and checkpoint is not None:
+        raise ValueError("pass either pretrained= (published weights or a file) or checkpoint=, not both.")
+    if source is None:
+        return (read_checkpoint(checkpoint) if checkpoint is not None else None), None
+    ckpt, label = _read_pretrained(source)
+    if in_chans is not None:
+        _adapt_in_chans(ckpt, in_chans)
+    return ckpt, label
+
+
+def _load_weights(model: nn.Module, ckpt: LoadedCheckpoint | None, *, fused: bool, strict: bool,
+                  label: str | None) -> nn.Module:
+    """Load ``ckpt`` into ``model`` and return the model, in deploy form when ``fused``."""
     ckpt_fused = ckpt is not None and ckpt.fused
     if ckpt_fused and not fused:
         raise CheckpointError("this checkpoint is in fused (deploy) form; pass fused=True (CLI: --fused) to build "
