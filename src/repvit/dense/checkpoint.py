@@ -109,8 +109,7 @@ def read_authors_checkpoint(name_or_path: str | os.PathLike, layout: str) -> Den
     """The authors' checkpoint of ``layout`` (``"mmseg"`` or ``"mmdet"``) read, or None for anything else: a file of
     ours, of the other layout, or one that is not a dense checkpoint keeps its task's own reader (and its errors); a
     missing path is left to that reader too, which names it."""
-    p = Path(name_or_path)
-    if not p.is_file() and (p.suffix or "/" in str(name_or_path)):
+    if repvit.weights.is_path(name_or_path) and not Path(name_or_path).is_file():
         return None
     try:
         ckpt = read_dense_checkpoint(name_or_path)
