@@ -67,3 +67,18 @@ def test_url_downloads_once_into_torch_hub_and_works_offline(hosts, monkeypatch)
     n = len(hosts.requests)
     monkeypatch.setenv("REPVIT_OFFLINE", "1")
     assert resolve_weights(url) == path and len(hosts.requests) == n
+
+
+def test_a_checkpoint_url_builds_the_model(hosts, tmp_path):
+    import repvit
+
+    torch.manual_seed(0)
+    model = repvit.create_model("repvit_m0_6", num_classes=10).eval()
+    src = repvit.save_checkpoint(model, tmp_path / "ft.safetensors")
+    hosts.files["/runs/ft.safetensors"] = src.read_bytes()
+    loaded = repvit.create_model(checkpoint=hosts.url + "/runs/ft.safetensors").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(WrongWeightsError, match="repvit.load_segmenter"):
+        repvit.create_model(checkpoint="repvit_m1_1_ade20k")

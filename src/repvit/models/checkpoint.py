@@ -26,12 +26,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.io import CheckpointError, atomic_write
-
-# the old private names stay importable from here for code on other branches
-from repvit.io import load_torch as _torch_load
-from repvit.io import read_safetensors as _read_safetensors
-from repvit.io import strip_prefixes as _strip_prefixes
+from repvit.io import CheckpointError, atomic_write, load_torch, read_safetensors, strip_prefixes
+from repvit.weights import resolve_weights
 
 from .config import RepViTConfig
 
@@ -115,21 +111,21 @@ def _unwrap(obj: Any, path: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> LoadedCheckpoint:
-    """Read a checkpoint in any supported format and return it in our (timm) layout."""
+    """Read a checkpoint in any supported format and return it in our (timm) layout.
+
+    ``source`` is a state dict, a file, a URL or a published classifier's name (the last two are downloaded once;
+    see :func:`repvit.weights.resolve_weights`).
+    """
     meta: dict[str, Any] = {}
     if isinstance(source, Mapping):
         sd, meta = _unwrap(source, "the given dict")
         fmt = "state_dict"
     else:
-        path = Path(source)
-        if not path.exists():
-            raise CheckpointError(f"checkpoint {path} does not exist.")
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a directory; pass the file (e.g. {path}/best.pt).")
+        path = resolve_weights(source, kind="classify")
         if path.stat().st_size == 0:
             raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was probably not written completely.")
         if path.suffix == ".safetensors":
-            sd, smeta = _read_safetensors(path)
+            sd, smeta = read_safetensors(path)
             fmt = "timm"
             if smeta.get("format") == FORMAT_NAME:
                 fmt = FORMAT_NAME
@@ -137,9 +133,9 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> L
                 if "class_names" in smeta:
                     meta["class_names"] = json.loads(smeta["class_names"])
         else:
-            sd, meta = _unwrap(_torch_load(path), path)
+            sd, meta = _unwrap(load_torch(path), path)
             fmt = "timm"
-    sd = _strip_prefixes({k: v for k, v in sd.items()})
+    sd = strip_prefixes(dict(sd))
     if any(k.startswith("features.") for k in sd):
         legacy = any(re.search(r"token_mixer\.0\.conv1\.c\.weight$", k) for k in sd)
         sd = authors_to_timm(sd)

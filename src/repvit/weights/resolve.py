@@ -78,12 +78,13 @@ def lookup(source: str | os.PathLike, *, kind: str | None = None) -> Path | Weig
         WeightsFileNotFoundError: a path (see :func:`is_path`) that does not exist.
         UnknownWeightsError: neither a path nor a URL nor a registered name (the message lists the closest names).
         WrongWeightsError: published weights of another kind than ``kind``.
-        ValueError: a folder.
+        CheckpointError: a folder.
     """
     if is_path(source):
         path = Path(source)
         if path.is_dir():
-            raise ValueError(f"{path} is a directory; pass the weights file inside it or a weights name.")
+            raise CheckpointError(f"{path} is a directory; pass the weights file inside it (e.g. {path}/best.pt) or "
+                                  "a weights name.")
         if not path.is_file():
             raise WeightsFileNotFoundError(f"weights file {path} does not exist; check the path, or pass a name from "
                                            "`repvit weights list`.")
