@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from repvit.weights import (
+    UnknownWeightsError,
+    WeightsEntry,
+    default_weights,
+    get_weights,
+    lookup,
+    resolve_weights,
+    url_weights,
+)
 
 from .checkpoint import (
     CheckpointError,
@@ -57,8 +68,6 @@ def _timm_kwargs(kwargs: dict[str, Any], checkpoint: Any) -> Any:
 def _split_tag(name: str | None) -> tuple[str | None, Any]:
     """timm's ``model.tag`` (``repvit_m0_9.dist_450e_in1k``) -> ``(model name, its weights entry)``; any other name
     -> ``(name, None)``."""
-    from repvit.weights import UnknownWeightsError, get_weights
-
     if isinstance(name, str) and "." in name:
         try:
             entry = get_weights(name)
@@ -71,10 +80,6 @@ def _split_tag(name: str | None) -> tuple[str | None, Any]:
 
 def _overlay_source(name: str | None, overlay: dict[str, Any]) -> Any:
     """Where ``pretrained_cfg_overlay`` says the weights are (timm's ``file``, ``hf_hub_id``, ``url``), or None."""
-    from pathlib import Path
-
-    from repvit.weights import WeightsEntry, url_weights
-
     if overlay.get("file"):
         return Path(overlay["file"])
     if overlay.get("hf_hub_id"):
@@ -88,8 +93,6 @@ def _overlay_source(name: str | None, overlay: dict[str, Any]) -> Any:
 
 def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any]) -> tuple[str | None, Any]:
     """The model name and where its weights come from: a :class:`repvit.weights.WeightsEntry`, a file, or None."""
-    from repvit.weights import WeightsEntry, default_weights, lookup
-
     name, tagged = _split_tag(name)
     if pretrained is None or pretrained is False:
         return name, None
@@ -117,10 +120,8 @@ def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any
 
 def _read_pretrained(source: Any) -> tuple[LoadedCheckpoint, str]:
     """Get the weights file (downloading it once) and read it; errors name the file."""
-    from repvit.weights import WeightsEntry, download_weights
-
     if isinstance(source, WeightsEntry):
-        path = download_weights(source)
+        path = resolve_weights(source)
         label = f"weights {source.name!r} ({path})"
     else:
         path, label = source, str(source)
@@ -150,10 +151,6 @@ def _adapt_in_chans(ckpt: LoadedCheckpoint, in_chans: int) -> None:
 
 def _apply_overlay(model: nn.Module, overlay: dict[str, Any], source: Any) -> None:
     """Record where the weights came from and apply ``pretrained_cfg_overlay`` to the model's pretrained_cfg."""
-    from pathlib import Path
-
-    from repvit.weights import WeightsEntry
-
     from .pretrained import DATA_KEYS, refresh_pretrained_cfg
 
     cfg = dict(model.pretrained_cfg)
