@@ -31,7 +31,6 @@ __all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model"
 
 _LOG = logging.getLogger(__name__)
 
-IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 class Normalize(nn.Module):
@@ -107,8 +106,8 @@ def export_model(
     img_size=224,
     batch: int | str = "dynamic",
     bake_normalization: bool = False,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
+    mean=IMAGENET_DEFAULT_MEAN,
+    std=IMAGENET_DEFAULT_STD,
     class_names: list[str] | None = None,
     int8: bool = False,
     calib: list | None = None,
