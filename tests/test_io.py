@@ -67,14 +67,3 @@ def test_check_task_names_both_tasks():
     assert io.checkpoint_task(old_cls) == "classify" and io.checkpoint_task({"w": torch.ones(1)}) is None
     with pytest.raises(ValueError, match="not a training checkpoint.*Use --backbone-checkpoint"):
         io.check_task({"w": torch.ones(1)}, "segment", hint="Use --backbone-checkpoint.")
-
-
-def test_old_names_still_import_from_their_modules():
-    from repvit.models import checkpoint as mc
-
-    assert mc.atomic_write is io.atomic_write and mc.CheckpointError is io.CheckpointError
-    assert mc._torch_load is io.load_torch and mc._read_safetensors is io.read_safetensors
-    assert mc._strip_prefixes is io.strip_prefixes
-    import repvit
-
-    assert repvit.CheckpointError is io.CheckpointError

@@ -11,7 +11,8 @@
   ``repvit detect train`` and ``repvit sam distill`` record their task; a checkpoint of another task is refused with
   an error that names both tasks.
 
-This module sits below every other package of repvit: it imports only torch (and safetensors when asked).
+This module sits below every other package of repvit but :mod:`repvit.tasks`: it imports only that, torch (and
+safetensors when asked).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 import torch
 
+from repvit.tasks import TASKS
+
 __all__ = [
     "CheckpointError",
     "WrongTaskError",
-    "TASKS",
     "atomic_write",
     "load_torch",
     "read_safetensors",
@@ -44,15 +46,6 @@ class CheckpointError(ValueError):
 
 class WrongTaskError(CheckpointError):
     """A training checkpoint of another task than the one asked for."""
-
-
-# task name recorded in training checkpoints -> (what it is, the command that writes it)
-TASKS: dict[str, tuple[str, str]] = {
-    "classify": ("a classification checkpoint", "repvit train"),
-    "segment": ("a segmentation checkpoint", "repvit segment train"),
-    "detect": ("a detection checkpoint", "repvit detect train"),
-    "sam-distill": ("a RepViT-SAM distillation checkpoint", "repvit sam distill"),
-}
 
 
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any], *, suffix: str = ".tmp") -> Path:
@@ -157,7 +150,7 @@ def check_task(ckpt: Any, task: str, source: str | os.PathLike | None = None, hi
 
     Args:
         ckpt: the loaded checkpoint (a dict).
-        task: the task expected, a key of :data:`TASKS`.
+        task: the task expected, a key of :data:`repvit.tasks.TASKS`.
         source: the file (or a description) named in the error.
         hint: a sentence appended to the error, e.g. how to start from another task's weights.
 
@@ -167,7 +160,8 @@ def check_task(ckpt: Any, task: str, source: str | os.PathLike | None = None, hi
     found = checkpoint_task(ckpt)
     if found == task:
         return
-    what, command = TASKS.get(task, (f"a {task} checkpoint", f"the {task} task"))
+    spec = TASKS.get(task)
+    what, command = (spec.checkpoint, spec.command) if spec else (f"a {task} checkpoint", f"the {task} task")
     label = source if source is not None else "the checkpoint"
     got = f"a training checkpoint of task {found!r}" if found is not None else "not a training checkpoint"
     raise WrongTaskError(f"{label} is {got}, not of `{command}` ({what} was expected)." + (f" {hint}" if hint else ""))

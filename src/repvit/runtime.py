@@ -1,25 +1,65 @@
-"""Where a run executes: one device resolver and one CPU-thread setter for every command and library call.
+"""Where a run executes: one device resolver and one CPU-thread setter for every command and library call, and the
+one importer of optional dependencies.
 
 ``--device auto|cpu|cuda`` (and ``cuda:N``) means the same thing everywhere: :func:`resolve_device` turns it into a
 :class:`torch.device`, with ``auto`` picking CUDA when this torch sees a GPU and the CPU otherwise, and a clear error
 when CUDA is asked for but absent. :func:`set_threads` / :func:`torch_threads` set torch's intra-op CPU threads.
 This module imports torch only when called, so the CLI can use :func:`device_arg` and :func:`add_device_arg` while
-parsing arguments.
+parsing arguments. :func:`require` imports an optional dependency or raises an ImportError naming the pip extra that
+installs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "add_device_arg", "device_arg", "resolve_device", "set_threads", "torch_threads"]
+__all__ = ["DEVICE_CHOICES", "add_device_arg", "device_arg", "resolve_device", "set_threads", "torch_threads",
+           "require"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+# top-level module -> the extra of repvit-pytorch (pyproject.toml) that installs it
+_EXTRAS = {
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "nncf": "openvino",
+    "executorch": "executorch",
+    "torchao": "executorch",
+    "litert_torch": "tflite",
+    "ai_edge_litert": "tflite",
+    "coremltools": "coreml",
+    "matplotlib": "plot",
+    "sklearn": "digits",
+    "pycocotools": "dense",
+    "segment_anything": "sam",
+    "gradio": "app",
+}
+
+
+def require(module: str, purpose: str = "", *, extra: str | None = None) -> ModuleType:
+    """Import ``module`` or raise an ImportError naming the ``repvit-pytorch`` extra that provides it.
+
+    Args:
+        module: the module, e.g. ``"onnxruntime"`` or ``"pycocotools.cocoeval"``.
+        purpose: what it is needed for, used in the message.
+        extra: the extra to name; by default the one that installs the top-level module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        extra = extra or _EXTRAS.get(module.split(".")[0], module)
+        why = f" for {purpose}" if purpose else ""
+        raise ImportError(f"{module} is needed{why} but is not installed: pip install 'repvit-pytorch[{extra}]'") from e
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -119,3 +119,47 @@ def test_int8_is_qdq_per_channel_and_follows_fp32(tmp_path):
         ref = repvit.fuse_model(model)(x)
     cos = torch.nn.functional.cosine_similarity(torch.from_numpy(q), ref, dim=1)
     assert cos.min() > 0.98
+
+
+class _TwoInputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, image, scale):
+        return self.conv(image) * scale.view(1, -1, 1, 1), image.mean(dim=(2, 3))
+
+
+def test_export_helper_names_inputs_outputs_and_dynamic_axes():
+    from repvit.deploy.onnx_export import export_onnx_bytes
+
+    torch.manual_seed(0)
+    model = _TwoInputs().eval()
+    spatial = {2: "height", 3: "width"}
+    data = export_onnx_bytes(model, (torch.randn(1, 3, 8, 8), torch.rand(4)), input_names=["image", "scale"],
+                             output_names=["features", "mean"], dynamic_axes={"image": spatial, "features": spatial},
+                             dynamic_batch=False)
+    graph = onnx.load_from_string(data).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    assert dims == {"image": [1, 3, "height", "width"], "scale": [4]}
+    assert [o.name for o in graph.output] == ["features", "mean"]
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x, s = torch.randn(1, 3, 12, 20), torch.rand(4)
+    got = sess.run(None, {"image": x.numpy(), "scale": s.numpy()})
+    with torch.no_grad():
+        ref = model(x, s)
+    assert all(rel_err(torch.from_numpy(g), r) < 1e-5 for g, r in zip(got, ref))
+    batched = export_onnx_bytes(model, (torch.randn(1, 3, 8, 8), torch.rand(4)), input_names=["image", "scale"],
+                                output_names=["features", "mean"])
+    first = onnx.load_from_string(batched).graph.input[0].type.tensor_type.shape.dim[0]
+    assert first.dim_param == "batch"
+
+
+def test_format_table_suffixes():
+    from repvit.deploy.export import FORMATS, format_for_path
+
+    assert [format_for_path(f"m{s}") for s in (".onnx", ".pt", ".ts", ".mlpackage", ".pte", ".tflite")] == [
+        "onnx", "torchscript", "torchscript", "coreml", "executorch", "tflite"]
+    assert set(FORMATS) == {"onnx", "torchscript", "coreml", "executorch", "tflite"}
+    with pytest.raises(ValueError, match="--format"):
+        format_for_path("m.bin")

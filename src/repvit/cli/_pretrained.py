@@ -16,26 +16,27 @@ def add_pretrained_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def pretrained_weights(value: bool | str, model: str | None):
-    """The :class:`repvit.weights.WeightsEntry` that ``--pretrained`` (with ``--model``) names."""
-    from repvit.weights import get_weights
+    """The :class:`repvit.weights.WeightsEntry` of a classifier that ``--pretrained`` (with ``--model``) names."""
+    from repvit.weights import WeightsEntry, lookup
 
     if value is True:
         if not model:
             raise ValueError("--pretrained without a NAME needs --model (e.g. --model repvit_m0_9 --pretrained), "
                              "or name the weights: --pretrained repvit_m0_9.dist_450e_in1k.")
-        return get_weights(model)
-    entry = get_weights(str(value))
-    if entry.task != "classify":
-        raise ValueError(f"--pretrained {entry.name} holds {entry.task} weights, not a classifier's.")
-    return entry
+        value = model
+    found = lookup(str(value), kind="classify")
+    if not isinstance(found, WeightsEntry):
+        raise ValueError(f"--pretrained takes published weights (repvit weights list); pass the file {found} with "
+                         "--checkpoint.")
+    return found
 
 
 def pretrained_file(value: bool | str, model: str | None) -> tuple[str, str]:
     """``(local file, model name)`` for ``--pretrained``: the weights downloaded (or found in the cache)."""
-    from repvit.weights import download_weights
+    from repvit.weights import resolve_weights
 
     entry = pretrained_weights(value, model)
-    return str(download_weights(entry)), entry.model
+    return str(resolve_weights(entry)), entry.model or model
 
 
 def checkpoint_and_model(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -64,7 +65,7 @@ def apply_backbone_pretrained(args: argparse.Namespace) -> None:
     name = getattr(args, "backbone_pretrained", None)
     if not name:
         return
-    from repvit.weights import download_weights, get_weights
+    from repvit.weights import get_weights, resolve_weights
 
     if getattr(args, "backbone_checkpoint", None):
         raise ValueError("pass --backbone-checkpoint or --backbone-pretrained, not both.")
@@ -75,5 +76,5 @@ def apply_backbone_pretrained(args: argparse.Namespace) -> None:
     if args.model and args.model != entry.model:
         raise ValueError(f"--backbone-pretrained {entry.name} holds a {entry.model} backbone, not --model "
                          f"{args.model}; drop --model or pick weights of that model.")
-    args.backbone_checkpoint = str(download_weights(entry))
+    args.backbone_checkpoint = str(resolve_weights(entry))
     args.model = entry.model

@@ -48,23 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _format(args: argparse.Namespace) -> str:
-    from repvit.deploy.export import FORMATS
+    from repvit.deploy.export import FORMATS, format_for_path
 
     if args.format:
         if args.format not in FORMATS:
             raise ValueError(f"Unknown export format {args.format!r}; supported: {', '.join(FORMATS)}.")
         return args.format
-    suffixes = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".mlpackage": "coreml",
-                ".pte": "executorch", ".tflite": "tflite"}
-    for suf, fmt in suffixes.items():
-        if args.output.endswith(suf):
-            return fmt
-    raise ValueError(f"cannot tell the format from {args.output!r}; pass --format ({', '.join(FORMATS)}).")
+    return format_for_path(args.output)
 
 
 def run(args: argparse.Namespace) -> int:
+    from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
     from repvit.data import is_digits
-    from repvit.deploy.export import IMAGENET_MEAN, IMAGENET_STD, check_img_size, export_model
+    from repvit.deploy.export import check_img_size, export_model
     from repvit.models import create_model, read_checkpoint
 
     fmt = _format(args)
@@ -84,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt = read_checkpoint(args.checkpoint)
         class_names, fused_ckpt = ckpt.meta.get("class_names"), ckpt.fused
         trained_on = (ckpt.meta.get("train_config") or {}).get("data")
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     if trained_on is not None and is_digits(trained_on):  # the digits transform normalizes with mean/std 0.5
         from repvit.data.digits import DIGITS_MEAN, DIGITS_STD
 

@@ -7,24 +7,24 @@ import importlib
 import logging
 import sys
 
+from repvit.tasks import TASKS
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-# sub-command name -> module in repvit.cli (each has ``register(subparsers)`` that sets ``func`` on its parser)
-COMMANDS = {
-    "list": "list_cmd",
-    "info": "info_cmd",
-    "convert": "convert_cmd",
-    "demo": "demo_cmd",
-    "train": "train_cmd",
-    "eval": "eval_cmd",
-    "predict": "predict_cmd",
-    "export": "export_cmd",
-    "bench": "bench_cmd",
-    "roadmap": "roadmap_cmd",
-    "segment": "segment_cmd",
-    "detect": "detect_cmd",
-    "sam": "sam_cmd",
-    "weights": "weights_cmd",
+# sub-command name -> its module (each has ``register(subparsers)`` that sets ``func`` on its parser); the tasks'
+# sub-commands come from repvit.tasks
+COMMANDS: dict[str, str] = {
+    "list": "repvit.cli.list_cmd",
+    "info": "repvit.cli.info_cmd",
+    "convert": "repvit.cli.convert_cmd",
+    "demo": "repvit.cli.demo_cmd",
+    "eval": "repvit.cli.eval_cmd",
+    "predict": "repvit.cli.predict_cmd",
+    "export": "repvit.cli.export_cmd",
+    "bench": "repvit.cli.bench_cmd",
+    "roadmap": "repvit.cli.roadmap_cmd",
+    **{task.cli: task.cli_module for task in TASKS.values()},
+    "weights": "repvit.cli.weights_cmd",
 }
 
 
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
-        try:
-            mod = importlib.import_module(f"repvit.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"repvit.cli.{module}":
-                continue  # sub-command not available in this build
-            raise
-        mod.register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 

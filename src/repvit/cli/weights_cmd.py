@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from repvit.tasks import WEIGHT_KINDS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="published weights: list, download, path",
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     ls = wsub.add_parser("list", help="every name with its model, host, URL and whether it is cached")
     ls.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'repvit_m1_1*'")
-    ls.add_argument("--task", choices=["classify", "segment", "detect", "sam"])
+    ls.add_argument("--task", choices=WEIGHT_KINDS, help="only weights of this kind")
     ls.add_argument("--json", action="store_true", help="one JSON list")
     ls.set_defaults(func=run_list)
     dl = wsub.add_parser("download", help="download weights into the cache (with a progress bar)")

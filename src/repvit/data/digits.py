@@ -38,13 +38,9 @@ DIGITS_STD = 0.5
 
 @lru_cache(maxsize=1)
 def raw_digits() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(
-            "the built-in 'digits' data set needs scikit-learn: pip install 'repvit-pytorch[digits]'"
-        ) from e
-    d = load_digits()
+    from repvit.runtime import require
+
+    d = require("sklearn.datasets", "the built-in 'digits' data set").load_digits()
     return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
 __all__ = ["IMAGE_EXTENSIONS", "list_images"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+# the image files every command reads: torchvision's ImageFolder extensions and GIF (PIL reads its first frame)
+IMAGE_EXTENSIONS: tuple[str, ...] = (*IMG_EXTENSIONS, ".gif")
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
@@ -19,5 +22,5 @@ def list_images(path: str | os.PathLike) -> list[Path]:
         return [p]
     files = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file())
     if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {p}.")
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {p}.")
     return files

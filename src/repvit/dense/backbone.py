@@ -36,7 +36,7 @@ import torch.nn as nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from repvit.io import load_torch
+from repvit.io import load_torch, strip_prefixes
 from repvit.models.checkpoint import (
     CheckpointError,
     LoadedCheckpoint,
@@ -171,8 +171,7 @@ def read_backbone_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> L
                 break
     if isinstance(inner, Mapping) and any(str(k).startswith(("backbone.", "module.backbone.")) for k in inner):
         sd: dict[str, torch.Tensor] = {}
-        for k, v in inner.items():
-            k = k[len("module."):] if k.startswith("module.") else k
+        for k, v in strip_prefixes(dict(inner)).items():
             if not k.startswith("backbone.") or not isinstance(v, torch.Tensor):
                 continue
             k = k[len("backbone."):]

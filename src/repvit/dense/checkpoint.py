@@ -17,38 +17,25 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.io import load_torch
+import repvit.weights
+from repvit.io import load_torch, strip_prefixes
 from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
 
 __all__ = ["resolve_checkpoint", "read_dense_checkpoint", "read_authors_checkpoint", "DenseCheckpoint",
            "split_backbone", "backbone_model_name", "load_strict", "rename_key", "load_mapped", "open_dense_model"]
 
-_CKPT_SUFFIXES = (".pt", ".pth", ".pth.tar", ".bin", ".ckpt", ".safetensors")
-
-
 # ----------------------------------------------------------------------------------------------------- reading
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """An existing file as is; otherwise a published-weights name resolved (downloaded) by ``repvit.weights``.
+    """A dense checkpoint's local file: a path, a URL, or a published name (``repvit_m1_1_ade20k``,
+    ``repvit_m1_1_coco``) through :func:`repvit.weights.resolve_weights`; the readers tell its task from its layout.
 
     Raises:
-        FileNotFoundError: the path does not exist and it is not a name the weights registry can resolve (or the
-            registry is not available).
+        FileNotFoundError: a path that does not exist.
+        ValueError: neither a path nor a URL nor a published name.
     """
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    text = str(name_or_path)
-    if isinstance(name_or_path, Path) or os.sep in text or "/" in text or text.endswith(_CKPT_SUFFIXES):
-        raise FileNotFoundError(f"checkpoint {text} does not exist; pass an existing file or a published-weights "
-                                "name such as 'repvit_m1_1_ade20k' or 'repvit_m1_1_coco'.")
-    try:
-        from repvit.weights import resolve_weights
-    except ImportError as e:
-        raise FileNotFoundError(f"{text!r} is not an existing file, and published-weights names cannot be resolved "
-                                f"here (repvit.weights is not available: {e}); pass the checkpoint's path.") from None
-    return Path(resolve_weights(text))
+    return Path(repvit.weights.resolve_weights(name_or_path))
 
 
 @dataclass
@@ -107,7 +94,7 @@ def read_dense_checkpoint(name_or_path: str | os.PathLike) -> DenseCheckpoint:
             return DenseCheckpoint(path, str(obj["task"]), obj)
         sd = obj.get("state_dict")
         if isinstance(sd, Mapping):
-            sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+            sd = strip_prefixes(dict(sd))
             layout = _mm_layout(sd)
             if layout:
                 return DenseCheckpoint(path, layout, {**obj, "state_dict": sd})
@@ -122,8 +109,7 @@ def read_authors_checkpoint(name_or_path: str | os.PathLike, layout: str) -> Den
     """The authors' checkpoint of ``layout`` (``"mmseg"`` or ``"mmdet"``) read, or None for anything else: a file of
     ours, of the other layout, or one that is not a dense checkpoint keeps its task's own reader (and its errors); a
     missing path is left to that reader too, which names it."""
-    p = Path(name_or_path)
-    if not p.is_file() and (p.suffix or "/" in str(name_or_path)):
+    if repvit.weights.is_path(name_or_path) and not Path(name_or_path).is_file():
         return None
     try:
         ckpt = read_dense_checkpoint(name_or_path)

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import torch
 
-from repvit.data import is_digits
+from repvit.data import IMAGE_EXTENSIONS, is_digits
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image_folder", "load_calibration", "digits_tensors"]
+__all__ = ["load_image_folder", "load_calibration", "digits_tensors"]
 
 _LOG = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
 
 def _eval_transform(img_size: tuple[int, int], mean, std, normalize: bool):

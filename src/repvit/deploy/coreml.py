@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["convert_coreml", "save_mlpackage", "coreml_spec_summary"]
 

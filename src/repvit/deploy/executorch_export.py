@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["export_executorch_bytes", "delegate_summary", "set_threads", "load_method", "run_method"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,16 @@ import torch
 import torch.nn as nn
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from repvit.io import atomic_write
 from repvit.models import fuse_model
+from repvit.runtime import require
 
 from .parity import ParityError, ParityReport, as_list, compare_outputs
 
-__all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model", "check_img_size"]
+__all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model", "check_img_size", "format_for_path"]
 
 _LOG = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("onnx", "torchscript", "coreml", "executorch", "tflite")
-INT8_FORMATS: tuple[str, ...] = ("onnx", "executorch")
-FIXED_BATCH_FORMATS: tuple[str, ...] = ("coreml", "executorch", "tflite")
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage", "executorch": ".pte", "tflite": ".tflite"}
-IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
 
 
 class Normalize(nn.Module):
@@ -86,6 +84,20 @@ def _parity_inputs(batch: int | str, img_size: tuple[int, int], in_chans: int, b
     return [x.mul(0.25).add(0.5).clamp(0, 1) for x in xs] if baked else xs
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What an exporter needs besides the model, its inputs and the result it fills."""
+
+    rtol: float
+    img_size: tuple[int, int]
+    batch: int | str
+    opset: int | None = None
+    optimize: str = "basic"
+    int8: bool = False
+    calib: list | None = None
+    int8_mode: str | None = None
+
+
 def export_model(
     model: nn.Module,
     output: str | Path,
@@ -94,8 +106,8 @@ def export_model(
     img_size=224,
     batch: int | str = "dynamic",
     bake_normalization: bool = False,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
+    mean=IMAGENET_DEFAULT_MEAN,
+    std=IMAGENET_DEFAULT_STD,
     class_names: list[str] | None = None,
     int8: bool = False,
     calib: list | None = None,
@@ -135,17 +147,59 @@ def export_model(
         ImportError: the format's optional dependency is missing (names the pip extra).
         ParityError: the exported model does not match the fused PyTorch model.
     """
-    if format not in FORMATS:
+    spec = _format_spec(format)
+    batch, baked = _check_request(spec, batch, bake_normalization, int8, calib)
+    h, w = check_img_size(img_size, fixed=True)
+    for module in spec.requires:
+        require(module, f"{format} export")  # fail before fusing and tracing when it is missing
+    fused = fuse_model(model).float().cpu().eval()
+    net: nn.Module = Normalize(fused, mean, std).eval() if baked else fused
+    in_chans = _in_chans(fused)
+    xs = _parity_inputs(batch, (h, w), in_chans, baked)
+    with torch.no_grad():
+        outs = [net(x) for x in xs]
+    refs = [as_list(o) for o in outs]
+    metadata = _metadata(model, fused, refs[0], features_only=not isinstance(outs[0], torch.Tensor),
+                         model_name=model_name, input_size=[in_chans, h, w], batch=batch, mean=mean, std=std,
+                         baked=baked, class_names=class_names)
+    result = ExportResult(Path(output), format, ParityReport(), metadata, list(metadata["outputs"]))
+    spec.write(net, xs, refs, result, _Options(rtol, (h, w), batch, opset, optimize, int8, calib, int8_mode))
+    return result
+
+
+def _format_spec(format: str) -> _Format:
+    if format not in _FORMATS:
         raise ValueError(f"Unknown export format {format!r}; supported: {', '.join(FORMATS)}.")
-    if int8 and format not in INT8_FORMATS:
-        raise ValueError(f"--int8 is supported for {' and '.join(INT8_FORMATS)} only (format {format!r}).")
+    return _FORMATS[format]
+
+
+def format_for_path(path: str | Path) -> str:
+    """The export format a file name asks for, by its suffix (``.onnx``, ``.pt``/``.ts``, ``.mlpackage``, ``.pte``,
+    ``.tflite``).
+
+    Raises:
+        ValueError: no format writes that suffix.
+    """
+    name = str(path).rstrip("/")
+    for fmt, spec in _FORMATS.items():
+        if name.endswith(spec.suffixes):
+            return fmt
+    raise ValueError(f"cannot tell the format from {str(path)!r}; pass --format ({', '.join(FORMATS)}).")
+
+
+def _check_request(spec: _Format, batch: int | str, baked: bool, int8: bool, calib) -> tuple[int | str, bool]:
+    """The batch and normalization the format takes, after refusing what it cannot do."""
+    if int8 and not spec.int8:
+        int8_formats = [f for f, s in _FORMATS.items() if s.int8]
+        raise ValueError(f"--int8 is supported for {' and '.join(int8_formats)} only (format {spec.name!r}).")
     if int8 and not calib:
         raise ValueError("--int8 needs calibration data: --calib FOLDER (images) or --calib digits.")
-    if format == "coreml":
+    if spec.batch_one:
         if batch not in (1, "1", "dynamic"):
-            raise ValueError("Core ML export is batch 1 only.")
-        batch, bake_normalization = 1, True
-    if format in FIXED_BATCH_FORMATS and batch == "dynamic":
+            raise ValueError(f"{spec.title} export is batch 1 only.")
+        batch = 1
+    baked = baked or spec.baked
+    if spec.fixed_batch and batch == "dynamic":
         batch = 1  # these formats have a fixed input shape
     if batch != "dynamic":
         try:
@@ -154,30 +208,26 @@ def export_model(
             raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}.") from None
         if batch < 1:
             raise ValueError(f"batch must be 'dynamic' or a positive integer, got {batch!r}.")
-    h, w = check_img_size(img_size, fixed=True)
-    output = Path(output)
+    return batch, baked
 
+
+def _metadata(model: nn.Module, fused: nn.Module, ref: list[torch.Tensor], *, features_only: bool,
+              model_name: str | None, input_size: list[int], batch: int | str, mean, std, baked: bool,
+              class_names: list[str] | None) -> dict[str, Any]:
+    """What goes into the exported file's metadata (``ref``: the fused model's outputs on the first input)."""
     info = dict(getattr(model, "build_info", {}) or {})
-    fused = fuse_model(model).float().cpu().eval()
-    features_only = bool(info.get("features_only")) or not isinstance(fused(torch.zeros(1, _in_chans(fused), h, w)),
-                                                                       torch.Tensor)
-    net: nn.Module = Normalize(fused, mean, std).eval() if bake_normalization else fused
-    in_chans = _in_chans(fused)
-    xs = _parity_inputs(batch, (h, w), in_chans, bake_normalization)
-    with torch.no_grad():
-        refs = [as_list(net(x)) for x in xs]
-    out_names = ["logits"] if not features_only else [f"feat{i}" for i in range(len(refs[0]))]
+    features_only = features_only or bool(info.get("features_only"))
     metadata: dict[str, Any] = {
         "model_name": model_name or info.get("model_name") or type(model).__name__,
         "framework": "repvit",
-        "input_size": [in_chans, h, w],
+        "input_size": input_size,
         "batch": batch,
         "mean": list(mean),
         "std": list(std),
-        "normalization": "baked (input is RGB in 0..1)" if bake_normalization else "input is normalized",
+        "normalization": "baked (input is RGB in 0..1)" if baked else "input is normalized",
         "class_names": list(class_names) if class_names else [],
         "features_only": features_only,
-        "outputs": out_names,
+        "outputs": ["logits"] if not features_only else [f"feat{i}" for i in range(len(ref))],
         "fused": True,
     }
     if features_only and getattr(fused, "feature_info", None) is not None:
@@ -187,19 +237,7 @@ def export_model(
             metadata["reductions"] = [int(r) for r in red]
         except (TypeError, KeyError):
             pass
-    result = ExportResult(output, format, ParityReport(), metadata, out_names)
-
-    if format == "onnx":
-        _export_onnx(net, xs, refs, result, batch, rtol, opset, optimize, int8, calib, int8_mode)
-    elif format == "torchscript":
-        _export_torchscript(net, xs, refs, result, rtol)
-    elif format == "executorch":
-        _export_executorch(net, xs, refs, result, rtol, int8, calib)
-    elif format == "tflite":
-        _export_tflite(net, xs, refs, result, rtol)
-    else:
-        _export_coreml(net, xs, refs, result, rtol, (h, w))
-    return result
+    return metadata
 
 
 def _in_chans(model: nn.Module) -> int:
@@ -209,37 +247,33 @@ def _in_chans(model: nn.Module) -> int:
     return 3
 
 
-def _export_onnx(net, xs, refs, result: ExportResult, batch, rtol, opset, optimize, int8, calib,
-                 int8_mode=None) -> None:
-    from repvit.io import atomic_write
-
+def _export_onnx(net, xs, refs, result: ExportResult, opts: _Options) -> None:
     from .onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, op_types, optimize_onnx_bytes
     from .onnx_passes import apply_passes
 
-    opset = opset or OPSET
-    data = export_onnx_bytes(net, xs[0], dynamic_batch=batch == "dynamic", opset=opset,
+    opset = opts.opset or OPSET
+    data = export_onnx_bytes(net, xs[0], dynamic_batch=opts.batch == "dynamic", opset=opset,
                              output_names=result.output_names)
-    data = optimize_onnx_bytes(apply_passes(data), optimize)
-    result.metadata.update(opset=opset, graph_optimization=f"{optimize}; ReduceMean->GlobalAveragePool")
+    data = optimize_onnx_bytes(apply_passes(data), opts.optimize)
+    result.metadata.update(opset=opset, graph_optimization=f"{opts.optimize}; ReduceMean->GlobalAveragePool")
     ops = op_types(data)
     if "BatchNormalization" in ops:
         raise ParityError("the exported graph still contains BatchNormalization nodes; fusing did not cover them.")
     sess = make_session(data, threads=2, level="all", spinning=False, nchwc_se=False)
     for x, ref in zip(xs, refs):
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
-        compare_outputs([torch.from_numpy(g) for g in got], ref, rtol, f"onnxruntime, batch {x.shape[0]}",
+        compare_outputs([torch.from_numpy(g) for g in got], ref, opts.rtol, f"onnxruntime, batch {x.shape[0]}",
                         result.output_names, result.parity)
-    if int8:
+    if opts.int8:
         from .int8_mode import resolve_int8_mode
         from .quantize import quantize_onnx_bytes
 
-        choice = resolve_int8_mode(int8_mode)
-        fp32_sess = sess
-        data = quantize_onnx_bytes(data, calib, int8_mode=choice)
+        choice = resolve_int8_mode(opts.int8_mode)
+        data = quantize_onnx_bytes(data, opts.calib, int8_mode=choice)
         q = make_session(data, threads=2, spinning=False)
-        result.int8 = _agreement(_ort_fn(fp32_sess), _ort_fn(q), calib)
-        result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations", **{
-            "int8_calibration_images": int(sum(len(c) for c in calib))}, **choice.metadata())
+        result.int8 = _agreement(_ort_fn(sess), _ort_fn(q), opts.calib)
+        result.metadata.update(int8="static QDQ, per-channel weights, uint8 activations",
+                               int8_calibration_images=int(sum(len(c) for c in opts.calib)), **choice.metadata())
         ops = op_types(data)
     result.ops = sorted(ops)
     data = add_metadata(data, result.metadata)
@@ -253,34 +287,32 @@ def _ort_fn(sess):
     return lambda b: torch.from_numpy(sess.run(None, {name: b.numpy()})[0])
 
 
-def _export_torchscript(net, xs, refs, result: ExportResult, rtol) -> None:
+def _export_torchscript(net, xs, refs, result: ExportResult, opts: _Options) -> None:
     from .torchscript import save_torchscript, trace_and_freeze
 
     ts = trace_and_freeze(net, xs[0], optimize=False)
     with torch.no_grad():
         for x, ref in zip(xs, refs):
-            compare_outputs(as_list(ts(x)), ref, rtol, f"torchscript, batch {x.shape[0]}", result.output_names,
+            compare_outputs(as_list(ts(x)), ref, opts.rtol, f"torchscript, batch {x.shape[0]}", result.output_names,
                             result.parity)
     save_torchscript(ts, result.path, {"metadata.json": json.dumps(result.metadata)})
     # reload what was written and check again: the file is what users get
     loaded = torch.jit.load(str(result.path))
     with torch.no_grad():
-        compare_outputs(as_list(loaded(xs[-1])), refs[-1], rtol, "torchscript file (reloaded)", result.output_names,
-                        result.parity)
+        compare_outputs(as_list(loaded(xs[-1])), refs[-1], opts.rtol, "torchscript file (reloaded)",
+                        result.output_names, result.parity)
 
 
-def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
-    from ._optional import require
+def _export_coreml(net, xs, refs, result: ExportResult, opts: _Options) -> None:
     from .coreml import convert_coreml, save_mlpackage
 
-    require("coremltools", "Core ML export")  # fail before tracing when it is missing
     with torch.no_grad():
         traced = torch.jit.trace(net, (xs[0],), check_trace=False)
-        compare_outputs(as_list(traced(xs[0])), refs[0], rtol, "traced module converted to Core ML",
+        compare_outputs(as_list(traced(xs[0])), refs[0], opts.rtol, "traced module converted to Core ML",
                         result.output_names, result.parity)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in result.metadata.items()}
     meta["input_range"] = "0..255 RGB pixels, scaled by 1/255 in the image input"
-    mlmodel = convert_coreml(traced, img_size, result.output_names, meta,
+    mlmodel = convert_coreml(traced, opts.img_size, result.output_names, meta,
                              description=f"{result.metadata['model_name']} (fused RepViT)")
     result.metadata["coreml_precision"] = "float16"
     save_mlpackage(mlmodel, result.path)
@@ -288,8 +320,6 @@ def _export_coreml(net, xs, refs, result: ExportResult, rtol, img_size) -> None:
 
 def _write_sidecar(result: ExportResult) -> None:
     """Formats without a metadata slot get ``<file>.json`` beside them (mean/std, classes, input size)."""
-    from repvit.io import atomic_write
-
     text = json.dumps(result.metadata, indent=2)
     atomic_write(Path(str(result.path) + ".json"), lambda p: Path(p).write_text(text))
 
@@ -311,42 +341,65 @@ def _per_image(method, run):
     return lambda b: torch.cat([run(method, b[i:i + 1])[0] for i in range(b.shape[0])])
 
 
-def _export_executorch(net, xs, refs, result: ExportResult, rtol, int8, calib) -> None:
-    from repvit.io import atomic_write
-
+def _export_executorch(net, xs, refs, result: ExportResult, opts: _Options) -> None:
     from .executorch_export import export_executorch_bytes, load_method, run_method
 
     data, info = export_executorch_bytes(net, xs[0])
     method = load_method(data)
     for x, ref in zip(xs, refs):
-        compare_outputs(run_method(method, x), ref, rtol, f"executorch.runtime, batch {x.shape[0]}",
+        compare_outputs(run_method(method, x), ref, opts.rtol, f"executorch.runtime, batch {x.shape[0]}",
                         result.output_names, result.parity)
     result.metadata.update(runtime="executorch", delegate="XNNPACK", **info)
-    if int8:
+    if opts.int8:
         if int(result.metadata["batch"]) != 1:
             raise ValueError("ExecuTorch INT8 export is batch 1 only (calibration agreement runs image by image).")
-        data, info = export_executorch_bytes(net, xs[0], int8=True, calib=calib)
+        data, info = export_executorch_bytes(net, xs[0], int8=True, calib=opts.calib)
         q = load_method(data)
-        result.int8 = _agreement(_per_image(method, run_method), _per_image(q, run_method), calib)
+        result.int8 = _agreement(_per_image(method, run_method), _per_image(q, run_method), opts.calib)
         result.metadata.update(int8="PT2E XNNPACKQuantizer: symmetric per-channel int8 weights, int8 activations",
                                int8_mode="not needed (XNNPACK widens to 16 bits before multiplying)",
-                               int8_calibration_images=int(sum(len(c) for c in calib)), **info)
+                               int8_calibration_images=int(sum(len(c) for c in opts.calib)), **info)
     result.ops = [f"executorch_call_delegate x{info['delegate_calls']}"] + info["portable_ops"]
     atomic_write(result.path, lambda p: Path(p).write_bytes(data))
     _write_sidecar(result)
     _LOG.info("wrote ExecuTorch %s (%d XNNPACK delegate calls)", result.path, info["delegate_calls"])
 
 
-def _export_tflite(net, xs, refs, result: ExportResult, rtol) -> None:
-    from repvit.io import atomic_write
-
+def _export_tflite(net, xs, refs, result: ExportResult, opts: _Options) -> None:
     from .tflite_export import export_tflite_bytes, load_interpreter, run_interpreter
 
     data = export_tflite_bytes(net, xs[0])
     interp = load_interpreter(data)
     for x, ref in zip(xs, refs):
-        compare_outputs(run_interpreter(interp, x), ref, rtol, f"LiteRT interpreter, batch {x.shape[0]}",
+        compare_outputs(run_interpreter(interp, x), ref, opts.rtol, f"LiteRT interpreter, batch {x.shape[0]}",
                         result.output_names, result.parity)
     result.metadata.update(runtime="litert", layout="NCHW input (as PyTorch)")
     atomic_write(result.path, lambda p: Path(p).write_bytes(data))
     _write_sidecar(result)
+
+
+@dataclass(frozen=True)
+class _Format:
+    """One export format: the function that writes and checks it and what it takes."""
+
+    name: str
+    title: str
+    write: Callable[[nn.Module, list, list, ExportResult, _Options], None]
+    suffixes: tuple[str, ...]
+    requires: tuple[str, ...] = ()  # optional modules, imported first (the error names their pip extra)
+    fixed_batch: bool = False  # a fixed input shape: "dynamic" means batch 1
+    batch_one: bool = False  # batch 1 only
+    baked: bool = False  # always takes pixels (normalization in the model)
+    int8: bool = False  # static INT8 quantization on calibration data
+
+
+_FORMATS: dict[str, _Format] = {f.name: f for f in (
+    _Format("onnx", "ONNX", _export_onnx, (".onnx",), ("onnx", "onnxruntime"), int8=True),
+    _Format("torchscript", "TorchScript", _export_torchscript, (".pt", ".ts")),
+    _Format("coreml", "Core ML", _export_coreml, (".mlpackage",), ("coremltools",), fixed_batch=True,
+            batch_one=True, baked=True),
+    # executorch and litert_torch warn when imported: their exporters import them with the warnings silenced
+    _Format("executorch", "ExecuTorch", _export_executorch, (".pte",), fixed_batch=True, int8=True),
+    _Format("tflite", "TFLite", _export_tflite, (".tflite",), fixed_batch=True),
+)}
+FORMATS: tuple[str, ...] = tuple(_FORMATS)

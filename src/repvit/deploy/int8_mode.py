@@ -35,7 +35,6 @@ LOWP_DROP_HINT = (
     "--int8-mode safe (7-bit weights), or calibrate on more/representative images"
 )
 
-_VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile")
 # oneDNN's ISA names at or below AVX2 (https://oneapi-src.github.io/oneDNN/dev_guide_cpu_dispatcher_control.html)
 _CAPPED_NO_VNNI = ("sse41", "avx", "avx2")
 

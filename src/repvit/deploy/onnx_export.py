@@ -11,14 +11,14 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = [
     "OPSET",
@@ -36,9 +36,9 @@ _LOG = logging.getLogger(__name__)
 OPSET = 17
 
 
-def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
+def _output_names(model: nn.Module, args: tuple[torch.Tensor, ...]) -> list[str]:
     with torch.no_grad():
-        out = model(example)
+        out = model(*args)
     if isinstance(out, torch.Tensor):
         return ["logits"]
     return [f"feat{i}" for i in range(len(out))]
@@ -46,40 +46,46 @@ def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 def export_onnx_bytes(
     model: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | Sequence[torch.Tensor],
     dynamic_batch: bool = True,
     opset: int = OPSET,
-    input_name: str = "input",
+    input_names: Sequence[str] = ("input",),
     output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> bytes:
     """Export ``model`` (in eval mode) to ONNX and return the serialized model.
 
     Args:
         model: the module to export; a ``features_only`` backbone gives one output per feature map.
-        example: an input tensor fixing the channel count and (for fixed-size exports) the shape.
-        dynamic_batch: make the batch axis of the input and of every output symbolic (``"batch"``).
+        example: the input tensor (or one per input) fixing the channel count and, on fixed axes, the shape.
+        dynamic_batch: make axis 0 of every input and output symbolic (``"batch"``).
         opset: the ONNX opset to pin.
-        input_name: name of the graph input.
+        input_names: names of the graph inputs, one per example tensor.
         output_names: names of the outputs; default ``logits`` or ``feat0..featN``.
+        dynamic_axes: more symbolic axes by input or output name, e.g. ``{"image": {2: "height", 3: "width"}}``;
+            added to the batch axes.
     """
     require("onnx", "ONNX export")
     model = model.eval()
-    names = list(output_names) if output_names else _output_names(model, example)
-    axes = None
+    args = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    names = list(output_names) if output_names else _output_names(model, args)
+    axes: dict[str, dict[int, str]] = {}
     if dynamic_batch:
-        axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in names}}
+        axes = {n: {0: "batch"} for n in (*input_names, *names)}
+    for n, extra in (dynamic_axes or {}).items():
+        axes[n] = {**axes.get(n, {}), **extra}
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy-exporter deprecation notice
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and tracer warnings
         torch.onnx.export(
             model,
-            (example,),
+            args,
             buf,
             dynamo=False,
             opset_version=opset,
-            input_names=[input_name],
+            input_names=list(input_names),
             output_names=names,
-            dynamic_axes=axes,
+            dynamic_axes=axes or None,
             do_constant_folding=True,
         )
     return buf.getvalue()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["reduce_mean_to_global_pool", "remove_identities", "apply_passes"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["import_openvino", "cpu_config", "compile_onnx", "compile_model", "read_onnx", "quantize_nncf", "run",
            "PRECISIONS"]

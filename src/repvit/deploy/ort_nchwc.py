@@ -24,7 +24,7 @@ import logging
 
 import numpy as np
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["nchwc_block_size", "ort_optimized_bytes", "rewrite_se_blocks"]
 
@@ -114,64 +114,25 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
         The rewritten graph and the number of SE blocks rewritten (0: ``data`` unchanged).
     """
     onnx = require("onnx", "rewriting ONNX graphs")
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     proto = onnx.load_from_string(data)
     g = _Graph(proto.graph)
     count = 0
     for product in [n.output[0] for n in proto.graph.node if n.op_type == "Mul" and n.domain == ""]:
         mul = g.producer[product]  # the current node: earlier rewrites may have rebuilt the node list
-        outs = [g.op(i, "ReorderOutput", _NCHWC) for i in mul.input]
-        if len(outs) != 2 or any(o is None for o in outs):
+        found = _se_operands(g, mul)
+        if found is None:
             continue
-        scales = [_is_se_scale(g, o.input[0]) for o in outs]
-        if scales.count(True) != 1:
-            continue
-        x_out, s_out = (outs[1], outs[0]) if scales[0] else (outs[0], outs[1])
-        x, s = x_out.input[0], s_out.input[0]
-        x_attrs, s_attrs = ({a.name: a.i for a in o.attribute} for o in (x_out, s_out))
-        channels = x_attrs.get("channels", 0)
-        padded = -(-channels // block) * block
-        if channels <= 0 or s_attrs.get("channels") != channels or x_attrs.get("channels_last", 0) \
-                or s_attrs.get("channels_last", 0):
-            continue
+        x, s, channels = found
         tag = f"se_nchwc_{count}"
+        padded = -(-channels // block) * block
         shape4 = numpy_helper.from_array(np.array([0, padded // block, -1, block], np.int64), f"{tag}_shape")
-        y = f"{tag}_out"
-        new_nodes = [
-            helper.make_node("Reshape", [x, shape4.name], [f"{tag}_x"], name=f"{tag}_reshape_x"),
-            helper.make_node("Reshape", [s, shape4.name], [f"{tag}_s"], name=f"{tag}_reshape_s"),
-            # ONNX Runtime broadcasts (.., H*W, b) * (.., 1, b) in spans of b values, slowly; expanding the scale
-            # first and multiplying same-shape tensors is about twice as fast
-            helper.make_node("Shape", [f"{tag}_x"], [f"{tag}_x4shape"], name=f"{tag}_shape_of_x4"),
-            helper.make_node("Expand", [f"{tag}_s", f"{tag}_x4shape"], [f"{tag}_s_full"], name=f"{tag}_expand_s"),
-            helper.make_node("Mul", [f"{tag}_x", f"{tag}_s_full"], [f"{tag}_mul"], name=f"{tag}_mul"),
-            helper.make_node("Shape", [x], [f"{tag}_xshape"], name=f"{tag}_shape_of_x"),
-            helper.make_node("Reshape", [f"{tag}_mul", f"{tag}_xshape"], [y], name=f"{tag}_reshape_back"),
-        ]
-        # Consumers of the NCHW product: a ReorderInput reads y directly. A residual Add(product, ReorderOutput(conv))
-        # becomes the conv's Sum input: the Add's ReorderInput users read the conv's output, and anything else that
-        # needs the NCHW sum gets it from a ReorderOutput of the conv under the Add's output name. Any other
-        # consumer (a graph output, an op ONNX Runtime keeps in NCHW) gets the product from a ReorderOutput of y.
         proto.graph.initializer.append(shape4)
-        nchw_product = False
-        for c in list(g.consumers.get(mul.output[0], [])):
-            if c.op_type == "ReorderInput" and c.domain == _NCHWC:
-                _rename_input(g, c.output[0], y)
-                continue
-            conv = _fusable_residual(g, c, mul.output[0])
-            if conv is None:
-                nchw_product = True
-                continue
-            conv.input.append(y)
-            add_out = c.output[0]
-            for u in list(g.consumers.get(add_out, [])):
-                if u.op_type == "ReorderInput" and u.domain == _NCHWC:
-                    _rename_input(g, u.output[0], conv.output[0])
-            proto.graph.node.remove(c)
-            proto.graph.node.append(_reorder_output(conv.output[0], add_out, channels, f"{tag}_sum_nchw"))
+        y = f"{tag}_out"
+        nchw_product = _reroute_consumers(proto, g, mul.output[0], y, channels, tag)
         proto.graph.node.remove(mul)
-        proto.graph.node.extend(new_nodes)
+        proto.graph.node.extend(_blocked_mul(x, s, shape4.name, y, tag))
         if nchw_product:
             proto.graph.node.append(_reorder_output(y, mul.output[0], channels, f"{tag}_product_nchw"))
         count += 1
@@ -181,6 +142,68 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
     if count == 0:
         return data, 0
     return proto.SerializeToString(), count
+
+
+def _se_operands(g: _Graph, mul) -> tuple[str, str, int] | None:
+    """``(x, scale, channels)`` when ``mul`` multiplies two NCHWc tensors brought back to NCHW, one of them an SE
+    scale of the same channel count, both in channels-first order; None otherwise."""
+    outs = [g.op(i, "ReorderOutput", _NCHWC) for i in mul.input]
+    if len(outs) != 2 or any(o is None for o in outs):
+        return None
+    scales = [_is_se_scale(g, o.input[0]) for o in outs]
+    if scales.count(True) != 1:
+        return None
+    x_out, s_out = (outs[1], outs[0]) if scales[0] else (outs[0], outs[1])
+    x_attrs, s_attrs = ({a.name: a.i for a in o.attribute} for o in (x_out, s_out))
+    channels = x_attrs.get("channels", 0)
+    if channels <= 0 or s_attrs.get("channels") != channels or x_attrs.get("channels_last", 0) \
+            or s_attrs.get("channels_last", 0):
+        return None
+    return x_out.input[0], s_out.input[0], channels
+
+
+def _blocked_mul(x: str, s: str, shape4: str, y: str, tag: str) -> list:
+    """Nodes computing ``y`` = ``x * s`` on the NCHWc tensors viewed as (N, C/b, H*W, b), back in NCHWc."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Reshape", [x, shape4], [f"{tag}_x"], name=f"{tag}_reshape_x"),
+        helper.make_node("Reshape", [s, shape4], [f"{tag}_s"], name=f"{tag}_reshape_s"),
+        # ONNX Runtime broadcasts (.., H*W, b) * (.., 1, b) in spans of b values, slowly; expanding the scale
+        # first and multiplying same-shape tensors is about twice as fast
+        helper.make_node("Shape", [f"{tag}_x"], [f"{tag}_x4shape"], name=f"{tag}_shape_of_x4"),
+        helper.make_node("Expand", [f"{tag}_s", f"{tag}_x4shape"], [f"{tag}_s_full"], name=f"{tag}_expand_s"),
+        helper.make_node("Mul", [f"{tag}_x", f"{tag}_s_full"], [f"{tag}_mul"], name=f"{tag}_mul"),
+        helper.make_node("Shape", [x], [f"{tag}_xshape"], name=f"{tag}_shape_of_x"),
+        helper.make_node("Reshape", [f"{tag}_mul", f"{tag}_xshape"], [y], name=f"{tag}_reshape_back"),
+    ]
+
+
+def _reroute_consumers(proto, g: _Graph, product: str, y: str, channels: int, tag: str) -> bool:
+    """Point the consumers of the NCHW ``product`` at the NCHWc ``y``; True when some still need it in NCHW.
+
+    A ReorderInput reads ``y`` directly. A residual Add(product, ReorderOutput(conv)) becomes the conv's Sum input:
+    the Add's ReorderInput users read the conv's output, and anything else that needs the NCHW sum gets it from a
+    ReorderOutput of the conv under the Add's output name. Any other consumer (a graph output, an op ONNX Runtime
+    keeps in NCHW) needs the product in NCHW.
+    """
+    nchw_product = False
+    for c in list(g.consumers.get(product, [])):
+        if c.op_type == "ReorderInput" and c.domain == _NCHWC:
+            _rename_input(g, c.output[0], y)
+            continue
+        conv = _fusable_residual(g, c, product)
+        if conv is None:
+            nchw_product = True
+            continue
+        conv.input.append(y)
+        add_out = c.output[0]
+        for u in list(g.consumers.get(add_out, [])):
+            if u.op_type == "ReorderInput" and u.domain == _NCHWC:
+                _rename_input(g, u.output[0], conv.output[0])
+        proto.graph.node.remove(c)
+        proto.graph.node.append(_reorder_output(conv.output[0], add_out, channels, f"{tag}_sum_nchw"))
+    return nchw_product
 
 
 def _fusable_residual(g: _Graph, node, product: str):

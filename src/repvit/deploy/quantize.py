@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["quantize_onnx_bytes", "quantize_onnx_dynamic_bytes", "ArrayCalibrationReader", "QUANT_FORMATS"]
 
@@ -41,6 +41,10 @@ class ArrayCalibrationReader:
 
     def rewind(self) -> None:
         self._it = iter(self._batches)
+
+
+# calibration method -> onnxruntime.quantization.CalibrationMethod member
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
 def quantize_onnx_bytes(
@@ -72,37 +76,19 @@ def quantize_onnx_bytes(
     choice = resolve_int8_mode(int8_mode)
     if quant_format not in QUANT_FORMATS:
         raise ValueError(f"Unknown quantization format {quant_format!r}; supported: {', '.join(QUANT_FORMATS)}.")
-    require("onnx", "INT8 quantization")
-    require("onnxruntime", "INT8 quantization")
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-    if method not in methods:
-        raise ValueError(f"Unknown calibration method {method!r}; supported: {', '.join(methods)}.")
+    if method not in _METHODS:
+        raise ValueError(f"Unknown calibration method {method!r}; supported: {', '.join(_METHODS)}.")
     if not calib_batches:
         raise ValueError("INT8 quantization needs calibration data (a folder of images or the built-in set).")
-    import onnx
+    onnx = require("onnx", "INT8 quantization")
+    require("onnxruntime", "INT8 quantization")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     input_name = onnx.load_from_string(data).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "float.onnx")
-        pre = os.path.join(tmp, "pre.onnx")
         dst = os.path.join(tmp, "int8.onnx")
-        with open(src, "wb") as f:
-            f.write(data)
-        if preprocess:
-            try:
-                quant_pre_process(src, pre, skip_symbolic_shape=True)
-                src = pre
-            except Exception as e:  # noqa: BLE001 - pre-processing is an optimization only
-                _LOG.warning("quant_pre_process failed (%s); quantizing the model as exported", e)
         quantize_static(
-            src,
+            _float_model_file(data, tmp, preprocess),
             dst,
             ArrayCalibrationReader(input_name, calib_batches),
             quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
@@ -110,7 +96,7 @@ def quantize_onnx_bytes(
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
             reduce_range=choice.saturation_safe,
-            calibrate_method=methods[method],
+            calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
             op_types_to_quantize=list(op_types) if op_types else ["Conv", "Gemm", "MatMul", "Add", "Mul"],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
@@ -119,6 +105,25 @@ def quantize_onnx_bytes(
     _LOG.info("quantized model (%s, %s weights): %d -> %d bytes", quant_format,
               "7-bit" if choice.saturation_safe else "8-bit", len(data), len(out))
     return out
+
+
+def _float_model_file(data: bytes, tmp: str, preprocess: bool) -> str:
+    """``data`` written into the folder ``tmp``; with ``preprocess``, through ``quant_pre_process`` (shape inference
+    and graph optimization) unless that fails. Returns the file to quantize."""
+    src = os.path.join(tmp, "float.onnx")
+    with open(src, "wb") as f:
+        f.write(data)
+    if not preprocess:
+        return src
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = os.path.join(tmp, "pre.onnx")
+    try:
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+    except Exception as e:  # noqa: BLE001 - pre-processing is an optimization only
+        _LOG.warning("quant_pre_process failed (%s); quantizing the model as exported", e)
+        return src
+    return pre
 
 
 def quantize_onnx_dynamic_bytes(data: bytes, per_channel: bool = True, int8_mode=None,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._optional import require
+from repvit.runtime import require
 
 __all__ = ["export_tflite_bytes", "load_interpreter", "run_interpreter"]
 

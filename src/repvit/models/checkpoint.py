@@ -26,12 +26,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.io import CheckpointError, atomic_write
-
-# the old private names stay importable from here for code on other branches
-from repvit.io import load_torch as _torch_load
-from repvit.io import read_safetensors as _read_safetensors
-from repvit.io import strip_prefixes as _strip_prefixes
+from repvit.io import CheckpointError, atomic_write, load_torch, read_safetensors, strip_prefixes
+from repvit.weights import resolve_weights
 
 from .config import RepViTConfig
 
@@ -44,8 +40,8 @@ __all__ = [
     "authors_to_timm",
     "infer_config",
     "load_checkpoint",
+    "name_for_config",
     "save_checkpoint",
-    "atomic_write",
     "FORMAT_NAME",
 ]
 
@@ -115,21 +111,21 @@ def _unwrap(obj: Any, path: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> LoadedCheckpoint:
-    """Read a checkpoint in any supported format and return it in our (timm) layout."""
+    """Read a checkpoint in any supported format and return it in our (timm) layout.
+
+    ``source`` is a state dict, a file, a URL or a published classifier's name (the last two are downloaded once;
+    see :func:`repvit.weights.resolve_weights`).
+    """
     meta: dict[str, Any] = {}
     if isinstance(source, Mapping):
         sd, meta = _unwrap(source, "the given dict")
         fmt = "state_dict"
     else:
-        path = Path(source)
-        if not path.exists():
-            raise CheckpointError(f"checkpoint {path} does not exist.")
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a directory; pass the file (e.g. {path}/best.pt).")
+        path = resolve_weights(source, kind="classify")
         if path.stat().st_size == 0:
             raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was probably not written completely.")
         if path.suffix == ".safetensors":
-            sd, smeta = _read_safetensors(path)
+            sd, smeta = read_safetensors(path)
             fmt = "timm"
             if smeta.get("format") == FORMAT_NAME:
                 fmt = FORMAT_NAME
@@ -137,9 +133,9 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> L
                 if "class_names" in smeta:
                     meta["class_names"] = json.loads(smeta["class_names"])
         else:
-            sd, meta = _unwrap(_torch_load(path), path)
+            sd, meta = _unwrap(load_torch(path), path)
             fmt = "timm"
-    sd = _strip_prefixes({k: v for k, v in sd.items()})
+    sd = strip_prefixes(dict(sd))
     if any(k.startswith("features.") for k in sd):
         legacy = any(re.search(r"token_mixer\.0\.conv1\.c\.weight$", k) for k in sd)
         sd = authors_to_timm(sd)
@@ -292,41 +288,11 @@ def load_checkpoint(
         CheckpointError: unreadable file or unknown layout.
         CheckpointMismatchError: with ``strict``, keys or shapes that do not match (listed in the message).
     """
-    from .fuse import is_fused
-
     ckpt = source if isinstance(source, LoadedCheckpoint) else read_checkpoint(source)
     sd = dict(ckpt.state_dict)
     model_sd = model.state_dict()
-    model_fused = is_fused(model)
-    if ckpt.fused != model_fused and any(k.startswith("stem.") for k in model_sd):
-        if ckpt.fused:
-            raise CheckpointError(
-                "this checkpoint is in fused (deploy) form but the model is not; build the model with "
-                "create_model(..., fused=True) or call repvit.fuse_model(model) before loading."
-            )
-        raise CheckpointError(
-            "the model is fused but this checkpoint is not; load the checkpoint into the unfused model first, "
-            "then fuse it (create_model(..., checkpoint=..., fused=True) does both)."
-        )
-    dropped: list[str] = []
-    has_head = any(k.startswith("head.") for k in model_sd)
-    if not has_head:
-        dropped += [k for k in sd if k.startswith("head.")]
-    else:
-        head_keys = [k for k in sd if k.startswith("head.")]
-        ck_cls = next((int(sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in sd), None)
-        md_cls = next((int(model_sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in model_sd), None)
-        if ck_cls is not None and md_cls is not None and ck_cls != md_cls:
-            warnings.warn(
-                f"checkpoint head has {ck_cls} classes but the model has {md_cls}: the head is not loaded and "
-                "stays freshly initialised (fine-tuning).", stacklevel=2)
-            dropped += head_keys
-        else:
-            extra_dist = [k for k in head_keys if k.startswith("head.head_dist.") and k not in model_sd]
-            if extra_dist:
-                warnings.warn("checkpoint has a distillation head that the model does not: it is ignored.",
-                              stacklevel=2)
-                dropped += extra_dist
+    _check_fused_form(model, ckpt, model_sd)
+    dropped = _heads_to_drop(sd, model_sd)
     for k in dropped:
         sd.pop(k, None)
     missing = [k for k in model_sd if k not in sd and not (k.startswith("head.") and dropped)]
@@ -334,35 +300,76 @@ def load_checkpoint(
     mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(model_sd[k].shape)}"
                   for k in sd if k in model_sd and sd[k].shape != model_sd[k].shape]
     if mismatched or (strict and (missing or unexpected)):
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_fmt_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_list(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}): {_fmt_list(mismatched, 5)}")
-        hint = ""
-        try:  # say what the checkpoint holds, so the fix is obvious
-            cfg, extra = infer_config(ckpt.state_dict)
-            from .registry import _REGISTRY, list_models
-
-            list_models()
-            holds = next((n for n, e in _REGISTRY.items() if e.config == cfg), None)
-            hint = (f" The checkpoint holds {holds or 'a RepViT'} (widths {list(cfg.widths)}, depths "
-                    f"{list(cfg.depths)}, {extra['num_classes']} classes); create_model(checkpoint=...) without a "
-                    "name builds it.")
-        except CheckpointError:
-            pass
-        raise CheckpointMismatchError(
-            f"checkpoint ({ckpt.source_format} format) does not match the model: " + "; ".join(parts) + "." + hint,
-            missing, unexpected, mismatched)
-    for k in mismatched:
-        sd.pop(k.split(":")[0])
-    model_dtype = {k: v.dtype for k, v in model_sd.items()}
-    sd = {k: v.to(model_dtype[k]) if k in model_dtype and v.is_floating_point() else v
-          for k, v in sd.items() if k in model_sd}
-    model.load_state_dict(sd, strict=False)
+        raise _mismatch_error(ckpt, missing, unexpected, mismatched)
+    model.load_state_dict({k: v.to(model_sd[k].dtype) if v.is_floating_point() else v
+                           for k, v in sd.items() if k in model_sd}, strict=False)
     return LoadResult(missing, unexpected, dropped, ckpt.source_format)
+
+
+def _check_fused_form(model: nn.Module, ckpt: LoadedCheckpoint, model_sd: Mapping[str, torch.Tensor]) -> None:
+    """Refuse fused weights for an unfused model and the reverse, saying which to build."""
+    from .fuse import is_fused
+
+    if ckpt.fused == is_fused(model) or not any(k.startswith("stem.") for k in model_sd):
+        return
+    if ckpt.fused:
+        raise CheckpointError(
+            "this checkpoint is in fused (deploy) form but the model is not; build the model with "
+            "create_model(..., fused=True) or call repvit.fuse_model(model) before loading."
+        )
+    raise CheckpointError(
+        "the model is fused but this checkpoint is not; load the checkpoint into the unfused model first, "
+        "then fuse it (create_model(..., checkpoint=..., fused=True) does both)."
+    )
+
+
+def _heads_to_drop(sd: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """The checkpoint's head keys the model does not take: all of them for a model without a head, those of another
+    class count (fine-tuning), a distillation head the model lacks (each but the first with a warning)."""
+    head_keys = [k for k in sd if k.startswith("head.")]
+    if not any(k.startswith("head.") for k in model_sd):
+        return head_keys
+    ck_cls = next((int(sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in sd), None)
+    md_cls = next((int(model_sd[k].shape[0]) for k in ("head.weight", "head.head.l.weight") if k in model_sd), None)
+    if ck_cls is not None and md_cls is not None and ck_cls != md_cls:
+        warnings.warn(
+            f"checkpoint head has {ck_cls} classes but the model has {md_cls}: the head is not loaded and "
+            "stays freshly initialised (fine-tuning).", stacklevel=3)
+        return head_keys
+    extra_dist = [k for k in head_keys if k.startswith("head.head_dist.") and k not in model_sd]
+    if extra_dist:
+        warnings.warn("checkpoint has a distillation head that the model does not: it is ignored.", stacklevel=3)
+    return extra_dist
+
+
+def name_for_config(cfg: RepViTConfig) -> str | None:
+    """The registered model name whose architecture is ``cfg``, or None."""
+    from .registry import _REGISTRY, list_models
+
+    list_models()
+    return next((n for n, e in _REGISTRY.items() if e.config == cfg), None)
+
+
+def _mismatch_error(ckpt: LoadedCheckpoint, missing: list[str], unexpected: list[str],
+                    mismatched: list[str]) -> CheckpointMismatchError:
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_fmt_list(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_list(unexpected)}")
+    if mismatched:
+        parts.append(f"shape mismatches ({len(mismatched)}): {_fmt_list(mismatched, 5)}")
+    hint = ""
+    try:  # say what the checkpoint holds, so the fix is obvious
+        cfg, extra = infer_config(ckpt.state_dict)
+        hint = (f" The checkpoint holds {name_for_config(cfg) or 'a RepViT'} (widths {list(cfg.widths)}, depths "
+                f"{list(cfg.depths)}, {extra['num_classes']} classes); create_model(checkpoint=...) without a "
+                "name builds it.")
+    except CheckpointError:
+        pass
+    return CheckpointMismatchError(
+        f"checkpoint ({ckpt.source_format} format) does not match the model: " + "; ".join(parts) + "." + hint,
+        missing, unexpected, mismatched)
 
 
 # ------------------------------------------------------------------------------------------------------- writing

@@ -10,7 +10,23 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["BlockConfig", "RepViTConfig", "PublishedInfo", "VARIANTS", "PUBLISHED"]
+__all__ = ["ConfigDict", "BlockConfig", "RepViTConfig", "PublishedInfo", "VARIANTS", "PUBLISHED"]
+
+
+class ConfigDict:
+    """``to_dict`` / ``from_dict`` for a frozen config dataclass, as stored in checkpoints; ``from_dict`` names
+    unknown keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; expected a subset of {sorted(names)}.")
+        return cls(**d)
 
 SEPattern = Literal["cross", "all", "none"]
 TokenMixerKind = Literal["repvggdw", "legacy"]
@@ -27,7 +43,7 @@ class BlockConfig:
 
 
 @dataclass(frozen=True)
-class RepViTConfig:
+class RepViTConfig(ConfigDict):
     """Architecture of one RepViT network.
 
     Attributes:
@@ -85,16 +101,6 @@ class RepViTConfig:
         """Blocks that carry a residual FFN (stride-1 blocks, pre-blocks and downsample FFNs)."""
         return sum(self.depths) + 2 * (self.num_stages - 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RepViTConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown RepViT config keys {sorted(unknown)}; expected a subset of {sorted(names)}.")
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, LoadedCheckpoint, infer_config, load_checkpoint, read_checkpoint
+from repvit.weights import (
+    UnknownWeightsError,
+    WeightsEntry,
+    default_weights,
+    get_weights,
+    lookup,
+    resolve_weights,
+    url_weights,
+)
+
+from .checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    infer_config,
+    load_checkpoint,
+    name_for_config,
+    read_checkpoint,
+)
 from .config import RepViTConfig
 from .fuse import fuse_model
 from .pretrained import set_data_config
-from .registry import _REGISTRY, get_model_entry, list_models
+from .registry import get_model_entry
 
 __all__ = ["create_model"]
-
-
-def _name_for_config(cfg: RepViTConfig) -> str | None:
-    list_models()
-    for name, entry in _REGISTRY.items():
-        if entry.config == cfg:
-            return name
-    return None
 
 
 def _fit_channels(data: dict[str, Any], in_chans: int) -> dict[str, Any]:
@@ -55,60 +65,50 @@ def _timm_kwargs(kwargs: dict[str, Any], checkpoint: Any) -> Any:
     return checkpoint
 
 
-def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any]) -> tuple[str | None, Any]:
-    """The model name and where its weights come from: a :class:`repvit.weights.WeightsEntry`, a file, or None."""
-    from pathlib import Path
-
-    from repvit.weights import UnknownWeightsError, WeightsEntry, default_weights, get_weights
-
-    tagged = None
+def _split_tag(name: str | None) -> tuple[str | None, Any]:
+    """timm's ``model.tag`` (``repvit_m0_9.dist_450e_in1k``) -> ``(model name, its weights entry)``; any other name
+    -> ``(name, None)``."""
     if isinstance(name, str) and "." in name:
         try:
-            tagged = get_weights(name)  # timm's model.tag, e.g. repvit_m0_9.dist_450e_in1k
+            entry = get_weights(name)
         except UnknownWeightsError:
-            tagged = None
-        if tagged is not None and tagged.task == "classify":
-            name = tagged.model
+            return name, None
+        if entry.task == "classify":
+            return entry.model, entry
+    return name, None
+
+
+def _overlay_source(name: str | None, overlay: dict[str, Any]) -> Any:
+    """Where ``pretrained_cfg_overlay`` says the weights are (timm's ``file``, ``hf_hub_id``, ``url``), or None."""
+    if overlay.get("file"):
+        return Path(overlay["file"])
+    if overlay.get("hf_hub_id"):
+        repo = str(overlay["hf_hub_id"])
+        return WeightsEntry(repo.replace("/", "--"), name or "", "huggingface", "timm", "classify", repo_id=repo,
+                            filename=str(overlay.get("hf_hub_filename") or "model.safetensors"))
+    if overlay.get("url"):
+        return url_weights(str(overlay["url"]), name or "")
+    return None
+
+
+def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any]) -> tuple[str | None, Any]:
+    """The model name and where its weights come from: a :class:`repvit.weights.WeightsEntry`, a file, or None."""
+    name, tagged = _split_tag(name)
     if pretrained is None or pretrained is False:
         return name, None
-    source: Any
-    if pretrained is True and overlay.get("file"):
-        source = Path(overlay["file"])
-    elif pretrained is True and overlay.get("hf_hub_id"):
-        repo = str(overlay["hf_hub_id"])
-        source = WeightsEntry(repo.replace("/", "--"), name or "", "huggingface", "timm", "classify", repo_id=repo,
-                              filename=str(overlay.get("hf_hub_filename") or "model.safetensors"))
-    elif pretrained is True and overlay.get("url"):
-        url = str(overlay["url"])
-        fname = url.rstrip("/").rsplit("/", 1)[-1]
-        source = WeightsEntry(fname.rsplit(".", 1)[0], name or "", "github", "timm", "classify", filename=fname,
-                              url=url)
-    elif pretrained is True:
-        if tagged is not None:
-            source = tagged
-        elif name is None:
-            raise ValueError("pretrained=True needs a model name (e.g. create_model('repvit_m0_9', pretrained=True)); "
-                             "or pass a weights name or file: pretrained='repvit_m0_9.dist_450e_in1k'.")
-        else:
+    if pretrained is True:
+        source = _overlay_source(name, overlay) or tagged
+        if source is None:
+            if name is None:
+                raise ValueError("pretrained=True needs a model name (e.g. create_model('repvit_m0_9', "
+                                 "pretrained=True)); or pass a weights name or file: "
+                                 "pretrained='repvit_m0_9.dist_450e_in1k'.")
             source = default_weights(get_model_entry(name).name)
     elif isinstance(pretrained, (str, os.PathLike)):
-        path = Path(pretrained)
-        if path.is_file():
-            source = path
-        else:
-            try:
-                source = get_weights(str(pretrained))
-            except UnknownWeightsError as e:
-                raise ValueError(f"pretrained={str(pretrained)!r} is neither an existing file nor a published "
-                                 f"weights name: {e}") from None
+        source = lookup(pretrained, kind="classify")
     else:
         raise TypeError(f"pretrained must be True/False, a weights name or a file path, got "
                         f"{type(pretrained).__name__}.")
-    if isinstance(source, WeightsEntry) and source.layout not in ("timm", "authors_cls"):
-        loader = {"detect": "repvit.load_detector", "segment": "repvit.load_segmenter",
-                  "sam": "repvit.sam.build_repvit_sam(repvit.weights.resolve_weights(NAME))"}[source.task]
-        raise ValueError(f"weights {source.name!r} are {source.task} weights ({source.layout} layout), not a "
-                         f"classifier's; load them with {loader}.")
     if isinstance(source, WeightsEntry) and source.model:
         if name is None:
             name = source.model
@@ -120,10 +120,8 @@ def _pretrained_source(name: str | None, pretrained: Any, overlay: dict[str, Any
 
 def _read_pretrained(source: Any) -> tuple[LoadedCheckpoint, str]:
     """Get the weights file (downloading it once) and read it; errors name the file."""
-    from repvit.weights import WeightsEntry, download_weights
-
     if isinstance(source, WeightsEntry):
-        path = download_weights(source)
+        path = resolve_weights(source)
         label = f"weights {source.name!r} ({path})"
     else:
         path, label = source, str(source)
@@ -133,7 +131,8 @@ def _read_pretrained(source: Any) -> tuple[LoadedCheckpoint, str]:
         msg = str(e) if str(path) in str(e) else f"{label}: {e}"
         raise CheckpointError(msg) from None
     expected = {"timm": ("timm", "repvit"), "authors_cls": ("authors", "authors_legacy")}
-    if isinstance(source, WeightsEntry) and ckpt.source_format not in expected.get(source.layout, ()):
+    if (isinstance(source, WeightsEntry) and source.layout is not None
+            and ckpt.source_format not in expected.get(source.layout, ())):
         raise CheckpointError(f"{label} is not what its name promises: a {source.layout} checkpoint was expected, "
                               f"the file is in {ckpt.source_format} layout. Delete it and download it again "
                               f"(repvit weights download {source.name} --force).")
@@ -152,10 +151,6 @@ def _adapt_in_chans(ckpt: LoadedCheckpoint, in_chans: int) -> None:
 
 def _apply_overlay(model: nn.Module, overlay: dict[str, Any], source: Any) -> None:
     """Record where the weights came from and apply ``pretrained_cfg_overlay`` to the model's pretrained_cfg."""
-    from pathlib import Path
-
-    from repvit.weights import WeightsEntry
-
     from .pretrained import DATA_KEYS, refresh_pretrained_cfg
 
     cfg = dict(model.pretrained_cfg)
@@ -240,89 +235,111 @@ def create_model(
     checkpoint = _timm_kwargs(kwargs, checkpoint)
     overlay = dict(pretrained_cfg_overlay or {})
     name, source = _pretrained_source(name, pretrained, overlay)
-    if source is not None and checkpoint is not None:
-        raise ValueError("pass either pretrained= (published weights or a file) or checkpoint=, not both.")
-    ckpt: LoadedCheckpoint | None = None
-    label: str | None = None  # names the weights file in errors (pretrained= only)
-    if source is not None:
-        ckpt, label = _read_pretrained(source)
-        if in_chans is not None:
-            _adapt_in_chans(ckpt, in_chans)
-    elif checkpoint is not None:
-        ckpt = read_checkpoint(checkpoint)
+    ckpt, label = _read_weights(source, checkpoint, in_chans)
     if name is None and ckpt is None:
         raise ValueError("create_model needs a model name or a checkpoint; see `repvit list` for the names.")
-
-    inferred: dict[str, Any] = {}
-    cfg_from_ckpt: RepViTConfig | None = None
-    if ckpt is not None:
-        meta = ckpt.meta
-        if isinstance(meta.get("config"), Mapping):
-            try:
-                cfg_from_ckpt = RepViTConfig.from_dict(dict(meta["config"]))
-            except ValueError:
-                # another design space (e.g. a roadmap_* model): the registered name below rebuilds it
-                if not (name or meta.get("model_name")):
-                    raise
-        try:
-            inferred_cfg, inferred = infer_config(ckpt.state_dict)
-            cfg_from_ckpt = cfg_from_ckpt or inferred_cfg
-        except CheckpointError:
-            if name is None and cfg_from_ckpt is None and not meta.get("model_name"):
-                raise
-        for k in ("num_classes", "in_chans", "distillation"):
-            if k in meta and k not in inferred:
-                inferred[k] = meta[k]
-        if name is None:
-            name = meta.get("model_name") or (cfg_from_ckpt and _name_for_config(cfg_from_ckpt))
-    num_classes = num_classes if num_classes is not None else inferred.get("num_classes", 1000)
+    name, cfg_from_ckpt, inferred = _from_checkpoint(ckpt, name)
     in_chans = in_chans if in_chans is not None else inferred.get("in_chans", 3)
-    distillation = distillation if distillation is not None else bool(inferred.get("distillation", False))
-
-    kwargs = dict(num_classes=num_classes, in_chans=in_chans, distillation=distillation, drop_rate=drop_rate,
-                  drop_path_rate=drop_path_rate)
+    build = dict(num_classes=num_classes if num_classes is not None else inferred.get("num_classes", 1000),
+                 in_chans=in_chans, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+                 distillation=distillation if distillation is not None else bool(inferred.get("distillation", False)))
     if features_only:
-        kwargs.update(features_only=True, out_indices=tuple(out_indices))
+        build.update(features_only=True, out_indices=tuple(out_indices))
     elif global_pool is not None:
-        kwargs["global_pool"] = global_pool
+        build["global_pool"] = global_pool
+    model = _build(name, cfg_from_ckpt, build)
+    if getattr(model, "pretrained_cfg", None) is not None:
+        _set_pretrained_cfg(model, ckpt, in_chans)
+        _apply_overlay(model, overlay, source)
+    return _load_weights(model, ckpt, fused=fused, strict=strict, label=label)
+
+
+def _read_weights(source: Any, checkpoint: Any, in_chans: int | None) -> tuple[LoadedCheckpoint | None, str | None]:
+    """The weights read from ``pretrained=`` (``source``; the label names them in errors) or ``checkpoint=``."""
+    if source is not None and checkpoint is not None:
+        raise ValueError("pass either pretrained= (published weights or a file) or checkpoint=, not both.")
+    if source is None:
+        return (read_checkpoint(checkpoint) if checkpoint is not None else None), None
+    ckpt, label = _read_pretrained(source)
+    if in_chans is not None:
+        _adapt_in_chans(ckpt, in_chans)
+    return ckpt, label
+
+
+def _load_weights(model: nn.Module, ckpt: LoadedCheckpoint | None, *, fused: bool, strict: bool,
+                  label: str | None) -> nn.Module:
+    """Load ``ckpt`` into ``model`` and return the model, in deploy form when ``fused``."""
+    ckpt_fused = ckpt is not None and ckpt.fused
+    if ckpt_fused and not fused:
+        raise CheckpointError("this checkpoint is in fused (deploy) form; pass fused=True (CLI: --fused) to build "
+                              "the deploy model it belongs to.")
+    if ckpt_fused:
+        model = fuse_model(model, inplace=True)  # fused weights load into the deploy form
+    if ckpt is not None:
+        _load(model, ckpt, strict, label)
+    if fused and not ckpt_fused:
+        model = fuse_model(model, inplace=True)
+    return model
+
+
+def _from_checkpoint(ckpt: LoadedCheckpoint | None, name: str | None,
+                     ) -> tuple[str | None, RepViTConfig | None, dict[str, Any]]:
+    """``(model name, architecture, saved settings)`` a checkpoint tells: its config or the one its tensors imply,
+    and its ``num_classes`` / ``in_chans`` / ``distillation``; ``name`` wins when given."""
+    if ckpt is None:
+        return name, None, {}
+    meta = ckpt.meta
+    cfg: RepViTConfig | None = None
+    inferred: dict[str, Any] = {}
+    if isinstance(meta.get("config"), Mapping):
+        try:
+            cfg = RepViTConfig.from_dict(dict(meta["config"]))
+        except ValueError:
+            # another design space (e.g. a roadmap_* model): the registered name rebuilds it
+            if not (name or meta.get("model_name")):
+                raise
+    try:
+        inferred_cfg, inferred = infer_config(ckpt.state_dict)
+        cfg = cfg or inferred_cfg
+    except CheckpointError:
+        if name is None and cfg is None and not meta.get("model_name"):
+            raise
+    for k in ("num_classes", "in_chans", "distillation"):
+        if k in meta and k not in inferred:
+            inferred[k] = meta[k]
+    if name is None:
+        name = meta.get("model_name") or (cfg and name_for_config(cfg))
+    return name, cfg, inferred
+
+
+def _build(name: str | None, cfg: RepViTConfig | None, kwargs: dict[str, Any]) -> nn.Module:
+    """The registered model ``name`` (else the architecture ``cfg``), with ``build_info`` for save_checkpoint."""
+    features_only = bool(kwargs.get("features_only"))
     if name is not None:
         entry = get_model_entry(name)
         if features_only and not entry.supports_features:
             raise ValueError(f"model {entry.name!r} does not support features_only=True.")
         model = entry.builder(**kwargs)
-        name = entry.name
-        config = entry.config
+        name, config = entry.name, entry.config
     else:
         from .variants import build_repvit
 
-        model = build_repvit(cfg_from_ckpt, **kwargs)
-        config = cfg_from_ckpt
-    model.build_info = {  # read by save_checkpoint
+        model = build_repvit(cfg, **kwargs)
+        config = cfg
+    model.build_info = {
         "model_name": name,
         "config": config.to_dict() if hasattr(config, "to_dict") else None,
         "features_only": features_only,
     }
-    if getattr(model, "pretrained_cfg", None) is not None:
-        model.pretrained_cfg["architecture"] = name
-        saved = ckpt.meta.get("pretrained_cfg") if ckpt is not None else None
-        if isinstance(saved, Mapping) and saved:
-            saved = _fit_channels(dict(saved), in_chans)
-            if len(saved.get("label_names") or ()) != getattr(model, "num_classes", 0):
-                saved.pop("label_names", None)  # another class count (fine-tuning): the names do not apply
-            set_data_config(model, **saved)
-    if getattr(model, "pretrained_cfg", None) is not None:
-        _apply_overlay(model, overlay, source)
-    if ckpt is not None and ckpt.fused:
-        if not fused:
-            raise CheckpointError(
-                "this checkpoint is in fused (deploy) form; pass fused=True (CLI: --fused) to build the deploy "
-                "model it belongs to."
-            )
-        model = fuse_model(model, inplace=True)
-        _load(model, ckpt, strict, label)
-        return model
-    if ckpt is not None:
-        _load(model, ckpt, strict, label)
-    if fused:
-        model = fuse_model(model, inplace=True)
     return model
+
+
+def _set_pretrained_cfg(model: nn.Module, ckpt: LoadedCheckpoint | None, in_chans: int) -> None:
+    """Name the architecture in ``pretrained_cfg`` and apply the preprocessing the checkpoint saved."""
+    model.pretrained_cfg["architecture"] = model.build_info["model_name"]
+    saved = ckpt.meta.get("pretrained_cfg") if ckpt is not None else None
+    if isinstance(saved, Mapping) and saved:
+        saved = _fit_channels(dict(saved), in_chans)
+        if len(saved.get("label_names") or ()) != getattr(model, "num_classes", 0):
+            saved.pop("label_names", None)  # another class count (fine-tuning): the names do not apply
+        set_data_config(model, **saved)

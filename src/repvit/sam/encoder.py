@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from repvit.models import create_model, fuse_model, get_model_entry
+from repvit.models.config import ConfigDict
 
 from ._deps import require_sam
 
@@ -38,7 +39,7 @@ UPSAMPLE_MODES = ("bicubic", "bilinear")  # EdgeSAM trains with bicubic; its exp
 
 
 @dataclass(frozen=True)
-class RepViTSamConfig:
+class RepViTSamConfig(ConfigDict):
     """Architecture of a RepViT-SAM image encoder.
 
     Attributes:
@@ -86,16 +87,6 @@ class RepViTSamConfig:
             return self.img_size // EMBED_STRIDE
         return self.img_size // (EMBED_STRIDE * self.last_stride)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RepViTSamConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown RepViT-SAM config keys {sorted(unknown)}; expected a subset of {sorted(names)}.")
-        return cls(**d)
 
 
 SAM_VARIANTS: dict[str, RepViTSamConfig] = {

@@ -5,9 +5,7 @@ Core ML ``.mlpackage`` checked by its spec."""
 from __future__ import annotations
 
 import copy
-import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +66,15 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
     gen = torch.Generator().manual_seed(0)
     if not preprocess:
         example = torch.randn(1, 3, s, s, generator=gen)
-        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_name="image",
+        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_names=["image"],
                                  output_names=["image_embeddings"])
         checks = [example]
     else:
         model = PreprocessingEncoder(enc).eval()
         h, w = check_size or (s * 3 // 4, s)
         example = torch.rand(1, 3, h, w, generator=gen) * 255
-        buf = io.BytesIO()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["image"],
-                              output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}},
-                              do_constant_folding=True)
-        data = buf.getvalue()
+        data = export_onnx_bytes(model, example, dynamic_batch=False, opset=opset, input_names=["image"],
+                                 output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}})
         enc = model
         checks = [example, torch.rand(1, 3, w, h // 2 * 2, generator=gen) * 255]  # also a portrait image
     data = add_metadata(data, meta)
@@ -119,14 +112,11 @@ def export_decoder_onnx(sam: nn.Module, path: str | os.PathLike, *, return_singl
     :data:`DECODER_INPUTS`, a symbolic number of points) and check it against the same module in PyTorch."""
     model = _onnx_decoder(sam, return_single_mask)
     example = decoder_example_inputs(sam)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, tuple(example.values()), buf, dynamo=False, opset_version=opset,
-                          input_names=DECODER_INPUTS, output_names=DECODER_OUTPUTS,
-                          dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
-                          do_constant_folding=True)
-    data = add_metadata(buf.getvalue(), {"model": "sam-decoder", "img_size": int(sam.image_encoder.img_size),
+    points = {1: "num_points"}
+    data = export_onnx_bytes(model, tuple(example.values()), dynamic_batch=False, opset=opset,
+                             input_names=DECODER_INPUTS, output_names=DECODER_OUTPUTS,
+                             dynamic_axes={"point_coords": points, "point_labels": points})
+    data = add_metadata(data, {"model": "sam-decoder", "img_size": int(sam.image_encoder.img_size),
                                          "return_single_mask": return_single_mask})
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
     sess = make_session(data, threads=2, level="basic")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
+import repvit.weights
 from repvit.models.checkpoint import CheckpointError
 
 from ._deps import require_sam
@@ -23,40 +24,37 @@ __all__ = ["build_repvit_sam", "build_sam_from_encoder", "encoder_config", "is_f
            "SAM_WEIGHT_NAMES", "resolve_sam_checkpoint"]
 
 PROMPT_EMBED_DIM = 256  # SAM's prompt / decoder width
-# published weights build_repvit_sam takes by name (fetched by repvit.weights.resolve_weights)
+# published weights build_repvit_sam takes by name (resolved by repvit.weights.resolve_weights)
 SAM_WEIGHT_NAMES = ("edge_sam", "edge_sam_3x", "repvit_sam")
 
 
 def resolve_sam_checkpoint(
     checkpoint: str | os.PathLike | Mapping[str, Any],
-) -> str | os.PathLike | Mapping[str, Any]:
-    """``checkpoint`` itself when it is a dict or an existing file; a registered weight name (``edge_sam``,
-    ``edge_sam_3x``, ``repvit_sam``) becomes its local file through :func:`repvit.weights.resolve_weights`.
+) -> Path | Mapping[str, Any]:
+    """``checkpoint`` itself when it is a dict; otherwise its local file through :func:`repvit.weights.resolve_weights`
+    (a path, a URL, or a published SAM weight name: ``edge_sam``, ``edge_sam_3x``, ``repvit_sam``).
 
     Raises:
-        CheckpointError: a missing file, a variant name passed as a checkpoint, or no weight resolver installed.
+        CheckpointError: a missing file, or an encoder variant name passed as a checkpoint.
+        ValueError: an unknown name, or published weights that are not SAM's.
     """
-    if isinstance(checkpoint, Mapping) or os.path.exists(checkpoint):
+    if isinstance(checkpoint, Mapping):
         return checkpoint
-    name = str(checkpoint)
-    looks_like_path = any(c in name for c in "/\\") or os.path.splitext(name)[1] != ""
-    if name not in SAM_WEIGHT_NAMES:
-        if looks_like_path:
-            raise CheckpointError(f"RepViT-SAM checkpoint {name} does not exist or is not a file.")
-        try:
-            get_sam_config(name)
-        except (ValueError, KeyError):
-            pass
-        else:
-            raise CheckpointError(f"{name!r} is an encoder variant, not a checkpoint: pass variant={name!r} (CLI: "
-                                  f"--variant) for random weights, or a weight name ({', '.join(SAM_WEIGHT_NAMES)}).")
     try:
-        from repvit.weights import resolve_weights
-    except ImportError as e:
-        raise CheckpointError(f"{name!r} is not a file, and the weight resolver (repvit.weights.resolve_weights) "
-                              f"that fetches published weights by name is not available ({e}); pass the path of a "
-                              "downloaded checkpoint instead.") from None
-    return resolve_weights(name)
+        repvit.weights.lookup(checkpoint, kind="sam")
+    except repvit.weights.UnknownWeightsError:
+        try:
+            get_sam_config(str(checkpoint))
+        except (ValueError, KeyError):
+            is_variant = False
+        else:
+            is_variant = True
+        if not is_variant:
+            raise
+        raise CheckpointError(f"{checkpoint!r} is an encoder variant, not a checkpoint: pass variant={checkpoint!r} "
+                              f"(CLI: --variant) for random weights, or a weight name "
+                              f"({', '.join(SAM_WEIGHT_NAMES)}).") from None
+    return repvit.weights.resolve_weights(checkpoint)
 
 
 def build_sam_from_encoder(encoder: nn.Module) -> nn.Module:

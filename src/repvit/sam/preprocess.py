@@ -19,9 +19,8 @@ import torch.nn.functional as F
 
 from ._deps import require_sam
 
-__all__ = ["sam_pixel_stats", "load_rgb", "preprocess_image", "PreprocessingEncoder", "IMAGE_EXTENSIONS"]
+__all__ = ["sam_pixel_stats", "load_rgb", "preprocess_image", "PreprocessingEncoder"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 
 def sam_pixel_stats() -> tuple[list[float], list[float]]:

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
+from repvit.data.files import IMAGE_EXTENSIONS
 from repvit.io import atomic_write
-from repvit.sam.preprocess import IMAGE_EXTENSIONS, load_rgb, preprocess_image, sam_pixel_stats
+from repvit.sam.preprocess import load_rgb, preprocess_image, sam_pixel_stats
 
 __all__ = ["CacheSpec", "EmbeddingCache", "list_images", "file_sha256", "module_sha256", "default_cache_root"]
 

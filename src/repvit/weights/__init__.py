@@ -1,4 +1,5 @@
-"""Published RepViT weights by name: the registry, the downloader and the cache (see ``docs/weights.md``)."""
+"""Published RepViT weights by name: the registry, the downloader and the cache, and the one resolver from a name, a
+path or a URL to a local file (see ``docs/weights.md``)."""
 
 from .download import (
     WeightsDownloadError,
@@ -8,7 +9,6 @@ from .download import (
     download_weights,
     is_offline,
     manual_path,
-    resolve_weights,
     weights_url,
 )
 from .registry import (
@@ -20,6 +20,16 @@ from .registry import (
     get_weights,
     list_weights,
 )
+from .resolve import (
+    CHECKPOINT_SUFFIXES,
+    WeightsFileNotFoundError,
+    WrongWeightsError,
+    is_path,
+    is_url,
+    lookup,
+    resolve_weights,
+    url_weights,
+)
 
 __all__ = [
     "WeightsDownloadError",
@@ -29,7 +39,6 @@ __all__ = [
     "download_weights",
     "is_offline",
     "manual_path",
-    "resolve_weights",
     "weights_url",
     "DEFAULT_TAGS",
     "GITHUB_RELEASE",
@@ -38,4 +47,12 @@ __all__ = [
     "default_weights",
     "get_weights",
     "list_weights",
+    "CHECKPOINT_SUFFIXES",
+    "WeightsFileNotFoundError",
+    "WrongWeightsError",
+    "is_path",
+    "is_url",
+    "lookup",
+    "resolve_weights",
+    "url_weights",
 ]

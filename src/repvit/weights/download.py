@@ -2,8 +2,8 @@
 
 * Hugging Face files go through ``huggingface_hub.hf_hub_download`` into its own cache; ``HF_ENDPOINT`` (a mirror),
   ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply (read when the download is asked for).
-* GitHub release files go into torch.hub's cache (``torch.hub.get_dir()/checkpoints``; ``TORCH_HOME`` moves it);
-  ``REPVIT_WEIGHTS_MIRROR`` replaces ``https://github.com/`` in their URLs.
+* GitHub release files, and weights at any other URL, go into torch.hub's cache (``torch.hub.get_dir()/checkpoints``;
+  ``TORCH_HOME`` moves it); ``REPVIT_WEIGHTS_MIRROR`` replaces ``https://github.com/`` in their URLs.
 * A hand-downloaded copy put at :func:`manual_path` (the torch.hub checkpoints folder) is used for either host.
 * Downloads go to a temporary file that is renamed into place only when complete (huggingface_hub does the same in
   its cache), so an interrupted or cut transfer leaves nothing loadable and the next try starts clean.
@@ -27,7 +27,6 @@ from .registry import WeightsEntry, get_weights
 __all__ = [
     "WeightsError",
     "WeightsDownloadError",
-    "resolve_weights",
     "download_weights",
     "cached_path",
     "manual_path",
@@ -85,7 +84,7 @@ def _entry(name: str | WeightsEntry) -> WeightsEntry:
 def weights_url(name: str | WeightsEntry) -> str:
     """The URL the weights are downloaded from (after ``REPVIT_WEIGHTS_MIRROR`` / ``HF_ENDPOINT``)."""
     e = _entry(name)
-    if e.host == "github":
+    if e.host != "huggingface":
         assert e.url is not None
         mirror = os.environ.get("REPVIT_WEIGHTS_MIRROR", "").strip()
         if mirror and e.url.startswith(_GITHUB):
@@ -197,7 +196,7 @@ def download_weights(name: str | WeightsEntry, progress: bool = True, *, force: 
     if is_offline():
         raise _not_cached(e)
     url = weights_url(e)
-    if e.host == "github":
+    if e.host != "huggingface":
         try:
             path = _http_download(url, manual_path(e), progress)
         except (urllib.error.URLError, OSError) as err:
@@ -236,35 +235,3 @@ def _hf_download(e: WeightsEntry, url: str, progress: bool, force: bool) -> Path
         raise WeightsDownloadError(
             f"could not download weights {e.name!r} from {url}: {detail}. Nothing was saved; try again, set "
             f"HF_ENDPOINT to a mirror, or download it by hand to {manual_path(e)}.") from None
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """A local weights file: an existing path as it is; a published weights name downloaded (or from the cache).
-
-    Args:
-        name_or_path: a file, or a name from ``repvit weights list`` (a model name gives its default weights).
-
-    Raises:
-        ValueError: neither an existing file nor a registered name (the message says what to pass).
-        WeightsError: offline and not cached, or the download failed.
-        CheckpointError: the file is not a complete checkpoint.
-    """
-    from .registry import UnknownWeightsError
-
-    path = Path(name_or_path)
-    if path.exists():
-        if path.is_dir():
-            raise ValueError(f"{path} is a directory; pass the weights file inside it or a weights name.")
-        return path
-    if not isinstance(name_or_path, str):
-        raise ValueError(f"{path} does not exist; pass an existing weights file or a name from "
-                         "`repvit weights list`.")
-    try:
-        entry = get_weights(name_or_path)
-    except UnknownWeightsError as err:
-        looks_like_path = os.sep in name_or_path or name_or_path.endswith((".pth", ".pt", ".safetensors", ".bin"))
-        if looks_like_path:
-            raise ValueError(f"weights file {name_or_path} does not exist; check the path, or pass a name from "
-                             "`repvit weights list`.") from None
-        raise ValueError(f"{name_or_path!r} is neither an existing file nor a published weights name: {err}") from None
-    return download_weights(entry)

@@ -21,6 +21,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
+from repvit.tasks import WEIGHT_KINDS, WEIGHT_LAYOUTS
+
 __all__ = [
     "WeightsEntry",
     "UnknownWeightsError",
@@ -31,9 +33,7 @@ __all__ = [
     "DEFAULT_TAGS",
 ]
 
-Host = Literal["huggingface", "github"]
-Layout = Literal["timm", "authors_cls", "mmseg_semfpn", "mmdet_maskrcnn", "repvit_sam", "edge_sam"]
-Task = Literal["classify", "segment", "detect", "sam"]
+Host = Literal["huggingface", "github", "url"]
 
 GITHUB_RELEASE = "https://github.com/THU-MIG/RepViT/releases/download/v1.0/"
 
@@ -49,10 +49,13 @@ class WeightsEntry:
     Attributes:
         name: the name to ask for (``repvit_m0_9.dist_450e_in1k``, ``repvit_m1_1_coco``, ``edge_sam``).
         model: the architecture it builds (a ``repvit list`` name, ``repvit_sam_m2_3`` or ``edge_sam``).
-        host: ``"huggingface"`` or ``"github"``.
-        layout: how the file is laid out: ``timm``, ``authors_cls`` (``{'model': sd}``, ``features.N``),
-            ``mmseg_semfpn``, ``mmdet_maskrcnn``, ``repvit_sam`` (one flat SAM state dict) or ``edge_sam``.
-        task: ``classify``, ``segment``, ``detect`` or ``sam``.
+        host: ``"huggingface"``, ``"github"`` (the authors' release) or ``"url"`` (any other HTTP(S) file); the last
+            two are downloaded into torch.hub's cache.
+        layout: how the file is laid out (:data:`repvit.tasks.WEIGHT_LAYOUTS`): ``timm``, ``authors_cls``
+            (``{'model': sd}``, ``features.N``), ``mmseg_semfpn``, ``mmdet_maskrcnn``, ``repvit_sam`` (one flat SAM
+            state dict) or ``edge_sam``; None when unknown until the file is read (a URL).
+        task: the kind of weights (:data:`repvit.tasks.WEIGHT_KINDS`): ``classify``, ``segment``, ``detect`` or
+            ``sam``; None when unknown (a URL).
         repo_id: Hugging Face repository (``huggingface`` host).
         filename: the file inside the repository, or the release file name (``github`` host).
         repo_type: ``model`` or ``space`` (Hugging Face).
@@ -63,18 +66,25 @@ class WeightsEntry:
     name: str
     model: str
     host: Host
-    layout: Layout
-    task: Task
+    layout: str | None
+    task: str | None
     repo_id: str | None = None
     filename: str = ""
     repo_type: str = "model"
     url: str | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if self.layout is not None and self.layout not in WEIGHT_LAYOUTS:
+            raise ValueError(f"weights {self.name!r}: unknown layout {self.layout!r} (known: "
+                             f"{', '.join(WEIGHT_LAYOUTS)}; a task registers its layouts in repvit.tasks).")
+        if self.task is not None and self.task not in WEIGHT_KINDS:
+            raise ValueError(f"weights {self.name!r}: unknown kind {self.task!r} (known: {', '.join(WEIGHT_KINDS)}).")
+
     @property
     def local_filename(self) -> str:
         """The file name a local (cached or hand-downloaded) copy has in the torch.hub checkpoints folder."""
-        if self.host == "github":
+        if self.host != "huggingface":
             return self.filename
         suffix = self.filename.rsplit(".", 1)[-1]
         return f"{self.name}.{suffix}"
@@ -101,7 +111,7 @@ def _build() -> dict[str, WeightsEntry]:
                                 repo_id=f"timm/repvit_{m}.dist_in1k", filename="model.safetensors",
                                 description="ImageNet-1k, distilled, first release (timm)"))
 
-    def gh(name: str, model: str, layout: Layout, task: Task, filename: str, desc: str) -> WeightsEntry:
+    def gh(name: str, model: str, layout: str, task: str, filename: str, desc: str) -> WeightsEntry:
         return WeightsEntry(name, model, "github", layout, task, filename=filename, url=GITHUB_RELEASE + filename,
                             description=desc)
 

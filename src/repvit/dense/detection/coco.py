@@ -36,6 +36,7 @@ from torchvision.datasets import CocoDetection
 from torchvision.datasets.vision import VisionDataset
 
 from repvit.data.coco import CocoFormatError, load_coco_json
+from repvit.runtime import require
 
 __all__ = ["CategoryMap", "CocoDetectionDataset", "coco_detection_dataset", "make_coco", "coco_from_samples",
            "write_coco_split", "mask_to_rle", "empty_target"]
@@ -44,10 +45,7 @@ _log = logging.getLogger(__name__)
 
 
 def _need_pycocotools():
-    try:
-        import pycocotools.coco  # noqa: F401
-    except ImportError as e:
-        raise ImportError("COCO data and evaluation need pycocotools: pip install 'repvit-pytorch[dense]'") from e
+    require("pycocotools.coco", "COCO data and evaluation")
 
 
 def make_coco(dataset: Mapping[str, Any]):

@@ -1,17 +1,14 @@
 """ONNX export of a whole detector (pre-processing, backbone, FPN, heads, NMS, mask pasting) and its parity check.
 
-torchvision's R-CNNs and RetinaNet export with PyTorch's TorchScript-based exporter (``dynamo=False``, opset 17).
-The graph takes one float image ``image`` (3, H, W) in [0, 1] and returns ``boxes`` (N, 4, XYXY in the input's
-pixels), ``scores`` (N), ``labels`` (N, 1..K) and, for Mask R-CNN, ``masks`` (N, 1, H, W probabilities). The
-backbone is exported in its fused (deploy) form. :func:`onnx_parity` runs the same image through PyTorch and ONNX
-Runtime and compares every output.
+torchvision's R-CNNs and RetinaNet export with PyTorch's TorchScript-based exporter through
+:func:`repvit.deploy.onnx_export.export_onnx_bytes`. The graph takes one float image ``image`` (3, H, W) in [0, 1]
+and returns ``boxes`` (N, 4, XYXY in the input's pixels), ``scores`` (N), ``labels`` (N, 1..K) and, for Mask R-CNN,
+``masks`` (N, 1, H, W probabilities). The backbone is exported in its fused (deploy) form. :func:`onnx_parity` runs
+the same image through PyTorch and ONNX Runtime and compares every output.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +16,11 @@ import torch
 import torch.nn as nn
 
 from repvit.data import is_digits
-from repvit.deploy._optional import require
+from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes
+from repvit.io import atomic_write
+from repvit.runtime import require
 
-__all__ = ["OnnxDetector", "export_detector_onnx", "onnx_parity", "OPSET"]
-
-OPSET = 17
+__all__ = ["OnnxDetector", "export_detector_onnx", "onnx_parity"]
 
 
 class OnnxDetector(nn.Module):
@@ -52,26 +49,15 @@ def export_detector_onnx(detector: nn.Module, path: str | Path, *, height: int, 
     ``dynamic_size`` makes the image height and width symbolic (the graph resizes internally anyway).
     ``metadata`` (class names, category ids, ...) is stored as JSON strings in the model's ``metadata_props``.
     """
-    onnx = require("onnx", "ONNX export")
     wrapper = OnnxDetector(detector.eval()).eval()
-    x = torch.rand(3, height, width)
     names = wrapper.output_names
-    dyn = {n: {0: "detections"} for n in names}
+    axes = {n: {0: "detections"} for n in names}
     if dynamic_size:
-        dyn["image"] = {1: "height", 2: "width"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings about torchvision's python ints
-        torch.onnx.export(wrapper, (x,), buf, input_names=["image"], output_names=names, dynamic_axes=dyn,
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
-    model = onnx.load_from_string(buf.getvalue())
-    for k, v in (metadata or {}).items():
-        p = model.metadata_props.add()
-        p.key, p.value = str(k), v if isinstance(v, str) else json.dumps(v)
-    path = Path(path)
-    from repvit.io import atomic_write
-
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
+        axes["image"] = {1: "height", 2: "width"}
+    data = export_onnx_bytes(wrapper, torch.rand(3, height, width), dynamic_batch=False, opset=OPSET,
+                             input_names=["image"], output_names=names, dynamic_axes=axes)
+    data = add_metadata(data, {str(k): v for k, v in (metadata or {}).items()})
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 @torch.no_grad()

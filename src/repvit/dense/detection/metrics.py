@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from repvit.runtime import require
+
 from .coco import CategoryMap, mask_to_rle
 
 __all__ = ["detections_to_coco", "coco_evaluate", "STAT_KEYS"]
@@ -69,10 +71,7 @@ def coco_evaluate(gt, results: list[dict[str, Any]], image_ids: Sequence[int], *
     ``mask_ap``, ``mask_ap50``, ``mask_ap75``, and ``images``. Values are fractions in [0, 1]; a value COCOeval
     cannot define (no ground truth in that size range: its -1) is ``None``.
     """
-    try:
-        import pycocotools.cocoeval  # noqa: F401
-    except ImportError as e:
-        raise ImportError("COCO evaluation needs pycocotools: pip install 'repvit-pytorch[dense]'") from e
+    require("pycocotools.cocoeval", "COCO evaluation")
     ids = set(int(i) for i in image_ids)
     results = [r for r in results if int(r["image_id"]) in ids]
     out: dict[str, Any] = {}

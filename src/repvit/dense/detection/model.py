@@ -40,7 +40,7 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
-from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch
+from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch, strip_prefixes
 
 if TYPE_CHECKING:
     from .config import DetectConfig
@@ -242,7 +242,7 @@ def load_detector_weights(model: nn.Module, state_dict: Mapping[str, torch.Tenso
     Returns the keys that were skipped. Any other mismatch (another backbone or head size) is an error.
     """
     own = model.state_dict()
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    sd = strip_prefixes(dict(state_dict))
     skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
     class_layers = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.",
                     "head.classification_head.cls_logits.")

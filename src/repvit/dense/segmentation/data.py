@@ -40,15 +40,14 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from repvit.data import is_digits
+from repvit.data import IMAGE_EXTENSIONS, is_digits
 
 __all__ = ["IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ADE20KSegmentation", "SegmentationView",
            "build_segment_datasets", "train_transform", "eval_transform", "segment_collate", "resize_logits",
-           "IMAGE_SUFFIXES", "AlignResize"]
+           "AlignResize"]
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN, IMAGENET_STD = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # timm's constants, under this module's names
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _SPLITS = {"train": "training", "val": "validation", "training": "training", "validation": "validation"}
 
 
@@ -101,7 +100,7 @@ class ADE20KSegmentation(Dataset):
                 raise FileNotFoundError(
                     f"{d} does not exist: --data {root} must be in ADE20K's layout "
                     "(images/{training,validation}/*.jpg, annotations/{training,validation}/*.png).")
-        self.images = sorted(p for p in self.img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.images = sorted(p for p in self.img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.images:
             raise ValueError(f"empty split: {self.img_dir} holds no images (.jpg/.png).")
         self.labels = [self.ann_dir / f"{p.stem}.png" for p in self.images]

@@ -9,17 +9,16 @@ Runtime and compared with the fused PyTorch model (max |difference| relative to 
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from repvit.deploy.onnx_export import OPSET, add_metadata, make_session, run_session
+from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, run_session
 from repvit.deploy.parity import compare_outputs
 from repvit.io import atomic_write
+from repvit.runtime import require
 
 from .model import SemanticFPN
 
@@ -43,19 +42,13 @@ def export_segmenter_onnx(
     Returns ``path``, ``max_rel_diff``, ``checked`` (sizes) and ``opset``; raises
     :class:`repvit.deploy.parity.ParityError` when ONNX Runtime differs by more than ``rtol``.
     """
-    from repvit.deploy._optional import require
-
-    require("onnx", "ONNX export")
     require("onnxruntime", "the ONNX parity check")
     fused = model.fuse().float().eval()
     example = torch.randn(1, 3, *example_size)
-    axes = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(fused, (example,), buf, dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
-    data = add_metadata(buf.getvalue(), {"task": "segment", "num_classes": fused.num_classes, **(metadata or {})})
+    spatial = {2: "height", 3: "width"}
+    data = export_onnx_bytes(fused, example, opset=opset, output_names=["logits"],
+                             dynamic_axes={"input": spatial, "logits": spatial})
+    data = add_metadata(data, {"task": "segment", "num_classes": fused.num_classes, **(metadata or {})})
     sess = make_session(data, threads=1)
     report = None
     g = torch.Generator().manual_seed(0)

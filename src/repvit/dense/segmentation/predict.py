@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from repvit.data import IMAGE_EXTENSIONS
 from repvit.runtime import resolve_device
 
-from .data import IMAGE_SUFFIXES, eval_transform
+from .data import eval_transform
 
 __all__ = ["predict_images", "palette"]
 
@@ -32,9 +33,9 @@ def palette(num_classes: int, background: bool) -> list[tuple[int, int, int]]:
 def _image_files(source: str | Path) -> list[Path]:
     p = Path(source)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise FileNotFoundError(f"{p} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            raise FileNotFoundError(f"{p} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
         return files
     if not p.is_file():
         raise FileNotFoundError(f"image {p} does not exist.")
