@@ -10,6 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "repvit"
 
 # lowest first; a package may import only from a strictly lower layer
 LAYERS = [
+    {"tasks"},  # the task registry: names, checkpoint and weight kinds, CLI modules
     {"io", "runtime"},  # files, devices, threads
     {"weights"},  # the published weights: names, hosts, downloads
     {"models", "data"},  # the architectures and checkpoints; datasets, loaders, transforms

@@ -9,7 +9,8 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from repvit.dense import DenseBackbone, RepViTFPN, load_backbone_checkpoint
-from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError
+from repvit.io import CheckpointError
+from repvit.models.checkpoint import CheckpointMismatchError
 from tests.helpers import randomize_bn, rel_err
 from tests.models.test_timm_parity import _timm_to_authors
 

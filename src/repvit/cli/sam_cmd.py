@@ -233,10 +233,10 @@ def run_distill(args: argparse.Namespace) -> int:
 def run_app(args: argparse.Namespace) -> int:
     import sys
 
-    from repvit.sam._deps import require_gradio
+    from repvit.runtime import require
     from repvit.sam.app import create_app, launch_app, load_app_model
 
-    require_gradio()
+    require("gradio", "the RepViT-SAM app")
     set_threads(args.threads)
     sam, note = load_app_model(args.checkpoint, fused=args.fused)
     sam.to(resolve_device(args.device))  # the session encodes and decodes where the model is

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 
 import repvit.weights
-from repvit.io import load_torch, strip_prefixes
-from repvit.models.checkpoint import CheckpointError, CheckpointMismatchError, authors_to_timm
+from repvit.io import CheckpointError, load_torch, strip_prefixes
+from repvit.models.checkpoint import CheckpointMismatchError, authors_to_timm
 
 __all__ = ["resolve_checkpoint", "read_dense_checkpoint", "read_authors_checkpoint", "DenseCheckpoint",
            "split_backbone", "backbone_model_name", "load_strict", "rename_key", "load_mapped", "open_dense_model"]

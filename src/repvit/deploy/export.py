@@ -27,7 +27,7 @@ from repvit.runtime import require
 
 from .parity import ParityError, ParityReport, as_list, compare_outputs
 
-__all__ = ["FORMATS", "ExportResult", "ParityError", "Normalize", "export_model", "check_img_size", "format_for_path"]
+__all__ = ["FORMATS", "ExportResult", "Normalize", "export_model", "check_img_size", "format_for_path"]
 
 _LOG = logging.getLogger(__name__)
 

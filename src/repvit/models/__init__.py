@@ -1,7 +1,8 @@
 """RepViT models: layers, the network, the variant table, the registry, fusing and checkpoint formats."""
 
+from repvit.io import CheckpointError
+
 from .checkpoint import (
-    CheckpointError,
     CheckpointMismatchError,
     load_checkpoint,
     read_checkpoint,

@@ -32,7 +32,6 @@ from repvit.weights import resolve_weights
 from .config import RepViTConfig
 
 __all__ = [
-    "CheckpointError",
     "CheckpointMismatchError",
     "LoadedCheckpoint",
     "LoadResult",

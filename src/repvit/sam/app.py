@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-from ._deps import require_gradio
+from repvit.runtime import require
+from repvit.weights import is_path
+
 from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS
 from .model import build_repvit_sam
 from .predict import mask_overlay, masks_overlay, save_png
@@ -39,7 +41,6 @@ from .session import SamSession, image_key
 __all__ = ["load_app_model", "create_app", "launch_app", "DEFAULT_CHECKPOINT"]
 
 DEFAULT_CHECKPOINT = "edge_sam"
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
 _MODES = ("point", "box", "everything")
 _NO_IMAGE = (None, None, None, "Upload a photo.")
 
@@ -51,16 +52,11 @@ def load_app_model(checkpoint: str | os.PathLike | None = DEFAULT_CHECKPOINT, fu
     An existing file is loaded strictly (errors propagate). A name (``edge_sam``, ...) is passed to
     :func:`repvit.sam.build_repvit_sam`; when it cannot be had (unknown, not cached, offline) the model is the
     ``edge_sam`` variant (or ``repvit_sam_m0_9`` where there is none) with random weights, and the note says so.
-    A path that looks like a file (a separator or a checkpoint suffix) and does not exist is an error.
+    A path (:func:`repvit.weights.is_path`) that does not exist is an error.
     """
     if checkpoint is not None:
-        path = Path(checkpoint)
-        looks_like_path = os.sep in str(checkpoint) or path.suffix in _CHECKPOINT_SUFFIXES
-        if path.is_file() or looks_like_path:
-            if not path.is_file():
-                raise FileNotFoundError(f"checkpoint file {path} does not exist; pass an existing file or a "
-                                        f"checkpoint name such as {DEFAULT_CHECKPOINT!r}.")
-            return build_repvit_sam(path, fused=fused), None
+        if is_path(checkpoint):
+            return build_repvit_sam(checkpoint, fused=fused), None
         try:
             return build_repvit_sam(str(checkpoint), fused=fused), None
         except Exception as e:  # noqa: BLE001 - any failure to get a named checkpoint falls back to random weights
@@ -309,7 +305,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
         points_per_side, pred_iou_thresh, stability_score_thresh: the "everything" mode's automatic mask generator.
         title: the page title.
     """
-    gr = require_gradio()
+    gr = require("gradio", "the RepViT-SAM app")
     if session is None:
         if sam is None:
             raise ValueError("create_app needs a model (sam=...) or a SamSession (session=...).")
@@ -329,7 +325,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | None = Non
 def launch_app(demo: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False,
                **kwargs: Any) -> Any:
     """Launch ``create_app``'s Blocks on ``host:port`` (no share link, no analytics); returns what ``launch`` does."""
-    gr = require_gradio()
+    gr = require("gradio", "the RepViT-SAM app")
 
     params = inspect.signature(gr.Blocks.launch).parameters
     kw: dict[str, Any] = {"server_name": host, "server_port": port, "share": False, "prevent_thread_lock": not block,

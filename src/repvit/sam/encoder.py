@@ -27,8 +27,7 @@ import torch.nn as nn
 
 from repvit.models import create_model, fuse_model, get_model_entry
 from repvit.models.config import ConfigDict
-
-from ._deps import require_sam
+from repvit.runtime import require
 
 __all__ = ["RepViTSamConfig", "SAM_VARIANTS", "EDGE_SAM_VARIANTS", "RepViTSamEncoder", "get_sam_config",
            "EMBED_STRIDE", "NECKS", "UPSAMPLE_MODES"]
@@ -150,7 +149,7 @@ class RepViTSamEncoder(nn.Module):
 
     def __init__(self, cfg: RepViTSamConfig | None = None, drop_path_rate: float = 0.0):
         super().__init__()
-        require_sam("the RepViT-SAM encoder")
+        require("segment_anything", "the RepViT-SAM encoder")
         self.cfg = cfg = cfg or RepViTSamConfig()
         self.img_size = cfg.img_size
         self.trunk = create_model(cfg.variant, features_only=True, out_indices=(3,), drop_path_rate=drop_path_rate)

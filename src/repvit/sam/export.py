@@ -15,8 +15,8 @@ import torch.nn as nn
 from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session
 from repvit.deploy.parity import ParityReport, compare_outputs
 from repvit.io import atomic_write
+from repvit.runtime import require
 
-from ._deps import require_sam
 from .model import encoder_config
 from .preprocess import PreprocessingEncoder, sam_pixel_stats
 
@@ -138,7 +138,7 @@ def _onnx_decoder(sam: nn.Module, return_single_mask: bool) -> nn.Module:
     the example's constant: the decoder would only un-pad images of the example's aspect ratio correctly. Here the crop
     is a traced slice, so ``orig_im_size`` may be any size; everything else is segment_anything's.
     """
-    require_sam("the SAM ONNX decoder")
+    require("segment_anything", "the SAM ONNX decoder")
     import torch.nn.functional as F
     from segment_anything.utils.onnx import SamOnnxModel
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
 import repvit.weights
-from repvit.models.checkpoint import CheckpointError
+from repvit.io import CheckpointError
+from repvit.runtime import require
 
-from ._deps import require_sam
 from .checkpoint import SamCheckpoint, match_state_dict, read_sam_checkpoint, read_sam_decoder
 from .encoder import RepViTSamConfig, RepViTSamEncoder, get_sam_config
 
@@ -61,7 +62,7 @@ def build_sam_from_encoder(encoder: nn.Module) -> nn.Module:
     """Wrap an image encoder (with ``img_size``, output ``(N, 256, img_size/16, img_size/16)``) in SAM: its
     ``PromptEncoder``, ``MaskDecoder`` with a depth-2 ``TwoWayTransformer`` (dim 256, MLP 2048, 8 heads), 3
     multimask outputs, IoU head depth 3 / width 256, and ``Sam``'s default pixel mean/std."""
-    sa = require_sam("RepViT-SAM")
+    sa = require("segment_anything", "RepViT-SAM")
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
     img = int(encoder.img_size)

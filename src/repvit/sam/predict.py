@@ -13,8 +13,8 @@ import numpy as np
 import torch.nn as nn
 
 from repvit.io import atomic_write
+from repvit.runtime import require
 
-from ._deps import require_sam
 from .prompts import PromptError, validate_prompts
 
 __all__ = ["Prediction", "predict_masks", "segment_everything", "mask_overlay", "masks_overlay", "save_png"]
@@ -38,7 +38,7 @@ def predict_masks(sam: nn.Module, image: np.ndarray, points: Sequence[tuple[floa
     ``multimask`` defaults to SAM's advice: three candidates for a single point (the best-scoring one is chosen),
     one mask otherwise.
     """
-    sa = require_sam("SAM prediction")
+    sa = require("segment_anything", "SAM prediction")
     if not points and box is None:
         raise PromptError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
     validate_prompts(points, box, image.shape[:2])
@@ -60,7 +60,7 @@ def segment_everything(sam: nn.Module, image: np.ndarray, *, points_per_side: in
                        min_mask_region_area: int = 0, crop_n_layers: int = 0) -> list[dict[str, Any]]:
     """``SamAutomaticMaskGenerator``'s masks for ``image`` (dicts with ``segmentation``, ``area``, ``bbox``,
     ``predicted_iou``, ``stability_score``, ...), largest first."""
-    sa = require_sam("automatic mask generation")
+    sa = require("segment_anything", "automatic mask generation")
     gen = sa.SamAutomaticMaskGenerator(sam, points_per_side=points_per_side, points_per_batch=points_per_batch,
                                        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
                                        min_mask_region_area=min_mask_region_area, crop_n_layers=crop_n_layers)

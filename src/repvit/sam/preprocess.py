@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._deps import require_sam
+from repvit.runtime import require
 
 __all__ = ["sam_pixel_stats", "load_rgb", "preprocess_image", "PreprocessingEncoder"]
 
@@ -25,7 +25,7 @@ __all__ = ["sam_pixel_stats", "load_rgb", "preprocess_image", "PreprocessingEnco
 
 def sam_pixel_stats() -> tuple[list[float], list[float]]:
     """``Sam``'s default pixel mean and std (0..255 RGB), read from ``segment_anything.modeling.Sam``."""
-    sam_cls = require_sam("SAM preprocessing").modeling.Sam
+    sam_cls = require("segment_anything", "SAM preprocessing").modeling.Sam
     params = inspect.signature(sam_cls.__init__).parameters
     return list(params["pixel_mean"].default), list(params["pixel_std"].default)
 
@@ -44,7 +44,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 def preprocess_image(image: np.ndarray, img_size: int) -> torch.Tensor:
     """``(3, img_size, img_size)`` float tensor from an ``(H, W, 3)`` uint8 RGB array, as ``SamPredictor``:
     ``ResizeLongestSide(img_size).apply_image``, normalize with Sam's mean/std, zero-pad bottom and right."""
-    require_sam("SAM preprocessing")
+    require("segment_anything", "SAM preprocessing")
     from segment_anything.utils.transforms import ResizeLongestSide
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ._deps import require_sam
+from repvit.runtime import require
+
 from .prompts import PromptError, validate_prompts
 
 __all__ = ["ImageEmbedding", "SegmentResult", "SamSession", "image_key", "time_click"]
@@ -61,7 +62,7 @@ class SamSession:
     """
 
     def __init__(self, sam: nn.Module, cache_size: int = 4):
-        self.sa = require_sam("the RepViT-SAM app")
+        self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
         self.cache_size = max(1, int(cache_size))
         self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from repvit.sam._deps import require_sam
+from repvit.runtime import require
 
 from .config import LoopSettings
 from .loss import mask_distill_loss, mask_iou
@@ -27,7 +27,7 @@ Points = tuple[torch.Tensor, torch.Tensor] | None
 def load_teacher_sam(name: str, checkpoint: str | Path) -> nn.Module:
     """The whole teacher SAM: ``segment_anything.sam_model_registry[name]`` (vit_h / vit_l / vit_b) or, for
     ``repvit_sam``, :func:`repvit.sam.build_repvit_sam`, with the local ``checkpoint``; nothing is downloaded."""
-    sa = require_sam("the SAM teacher")
+    sa = require("segment_anything", "the SAM teacher")
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint {path} does not exist; download SAM's {name} checkpoint "
@@ -47,7 +47,7 @@ def load_teacher_encoder(name: str, checkpoint: str | Path) -> nn.Module:
 def read_encoder_state(init: str | Path) -> dict[str, torch.Tensor] | None:
     """The image-encoder weights (``trunk.*``, ``neck.*``) of a RepViT-SAM checkpoint in any format (a phase-1
     ``best.pt`` included), or None when ``init`` is not a RepViT-SAM checkpoint."""
-    from repvit.models.checkpoint import CheckpointError
+    from repvit.io import CheckpointError
     from repvit.sam.checkpoint import read_sam_checkpoint
 
     try:

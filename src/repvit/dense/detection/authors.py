@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.models.checkpoint import CheckpointError
+from repvit.io import CheckpointError
 
 from ..checkpoint import DenseCheckpoint, backbone_model_name, load_mapped, open_dense_model, split_backbone
 
