@@ -60,4 +60,6 @@ def build_edgetam(
     model.eval()
     if fused:
         fuse_edgetam(model)
+    # channels-last convolutions are faster on CPU (oneDNN); the maps downstream follow the trunk's layout
+    model.image_encoder.to(memory_format=torch.channels_last)
     return model.to(device)
