@@ -111,6 +111,16 @@ def test_fused_trunk_has_no_batchnorm_and_same_outputs(model):
     assert is_fused_edgetam(build_edgetam(fused=True))
 
 
+def test_fused_checkpoint_loads_in_deploy_form(tmp_path):
+    torch.manual_seed(2)
+    fused = build_edgetam(fused=True)
+    path = save_edgetam(fused, tmp_path / "fused.pt")
+    loaded = build_edgetam(path)
+    assert is_fused_edgetam(loaded)
+    for k, v in fused.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_rope_in_real_arithmetic_equals_the_complex_product():
     cos, sin = axial_rope(64, 8, 4)
     x = torch.randn(2, 1, 32, 64)
