@@ -415,6 +415,27 @@ def test_tracks_a_video_file(tmp_path, model):
     assert [m.shape for _, _, m in predictor.propagate_in_video(state)] == [(1, 1, H, W)] * 4
 
 
+def test_tracks_with_edgetam(tmp_path):
+    """The real EdgeTAM (random weights, 256 px input) through the predictor: two objects on different frames."""
+    from repvit.sam.sam2.build import build_edgetam
+    from repvit.sam.sam2.config import EdgeTamConfig
+
+    torch.manual_seed(0)
+    model = build_edgetam(config=EdgeTamConfig(image_size=256, binarize_mask_from_pts_for_mem_enc=True))
+    predictor = EdgeTamVideoPredictor(model)
+    state = predictor.init_state(_write_frames(tmp_path / "video", 3))
+    predictor.add_new_points_or_box(state, 0, 1, points=[[6, 6]], labels=[1])
+    predictor.add_new_points_or_box(state, 1, 2, box=[20, 10, 38, 22])
+    outputs = list(predictor.propagate_in_video(state))
+    assert [(f, ids, tuple(m.shape)) for f, ids, m in outputs] == [(f, [1, 2], (2, 1, H, W)) for f in range(3)]
+    assert all(torch.isfinite(m).all() for _, _, m in outputs)
+    for track, cond in zip(state.objects.values(), ([0], [1])):
+        assert sorted(track.outputs["cond_frame_outputs"]) == cond
+        memories = {**track.outputs["cond_frame_outputs"], **track.outputs["non_cond_frame_outputs"]}
+        assert sorted(memories) == [0, 1, 2]
+        assert all(out["maskmem_features"].shape == (1, 512, 64) for out in memories.values())
+
+
 def test_build_edgetam_video_predictor_uses_the_authors_video_settings():
     predictor = build_edgetam_video_predictor(fill_hole_area=0)
     assert isinstance(predictor, EdgeTamVideoPredictor) and predictor.fill_hole_area == 0

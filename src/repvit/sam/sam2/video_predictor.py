@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .build import build_edgetam
+from .config import EdgeTamConfig
 from .frames import VideoFrames, open_video_frames
 from .postprocess import fill_holes_in_mask_scores
 
@@ -550,7 +551,7 @@ def build_edgetam_video_predictor(
         device: where the model runs.
         fill_hole_area: fill holes up to this many pixels in the low-resolution masks (0: off).
     """
-    model = build_edgetam(checkpoint, fused=fused, device=device).eval()
-    # the authors' video builder encodes clicked frames' masks as 0/1 into memory
-    model.binarize_mask_from_pts_for_mem_enc = True
+    # the authors' video builder encodes clicked frames' masks into memory as 0/1
+    config = EdgeTamConfig(binarize_mask_from_pts_for_mem_enc=True)
+    model = build_edgetam(checkpoint, fused=fused, device=device, config=config)
     return EdgeTamVideoPredictor(model, fill_hole_area=fill_hole_area)
