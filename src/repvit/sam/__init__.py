@@ -21,6 +21,13 @@ Training the encoders (``repvit sam distill``) is a task of its own: :mod:`repvi
 from .checkpoint import SamCheckpoint, read_sam_checkpoint, read_sam_decoder, save_repvit_sam
 from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS, RepViTSamConfig, RepViTSamEncoder, get_sam_config
 from .model import SAM_WEIGHT_NAMES, build_repvit_sam, build_sam_from_encoder, encoder_config, is_fused_sam
+from .sam2 import (
+    EdgeTAM,
+    EdgeTamImagePredictor,
+    EdgeTamVideoPredictor,
+    build_edgetam,
+    build_edgetam_video_predictor,
+)
 
 __all__ = [
     "build_repvit_sam",
@@ -37,4 +44,9 @@ __all__ = [
     "SAM_VARIANTS",
     "EDGE_SAM_VARIANTS",
     "get_sam_config",
+    "EdgeTAM",
+    "EdgeTamImagePredictor",
+    "EdgeTamVideoPredictor",
+    "build_edgetam",
+    "build_edgetam_video_predictor",
 ]

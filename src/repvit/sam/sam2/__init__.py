@@ -1,16 +1,19 @@
 """EdgeTAM (SAM 2 with a RepViT trunk and a spatial perceiver): the model, its builder and checkpoint reader, and
-the image predictor."""
+the image and video predictors, the video frames and the mask clean-up."""
 
 from .build import build_edgetam, fuse_edgetam, is_fused_edgetam
 from .checkpoint import read_edgetam_checkpoint, save_edgetam
 from .config import EdgeTamConfig
 from .image_predictor import EdgeTamImagePredictor
 from .model import EdgeTAM
+from .video_predictor import EdgeTamVideoPredictor, build_edgetam_video_predictor
 
 __all__ = [
     "EdgeTAM",
     "EdgeTamConfig",
     "EdgeTamImagePredictor",
+    "EdgeTamVideoPredictor",
+    "build_edgetam_video_predictor",
     "build_edgetam",
     "fuse_edgetam",
     "is_fused_edgetam",
