@@ -50,7 +50,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("detect", "a detection checkpoint", "repvit detect train", "detect", "repvit.cli.detect_cmd",
              "detect", ("mmdet_maskrcnn",), "repvit.load_detector"),
     TaskSpec("sam-distill", "a RepViT-SAM distillation checkpoint", "repvit sam distill", "sam",
-             "repvit.cli.sam_cmd", "sam", ("repvit_sam", "edge_sam"), "repvit.sam.build_repvit_sam"),
+             "repvit.cli.sam_cmd", "sam", ("repvit_sam", "edge_sam", "edgetam"), "repvit.sam.build_repvit_sam"),
 )}
 
 # the kinds of published weights and their layouts, in the order of TASKS

@@ -42,7 +42,7 @@ def resolve_sam_checkpoint(
     if isinstance(checkpoint, Mapping):
         return checkpoint
     try:
-        repvit.weights.lookup(checkpoint, kind="sam")
+        found = repvit.weights.lookup(checkpoint, kind="sam")
     except repvit.weights.UnknownWeightsError:
         try:
             get_sam_config(str(checkpoint))
@@ -55,6 +55,9 @@ def resolve_sam_checkpoint(
         raise CheckpointError(f"{checkpoint!r} is an encoder variant, not a checkpoint: pass variant={checkpoint!r} "
                               f"(CLI: --variant) for random weights, or a weight name "
                               f"({', '.join(SAM_WEIGHT_NAMES)}).") from None
+    if getattr(found, "layout", None) == "edgetam":
+        raise CheckpointError(f"{checkpoint!r} is EdgeTAM (SAM 2 family): build it with repvit.sam.build_edgetam "
+                              "(CLI: repvit sam predict|track --checkpoint edgetam).")
     return repvit.weights.resolve_weights(checkpoint)
 
 

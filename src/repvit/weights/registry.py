@@ -53,7 +53,8 @@ class WeightsEntry:
             two are downloaded into torch.hub's cache.
         layout: how the file is laid out (:data:`repvit.tasks.WEIGHT_LAYOUTS`): ``timm``, ``authors_cls``
             (``{'model': sd}``, ``features.N``), ``mmseg_semfpn``, ``mmdet_maskrcnn``, ``repvit_sam`` (one flat SAM
-            state dict) or ``edge_sam``; None when unknown until the file is read (a URL).
+            state dict), ``edge_sam`` or ``edgetam`` (SAM 2's ``{'model': sd}``); None when unknown until the file
+            is read (a URL).
         task: the kind of weights (:data:`repvit.tasks.WEIGHT_KINDS`): ``classify``, ``segment``, ``detect`` or
             ``sam``; None when unknown (a URL).
         repo_id: Hugging Face repository (``huggingface`` host).
@@ -132,6 +133,9 @@ def _build() -> dict[str, WeightsEntry]:
         out.append(WeightsEntry(stem, "edge_sam", "huggingface", "edge_sam", "sam", repo_id="chongzhou/EdgeSAM",
                                 filename=f"weights/{stem}.pth", repo_type="space",
                                 description=f"{desc} (Hugging Face Space chongzhou/EdgeSAM)"))
+    out.append(WeightsEntry("edgetam", "edgetam", "huggingface", "edgetam", "sam", repo_id="facebook/EdgeTAM",
+                            filename="edgetam.pt", description="EdgeTAM: SAM 2 for images and video on a RepViT "
+                            "trunk (Hugging Face facebook/EdgeTAM; repvit.sam.build_edgetam)"))
     return {e.name: e for e in out}
 
 

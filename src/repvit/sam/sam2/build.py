@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
+import repvit.weights
 from repvit.io import CheckpointError
 from repvit.models import fuse_model
 
@@ -15,7 +17,7 @@ from .checkpoint import read_edgetam_checkpoint
 from .config import EdgeTamConfig
 from .model import EdgeTAM
 
-__all__ = ["build_edgetam", "fuse_edgetam", "is_fused_edgetam"]
+__all__ = ["build_edgetam", "fuse_edgetam", "is_fused_edgetam", "resolve_edgetam_checkpoint"]
 
 
 def fuse_edgetam(model: EdgeTAM) -> EdgeTAM:
@@ -36,6 +38,23 @@ def _has_fused_trunk(sd: Mapping[str, Any]) -> bool:
     return bool(trunk) and not any(".bn." in k for k in trunk)
 
 
+def resolve_edgetam_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any]) -> Path | Mapping[str, Any]:
+    """``checkpoint`` itself when it is a dict; otherwise its local file through :func:`repvit.weights.resolve_weights`
+    (a path, a URL, or the published name ``edgetam``, downloaded once and cached).
+
+    Raises:
+        CheckpointError: published weights of another SAM model (``edge_sam``, ``repvit_sam``), or a missing file.
+        ValueError: an unknown name, or published weights that are not SAM's.
+    """
+    if isinstance(checkpoint, Mapping):
+        return checkpoint
+    found = repvit.weights.lookup(checkpoint, kind="sam")
+    if isinstance(found, repvit.weights.WeightsEntry) and found.layout not in (None, "edgetam"):
+        raise CheckpointError(f"{checkpoint!r} is {found.description.split(' (')[0]}, not EdgeTAM: load it with "
+                              "repvit.sam.build_repvit_sam; EdgeTAM's published weights are 'edgetam'.")
+    return repvit.weights.resolve_weights(checkpoint)
+
+
 def build_edgetam(
     checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
     *,
@@ -46,9 +65,9 @@ def build_edgetam(
     """Build EdgeTAM in eval mode. Nothing is downloaded: the trunk starts random, as does everything else.
 
     Args:
-        checkpoint: an ``edgetam.pt`` file (``{"model": state_dict}`` with the authors' names) or such a dict,
-            loaded strictly; None keeps the random initialization. A checkpoint saved from a fused model
-            (:func:`~repvit.sam.sam2.save_edgetam`) loads into the fused form.
+        checkpoint: the published name ``edgetam``, an ``edgetam.pt`` file or URL (``{"model": state_dict}`` with
+            the authors' names) or such a dict, loaded strictly; None keeps the random initialization. A
+            checkpoint saved from a fused model (:func:`~repvit.sam.sam2.save_edgetam`) loads into the fused form.
         fused: re-parameterize the trunk for inference (outputs equal within float rounding).
         device: where the model lives.
         config: architecture and tracking settings (default: the published EdgeTAM).
@@ -58,7 +77,7 @@ def build_edgetam(
     """
     model = EdgeTAM(config)
     if checkpoint is not None:
-        sd = read_edgetam_checkpoint(checkpoint)
+        sd = read_edgetam_checkpoint(resolve_edgetam_checkpoint(checkpoint))
         if _has_fused_trunk(sd):  # saved from a fused model: load it in deploy form
             fuse_edgetam(model.eval())
         try:
