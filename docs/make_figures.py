@@ -48,7 +48,7 @@ def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Pa
     from repvit.dense.segmentation.metrics import confusion_matrix, metrics_from_confusion
     from repvit.dense.segmentation.model import load_segmenter
     from repvit.dense.segmentation.predict import palette, predict_images
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     _, cfg, _ = load_segmenter(checkpoint)
     ck = load_train_checkpoint(checkpoint)

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from repvit.dense.detection.task import DetectConfig, DetectTask
-from repvit.train.run import run_task
-from tests.train._tiny import state_hash
+from repvit.engine.run import run_task
+from tests.helpers import state_hash
 
 out = Path(sys.argv[1])
 cfg = DetectConfig(data="digits", img_size=32, scene_size=32, output_dir=str(out / "run"), epochs=2, batch_size=2,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from repvit.dense.segmentation.task import SegmentConfig, train_segmentation
-from tests.train._tiny import state_hash
+from tests.helpers import state_hash
 
 out = Path(sys.argv[1])
 cfg = SegmentConfig(data="digits", img_size=32, output_dir=str(out / "run"), epochs=2, batch_size=4, lr=1e-3,

@@ -102,7 +102,7 @@ def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
 def test_other_detectors_train_a_few_iterations_and_evaluate(kind, tmp_path):
     from repvit.dense.detection.config import DetectConfig
     from repvit.dense.detection.task import DetectTask
-    from repvit.train.run import run_task
+    from repvit.engine.run import run_task
 
     cfg = DetectConfig(output_dir=str(tmp_path), detector=kind, iters=3, batch_size=2, img_size=64, train_scenes=16,
                        val_scenes=200, val_subset=8, fpn_channels=16, box_head_dim=32, progress=False,
@@ -119,7 +119,7 @@ def test_other_detectors_train_a_few_iterations_and_evaluate(kind, tmp_path):
 def test_recipes_match_the_defaults_and_the_paper():
     from repvit.dense.detection.config import DetectConfig
     from repvit.dense.detection.model import detector_spec
-    from repvit.train.config import load_config
+    from repvit.engine.config import load_config
 
     assert load_config("detect_digits", cls=DetectConfig) == DetectConfig()  # the YAML is the default recipe
     paper = load_config("detect_maskrcnn_coco_1x", cls=DetectConfig)

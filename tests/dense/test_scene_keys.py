@@ -13,7 +13,7 @@ from repvit.dense.detection.config import DetectConfig
 from repvit.dense.segmentation.config import SegmentConfig
 from repvit.dense.segmentation.data import build_segment_datasets
 from repvit.dense.segmentation.model import load_segmenter
-from repvit.train.config import load_config, parse_overrides
+from repvit.engine.config import load_config, parse_overrides
 
 SCENE_KEYS = {"scene_min_digits", "scene_max_digits", "scene_scale_min", "scene_scale_max"}
 OLD = {"digit_scale_min": "scene_scale_min", "digit_scale_max": "scene_scale_max", "max_digits": "scene_max_digits"}

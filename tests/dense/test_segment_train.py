@@ -85,7 +85,7 @@ def test_backbone_checkpoint_flag_loads_a_classifier(tmp_path):
     import repvit
     from repvit.dense.segmentation.config import SegmentConfig
     from repvit.dense.segmentation.task import SegmentTask
-    from repvit.train.task import TaskData
+    from repvit.engine.task import TaskData
 
     clf = repvit.create_model("repvit_m0_6", num_classes=10)
     torch.nn.init.normal_(clf.stem.conv1.c.weight)

@@ -70,9 +70,9 @@ def _cfg(tmp_path, images, **kw):
 
 def test_distill_on_the_engine_resume_and_load(tmp_path):
     import repvit
+    from repvit.engine.checkpoint import load_train_checkpoint
     from repvit.models import save_checkpoint
     from repvit.sam import build_repvit_sam, save_repvit_sam
-    from repvit.train.checkpoint import load_train_checkpoint
 
     images = make_images(tmp_path / "images", 12, size=(40, 90))
     teacher = tiny_teacher(64)
@@ -140,7 +140,7 @@ def test_distillation_reaches_a_fifth_of_the_starting_mse(tmp_path):
     """48 images (38 train, 10 held out) at 128 px, a RepViT-M0.9 student, 16 epochs (about 3 minutes on one
     core): the held-out embedding MSE falls to at most 20% of the untrained student's."""
     from repvit.data.loader import eval_loader
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     images = make_images(tmp_path / "images", 48)
     teacher = tiny_teacher(128)

@@ -130,8 +130,8 @@ def _cfg(tmp_path, images, **kw):
 
 @pytest.mark.slow  # two engine runs and several checkpoint loads: ~10 s on a quiet machine, 35 s on this one
 def test_phase_two_after_phase_one_trains_the_students_sam(tmp_path):
+    from repvit.engine.checkpoint import load_train_checkpoint
     from repvit.sam import build_repvit_sam
-    from repvit.train.checkpoint import load_train_checkpoint
 
     images = make_images(tmp_path / "images", 6, size=(40, 90))
     teacher = tiny_teacher_sam(64)
@@ -230,7 +230,7 @@ def test_cli_phase_prompt_with_a_repvit_sam_teacher(tmp_path, capsys):
 def test_sigkill_in_second_epoch_then_resume_matches_uninterrupted(tmp_path):
     """CLI runs of phase 2 (2 epochs of 4 steps): one is SIGKILLed in its second epoch and resumed with --resume
     auto; its final weights, optimiser state and RNG-driven prompts give the uninterrupted run's result exactly."""
-    from tests.train._tiny import max_abs_diff
+    from tests.helpers import max_abs_diff
 
     images = make_images(tmp_path / "images", 10, size=(40, 60))
     teacher = _teacher_file(tmp_path)

@@ -165,7 +165,7 @@ def test_bad_annotations_are_errors_naming_the_file(tmp_path):
     path.write_text(json.dumps(d))
     with pytest.raises(MaskAnnotationError, match=r"instances_train\.json has annotations but no masks"):
         find_mask_annotations(root, sorted(truth))
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     with pytest.raises(MaskAnnotationError, match="no masks"):  # before the teacher embeds a single image
         SamPromptDistillTask(tiny_teacher_sam(IMG)).build_data(_cfg(tmp_path, root), DistInfo())
@@ -208,7 +208,7 @@ def _cfg(tmp_path, images, **kw):
 def test_two_phase_two_steps_on_annotated_masks(tmp_path, layout, caplog):
     """`distill --phase prompt` on an annotated folder: the log and the checkpoint say the prompts came from the
     annotations, the image without masks is left out (COCO), and training and the held-out pass run on them."""
-    from repvit.train.checkpoint import load_train_checkpoint
+    from repvit.engine.checkpoint import load_train_checkpoint
 
     root, truth = (make_coco if layout == "coco" else make_sa1b)(tmp_path / layout)
     with caplog.at_level(logging.INFO, logger="repvit.sam"):
@@ -225,7 +225,7 @@ def test_two_phase_two_steps_on_annotated_masks(tmp_path, layout, caplog):
 
 def test_prompt_masks_setting(tmp_path, caplog):
     """'teacher' ignores the annotations (and says so); 'annotations' without any is an error naming the folder."""
-    from repvit.train.distributed import DistInfo
+    from repvit.engine.distributed import DistInfo
 
     root, _ = make_sa1b(tmp_path / "sa", n=4)
     teacher = tiny_teacher_sam(IMG)
