@@ -35,6 +35,7 @@ __all__ = [
     "RepViTFeatures",
     "StagedClassifier",
     "MIN_INPUT_SIZE",
+    "check_backbone_args",
     "GLOBAL_POOL_TYPES",
     "check_input",
     "global_pool_2d",
@@ -228,10 +229,7 @@ def _drop_path_rates(cfg: RepViTConfig, rate: float) -> list[list[float]]:
 
 def _build_backbone(model: nn.Module, cfg: RepViTConfig, in_chans: int, drop_path_rate: float) -> None:
     """Give ``model`` RepViT's stem and stages, and ``cfg``, ``in_chans``, ``stage_info`` and ``num_features``."""
-    if in_chans < 1:
-        raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+    check_backbone_args(in_chans, drop_path_rate)
     act_layer = nn.GELU
     model.cfg = cfg
     model.in_chans = in_chans
@@ -247,6 +245,14 @@ def _build_backbone(model: nn.Module, cfg: RepViTConfig, in_chans: int, drop_pat
         in_dim = cfg.widths[s]
     model.stages = nn.Sequential(*stages)
     model.num_features = cfg.widths[-1]
+
+
+def check_backbone_args(in_chans: int, drop_path_rate: float) -> None:
+    """Raise a ``ValueError`` for fewer than one input channel or a drop-path rate outside [0, 1)."""
+    if in_chans < 1:
+        raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
 
 
 class _StagedNet(nn.Module):
@@ -281,6 +287,13 @@ class StagedClassifier(_StagedNet):
 
     def _make_head(self, num_classes: int, distillation: bool) -> nn.Module:
         raise NotImplementedError
+
+    def _set_head_args(self, num_classes: int, distillation: bool, global_pool: str) -> None:
+        """Check and keep the constructor's head arguments."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        check_global_pool(global_pool, num_classes)
+        self.num_classes, self.distillation, self.global_pool = num_classes, distillation, global_pool
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -364,13 +377,8 @@ class RepViT(StagedClassifier):
         global_pool: str = "avg",
     ):
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        check_global_pool(global_pool, num_classes)
+        self._set_head_args(num_classes, distillation, global_pool)
         _build_backbone(self, cfg, in_chans, drop_path_rate)
-        self.num_classes = num_classes
-        self.distillation = distillation
-        self.global_pool = global_pool
         self.feature_info = list(self.stage_info)
         self.head_hidden_size = self.num_features
         self.head_drop = nn.Dropout(drop_rate)
@@ -398,7 +406,7 @@ class RepViT(StagedClassifier):
         """Stage outputs (strides 4, 8, 16, 32) for dense tasks, as in timm.
 
         Returns the list of selected stage outputs, or ``(final_features, intermediates)`` unless
-        ``intermediates_only``. ``norm`` is accepted for timm compatibility; RepViT has no final norm.
+        ``intermediates_only``. ``norm`` is accepted as in timm's signature; RepViT has no final norm.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}.")

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from repvit.models.layers import ConvNorm
 from repvit.models.pretrained import init_pretrained_cfg
-from repvit.models.repvit import RepViTClassifier, RepViTStem, StagedClassifier, check_global_pool
+from repvit.models.repvit import RepViTClassifier, RepViTStem, StagedClassifier, check_backbone_args
 
 from .blocks import MobileNetV3Classifier, MobileNetV3Stem, act_layer, build_block, build_downsample
 from .config import RoadmapConfig, StageSpec
@@ -69,18 +69,10 @@ class RoadmapNet(StagedClassifier):
         super().__init__()
         if not isinstance(cfg, RoadmapConfig):
             raise TypeError(f"RoadmapNet needs a RoadmapConfig, got {type(cfg).__name__}.")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
-        check_global_pool(global_pool, num_classes)
+        self._set_head_args(num_classes, distillation, global_pool)
+        check_backbone_args(in_chans, drop_path_rate)
         self.cfg = cfg
         self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.distillation = distillation
-        self.global_pool = global_pool
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
