@@ -102,10 +102,7 @@ def train_one_epoch(
         _check_finite(loss, step + 1, epoch, i)
         _update(loss, optimizer, params, scaler, options)
         step += 1
-        if ema is not None:
-            ema.update(model, step=step)
-        if scheduler is not None:
-            scheduler.step_update(num_updates=step)
+        _after_update(model, step, ema, scheduler)
         loss_sum += loss.detach().double() * n
         stats.images += n
         stats.steps += 1
@@ -146,6 +143,14 @@ def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[t
         if options.clip_grad:
             dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
         optimizer.step()
+
+
+def _after_update(model: nn.Module, step: int, ema, scheduler) -> None:
+    """After optimiser step ``step``: update the EMA weights and the learning rate."""
+    if ema is not None:
+        ema.update(model, step=step)
+    if scheduler is not None:
+        scheduler.step_update(num_updates=step)
 
 
 def _show(progress, loss: torch.Tensor, optimizer: torch.optim.Optimizer, images_per_s: float) -> None:
