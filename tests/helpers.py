@@ -71,7 +71,7 @@ def kill_in_second_epoch_then_resume(cmd, tmp_path, *, sleep_s: float, timeout_s
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(root), "OMP_NUM_THREADS": "1"}
     ref = subprocess.Popen(cmd(tmp_path / "ref"), env=env, cwd=root, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
     victim_dir = tmp_path / "victim"
@@ -112,7 +112,7 @@ def run_torchrun(script, *args: str, timeout_s: float = 400, env: dict | None = 
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", **(env or {})}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(root), "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            *args]
     proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -135,3 +135,28 @@ def run_cli(capsys, *argv) -> str:
     out = capsys.readouterr()
     assert rc == 0, out.err[-3000:]
     return out.out
+
+
+def state_hash(sd: dict[str, torch.Tensor]) -> str:
+    """A SHA-256 over the keys and values of ``sd`` (equal weights give equal hashes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        h.update(k.encode())
+        h.update(sd[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest absolute difference between two state dicts with the same keys."""
+    assert a.keys() == b.keys()
+    return max(((a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0) for k in a)
+
+
+def _pythonpath(root) -> str:
+    """``PYTHONPATH`` for a subprocess of the tests: this checkout's ``src`` (so the code under test is the code
+    beside the tests, also when another checkout is installed) and its root (for ``tests.*``)."""
+    import os
+
+    return os.pathsep.join([str(root / "src"), str(root)])

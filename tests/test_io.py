@@ -63,7 +63,9 @@ def test_check_task_names_both_tasks():
     with pytest.raises(io.WrongTaskError, match=r"x\.pt is a training checkpoint of task 'segment', not of "
                                                 r"`repvit detect train` \(a detection checkpoint"):
         io.check_task(seg, "detect", "x.pt")
-    old_cls = {"model": {}, "optimizer": {}, "config": {}}  # written before tasks were recorded
-    assert io.checkpoint_task(old_cls) == "classify" and io.checkpoint_task({"w": torch.ones(1)}) is None
+    no_task = {"model": {}, "optimizer": {}, "config": {}}  # a checkpoint names its task, or is not a training one
+    assert io.checkpoint_task(no_task) is None and io.checkpoint_task({"w": torch.ones(1)}) is None
+    with pytest.raises(io.WrongTaskError, match="is not a training checkpoint, not of `repvit train`"):
+        io.check_task(no_task, "classify")
     with pytest.raises(ValueError, match="not a training checkpoint.*Use --backbone-checkpoint"):
         io.check_task({"w": torch.ones(1)}, "segment", hint="Use --backbone-checkpoint.")

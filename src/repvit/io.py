@@ -135,14 +135,10 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def checkpoint_task(obj: Any) -> str | None:
     """The task a loaded training checkpoint belongs to (``classify``, ``segment``, ``detect``, ``sam-distill``), or
     None when ``obj`` is not a training checkpoint (a bare state dict, an export, another project's file).
-
-    Training checkpoints written before tasks were recorded are classification ones.
     """
     if not (isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping)):
         return None
-    if "task" in obj:
-        return str(obj["task"])
-    return "classify" if "optimizer" in obj and "config" in obj else None
+    return str(obj["task"]) if "task" in obj else None
 
 
 def check_task(ckpt: Any, task: str, source: str | os.PathLike | None = None, hint: str = "") -> None:

@@ -96,10 +96,10 @@ def test_int8_needs_calibration_and_other_formats_refuse_it(tmp_path):
 @pytest.mark.slow
 def test_executorch_int8_within_half_a_point_of_fp32_on_digits(tmp_path):
     pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip install 'repvit-pytorch[digits]'")
+    from repvit.classification import train
     from repvit.data import load_digits_split
     from repvit.deploy.calib import load_calibration
     from repvit.deploy.export import export_model
-    from repvit.train import train
 
     summary = train({"model": "repvit_m0_6", "data": "digits", "epochs": 6, "img_size": 32,
                      "output_dir": str(tmp_path / "run"), "progress": False})

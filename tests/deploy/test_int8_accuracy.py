@@ -13,11 +13,11 @@ pytest.importorskip("sklearn", reason="the digits set needs scikit-learn: pip in
 @pytest.mark.slow
 def test_int8_within_half_a_point_of_fp32_after_training(tmp_path):
     import repvit
+    from repvit.classification import train
     from repvit.data import load_digits_split
     from repvit.deploy.calib import load_calibration
     from repvit.deploy.export import export_model
     from repvit.deploy.onnx_export import make_session
-    from repvit.train import train
 
     summary = train({"model": "repvit_m0_6", "data": "digits", "epochs": 6, "img_size": 32,
                      "output_dir": str(tmp_path / "run"), "progress": False})
@@ -43,7 +43,7 @@ def test_every_int8_backend_within_half_a_point_on_this_cpu(tmp_path):
     backend available here within 0.5 points of FP32 and >= 99% agreement, with this CPU's ``auto`` INT8 mode."""
     from repvit.bench.accuracy import digits_accuracy
     from repvit.bench.backends import available_backends
-    from repvit.train import train
+    from repvit.classification import train
 
     summary = train({"model": "repvit_m0_6", "data": "digits", "epochs": 6, "img_size": 32,
                      "output_dir": str(tmp_path / "run"), "progress": False})

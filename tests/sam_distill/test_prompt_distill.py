@@ -231,7 +231,7 @@ def test_cli_phase_prompt_with_a_repvit_sam_teacher(tmp_path, capsys):
 def test_sigkill_in_second_epoch_then_resume_matches_uninterrupted(tmp_path):
     """CLI runs of phase 2 (2 epochs of 4 steps): one is SIGKILLed in its second epoch and resumed with --resume
     auto; its final weights, optimiser state and RNG-driven prompts give the uninterrupted run's result exactly."""
-    from tests.train._tiny import max_abs_diff
+    from tests.helpers import max_abs_diff
 
     images = make_images(tmp_path / "images", 10, size=(40, 60))
     teacher = _teacher_file(tmp_path)

@@ -359,7 +359,7 @@ def test_cli_pretrained_flags(hosts, m0_9_files, tmp_path, capsys):
     assert main(["train", "--pretrained", "repvit_m0_9.dist_450e_in1k", "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["finetune"] == "repvit_m0_9.dist_450e_in1k" and cfg["model"] == "repvit_m0_9"
-    from repvit.train.classify import _finetune_file
+    from repvit.classification.model import _finetune_file
 
     assert Path(_finetune_file(cfg["finetune"])).read_bytes() == m0_9_files["dist_450e_in1k"].read_bytes()
     # bench: default weights for every repvit model that has them; a name for its architecture only
@@ -411,8 +411,8 @@ def test_cli_export_pretrained_builds_the_published_model(hosts, m0_9_files, mon
 
 
 def test_train_build_model_starts_from_weights_by_name(hosts, m0_9_files):
-    from repvit.train.classify import build_model
-    from repvit.train.config import TrainConfig
+    from repvit.classification.config import TrainConfig
+    from repvit.classification.model import build_model
 
     cfg = TrainConfig().replace(model="repvit_m0_9", finetune="repvit_m0_9.dist_450e_in1k", distillation="none")
     with pytest.warns(UserWarning, match="head is not loaded"):

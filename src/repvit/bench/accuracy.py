@@ -50,26 +50,16 @@ def digits_accuracy(
         "delta_points", "agreement", "passed", "warning"}], "int8", "errors"}``; ``warning`` (None when passed) says
         how far a low-precision backend fell and its likely cause.
     """
-    from repvit.data import is_digits, load_digits_split
+    from repvit.data import load_digits_split
     from repvit.deploy.int8_mode import resolve_int8_mode
-    from repvit.models import create_model, fuse_model, read_checkpoint
 
-    from .backends import CUDA_BACKENDS, precision_of, prepare_backend
-    from .lowp_backends import first_output
+    from .backends import CUDA_BACKENDS
 
     say = say or (lambda s: _LOG.info(s))
     int8 = resolve_int8_mode(int8_mode)
-    ckpt = read_checkpoint(checkpoint)
-    cfg = ckpt.meta.get("train_config") or {}
-    if cfg.get("data") is not None and not is_digits(cfg["data"]):
-        raise ValueError(f"accuracy checks need a checkpoint trained on the digits set; {checkpoint} was trained on "
-                         f"{cfg.get('data')!r}.")
-    size = int(img_size or cfg.get("img_size") or 32)
-    model = fuse_model(create_model(checkpoint=checkpoint)).eval()
+    ckpt, cfg, size, model = _digits_model(checkpoint, img_size)
     x, y = load_digits_split("val", img_size=size)
-    x_train, _ = load_digits_split("train", img_size=size)
-    g = torch.Generator().manual_seed(0)
-    calib = list(x_train[torch.randperm(len(x_train), generator=g)[:calib_images]].split(32))
+    calib = _calibration(size, calib_images)
     with torch.inference_mode():
         ref = model(x).argmax(1)
     fp32_top1 = 100.0 * (ref == y).float().mean().item()
@@ -79,26 +69,69 @@ def digits_accuracy(
             continue
         say(f"accuracy: {backend} on {len(y)} held-out digits at {size}x{size}")
         try:
-            fn = prepare_backend(model, backend, x, threads=threads, calib=calib, int8_mode=int8)
-            with torch.inference_mode():
-                pred = first_output(fn()).argmax(1)
-            if hasattr(fn, "close"):
-                fn.close()
+            pred = _predict(model, backend, x, threads, calib, int8)
         except Exception as e:  # noqa: BLE001 - a backend that cannot run is recorded, like in the benchmark
             errors.append({"backend": backend, "error": f"{type(e).__name__}: {e}"})
             _LOG.warning("accuracy check of %s failed: %s", backend, e)
             continue
-        top1 = 100.0 * (pred == y).float().mean().item()
-        agreement = (pred == ref).float().mean().item()
-        passed = abs(top1 - fp32_top1) <= MAX_DROP_POINTS and agreement >= MIN_AGREEMENT
-        rows.append({"backend": backend, "precision": precision_of(backend), "top1": top1,
-                     "delta_points": top1 - fp32_top1, "agreement": agreement, "passed": passed,
-                     "warning": None if passed else lowp_warning(backend, precision_of(backend), top1 - fp32_top1,
-                                                                 agreement)})
+        rows.append(_accuracy_row(backend, pred, y, ref, fp32_top1))
     return {"checkpoint": str(checkpoint), "model": ckpt.meta.get("model_name") or cfg.get("model"),
             "img_size": size, "images": int(len(y)), "fp32_top1": fp32_top1, "calib_images": calib_images,
             "criteria": {"max_drop_points": MAX_DROP_POINTS, "min_agreement": MIN_AGREEMENT}, "rows": rows,
             "int8": int8.to_dict(), "errors": errors}
+
+
+def _digits_model(checkpoint: str, img_size: int | None):
+    """The checkpoint as read, its training config, the resolution to check at and the fused model (eval mode).
+
+    Raises:
+        ValueError: the checkpoint was trained on other data than the digits set.
+    """
+    from repvit.data import is_digits
+    from repvit.models import create_model, fuse_model, read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    cfg = ckpt.meta.get("train_config") or {}
+    if cfg.get("data") is not None and not is_digits(cfg["data"]):
+        raise ValueError(f"accuracy checks need a checkpoint trained on the digits set; {checkpoint} was trained on "
+                         f"{cfg.get('data')!r}.")
+    size = int(img_size or cfg.get("img_size") or 32)
+    return ckpt, cfg, size, fuse_model(create_model(checkpoint=checkpoint)).eval()
+
+
+def _calibration(size: int, count: int) -> list[torch.Tensor]:
+    """``count`` training images (a fixed random draw) in batches of 32, for the INT8 backends."""
+    from repvit.data import load_digits_split
+
+    x_train, _ = load_digits_split("train", img_size=size)
+    g = torch.Generator().manual_seed(0)
+    return list(x_train[torch.randperm(len(x_train), generator=g)[:count]].split(32))
+
+
+def _predict(model: torch.nn.Module, backend: str, x: torch.Tensor, threads: int, calib, int8) -> torch.Tensor:
+    """The classes ``backend`` predicts for ``x`` (built like the timed candidates, then closed)."""
+    from .backends import prepare_backend
+    from .lowp_backends import first_output
+
+    fn = prepare_backend(model, backend, x, threads=threads, calib=calib, int8_mode=int8)
+    with torch.inference_mode():
+        pred = first_output(fn()).argmax(1)
+    if hasattr(fn, "close"):
+        fn.close()
+    return pred
+
+
+def _accuracy_row(backend: str, pred: torch.Tensor, y: torch.Tensor, ref: torch.Tensor,
+                  fp32_top1: float) -> dict[str, Any]:
+    """A backend's top-1, its agreement with FP32 and whether both are within the criteria."""
+    from .backends import precision_of
+
+    top1 = 100.0 * (pred == y).float().mean().item()
+    agreement = (pred == ref).float().mean().item()
+    passed = abs(top1 - fp32_top1) <= MAX_DROP_POINTS and agreement >= MIN_AGREEMENT
+    return {"backend": backend, "precision": precision_of(backend), "top1": top1,
+            "delta_points": top1 - fp32_top1, "agreement": agreement, "passed": passed,
+            "warning": None if passed else lowp_warning(backend, precision_of(backend), top1 - fp32_top1, agreement)}
 
 
 def lowp_warning(backend: str, precision: str, delta_points: float, agreement: float | None = None) -> str | None:

@@ -149,69 +149,26 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
     errors: list[dict[str, str]] = []
     cuda_only = [b for b in settings.backends if b in CUDA_BACKENDS]
     cpu_backends = [b for b in settings.backends if b not in CUDA_BACKENDS]
-    models: dict[str, tuple[BenchModel, torch.nn.Module]] = {}
-    resolved = _with_weights([resolve_model(spec) for spec in settings.models], settings.pretrained)
-    for bm in resolved:
-        say(f"building {bm.name}" + (f" with weights {bm.weights}" if bm.weights else ""))
-        models[bm.name] = (bm, build_bench_model(bm))
+    models = _build_models(settings, say)
 
     torch.manual_seed(0)
     size = settings.img_size
-    x1 = torch.randn(1, 3, size, size)
-    cands = _prepare(models, cpu_backends, x1, settings.threads, errors, say, int8)
-    openblas = None
-    if settings.openblas_probe:
-        say(f"OpenBLAS sgemm probe ({settings.sgemm_n}x{settings.sgemm_n}, own process)")
-        try:
-            openblas = openblas_sgemm_probe(settings.sgemm_n, settings.threads)
-        except (RuntimeError, OSError, ValueError) as e:
-            errors.append({"model": "*", "backend": "openblas sgemm probe", "error": str(e)})
+    cands = _prepare(models, cpu_backends, torch.randn(1, 3, size, size), settings.threads, errors, say, int8)
+    openblas = _openblas_probe(settings, errors, say)
     sgemm_fn, sgemm_flop = sgemm_callable(settings.sgemm_n)
     timed = {k: c.fn for k, c in cands.items()}
     timed["__sgemm__"] = sgemm_fn
     say(f"timing batch-1 latency of {len(cands)} candidates + sgemm ({settings.rounds} rounds x {settings.iters})")
     lat = interleaved_latency(timed, rounds=settings.rounds, iters_per_round=settings.iters, warmup=settings.warmup,
                               threads=settings.threads)
-    sg = lat.pop("__sgemm__")
-    probes = {"mkl": {"library": f"{torch.backends.mkl.is_available() and 'mkl' or 'blas'} (torch.mm)",
-                      "n": settings.sgemm_n, "threads": sg.threads, "median_ms": sg.median_ms, "min_ms": sg.min_ms,
-                      "gflops": sgemm_flops(sg.median_ms, sgemm_flop) / 1e9,
-                      "best_gflops": sgemm_flops(sg.min_ms, sgemm_flop) / 1e9, "process": "interleaved"}}
-    if openblas is not None:
-        probes["openblas"] = openblas
-    lib, best = best_rate(probes)
-    flops, best_flops = best["gflops"] * 1e9, max(p["best_gflops"] for p in probes.values()) * 1e9
-    sgemm = {"n": settings.sgemm_n, "median_ms": best["median_ms"], "gflops": flops / 1e9,
-             "best_gflops": best_flops / 1e9, "threads": sg.threads, "bound_library": lib, **probes}
+    sgemm = _sgemm_summary(settings, lat.pop("__sgemm__"), sgemm_flop, openblas)
+    thr = _throughput(models, cpu_backends, settings, errors, say, int8) if cands else {}
 
-    thr: dict[str, float] = {}
-    if settings.throughput_batch > 0 and cands:
-        xb = torch.randn(settings.throughput_batch, 3, size, size)
-        big = _prepare(models, cpu_backends, xb, settings.threads, errors, say, int8)
-        say(f"timing throughput at batch {settings.throughput_batch}")
-        res = interleaved_latency({k: c.fn for k, c in big.items()}, rounds=settings.throughput_rounds,
-                                  iters_per_round=1, warmup=1, threads=settings.threads)
-        thr = {k: settings.throughput_batch / (r.median_ms * 1e-3) for k, r in res.items()}
-        for c in big.values():
-            if hasattr(c.fn, "close"):
-                c.fn.close()
-        del big
-
-    rows = []
-    for key, c in cands.items():
-        r = lat[key]
-        row = _row(c, r.median_ms, r.p90_ms, thr.get(key), bound_ms(c.macs, flops))
-        # best vs best: the fastest call against the fastest sgemm; robust when other jobs share the machine
-        best_b = bound_ms(c.macs, best_flops)
-        row.update(min_ms=r.min_ms, best_bound_ms=best_b, x_bound_best=r.min_ms / best_b)
-        rows.append(row)
-    for c in cands.values():
-        if hasattr(c.fn, "close"):
-            c.fn.close()  # worker processes (ExecuTorch)
+    rows = _latency_rows(cands, lat, thr, sgemm["gflops"] * 1e9, sgemm["best_gflops"] * 1e9)
+    _close(cands)
     rows += _cuda_rows(models, cuda_only, settings, errors, say)
-    settings_d = asdict(settings)
     out = {"environment": environment_info() | {"bench_threads": settings.threads},
-           "settings": settings_d, "int8": int8.to_dict(), "sgemm": sgemm, "rows": rows, "errors": errors}
+           "settings": asdict(settings), "int8": int8.to_dict(), "sgemm": sgemm, "rows": rows, "errors": errors}
     if settings.accuracy_checkpoint:
         from .accuracy import digits_accuracy
 
@@ -219,6 +176,77 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str], None] | Non
                                           int8_mode=int8)
     out["lowp"] = lowp_summary(rows, out.get("accuracy"))
     return out
+
+
+def _build_models(settings: BenchSettings, say) -> dict[str, tuple[BenchModel, torch.nn.Module]]:
+    """Every model of ``settings`` built (with its published weights when asked), by name."""
+    models: dict[str, tuple[BenchModel, torch.nn.Module]] = {}
+    for bm in _with_weights([resolve_model(spec) for spec in settings.models], settings.pretrained):
+        say(f"building {bm.name}" + (f" with weights {bm.weights}" if bm.weights else ""))
+        models[bm.name] = (bm, build_bench_model(bm))
+    return models
+
+
+def _openblas_probe(settings: BenchSettings, errors, say) -> dict[str, Any] | None:
+    """OpenBLAS's sgemm rate, timed in its own process (None when not asked for or when it fails)."""
+    if not settings.openblas_probe:
+        return None
+    say(f"OpenBLAS sgemm probe ({settings.sgemm_n}x{settings.sgemm_n}, own process)")
+    try:
+        return openblas_sgemm_probe(settings.sgemm_n, settings.threads)
+    except (RuntimeError, OSError, ValueError) as e:
+        errors.append({"model": "*", "backend": "openblas sgemm probe", "error": str(e)})
+        return None
+
+
+def _sgemm_summary(settings: BenchSettings, sg, sgemm_flop: float, openblas: dict[str, Any] | None) -> dict[str, Any]:
+    """The sgemm probes (torch.mm timed with the candidates, OpenBLAS) and the rates the compute bound uses: the
+    faster library's median (``gflops``) and the fastest call of any (``best_gflops``)."""
+    probes = {"mkl": {"library": f"{torch.backends.mkl.is_available() and 'mkl' or 'blas'} (torch.mm)",
+                      "n": settings.sgemm_n, "threads": sg.threads, "median_ms": sg.median_ms, "min_ms": sg.min_ms,
+                      "gflops": sgemm_flops(sg.median_ms, sgemm_flop) / 1e9,
+                      "best_gflops": sgemm_flops(sg.min_ms, sgemm_flop) / 1e9, "process": "interleaved"}}
+    if openblas is not None:
+        probes["openblas"] = openblas
+    lib, best = best_rate(probes)
+    return {"n": settings.sgemm_n, "median_ms": best["median_ms"], "gflops": best["gflops"],
+            "best_gflops": max(p["best_gflops"] for p in probes.values()), "threads": sg.threads,
+            "bound_library": lib, **probes}
+
+
+def _throughput(models, backends, settings: BenchSettings, errors, say, int8) -> dict[str, float]:
+    """Images per second at ``throughput_batch`` per candidate key, timed interleaved (empty when it is 0)."""
+    if settings.throughput_batch <= 0:
+        return {}
+    size = settings.img_size
+    xb = torch.randn(settings.throughput_batch, 3, size, size)
+    big = _prepare(models, backends, xb, settings.threads, errors, say, int8)
+    say(f"timing throughput at batch {settings.throughput_batch}")
+    res = interleaved_latency({k: c.fn for k, c in big.items()}, rounds=settings.throughput_rounds,
+                              iters_per_round=1, warmup=1, threads=settings.threads)
+    _close(big)
+    return {k: settings.throughput_batch / (r.median_ms * 1e-3) for k, r in res.items()}
+
+
+def _latency_rows(cands: dict[str, _Candidate], lat, thr: dict[str, float], flops: float,
+                  best_flops: float) -> list[dict[str, Any]]:
+    """One row per candidate: latency, throughput, the bound at the median sgemm rate and, best vs best, the
+    fastest call against the fastest sgemm (robust when other jobs share the machine)."""
+    rows = []
+    for key, c in cands.items():
+        r = lat[key]
+        row = _row(c, r.median_ms, r.p90_ms, thr.get(key), bound_ms(c.macs, flops))
+        best_b = bound_ms(c.macs, best_flops)
+        row.update(min_ms=r.min_ms, best_bound_ms=best_b, x_bound_best=r.min_ms / best_b)
+        rows.append(row)
+    return rows
+
+
+def _close(cands: dict[str, _Candidate]) -> None:
+    """Stop the candidates' worker processes (ExecuTorch)."""
+    for c in cands.values():
+        if hasattr(c.fn, "close"):
+            c.fn.close()
 
 
 def lowp_summary(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None = None) -> list[dict[str, Any]]:

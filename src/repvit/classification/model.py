@@ -11,7 +11,7 @@ from .config import TrainConfig
 
 __all__ = ["build_model"]
 
-_log = logging.getLogger("repvit.train")
+_log = logging.getLogger(__name__)
 
 
 def _finetune_file(finetune: str) -> str:

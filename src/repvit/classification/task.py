@@ -4,9 +4,7 @@ engine."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -27,7 +25,7 @@ from .model import build_model
 
 __all__ = ["train", "ClassifyTask"]
 
-_log = logging.getLogger("repvit.train")
+_log = logging.getLogger(__name__)
 
 
 class ClassifyTask(Task):
@@ -46,16 +44,6 @@ class ClassifyTask(Task):
         self.mixup_fn = None
         self.num_classes = 0
         self.class_names: list[str] = []
-
-    def upgrade_checkpoint(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        """Checkpoints written before the engine served other tasks have no ``task`` (they are all classification
-        runs), keep the best top-1 as ``best_top1`` and the class count at the top level."""
-        if "task" in ckpt:
-            return ckpt
-        meta = dict(ckpt.get("meta") or {})
-        if "num_classes" in ckpt:
-            meta.setdefault("num_classes", ckpt["num_classes"])
-        return {**ckpt, "task": self.name, "best": ckpt.get("best", ckpt.get("best_top1", -math.inf)), "meta": meta}
 
     def build_data(self, cfg: TrainConfig, info) -> TaskData:
         train_ds, val_ds, meta = build_classification_data(cfg)
@@ -133,12 +121,3 @@ def train(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any]:
     task = ClassifyTask()
     return task.summary(run_task(task, cfg))
 
-
-# names this module held before each role got its own file; ``from .task import build_model`` still works
-_MOVED = {"build_model": "model", "_finetune_file": "model", "build_criterion": "distill"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

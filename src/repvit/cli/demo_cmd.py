@@ -31,18 +31,24 @@ def _step(msg: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    import repvit
-    from repvit.bench.complexity import count_macs, count_params
-    from repvit.bench.latency import interleaved_latency
-    from repvit.classification import TrainConfig, evaluate_checkpoint, train
-    from repvit.models import is_fused
-
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     summary: dict = {"output_dir": str(out)}
+    cfg, best = _train(args, out, summary)
+    _evaluate(best, summary)
+    model, fused = _fuse(cfg, best, summary)
+    calib = _export(args, model, cfg.img_size, best, out, summary)
+    lat = _latency(args, model, fused, cfg, calib, out, summary)
+    summary["wall_s"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _print_summary(summary, lat, cfg.img_size, out)
+    return 0
+
+
+def _train(args: argparse.Namespace, out: Path, summary: dict):
+    """Step 1: train on the digits set (resuming a run already in ``out``); the config and the best checkpoint."""
+    from repvit.classification import TrainConfig, train
 
     _step("1/5 train a RepViT on the built-in digits set (scikit-learn, fixed held-out split)")
     cfg = TrainConfig(data="digits", output_dir=str(out / "train"), seed=args.seed, progress=not args.no_progress,
@@ -52,13 +58,28 @@ def run(args: argparse.Namespace) -> int:
     res = train(cfg)
     best = res["best_checkpoint"]
     print(f"trained {cfg.model} for {res['epochs']} epochs in {res['wall_time_s']:.0f} s -> {best}")
+    summary.update(model=cfg.model, epochs=res["epochs"], train_s=res["wall_time_s"])
+    return cfg, best
+
+
+def _evaluate(best: str, summary: dict) -> None:
+    """Step 2: top-1 of the checkpoint on the held-out split, unfused and fused."""
+    from repvit.classification import evaluate_checkpoint
 
     _step("2/5 evaluate on the held-out split (unfused and fused)")
     ev = evaluate_checkpoint(best, "digits")
     ev_fused = evaluate_checkpoint(best, "digits", fused=True)
     print(f"top-1 {ev['top1']:.2f}%  (fused {ev_fused['top1']:.2f}%)  on {ev['images']} held-out images")
-    summary.update(model=cfg.model, epochs=res["epochs"], train_s=res["wall_time_s"], top1=ev["top1"],
-                   top1_fused=ev_fused["top1"], images=ev["images"])
+    summary.update(top1=ev["top1"], top1_fused=ev_fused["top1"], images=ev["images"])
+
+
+def _fuse(cfg, best: str, summary: dict):
+    """Step 3: the trained model and its fused form, their sizes and how far their logits differ."""
+    import torch
+
+    import repvit
+    from repvit.bench.complexity import count_macs, count_params
+    from repvit.models import is_fused
 
     _step("3/5 fuse (re-parameterize) and check")
     model = repvit.create_model(checkpoint=best).eval()
@@ -73,9 +94,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"params {summary['params'] / 1e6:.3f} M -> fused {summary['fused_params'] / 1e6:.3f} M; "
           f"fused MACs {summary['fused_macs'] / 1e6:.1f} M at {img}px ({summary['fused_macs_224'] / 1e9:.3f} G at "
           f"224px); max relative logit difference {diff:.1e}; BatchNorm left: {not is_fused(fused)}")
+    return model, fused
+
+
+def _export(args: argparse.Namespace, model, img: int, best: str, out: Path, summary: dict):
+    """Step 4: FP32 and INT8 ONNX files with parity checks; the calibration images, or None when the ONNX extra is
+    missing (the step is skipped)."""
+    import repvit
 
     _step("4/5 export to ONNX (FP32 and INT8) with parity checks")
-    onnx_ok = True
     try:
         from repvit.deploy.calib import load_calibration
         from repvit.deploy.export import export_model
@@ -90,17 +117,25 @@ def run(args: argparse.Namespace) -> int:
         summary.update(onnx=str(r32.path), onnx_int8=str(r8.path), onnx_parity=r32.parity.to_dict())
         print(f"wrote {r32.path} (max relative difference to fused PyTorch {r32.parity.max_rel_diff:.1e}) "
               f"and {r8.path}")
+        return calib
     except ImportError as e:
-        onnx_ok = False
         print(f"skipped: {e}")
+        return None
+
+
+def _latency(args: argparse.Namespace, model, fused, cfg, calib, out: Path, summary: dict):
+    """Step 5: batch-1 latency of every form, interleaved (and the ONNX files' top-1 when they were written)."""
+    import torch
+
+    from repvit.bench.backends import prepare_backend
+    from repvit.bench.latency import interleaved_latency
 
     _step(f"5/5 latency, batch 1, {args.threads} threads, interleaved")
-    from repvit.bench.backends import prepare_backend
-
+    img = cfg.img_size
     ex = torch.randn(1, cfg.in_chans, img, img)
     cands = {"pytorch unfused": prepare_backend(model, "eager", ex, args.threads),
              "pytorch fused": prepare_backend(fused, "eager", ex, args.threads)}
-    if onnx_ok:
+    if calib is not None:
         cands["onnxruntime fp32"] = prepare_backend(fused, "onnxruntime", ex, args.threads)
         cands["onnxruntime int8"] = prepare_backend(fused, "onnxruntime-int8", ex, args.threads,
                                                     calib=calib, int8_mode=args.int8_mode)
@@ -112,10 +147,11 @@ def run(args: argparse.Namespace) -> int:
         summary["warnings"] = [warning] if warning else []
     lat = interleaved_latency(cands, rounds=10, iters_per_round=10, threads=args.threads)
     summary["latency_ms"] = {k: round(v.median_ms, 4) for k, v in lat.items()}
-    base = lat["pytorch fused"].median_ms
-    summary["wall_s"] = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return lat
 
+
+def _print_summary(summary: dict, lat: dict, img: int, out: Path) -> None:
+    base = lat["pytorch fused"].median_ms
     print("\n== summary")
     print(f"model              {summary['model']} ({summary['epochs']} epochs, {summary['train_s']:.0f} s)")
     acc = f"top-1 {summary['top1']:.2f}% (fused {summary['top1_fused']:.2f}%"
@@ -134,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     print("latency (batch 1)  " + ", ".join(f"{k} {v.median_ms:.3f} ms ({_vs_fused(k, v.median_ms, base)})"
                                              for k, v in lat.items()))
     print(f"total              {summary['wall_s']:.0f} s; everything is in {out}/ (summary.json)")
-    return 0
 
 
 def _vs_fused(name: str, ms: float, base_ms: float) -> str:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -100,27 +99,9 @@ class EngineConfig:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
-    # old config key -> its new name: read from recipes, --set and checkpoints with a deprecation warning
-    RENAMED_KEYS: ClassVar[dict[str, str]] = {}
-
-    @classmethod
-    def rename_keys(cls, d: Mapping[str, Any]) -> dict[str, Any]:
-        """``d`` with the deprecated keys of :attr:`RENAMED_KEYS` under their new names (a warning for each one);
-        a new key given beside its old name wins."""
-        out = dict(d)
-        for old, new in cls.RENAMED_KEYS.items():
-            if old in out:
-                warnings.warn(f"config key {old!r} is deprecated; it is now called {new!r} (read as {new}="
-                              f"{out[old]!r}). Rename it in your recipe or --set.", FutureWarning, stacklevel=3)
-                value = out.pop(old)
-                out.setdefault(new, value)
-        return out
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]):
-        """Build from a dict (deprecated key names are renamed, with a warning), rejecting unknown keys with the list
-        of valid ones."""
-        d = cls.rename_keys(d)
+        """Build from a dict, rejecting unknown keys with the list of valid ones."""
         names = {f.name for f in fields(cls)}
         bad = sorted(set(d) - names)
         if bad:
@@ -230,23 +211,20 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     """
     merged: dict[str, Any] = {}
     if path is not None:
-        merged.update(_read_yaml(find_recipe(str(path)), rename=cls.rename_keys))
-    merged.update(cls.rename_keys({k: v for k, v in (overrides or {}).items() if v is not None}))
+        merged.update(_read_yaml(find_recipe(str(path))))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return cls.from_dict(merged)
 
 
-def _read_yaml(path: Path, depth: int = 0, rename=None) -> dict[str, Any]:
-    """The recipe's keys over those of its ``base:`` chain; ``rename`` maps each file's deprecated keys first."""
+def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
+    """The recipe's keys over those of its ``base:`` chain."""
     with open(path, encoding="utf-8") as f:
         d = yaml.safe_load(f) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path} must hold a YAML mapping of config keys.")
     base = d.pop("base", None)
-    if rename is not None:
-        d = rename(d)
     if base and depth < 5:
-        b = _read_yaml(find_recipe(str(path.parent / base) if (path.parent / base).exists() else base), depth + 1,
-                       rename)
+        b = _read_yaml(find_recipe(str(path.parent / base) if (path.parent / base).exists() else base), depth + 1)
         b.update(d)
         d = b
     return d

@@ -84,8 +84,6 @@ def train_one_epoch(
         progress: a tqdm bar (or None); its postfix shows loss, lr and images/s.
         should_stop: polled after every step; when it returns True the epoch ends early with ``stopped`` set.
     """
-    from timm.utils import dispatch_clip_grad
-
     model.train()
     stats = EpochStats()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the loss's device: no sync per step
@@ -101,40 +99,62 @@ def train_one_epoch(
         if res is None:
             continue
         loss, n = res
-        if not math.isfinite(loss.item()):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at step {step + 1} (epoch {epoch}, batch {i}); training stopped before "
-                "this update, so the last checkpoint holds the last good weights. Lower the learning rate, enable "
-                "--set clip_grad=..., or check the data.", step + 1, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if options.clip_grad:
-                scaler.unscale_(optimizer)
-                dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if options.clip_grad:
-                dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
-            optimizer.step()
+        _check_finite(loss, step + 1, epoch, i)
+        _update(loss, optimizer, params, scaler, options)
         step += 1
-        if ema is not None:
-            ema.update(model, step=step)
-        if scheduler is not None:
-            scheduler.step_update(num_updates=step)
+        _after_update(model, step, ema, scheduler)
         loss_sum += loss.detach().double() * n
         stats.images += n
         stats.steps += 1
         if progress is not None:
-            el = time.perf_counter() - t0
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                 img_s=f"{stats.images / max(el, 1e-9):.0f}", refresh=False)
+            _show(progress, loss, optimizer, stats.images / max(time.perf_counter() - t0, 1e-9))
         if should_stop is not None and should_stop():
             stats.stopped = True
             break
     stats.seconds = time.perf_counter() - t0
     stats.loss = float(loss_sum / max(stats.images, 1))
     return stats
+
+
+def _check_finite(loss: torch.Tensor, step: int, epoch: int, batch: int) -> None:
+    """Raise :class:`NonFiniteLossError` for a NaN or infinite loss, before the update of ``step``."""
+    if not math.isfinite(loss.item()):
+        raise NonFiniteLossError(
+            f"loss is {loss.item()} at step {step} (epoch {epoch}, batch {batch}); training stopped before "
+            "this update, so the last checkpoint holds the last good weights. Lower the learning rate, enable "
+            "--set clip_grad=..., or check the data.", step, epoch)
+
+
+def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+            scaler: torch.amp.GradScaler | None, options: StepOptions) -> None:
+    """One optimiser update from ``loss``: backward (scaled under fp16), gradient clipping, step."""
+    from timm.utils import dispatch_clip_grad
+
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if options.clip_grad:
+            scaler.unscale_(optimizer)
+            dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if options.clip_grad:
+            dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
+        optimizer.step()
+
+
+def _after_update(model: nn.Module, step: int, ema, scheduler) -> None:
+    """After optimiser step ``step``: update the EMA weights and the learning rate."""
+    if ema is not None:
+        ema.update(model, step=step)
+    if scheduler is not None:
+        scheduler.step_update(num_updates=step)
+
+
+def _show(progress, loss: torch.Tensor, optimizer: torch.optim.Optimizer, images_per_s: float) -> None:
+    """Advance the progress bar by one step; its postfix shows loss, lr and images/s."""
+    progress.update(1)
+    progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                         img_s=f"{images_per_s:.0f}", refresh=False)

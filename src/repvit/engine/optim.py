@@ -13,7 +13,7 @@ from .config import EngineConfig
 
 __all__ = ["build_optimizer", "warmup_steps", "build_scheduler", "build_ema"]
 
-_log = logging.getLogger("repvit.train")  # the training log (one name for the engine and every task's run)
+_log = logging.getLogger(__name__)
 
 
 def build_optimizer(model: nn.Module, cfg: EngineConfig, lr: float) -> torch.optim.Optimizer:

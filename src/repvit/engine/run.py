@@ -37,7 +37,7 @@ from .task import Task, TaskData
 
 __all__ = ["run_task", "RunContext"]
 
-_log = logging.getLogger("repvit.train")  # the training log (one name for the engine and every task's run)
+_log = logging.getLogger(__name__)
 
 
 def run_task(task: Task, config: EngineConfig) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _setup(task: Task, cfg: EngineConfig, info: DistInfo) -> RunContext:
         run.out.mkdir(parents=True, exist_ok=True)
     run.resume_path = find_resume(cfg.resume, run.out)
     if run.resume_path:
-        run.ckpt = task.upgrade_checkpoint(load_train_checkpoint(run.resume_path))
+        run.ckpt = load_train_checkpoint(run.resume_path)
     task.bind(cfg, info, resuming=run.ckpt is not None)
 
     run.data = data = task.build_data(cfg, info)

@@ -6,7 +6,6 @@ A task supplies the data, the model, one training step's loss and the evaluation
 
 Contract, in the order the engine calls it::
 
-    ckpt  = task.upgrade_checkpoint(ckpt)     # when resuming: an older checkpoint of the task in today's layout
     task.bind(cfg, info, resuming=...)        # the run this task is part of: task.cfg, task.info, task.resuming
     data  = task.build_data(cfg, info)        # TaskData: train/val data sets, collate, meta (plain data)
     task.check_resume(ckpt, cfg, data, path)  # when resuming: refuse a checkpoint of another run
@@ -76,11 +75,6 @@ class Task(ABC):
         training) calls it too.
         """
         self.cfg, self.info, self.resuming = cfg, info, resuming
-
-    def upgrade_checkpoint(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        """A training checkpoint to resume from, in today's layout: a task whose older checkpoints lack entries
-        (``task``, ``best``, ``meta``) fills them in here. Default: the checkpoint as it is."""
-        return ckpt
 
     def check_resume(self, ckpt: Mapping[str, Any], cfg, data: TaskData, path) -> None:
         """Refuse to resume from ``ckpt`` (read from ``path``) when it is not a checkpoint of this run: another

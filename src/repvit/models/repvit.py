@@ -33,7 +33,9 @@ __all__ = [
     "RepViTClassifier",
     "RepViT",
     "RepViTFeatures",
+    "StagedClassifier",
     "MIN_INPUT_SIZE",
+    "check_backbone_args",
     "GLOBAL_POOL_TYPES",
     "check_input",
     "global_pool_2d",
@@ -225,29 +227,37 @@ def _drop_path_rates(cfg: RepViTConfig, rate: float) -> list[list[float]]:
     return out
 
 
-class _Backbone(nn.Module):
-    """Stem and stages shared by the classifier and the feature extractor."""
+def _build_backbone(model: nn.Module, cfg: RepViTConfig, in_chans: int, drop_path_rate: float) -> None:
+    """Give ``model`` RepViT's stem and stages, and ``cfg``, ``in_chans``, ``stage_info`` and ``num_features``."""
+    check_backbone_args(in_chans, drop_path_rate)
+    act_layer = nn.GELU
+    model.cfg = cfg
+    model.in_chans = in_chans
+    model.grad_checkpointing = False
+    model.stem = RepViTStem(in_chans, cfg.widths[0], act_layer)
+    dpr = _drop_path_rates(cfg, drop_path_rate)
+    stages, in_dim, stride = [], cfg.widths[0], model.stem.stride
+    model.stage_info = []
+    for s in range(cfg.num_stages):
+        stages.append(RepViTStage(in_dim, s, cfg, act_layer, dpr[s]))
+        stride *= 2 if s > 0 else 1
+        model.stage_info.append(dict(num_chs=cfg.widths[s], reduction=stride, module=f"stages.{s}"))
+        in_dim = cfg.widths[s]
+    model.stages = nn.Sequential(*stages)
+    model.num_features = cfg.widths[-1]
 
-    def _build_backbone(self, cfg: RepViTConfig, in_chans: int, drop_path_rate: float) -> None:
-        if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
-        act_layer = nn.GELU
-        self.cfg = cfg
-        self.in_chans = in_chans
-        self.grad_checkpointing = False
-        self.stem = RepViTStem(in_chans, cfg.widths[0], act_layer)
-        dpr = _drop_path_rates(cfg, drop_path_rate)
-        stages, in_dim, stride = [], cfg.widths[0], self.stem.stride
-        self.stage_info: list[dict] = []
-        for s in range(cfg.num_stages):
-            stages.append(RepViTStage(in_dim, s, cfg, act_layer, dpr[s]))
-            stride *= 2 if s > 0 else 1
-            self.stage_info.append(dict(num_chs=cfg.widths[s], reduction=stride, module=f"stages.{s}"))
-            in_dim = cfg.widths[s]
-        self.stages = nn.Sequential(*stages)
-        self.num_features = cfg.widths[-1]
+
+def check_backbone_args(in_chans: int, drop_path_rate: float) -> None:
+    """Raise a ``ValueError`` for fewer than one input channel or a drop-path rate outside [0, 1)."""
+    if in_chans < 1:
+        raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+
+
+class _StagedNet(nn.Module):
+    """A ``stem`` followed by ``stages`` (an ``nn.Sequential``): gradient checkpointing over the stages, and
+    :meth:`fuse`."""
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -268,10 +278,61 @@ class _Backbone(nn.Module):
         return fuse_model(self, inplace=inplace)
 
 
-def _new_head(model: nn.Module, head: nn.Module) -> nn.Module:
-    """``head`` on the model's device and dtype and in its train/eval mode."""
-    ref = next(model.parameters())
-    return head.to(ref.device, ref.dtype).train(model.training)
+class StagedClassifier(_StagedNet):
+    """timm's classifier contract over ``forward_features`` and a head, for RepViT and the roadmap networks.
+
+    A subclass sets ``in_chans``, ``num_classes``, ``global_pool``, ``distillation``, ``num_features``,
+    ``head_drop`` and ``head``, and implements ``forward_features`` and ``_make_head(num_classes, distillation)``.
+    """
+
+    def _make_head(self, num_classes: int, distillation: bool) -> nn.Module:
+        raise NotImplementedError
+
+    def _set_head_args(self, num_classes: int, distillation: bool, global_pool: str) -> None:
+        """Check and keep the constructor's head arguments."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        check_global_pool(global_pool, num_classes)
+        self.num_classes, self.distillation, self.global_pool = num_classes, distillation, global_pool
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    @torch.jit.ignore
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None,
+                         distillation: bool | None = None) -> None:
+        """Replace the head with a freshly initialised one, as timm's ``reset_classifier`` does.
+
+        Args:
+            num_classes: classes of the new head; 0 removes it (the model returns pooled features).
+            global_pool: ``"avg"`` (the default) or ``""``: no pooling and no head, the model returns the
+                ``(N, C, H, W)`` features. ``None`` keeps the current setting.
+            distillation: give the new head a distillation head; ``None`` keeps the current setting.
+
+        The new head takes the model's device, dtype and train/eval mode.
+        """
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+        pool = self.global_pool if global_pool is None else global_pool
+        check_global_pool(pool, num_classes)
+        self.num_classes, self.global_pool = num_classes, pool
+        if distillation is not None:
+            self.distillation = distillation
+        ref = next(self.parameters())
+        self.head = self._make_head(num_classes, self.distillation).to(ref.device, ref.dtype).train(self.training)
+        refresh_pretrained_cfg(self)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        x = self.head_drop(global_pool_2d(x, self.global_pool))
+        if pre_logits:
+            return x
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor):
+        if not torch.jit.is_scripting():
+            check_input(x, self.in_chans)
+        return self.forward_head(self.forward_features(x))
 
 
 def _take_indices(num: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -288,7 +349,7 @@ def _take_indices(num: int, indices: int | Sequence[int] | None) -> list[int]:
     return sorted(out)
 
 
-class RepViT(_Backbone):
+class RepViT(StagedClassifier):
     """RepViT image classifier.
 
     Args:
@@ -316,57 +377,22 @@ class RepViT(_Backbone):
         global_pool: str = "avg",
     ):
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        check_global_pool(global_pool, num_classes)
-        self._build_backbone(cfg, in_chans, drop_path_rate)
-        self.num_classes = num_classes
-        self.distillation = distillation
-        self.global_pool = global_pool
+        self._set_head_args(num_classes, distillation, global_pool)
+        _build_backbone(self, cfg, in_chans, drop_path_rate)
         self.feature_info = list(self.stage_info)
         self.head_hidden_size = self.num_features
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = RepViTClassifier(self.num_features, num_classes, distillation)
+        self.head = self._make_head(num_classes, distillation)
         init_pretrained_cfg(self)
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    @torch.jit.ignore
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None,
-                         distillation: bool | None = None) -> None:
-        """Replace the head with a freshly initialised one, as timm's ``reset_classifier`` does.
-
-        Args:
-            num_classes: classes of the new head; 0 removes it (the model returns pooled features).
-            global_pool: ``"avg"`` (the default) or ``""``: no pooling and no head, the model returns the
-                ``(N, C, H, W)`` features. ``None`` keeps the current setting.
-            distillation: give the new head a distillation head; ``None`` keeps the current setting.
-
-        The new head takes the model's device, dtype and train/eval mode.
-        """
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        pool = self.global_pool if global_pool is None else global_pool
-        check_global_pool(pool, num_classes)
-        self.num_classes, self.global_pool = num_classes, pool
-        if distillation is not None:
-            self.distillation = distillation
-        self.head = _new_head(self, RepViTClassifier(self.num_features, num_classes, self.distillation))
-        refresh_pretrained_cfg(self)
+    def _make_head(self, num_classes: int, distillation: bool) -> nn.Module:
+        return RepViTClassifier(self.num_features, num_classes, distillation)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return self._checkpointed_stages(x)
         return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        x = self.head_drop(global_pool_2d(x, self.global_pool))
-        if pre_logits:
-            return x
-        return self.head(x)
 
     def forward_intermediates(
         self,
@@ -380,7 +406,7 @@ class RepViT(_Backbone):
         """Stage outputs (strides 4, 8, 16, 32) for dense tasks, as in timm.
 
         Returns the list of selected stage outputs, or ``(final_features, intermediates)`` unless
-        ``intermediates_only``. ``norm`` is accepted for timm compatibility; RepViT has no final norm.
+        ``intermediates_only``. ``norm`` is accepted as in timm's signature; RepViT has no final norm.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}.")
@@ -398,13 +424,8 @@ class RepViT(_Backbone):
             return intermediates
         return x, intermediates
 
-    def forward(self, x: torch.Tensor):
-        if not torch.jit.is_scripting():
-            check_input(x, self.in_chans)
-        return self.forward_head(self.forward_features(x))
 
-
-class RepViTFeatures(_Backbone):
+class RepViTFeatures(_StagedNet):
     """RepViT backbone for dense tasks: returns the outputs of the stages in ``out_indices``.
 
     Holds the same ``stem``/``stages`` modules as :class:`RepViT`, so classifier checkpoints load into it (the head
@@ -419,7 +440,7 @@ class RepViTFeatures(_Backbone):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
-        self._build_backbone(cfg, in_chans, drop_path_rate)
+        _build_backbone(self, cfg, in_chans, drop_path_rate)
         self.out_indices = _take_indices(cfg.num_stages, list(out_indices))
         # timm's feature models: all stages described, channels()/reduction()/module_name() give the selected ones
         self.feature_info = FeatureInfo([dict(f) for f in self.stage_info], tuple(self.out_indices))

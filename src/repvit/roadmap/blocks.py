@@ -76,7 +76,7 @@ class InvertedResidual(nn.Module):
 
 class MetaFormerTransition(nn.Module):
     """A metaformer block that changes resolution or width before RepViT's deeper downsampling exists: the
-    MobileNetV3 block with its depthwise conv moved first. Depthwise kxk (stride 2: conv + BN; stride 1: the
+    MobileNetV3 block with its depthwise conv first. Depthwise kxk (stride 2: conv + BN; stride 1: the
     block's token mixer), SE, then a non-residual FFN ``in → hidden → out``."""
 
     def __init__(self, spec: BlockSpec):

@@ -241,13 +241,15 @@ def _map_units(cfg: RoadmapConfig, block_fn, ds_fn=None) -> RoadmapConfig:
     return dataclasses.replace(cfg, stages=tuple(stages))
 
 
+def _set_everywhere(cfg: RoadmapConfig, **changes) -> RoadmapConfig:
+    """``changes`` (field values) on every block and every downsampling layer."""
+    return _map_units(cfg, lambda si, bi, b: dataclasses.replace(b, **changes),
+                      lambda d: dataclasses.replace(d, **changes))
+
+
 def with_token_mixer(cfg: RoadmapConfig, reparam: bool) -> RoadmapConfig:
     """Metaformer token mixers as re-parameterizable RepVGGDW (``True``) or a plain depthwise conv + BN."""
-    return _map_units(
-        cfg,
-        lambda si, bi, b: dataclasses.replace(b, reparam=reparam),
-        lambda d: dataclasses.replace(d, reparam=reparam),
-    )
+    return _set_everywhere(cfg, reparam=reparam)
 
 
 def with_se(cfg: RoadmapConfig, placement: SEPlacement) -> RoadmapConfig:
@@ -263,17 +265,9 @@ def with_se(cfg: RoadmapConfig, placement: SEPlacement) -> RoadmapConfig:
 
 def with_expansion(cfg: RoadmapConfig, ratio: float) -> RoadmapConfig:
     """The same expansion ratio in every block and downsampling FFN (the paper compares 4 and 2)."""
-    return _map_units(
-        cfg,
-        lambda si, bi, b: dataclasses.replace(b, expand_ratio=ratio),
-        lambda d: dataclasses.replace(d, expand_ratio=ratio),
-    )
+    return _set_everywhere(cfg, expand_ratio=ratio)
 
 
 def with_kernel(cfg: RoadmapConfig, kernel_size: int) -> RoadmapConfig:
     """The same depthwise kernel everywhere (the paper compares 5x5 and 3x3)."""
-    return _map_units(
-        cfg,
-        lambda si, bi, b: dataclasses.replace(b, kernel_size=kernel_size),
-        lambda d: dataclasses.replace(d, kernel_size=kernel_size),
-    )
+    return _set_everywhere(cfg, kernel_size=kernel_size)

@@ -10,11 +10,10 @@ unchanged. The model contract is timm's: ``forward_features``, ``forward_head(pr
 # string 'torch.Tensor' would stop TorchScript from compiling an FX-traced model
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
 from repvit.models.layers import ConvNorm
-from repvit.models.pretrained import init_pretrained_cfg, refresh_pretrained_cfg
-from repvit.models.repvit import RepViTClassifier, RepViTStem, check_global_pool, check_input, global_pool_2d
+from repvit.models.pretrained import init_pretrained_cfg
+from repvit.models.repvit import RepViTClassifier, RepViTStem, StagedClassifier, check_backbone_args
 
 from .blocks import MobileNetV3Classifier, MobileNetV3Stem, act_layer, build_block, build_downsample
 from .config import RoadmapConfig, StageSpec
@@ -44,7 +43,7 @@ def _residual_units(spec: StageSpec) -> int:
     return (2 if spec.downsample is not None else 0) + len(spec.blocks)
 
 
-class RoadmapNet(nn.Module):
+class RoadmapNet(StagedClassifier):
     """A classifier from the MobileNetV3-L → RepViT design space.
 
     Args:
@@ -70,18 +69,10 @@ class RoadmapNet(nn.Module):
         super().__init__()
         if not isinstance(cfg, RoadmapConfig):
             raise TypeError(f"RoadmapNet needs a RoadmapConfig, got {type(cfg).__name__}.")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}.")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
-        check_global_pool(global_pool, num_classes)
+        self._set_head_args(num_classes, distillation, global_pool)
+        check_backbone_args(in_chans, drop_path_rate)
         self.cfg = cfg
         self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.distillation = distillation
-        self.global_pool = global_pool
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
@@ -123,39 +114,6 @@ class RoadmapNet(nn.Module):
                                          self.drop_rate, distillation)
         return RepViTClassifier(self.num_features, num_classes, distillation)
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    @torch.jit.ignore
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None,
-                         distillation: bool | None = None) -> None:
-        """Replace the head with a freshly initialised one (see :meth:`repvit.models.RepViT.reset_classifier`).
-
-        ``global_pool=""`` means no pooling and no head; the new head takes the model's device, dtype and mode.
-        """
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        pool = self.global_pool if global_pool is None else global_pool
-        check_global_pool(pool, num_classes)
-        self.num_classes, self.global_pool = num_classes, pool
-        if distillation is not None:
-            self.distillation = distillation
-        ref = next(self.parameters())
-        self.head = self._make_head(num_classes, self.distillation).to(ref.device, ref.dtype).train(self.training)
-        refresh_pretrained_cfg(self)
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Trade compute for memory: recompute each stage's activations in the backward pass."""
-        self.grad_checkpointing = enable
-
-    @torch.jit.unused
-    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = checkpoint(stage, x, use_reentrant=False)
-        return x
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
@@ -163,21 +121,3 @@ class RoadmapNet(nn.Module):
         else:
             x = self.stages(x)
         return self.final_conv(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        x = self.head_drop(global_pool_2d(x, self.global_pool))
-        if pre_logits:
-            return x
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor):
-        if not torch.jit.is_scripting():
-            check_input(x, self.in_chans)
-        return self.forward_head(self.forward_features(x))
-
-    @torch.no_grad()
-    def fuse(self, inplace: bool = False) -> nn.Module:
-        """The deploy form of this model (see :func:`repvit.fuse_model`)."""
-        from repvit.models.fuse import fuse_model
-
-        return fuse_model(self, inplace=inplace)

@@ -196,7 +196,7 @@ def run_roadmap(settings: RoadmapSettings | None = None) -> dict[str, Any]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A fixed-width table of :func:`run_roadmap`'s result, one row per step or ablation (markdown-compatible)."""
+    """A fixed-width table of :func:`run_roadmap`'s result, one row per step or ablation (valid markdown)."""
     rows = result["steps"]
     backends = list(result["settings"]["backends"])
     trained = any("top1" in r for r in rows)

@@ -157,7 +157,7 @@ class RoadmapStep:
 def _make_steps() -> tuple[RoadmapStep, ...]:
     plan: list[tuple[str, str, str, Callable[[RoadmapConfig], RoadmapConfig]]] = [
         ("separate_mixers", "Separate token and channel mixer",
-         "Depthwise conv moved before the 1x1 convs as a RepVGGDW token mixer (SE right after it, as SE needs "
+         "Depthwise conv placed before the 1x1 convs as a RepVGGDW token mixer (SE right after it, as SE needs "
          "spatial interaction), the 1x1 convs become a residual FFN channel mixer: a MetaFormer block.",
          _step1_separate),
         ("expansion2_wider", "Expansion ratio 2, wider channels",

@@ -9,7 +9,7 @@ from pathlib import Path
 from repvit.dense.detection.config import DetectConfig
 from repvit.dense.detection.task import DetectTask
 from repvit.engine.run import run_task
-from tests.train._tiny import state_hash
+from tests.helpers import state_hash
 
 out = Path(sys.argv[1])
 cfg = DetectConfig(data="digits", img_size=32, scene_size=32, output_dir=str(out / "run"), epochs=2, batch_size=2,

@@ -40,7 +40,7 @@ def test_two_process_gloo_detection_ends_with_identical_weights(tmp_path):
     assert r0["eval"] == r1["eval"] and r0["eval"]["images"] == 20
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["task"] == "detect" and ck["epoch"] == 1 and ck["step"] == 8  # 16 scenes / (2 x 2) per epoch
-    from tests.train._tiny import state_hash
+    from tests.helpers import state_hash
 
     params = {k: v for k, v in ck["model"].items() if not any(s in k for s in ("running_", "num_batches"))}
     assert state_hash(params) == r0["params"]

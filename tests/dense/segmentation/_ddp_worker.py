@@ -8,7 +8,7 @@ from pathlib import Path
 
 from repvit.dense.segmentation.config import SegmentConfig
 from repvit.dense.segmentation.task import train
-from tests.train._tiny import state_hash
+from tests.helpers import state_hash
 
 out = Path(sys.argv[1])
 cfg = SegmentConfig(data="digits", img_size=32, output_dir=str(out / "run"), epochs=2, batch_size=4, lr=1e-3,

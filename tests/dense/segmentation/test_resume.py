@@ -8,8 +8,10 @@ import pytest
 
 pytest.importorskip("sklearn", reason="the digits scenes come from scikit-learn (pip install 'repvit-pytorch[dense]')")
 
-from tests.helpers import kill_in_second_epoch_then_resume  # noqa: E402
-from tests.train._tiny import max_abs_diff  # noqa: E402
+from tests.helpers import (
+    kill_in_second_epoch_then_resume,  # noqa: E402
+    max_abs_diff,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 ARGS = ["--data", "digits", "--seed", "0", "--epochs", "2", "--batch-size", "4", "--img-size", "32", "--workers", "0",

@@ -11,7 +11,7 @@ pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (p
 
 import repvit  # noqa: E402
 from repvit.cli.main import main as cli  # noqa: E402
-from tests.train._tiny import max_abs_diff  # noqa: E402
+from tests.helpers import max_abs_diff  # noqa: E402
 
 ARGS = ["--data", "digits", "--seed", "0", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--threads", "1",
         "--no-progress", "--set", "train_subset=64", "--set", "val_subset=32", "--set", "warmup_epochs=0",

@@ -5,8 +5,9 @@ import os
 import sys
 from pathlib import Path
 
-from repvit.train import train
-from tests.train._tiny import state_hash, tiny
+from repvit.classification import train
+from tests.classification._tiny import tiny
+from tests.helpers import state_hash
 
 out = Path(sys.argv[1])
 res = train(tiny(out / "run", epochs=2, batch_size=16, train_subset=128, val_subset=64))

@@ -11,12 +11,13 @@ import torch
 pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 import repvit  # noqa: E402
+from repvit.classification import TrainConfig, build_model, train  # noqa: E402
 from repvit.classification import task as clsmod  # noqa: E402 - patched where the task looks its helpers up
 from repvit.cli.main import main as cli  # noqa: E402
+from repvit.engine import NonFiniteLossError  # noqa: E402
 from repvit.engine import checkpoint as ckmod  # noqa: E402
-from repvit.train import NonFiniteLossError, train  # noqa: E402
-from repvit.train import run as runmod  # noqa: E402 - the compatibility path
-from tests.train._tiny import max_abs_diff, tiny  # noqa: E402
+from tests.classification._tiny import tiny  # noqa: E402
+from tests.helpers import max_abs_diff  # noqa: E402
 
 CKPT_KEYS = {"model", "ema", "optimizer", "scheduler", "scaler", "epoch", "step", "rng", "config", "class_names",
              "num_classes"}
@@ -117,14 +118,14 @@ def test_finetune_from_another_class_count(tmp_path, fmt):
         src = repvit.create_model("repvit_m0_6", num_classes=1000)
         path, name = tmp_path / "in1k.safetensors", "repvit_m0_6"
         repvit.save_checkpoint(src, path)
-    cfg = runmod.TrainConfig.from_dict(tiny(tmp_path, model=name, finetune=str(path)))
-    model = runmod.build_model(cfg, 10)
+    cfg = TrainConfig.from_dict(tiny(tmp_path, model=name, finetune=str(path)))
+    model = build_model(cfg, 10)
     assert model.num_classes == 10
     ref = src.state_dict()
     body = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     assert max_abs_diff(body, {k: ref[k] for k in body}) == 0
     with pytest.raises(ValueError, match="does not match the model|does not fit"):
-        runmod.build_model(cfg.replace(model="repvit_m1_1"), 10)
+        build_model(cfg.replace(model="repvit_m1_1"), 10)
 
 
 def test_corrupt_images_counted_or_strict(tmp_path):

@@ -5,9 +5,9 @@ import json
 
 import torch
 
-from repvit.train import train
+from repvit.classification import train
+from tests.classification._tiny import tiny
 from tests.data.test_folder import make_tree
-from tests.train._tiny import tiny
 
 
 def test_paper_recipe_paths_on_imagefolder(tmp_path):

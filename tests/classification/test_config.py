@@ -3,9 +3,10 @@
 import pytest
 
 import repvit
+from repvit.classification.config import TrainConfig, load_config
 from repvit.cli.main import build_parser
 from repvit.cli.train_cmd import resolve_config
-from repvit.train.config import TrainConfig, find_recipe, load_config, parse_overrides, recipe_dir
+from repvit.engine.config import find_recipe, parse_overrides, recipe_dir
 
 VARIANTS = ["m0_6", "m0_9", "m1_0", "m1_1", "m1_5", "m2_3", "m1", "m2", "m3"]
 

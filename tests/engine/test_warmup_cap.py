@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from repvit.train.config import TrainConfig
-from repvit.train.run import build_scheduler, warmup_steps
-from tests.train._tiny import tiny
+from repvit.classification.config import TrainConfig
+from repvit.engine.optim import build_scheduler, warmup_steps
+from tests.classification._tiny import tiny
 
 
 def _lrs(cfg: TrainConfig, steps_per_epoch: int, total: int) -> list[float]:
@@ -26,7 +26,7 @@ def _lrs(cfg: TrainConfig, steps_per_epoch: int, total: int) -> list[float]:
 
 def test_capped_warmup_reaches_the_peak_and_is_logged(caplog):
     cfg = TrainConfig(lr=1e-2, warmup_steps=30, warmup_lr=1e-5, min_lr=0.0, sched="cosine")
-    with caplog.at_level(logging.WARNING, logger="repvit.train"):
+    with caplog.at_level(logging.WARNING, logger="repvit.engine"):
         assert warmup_steps(cfg, steps_per_epoch=3, total_steps=24) == 6
         lrs = _lrs(cfg, 3, 24)
     msg = caplog.text
@@ -39,7 +39,7 @@ def test_capped_warmup_reaches_the_peak_and_is_logged(caplog):
 
 
 def test_short_warmups_are_kept_and_the_fraction_is_checked(caplog):
-    with caplog.at_level(logging.WARNING, logger="repvit.train"):
+    with caplog.at_level(logging.WARNING, logger="repvit.engine"):
         assert warmup_steps(TrainConfig(warmup_steps=6), 3, 24) == 6
         assert warmup_steps(TrainConfig(warmup_epochs=2, warmup_steps=None), 10, 100) == 20
         assert warmup_steps(TrainConfig(warmup_steps=30, warmup_max_fraction=1.0), 3, 100) == 30
@@ -50,9 +50,9 @@ def test_short_warmups_are_kept_and_the_fraction_is_checked(caplog):
 
 def test_a_24_step_run_with_a_30_step_warmup_logs_the_cap(tmp_path, caplog):
     pytest.importorskip("sklearn", reason="the digits set needs scikit-learn (pip install 'repvit-pytorch[digits]')")
-    from repvit.train import train
+    from repvit.classification import train
 
-    with caplog.at_level(logging.WARNING, logger="repvit.train"):
+    with caplog.at_level(logging.WARNING, logger="repvit.engine"):
         res = train(tiny(tmp_path, iters=24, warmup_steps=30, batch_size=8, train_subset=64, val_subset=16,
                          model_ema=False))
     assert res["steps"] == 24

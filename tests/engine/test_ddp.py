@@ -2,9 +2,6 @@
 interrupted inside an epoch resumes exactly."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,34 +9,14 @@ import torch
 
 pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import run_torchrun  # noqa: E402
 
-
-def _torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
-    """Run ``tests/train/<script>`` on 2 CPU processes under torch.distributed.run, in its own process group.
-
-    On a timeout the whole group (agent, ranks, their loader workers) is killed, so a hung run fails this test
-    without leaving orphaned processes behind.
-    """
-    import signal
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests" / "train" / script), *args]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun {script} {' '.join(args)} hung for 300 s and was killed; stderr:\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
-    p = _torchrun("_ddp_worker.py", str(tmp_path))
+    p = run_torchrun(HERE / "_ddp_worker.py", str(tmp_path), timeout_s=300)
     assert p.returncode == 0, p.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -53,7 +30,7 @@ def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     # the checkpoint's weights are rank 0's final weights
     import repvit
-    from tests.train._tiny import state_hash
+    from tests.helpers import state_hash
 
     m = repvit.create_model(checkpoint=tmp_path / "run" / "last.pt")
     assert state_hash(dict(m.named_parameters())) == r0["params"]
@@ -62,10 +39,10 @@ def test_two_process_gloo_training_ends_with_equal_weights(tmp_path):
 @pytest.mark.slow  # three 2-process runs with 2 loader workers each: about 40 s on 2 cores
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_two_process_ctrl_c_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
-    from tests.train._tiny import max_abs_diff
+    from tests.helpers import max_abs_diff
 
     def launch(out, mode):
-        p = _torchrun("_ddp_resume_worker.py", str(out), mode)
+        p = run_torchrun(HERE / "_ddp_resume_worker.py", str(out), mode, timeout_s=300)
         assert p.returncode == 0, p.stderr[-3000:]
 
     launch(tmp_path / "ref", "full")

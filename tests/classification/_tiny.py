@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
-import torch
-
 TINY = dict(
     model="repvit_m0_6", data="digits", img_size=32, epochs=2, batch_size=32, lr=1.6e-2, warmup_epochs=0,
     train_subset=128, val_subset=96, workers=0, threads=1, progress=False, plot=False, tensorboard=False,
@@ -15,16 +11,3 @@ TINY = dict(
 
 def tiny(output_dir, **kw) -> dict:
     return {**TINY, "output_dir": str(output_dir), **kw}
-
-
-def state_hash(sd: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(sd):
-        h.update(k.encode())
-        h.update(sd[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(((a[k].double() - b[k].double()).abs().max().item() if a[k].numel() else 0.0) for k in a)

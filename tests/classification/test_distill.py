@@ -6,9 +6,9 @@ import torch
 pytest.importorskip("sklearn", reason="the digits set comes from scikit-learn (pip install 'repvit-pytorch[digits]')")
 
 import repvit  # noqa: E402
+from repvit.classification import DistillationLoss, load_teacher, train  # noqa: E402
 from repvit.data import load_digits_split  # noqa: E402
-from repvit.train import DistillationLoss, load_teacher, train  # noqa: E402
-from tests.train._tiny import tiny  # noqa: E402
+from tests.classification._tiny import tiny  # noqa: E402
 
 
 def constant_teacher(path, cls: int):

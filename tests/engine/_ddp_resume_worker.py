@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from repvit.classification import task as clsmod  # patched where the task looks build_criterion up
-from repvit.train import train
-from tests.train._tiny import tiny
+from repvit.classification import train
+from tests.classification._tiny import tiny
 
 
 def main() -> None:
