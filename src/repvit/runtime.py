@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["DEVICE_CHOICES", "add_device_arg", "device_arg", "resolve_device", "set_threads", "torch_threads",
-           "require"]
+           "require", "require_pyplot"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -60,6 +60,12 @@ def require(module: str, purpose: str = "", *, extra: str | None = None) -> Modu
         extra = extra or _EXTRAS.get(module.split(".")[0], module)
         why = f" for {purpose}" if purpose else ""
         raise ImportError(f"{module} is needed{why} but is not installed: pip install 'repvit-pytorch[{extra}]'") from e
+
+
+def require_pyplot(purpose: str = "") -> ModuleType:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or an ImportError naming the ``plot`` extra."""
+    require("matplotlib", purpose).use("Agg")
+    return importlib.import_module("matplotlib.pyplot")
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -10,13 +10,13 @@ import torch
 _ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(_ROOT / "src"), str(_ROOT)]  # this checkout's repvit (and tests) before an installed one
 
-from repvit.sam_distill.embed_cache import EmbeddingCache, list_images, module_sha256  # noqa: E402
+from repvit.sam_distill.embed_cache import EmbeddingCache, module_sha256, training_images  # noqa: E402
 from tests.sam_distill._distill_data import tiny_teacher  # noqa: E402
 
 torch.set_num_threads(1)
 images, cache_root, img_size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 teacher = tiny_teacher(img_size)
-cache = EmbeddingCache(cache_root, images, list_images(images), f"module:{module_sha256(teacher)}", img_size,
+cache = EmbeddingCache(cache_root, images, training_images(images), f"module:{module_sha256(teacher)}", img_size,
                        dtype="float32", shard_size=3)
 calls = 0
 

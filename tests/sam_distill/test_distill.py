@@ -12,7 +12,7 @@ import torch
 
 from repvit.sam.preprocess import load_rgb, preprocess_image
 from repvit.sam_distill import SamDistillConfig, SamDistillTask, train
-from repvit.sam_distill.embed_cache import EmbeddingCache, list_images, module_sha256
+from repvit.sam_distill.embed_cache import EmbeddingCache, module_sha256, training_images
 from tests.helpers import rel_err
 
 from ._distill_data import make_images, tiny_teacher
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cache(images, root, teacher, img_size=64, **kw):
-    return EmbeddingCache(root, images, list_images(images), f"module:{module_sha256(teacher)}", img_size,
+    return EmbeddingCache(root, images, training_images(images), f"module:{module_sha256(teacher)}", img_size,
                           dtype="float32", **{"shard_size": 3, **kw})
 
 

@@ -22,13 +22,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def pareto_plot(result: dict[str, Any], path: str | Path, backend: str | None = None) -> Path:
     """Plot latency vs published top-1 and latency vs MACs for one backend (default: ``onnxruntime`` when
     measured, else the first) and save a PNG."""
-    try:
-        import matplotlib
+    from repvit.runtime import require_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("the Pareto plot needs matplotlib: pip install 'repvit-pytorch[plot]'") from e
+    plt = require_pyplot("the Pareto plot")
     from repvit.io import atomic_write
 
     rows = result["rows"]

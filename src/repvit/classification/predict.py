@@ -10,7 +10,7 @@ import torch
 from repvit.data import digits_transform, eval_transform, imagenet_class_names, is_digits, list_images
 from repvit.data.transforms import DEFAULT_CROP_PCT
 
-__all__ = ["list_images", "predict_images", "class_names_for"]
+__all__ = ["predict_images", "class_names_for"]
 
 
 def class_names_for(meta: dict[str, Any], num_classes: int) -> list[str]:

@@ -66,11 +66,10 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path, *, metric: str =
         series: ``(metrics.jsonl key, legend label)`` pairs for the right panel instead of those two (a task's
             :attr:`~repvit.engine.task.Task.plot_series`).
     """
-    try:
-        import matplotlib
+    from repvit.runtime import require_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = require_pyplot("the curves PNG")
     except ImportError:
         _log.info("matplotlib is not installed, so no curves PNG: pip install 'repvit-pytorch[plot]'")
         return None

@@ -233,13 +233,9 @@ def plot_roadmap(result: dict[str, Any], path: str | Path, backend: str | None =
         path: the image file (``.png``, ``.svg``, ``.pdf``), written atomically.
         backend: which backend's latency to draw (default: the first measured).
     """
-    try:
-        import matplotlib
+    from repvit.runtime import require_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install 'repvit-pytorch[plot]'") from None
+    plt = require_pyplot("--plot")
     from repvit.io import atomic_write
 
     rows = result["steps"]

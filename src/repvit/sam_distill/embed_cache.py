@@ -29,7 +29,7 @@ from repvit.data.files import IMAGE_EXTENSIONS
 from repvit.io import atomic_write
 from repvit.sam.preprocess import load_rgb, preprocess_image, sam_pixel_stats
 
-__all__ = ["CacheSpec", "EmbeddingCache", "list_images", "file_sha256", "module_sha256", "default_cache_root"]
+__all__ = ["CacheSpec", "EmbeddingCache", "training_images", "file_sha256", "module_sha256", "default_cache_root"]
 
 _log = logging.getLogger(__name__)
 _MAX_OPEN_SHARDS = 32  # open shard files kept per process (a shuffled epoch touches every shard)
@@ -43,7 +43,7 @@ def default_cache_root() -> Path:
     return Path(base) / "sam_embeddings"
 
 
-def list_images(root: str | os.PathLike, limit: int | None = None) -> list[str]:
+def training_images(root: str | os.PathLike, limit: int | None = None) -> list[str]:
     """Image files under ``root`` (recursively), as sorted POSIX paths relative to ``root``."""
     root = Path(root)
     if not root.is_dir():
@@ -123,7 +123,7 @@ class EmbeddingCache:
     Args:
         root: the cache root (one sub-directory per key).
         image_root: the image folder; ``files`` are relative to it.
-        files: the sorted image list (see :func:`list_images`).
+        files: the sorted image list (see :func:`training_images`).
         teacher_id: the teacher's identity (name and weights hash).
         img_size: SAM's input side.
         dtype: storage dtype (``float16`` halves the disk use of ``float32``; ViT-H: 2 MiB per image).

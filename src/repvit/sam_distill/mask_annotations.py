@@ -146,7 +146,7 @@ def _coco_masks(path: Path) -> tuple[dict[str, ImageMasks], dict[str, int]]:
 
 class MaskAnnotations:
     """The annotated masks of the images of a folder (``files``: paths relative to ``root``, as
-    :func:`~repvit.sam_distill.embed_cache.list_images` lists them).
+    :func:`~repvit.sam_distill.embed_cache.training_images` lists them).
 
     Attributes:
         layout: ``"coco"`` or ``"sa1b"``; sources: the COCO instances files (empty for SA-1B);

@@ -31,7 +31,7 @@ from .data import (
     prompt_masks_to,
     split_indices,
 )
-from .embed_cache import EmbeddingCache, default_cache_root, file_sha256, list_images, module_sha256
+from .embed_cache import EmbeddingCache, default_cache_root, file_sha256, module_sha256, training_images
 from .evaluate import evaluate_embeddings, evaluate_prompts
 from .mask_annotations import PROMPT_MASKS, MaskAnnotations, find_mask_annotations
 from .model import PromptDistillSam, TeacherHead, load_teacher_encoder, load_teacher_sam, read_encoder_state
@@ -69,7 +69,7 @@ class SamDistillTask(Task):
     def build_data(self, cfg: SamDistillConfig, info) -> TaskData:
         root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
         root.mkdir(parents=True, exist_ok=True)
-        files = list_images(cfg.data, cfg.max_images)
+        files = training_images(cfg.data, cfg.max_images)
         cache = EmbeddingCache(root, cfg.data, files, self._teacher_id(cfg, root), cfg.img_size, cfg.cache_dtype,
                                cfg.shard_size)
         if any(i % info.world_size == info.rank for i in cache.missing_shards()):
@@ -155,7 +155,7 @@ class SamPromptDistillTask(SamDistillTask):
     def _find_annotations(self, cfg: SamDistillConfig) -> MaskAnnotations | None:
         if self.prompt_masks == "teacher":
             return None
-        ann = find_mask_annotations(cfg.data, list_images(cfg.data, cfg.max_images))
+        ann = find_mask_annotations(cfg.data, training_images(cfg.data, cfg.max_images))
         if ann is None and self.prompt_masks == "annotations":
             raise FileNotFoundError(
                 f"prompt_masks='annotations' but {cfg.data} has no annotations: COCO instances*.json in the folder "
