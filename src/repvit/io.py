@@ -52,7 +52,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any], *, suf
     """Call ``write_fn(tmp_path)`` on a temporary file beside ``path`` and rename it into place.
 
     If anything fails (a full disk, an interrupt, an error ``write_fn`` raises after checking what it wrote) the
-    temporary file is removed and any existing ``path`` stays as it was. ``write_fn`` may stream into the file
+    temporary file is deleted and any existing ``path`` stays as it was. ``write_fn`` may stream into the file
     (a download); ``suffix`` names the temporary file (``.part`` for downloads).
 
     Returns:

@@ -13,7 +13,7 @@ Conventions of an item ``(image, target)``:
   (so 11 classes, names in :data:`SCENE_CLASSES`). A pixel belongs to a glyph when the upscaled glyph intensity
   (0..1) is at least ``ink_threshold``.
 * ``target["masks"]``: ``tv_tensors.Mask`` ``(N, H, W)`` uint8, the *visible* part of each instance (occluded
-  pixels removed); every instance has a non-empty visible mask, and the semantic map equals the instance masks
+  pixels dropped); every instance has a non-empty visible mask, and the semantic map equals the instance masks
   painted with their labels.
 * ``target["boxes"]``: ``tv_tensors.BoundingBoxes`` ``(N, 4)`` float32, XYXY in pixel-edge coordinates: the tight
   box of the visible mask, ``x1 = first column, x2 = last column + 1`` (same for y), i.e.

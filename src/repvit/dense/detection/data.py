@@ -9,7 +9,7 @@ for validation, the same rule as segmentation), classes ``"0".."9"`` as labels 1
 
 Augmentation (training only) is torchvision's ``transforms.v2`` on image, boxes and masks together: horizontal flip,
 resize keeping the aspect ratio (short side ``min_size``, long side at most ``max_size``; the model's own transform
-then leaves the size as it is), degenerate boxes removed (``SanitizeBoundingBoxes``). Evaluation images keep their
+then leaves the size as it is), degenerate boxes dropped (``SanitizeBoundingBoxes``). Evaluation images keep their
 size: the detector resizes them itself and returns boxes and masks in the original image's pixels.
 """
 

@@ -1,4 +1,4 @@
-"""SAM 2's mask clean-up on the CPU: small holes filled, small sprinkles removed, by connected components.
+"""SAM 2's mask clean-up on the CPU: small holes filled, small sprinkles dropped, by connected components.
 
 SAM 2 labels components with a CUDA kernel (8-connectivity, the component's area at each pixel, 0 on the
 background); here SciPy's ``ndimage.label`` does the same on any device's tensors

@@ -346,7 +346,7 @@ class EdgeTamVideoPredictor:
 
         Returns:
             ``(obj_ids, updated_frames)``: the remaining ids and, with ``need_output``, ``(frame_idx, masks)`` for
-            each frame the removed object had prompts on.
+            each frame the object taken out had prompts on.
         """
         state = inference_state
         if obj_id not in state.objects:
