@@ -1,10 +1,19 @@
-"""The SAM 2 family of segment-anything models: EdgeTAM (SAM 2 with a RepViT image trunk and a 2D spatial
-perceiver), for images and video.
+"""EdgeTAM (SAM 2 with a RepViT trunk and a spatial perceiver): the model, its builder and checkpoint reader, and
+the image predictor."""
 
-Its parts go here: the model and its builder, the image predictor (``set_image``, ``predict``) and the video
-predictor (``init_state``, ``add_new_points_or_box``, ``propagate_in_video``), the memory bank (memory encoder,
-spatial perceiver, memory attention), and its checkpoint format (``edgetam.pt``, SAM 2's module names). Public
-names are exported from :mod:`repvit.sam`.
-"""
+from .build import build_edgetam, fuse_edgetam, is_fused_edgetam
+from .checkpoint import read_edgetam_checkpoint, save_edgetam
+from .config import EdgeTamConfig
+from .image_predictor import EdgeTamImagePredictor
+from .model import EdgeTAM
 
-__all__: list[str] = []
+__all__ = [
+    "EdgeTAM",
+    "EdgeTamConfig",
+    "EdgeTamImagePredictor",
+    "build_edgetam",
+    "fuse_edgetam",
+    "is_fused_edgetam",
+    "read_edgetam_checkpoint",
+    "save_edgetam",
+]
