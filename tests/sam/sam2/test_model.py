@@ -133,6 +133,24 @@ def test_memory_rope_rotates_only_the_2d_latents(model):
     assert torch.equal(sin[-8:], torch.zeros(8, 128))  # object pointers
 
 
+def test_memory_valid_mask_equals_leaving_the_memory_out(model):
+    g = torch.Generator().manual_seed(5)
+    curr, curr_pos = torch.randn(4096, 1, 256, generator=g), torch.randn(4096, 1, 256, generator=g)
+    mem, mem_pos = torch.randn(2 * 512 + 4, 1, 64, generator=g), torch.randn(2 * 512 + 4, 1, 64, generator=g)
+    keep = torch.cat([torch.arange(512), torch.arange(1024, 1028)])  # the first memory and the pointer tokens
+    valid = torch.zeros(1, 2 * 512 + 4, dtype=torch.bool)
+    valid[0, keep] = True
+    attention = model.memory_attention
+    with torch.no_grad():
+        masked = attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=4, num_spatial_mem=2, memory_valid=valid)
+        dropped = attention(curr, mem[keep], curr_pos, mem_pos[keep], num_obj_ptr_tokens=4, num_spatial_mem=1)
+        full = attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=4, num_spatial_mem=2)
+    assert torch.allclose(masked, dropped, atol=1e-5)
+    assert not torch.allclose(full, dropped, atol=1e-3)
+    with pytest.raises(ValueError, match="memory has"):
+        attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=0, num_spatial_mem=2)
+
+
 def _frame_features(seed: int, b: int = 1):
     g = torch.Generator().manual_seed(seed)
     sizes = [(256, 256), (128, 128), (64, 64)]

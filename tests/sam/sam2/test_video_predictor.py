@@ -3,8 +3,8 @@
 Most tests drive the predictor with a small stand-in model that has EdgeTAM's tracking interface
 (``forward_image``, ``_prepare_backbone_features``, ``track_step``, ``_encode_new_memory``) and "tracks" by
 copying the mask of the frame it remembers, recording what it was given; so each test sees exactly which frames
-are conditioning frames, what memory each object's step is given, and which masks come back. Numerical parity
-with the authors' predictor on the real model is tested in test_parity-style tests with the reference harness.
+are conditioning frames, what memory each object's step is given, and which masks come back. One test runs the
+real EdgeTAM (random weights, small input); numerical parity with the authors' predictor is the parity tests' job.
 """
 
 from pathlib import Path

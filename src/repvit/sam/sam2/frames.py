@@ -126,10 +126,11 @@ class FrameFolder(VideoFrames):
         self.paths = [p for _, _, p in numbered]
         width, height = _frame_size(self.paths[0])
         for path in self.paths[1:]:
-            if _frame_size(path) != (width, height):
+            w, h = _frame_size(path)
+            if (w, h) != (width, height):
                 raise ValueError(
-                    f"frame {path} is {_frame_size(path)[0]}x{_frame_size(path)[1]} but the video's first frame "
-                    f"{self.paths[0].name} is {width}x{height}; all frames must have one size"
+                    f"frame {path} is {w}x{h} but the video's first frame {self.paths[0].name} is "
+                    f"{width}x{height}; all frames must have one size"
                 )
         super().__init__(len(self.paths), height, width, image_size, cache_size)
 

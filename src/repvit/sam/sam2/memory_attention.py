@@ -36,12 +36,15 @@ class MemoryAttentionLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, q_rope: Rope, k_rope: Rope) -> Tensor:
-        """``tgt`` ``(B, N, d_model)``, ``memory``/``pos`` ``(B, M, kv_in_dim)``; RoPE tables for queries and keys."""
+    def forward(
+        self, tgt: Tensor, memory: Tensor, pos: Tensor, q_rope: Rope, k_rope: Rope, memory_mask: Tensor | None = None
+    ) -> Tensor:
+        """``tgt`` ``(B, N, d_model)``, ``memory``/``pos`` ``(B, M, kv_in_dim)``; RoPE tables for queries and keys;
+        ``memory_mask`` ``(B, 1, 1, M)`` bool, True for the memory tokens to attend to."""
         x = self.norm1(tgt)
         tgt = tgt + self.self_attn(x, x, x, q_rope=q_rope, k_rope=q_rope)
         x = self.norm2(tgt)
-        tgt = tgt + self.cross_attn_image(x, memory + pos, memory, q_rope=q_rope, k_rope=k_rope)
+        tgt = tgt + self.cross_attn_image(x, memory + pos, memory, q_rope=q_rope, k_rope=k_rope, attn_mask=memory_mask)
         x = self.norm3(tgt)
         return tgt + self.linear2(F.relu(self.linear1(x)))
 
@@ -97,8 +100,12 @@ class MemoryAttention(nn.Module):
         memory_pos: Tensor,
         num_obj_ptr_tokens: int = 0,
         num_spatial_mem: int = 1,
+        memory_valid: Tensor | None = None,
     ) -> Tensor:
         """Condition ``curr`` (``(HW, B, d_model)``, a square grid) on ``memory`` (``(M, B, kv_in_dim)``).
+
+        ``memory_valid`` (``(B, M)`` bool, optional) marks the memory tokens to attend to; the others are ignored,
+        as if absent. It lets a fixed-size memory bank (an exported graph) hold empty slots.
 
         Returns ``(HW, B, d_model)``.
         """
@@ -118,8 +125,9 @@ class MemoryAttention(nn.Module):
         memory_pos = memory_pos.transpose(0, 1)
         q_rope = self._grid_rope(side, output)
         k_rope = self.memory_rope(num_spatial_mem, num_obj_ptr_tokens, output)
+        memory_mask = memory_valid[:, None, None, :] if memory_valid is not None else None
         for layer in self.layers:
-            output = layer(output, memory, memory_pos, q_rope, k_rope)
+            output = layer(output, memory, memory_pos, q_rope, k_rope, memory_mask)
         return self.norm(output).transpose(0, 1)
 
 

@@ -39,9 +39,19 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     def forward(
-        self, q: Tensor, k: Tensor, v: Tensor, q_rope: Rope | None = None, k_rope: Rope | None = None
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        q_rope: Rope | None = None,
+        k_rope: Rope | None = None,
+        attn_mask: Tensor | None = None,
     ) -> Tensor:
-        """Attend ``q`` (``(B, Nq, C)``) to ``k``/``v`` (``(B, Nk, C_kv)``); RoPE tables, if given, per token."""
+        """Attend ``q`` (``(B, Nq, C)``) to ``k``/``v`` (``(B, Nk, C_kv)``).
+
+        ``q_rope``/``k_rope`` are RoPE tables per token; ``attn_mask`` (bool, True = attend) broadcasts to
+        ``(B, heads, Nq, Nk)``.
+        """
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
@@ -49,7 +59,7 @@ class Attention(nn.Module):
             q = apply_rope(q, *q_rope)
         if k_rope is not None:
             k = apply_rope(k, *k_rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 
