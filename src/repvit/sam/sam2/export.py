@@ -47,10 +47,8 @@ from repvit.deploy.parity import ParityReport, compare_outputs
 from repvit.io import atomic_write
 
 from .build import fuse_edgetam, is_fused_edgetam
-from .memory_attention import MemoryAttentionLayer
 from .model import EdgeTAM
-from .position_encoding import apply_rope, axial_rope
-from .transformer import Attention
+from .position_encoding import axial_rope
 
 __all__ = [
     "GRAPHS",
@@ -153,27 +151,6 @@ class MemoryEncoderGraph(nn.Module):
         return features.reshape(-1, *self.out_shape), pos.reshape(-1, *self.out_shape)
 
 
-def _masked_attention(attn: Attention, q: Tensor, k: Tensor, v: Tensor, rope: tuple, mask: Tensor) -> Tensor:
-    """:class:`~repvit.sam.sam2.transformer.Attention` with RoPE on queries and keys and an additive key mask."""
-    q = attn._heads(attn.q_proj(q))
-    k = attn._heads(attn.k_proj(k))
-    v = attn._heads(attn.v_proj(v))
-    q, k = apply_rope(q, *rope[0]), apply_rope(k, *rope[1])
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return attn.out_proj(out.transpose(1, 2).flatten(2))
-
-
-def _layer_forward(layer: MemoryAttentionLayer, tgt: Tensor, memory: Tensor, pos: Tensor, rope: tuple,
-                   mask: Tensor) -> Tensor:  # fmt: skip
-    """:meth:`MemoryAttentionLayer.forward` with masked cross-attention."""
-    x = layer.norm1(tgt)
-    tgt = tgt + layer.self_attn(x, x, x, q_rope=rope[0], k_rope=rope[0])
-    x = layer.norm2(tgt)
-    tgt = tgt + _masked_attention(layer.cross_attn_image, x, memory + pos, memory, rope, mask)
-    x = layer.norm3(tgt)
-    return tgt + layer.linear2(F.relu(layer.linear1(x)))
-
-
 class MemoryAttentionGraph(nn.Module):
     """EdgeTAM's memory attention over ``num_memory_slots`` memories and ``num_obj_ptr_slots`` object pointers,
     with validity flags (see the module docstring)."""
@@ -209,12 +186,12 @@ class MemoryAttentionGraph(nn.Module):
             memory_valid.view(-1, 1).expand(-1, self.tokens_per_memory).reshape(-1),
             obj_ptr_valid.view(-1, 1).expand(-1, self.ptr_split).reshape(-1),
         ])
-        mask = torch.where(key_valid, 0.0, float("-inf")).view(1, 1, 1, -1)
-        rope = ((self.q_cos, self.q_sin), (self.k_cos, self.k_sin))
+        mask = key_valid.view(1, 1, 1, -1)
+        q_rope, k_rope = (self.q_cos, self.q_sin), (self.k_cos, self.k_sin)
         x = vision_features.flatten(2).transpose(1, 2)
         out = x + 0.1 * self.curr_pos
         for layer in self.attention.layers:
-            out = _layer_forward(layer, out, mem, pos, rope, mask)
+            out = layer(out, mem, pos, q_rope, k_rope, memory_mask=mask)
         return self.attention.norm(out).transpose(1, 2).reshape(b, c, h, w)
 
 
