@@ -148,7 +148,7 @@ class MemoryEncoderGraph(nn.Module):
         out = self.memory_encoder(vision_features, mask, skip_mask_sigmoid=True)
         features, pos = self.spatial_perceiver(out["vision_features"], out["vision_pos_enc"][0])
         # static output shapes in the graph (the mask's size is symbolic)
-        return features.reshape(-1, *self.out_shape), pos.reshape(-1, *self.out_shape)
+        return features.reshape(1, *self.out_shape), pos.reshape(1, *self.out_shape)
 
 
 class MemoryAttentionGraph(nn.Module):
