@@ -268,3 +268,22 @@ def test_parity_check_catches_a_wrong_graph(exported):
     wrong = _export_graph(_NoTemporalEncoding(model, 7, 16), examples[0], *GRAPHS["memory_attention"], None, OPSET)
     with pytest.raises(ParityError, match="pix_feat"):
         _check_graph("memory_attention", MemoryAttentionGraph(model, 7, 16), wrong, examples, 1e-4, ParityReport())
+
+
+@pytest.mark.slow
+def test_image_encoder_coreml_package_spec(tmp_path):
+    pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install 'repvit-pytorch[coreml]'")
+    from repvit.sam.sam2.export import export_edgetam_image_encoder_coreml
+
+    model = build_edgetam(config=EdgeTamConfig(image_size=SMALL))
+    result = export_edgetam_image_encoder_coreml(model, tmp_path / "encoder.mlpackage")
+    spec = result["spec"]
+    assert spec["is_ml_program"]
+    (inp,) = spec["inputs"]
+    assert inp["name"] == "input" and inp["kind"] == "multiArrayType" and inp["shape"] == [1, 3, SMALL, SMALL]
+    side = SMALL // 16
+    assert {o["name"]: o["shape"] for o in spec["outputs"]} == {
+        "vision_features": [1, 256, side, side], "image_embeddings": [1, 256, side, side],
+        "high_res_feat0": [1, 32, 4 * side, 4 * side], "high_res_feat1": [1, 64, 2 * side, 2 * side],
+    }
+    assert spec["metadata"]["model"] == "edgetam" and spec["metadata"]["fused"] == "True"

@@ -59,6 +59,7 @@ __all__ = [
     "MemoryAttentionGraph",
     "graph_examples",
     "export_edgetam_onnx",
+    "export_edgetam_image_encoder_coreml",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -389,3 +390,28 @@ def _require_onnx(check: bool):
     if check:
         require("onnxruntime", "checking EdgeTAM's ONNX graphs")
     return require("onnx", "EdgeTAM's ONNX export")
+
+
+def export_edgetam_image_encoder_coreml(
+    model: EdgeTAM, path: str | os.PathLike, *, fused: bool = True
+) -> dict[str, Any]:
+    """Write the image encoder graph (:class:`ImageEncoderGraph`) as a Core ML ML program (``.mlpackage``, float16
+    compute): tensor input ``input`` ``(1, 3, S, S)`` ImageNet-normalized, outputs as in ONNX. Returns its spec
+    summary (Core ML runs only on Apple platforms; on Linux the package is checked by its spec)."""
+    from repvit.deploy.coreml import convert_coreml, coreml_spec_summary, save_mlpackage
+
+    if not isinstance(model, EdgeTAM):
+        raise TypeError(f"export_edgetam_image_encoder_coreml needs an EdgeTAM model, got {type(model).__name__}.")
+    model = copy.deepcopy(model).float().cpu().eval()
+    if fused and not is_fused_edgetam(model):
+        fuse_edgetam(model)
+    s = model.image_size
+    with torch.no_grad():
+        traced = torch.jit.trace(ImageEncoderGraph(model).eval(), torch.randn(1, 3, s, s), check_trace=False)
+    outputs = list(GRAPHS["image_encoder"][1])
+    meta = {"model": "edgetam", "graph": "image_encoder", "img_size": str(s), "fused": str(fused)}
+    mlmodel = convert_coreml(traced, (s, s), outputs, meta, image_input=False,
+                             description="EdgeTAM image encoder (RepViT trunk + FPN neck), exported by repvit")
+    mlmodel.input_description["input"] = "RGB image resized to the model's size, ImageNet-normalized"
+    save_mlpackage(mlmodel, path)
+    return {"path": str(path), "spec": coreml_spec_summary(path)}
