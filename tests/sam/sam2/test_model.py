@@ -111,6 +111,16 @@ def test_fused_trunk_has_no_batchnorm_and_same_outputs(model):
     assert is_fused_edgetam(build_edgetam(fused=True))
 
 
+def test_fused_checkpoint_loads_in_deploy_form(tmp_path):
+    torch.manual_seed(2)
+    fused = build_edgetam(fused=True)
+    path = save_edgetam(fused, tmp_path / "fused.pt")
+    loaded = build_edgetam(path)
+    assert is_fused_edgetam(loaded)
+    for k, v in fused.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_rope_in_real_arithmetic_equals_the_complex_product():
     cos, sin = axial_rope(64, 8, 4)
     x = torch.randn(2, 1, 32, 64)
@@ -239,3 +249,30 @@ def test_image_predictor_rejects_bad_input(model, predictor):
         predictor.predict(point_coords=np.array([[1, 1]]), point_labels=np.array([1]), mask_input=np.zeros((1, 8, 8)))
     with pytest.raises(ValueError, match="box"):
         predictor.predict(box=np.array([1, 2, 3]))
+
+
+def test_memory_attention_exports_to_onnx(model, tmp_path):
+    """RoPE in real arithmetic and the validity mask trace to ONNX; ONNX Runtime gives the same result."""
+    pytest.importorskip("onnx", reason="onnx is in the export extra")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the export extra")
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = model.memory_attention
+
+        def forward(self, curr, curr_pos, memory, memory_pos, valid):
+            return self.attention(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=4, num_spatial_mem=1,
+                                  memory_valid=valid)
+
+    g = torch.Generator().manual_seed(7)
+    args = (torch.randn(256, 1, 256, generator=g), torch.randn(256, 1, 256, generator=g),
+            torch.randn(516, 1, 64, generator=g), torch.randn(516, 1, 64, generator=g), torch.ones(1, 516, dtype=bool))
+    args[4][0, 100:300] = False
+    names = ["curr", "curr_pos", "memory", "memory_pos", "valid"]
+    with torch.no_grad():
+        expected = Wrapped()(*args).numpy()
+        torch.onnx.export(Wrapped(), args, tmp_path / "ma.onnx", input_names=names, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(tmp_path / "ma.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: a.numpy() for n, a in zip(names, args)})[0]
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -31,6 +31,11 @@ def is_fused_edgetam(model: EdgeTAM) -> bool:
     return not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.image_encoder.trunk.modules())
 
 
+def _has_fused_trunk(sd: Mapping[str, Any]) -> bool:
+    trunk = [k for k in sd if k.startswith("image_encoder.trunk.body.")]
+    return bool(trunk) and not any(".bn." in k for k in trunk)
+
+
 def build_edgetam(
     checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
     *,
@@ -42,7 +47,8 @@ def build_edgetam(
 
     Args:
         checkpoint: an ``edgetam.pt`` file (``{"model": state_dict}`` with the authors' names) or such a dict,
-            loaded strictly; None keeps the random initialization.
+            loaded strictly; None keeps the random initialization. A checkpoint saved from a fused model
+            (:func:`~repvit.sam.sam2.save_edgetam`) loads into the fused form.
         fused: re-parameterize the trunk for inference (outputs equal within float rounding).
         device: where the model lives.
         config: architecture and tracking settings (default: the published EdgeTAM).
@@ -53,6 +59,8 @@ def build_edgetam(
     model = EdgeTAM(config)
     if checkpoint is not None:
         sd = read_edgetam_checkpoint(checkpoint)
+        if _has_fused_trunk(sd):  # saved from a fused model: load it in deploy form
+            fuse_edgetam(model.eval())
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
@@ -60,4 +68,6 @@ def build_edgetam(
     model.eval()
     if fused:
         fuse_edgetam(model)
+    # channels-last convolutions are faster on CPU (oneDNN); the maps downstream follow the trunk's layout
+    model.image_encoder.to(memory_format=torch.channels_last)
     return model.to(device)

@@ -22,38 +22,16 @@ from .config import EdgeTamConfig
 from .image_encoder import FpnNeck, ImageEncoder, RepViTTrunk
 from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
+from .memory_bank import memory_frames, pointer_outputs
 from .memory_encoder import MemoryEncoder
 from .perceiver import PerceiverResampler
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
 
-__all__ = ["EdgeTAM", "NO_OBJ_SCORE", "select_closest_cond_frames"]
+__all__ = ["EdgeTAM", "NO_OBJ_SCORE"]
 
 # mask logit given to every pixel of an object predicted absent
 NO_OBJ_SCORE = -1024.0
-
-
-def select_closest_cond_frames(
-    frame_idx: int, cond_frame_outputs: dict[int, Any], max_cond_frame_num: int
-) -> tuple[dict[int, Any], dict[int, Any]]:
-    """Split conditioning frames into (selected, unselected): at most ``max_cond_frame_num`` (-1: all), the closest
-    one before ``frame_idx``, the closest one at or after it, then the temporally closest others."""
-    if max_cond_frame_num == -1 or len(cond_frame_outputs) <= max_cond_frame_num:
-        return cond_frame_outputs, {}
-    if max_cond_frame_num < 2:
-        raise ValueError(f"max_cond_frame_num must be -1 or at least 2, got {max_cond_frame_num}.")
-    selected = {}
-    idx_before = max((t for t in cond_frame_outputs if t < frame_idx), default=None)
-    if idx_before is not None:
-        selected[idx_before] = cond_frame_outputs[idx_before]
-    idx_after = min((t for t in cond_frame_outputs if t >= frame_idx), default=None)
-    if idx_after is not None:
-        selected[idx_after] = cond_frame_outputs[idx_after]
-    num_remain = max_cond_frame_num - len(selected)
-    rest = sorted((t for t in cond_frame_outputs if t not in selected), key=lambda x: abs(x - frame_idx))
-    selected.update((t, cond_frame_outputs[t]) for t in rest[:num_remain])
-    unselected = {t: v for t, v in cond_frame_outputs.items() if t not in selected}
-    return selected, unselected
 
 
 class EdgeTAM(nn.Module):
@@ -268,30 +246,6 @@ class EdgeTAM(nn.Module):
 
     # -- memory ---------------------------------------------------------------------------------------------------
 
-    def _memory_frames(
-        self, frame_idx: int, output_dict: dict[str, dict[int, Any]], track_in_reverse: bool
-    ) -> tuple[list[tuple[int, Any]], dict[int, Any], dict[int, Any]]:
-        """The memories to attend to as ``(t_pos, output or None)`` (conditioning frames have ``t_pos`` 0, the
-        ``num_maskmem - 1`` recent frames ``1`` (oldest) ... ``num_maskmem - 1`` (previous)), and the selected and
-        unselected conditioning frames."""
-        cond_outputs = output_dict["cond_frame_outputs"]
-        if not cond_outputs:
-            raise ValueError("tracking a frame needs at least one conditioning frame (a frame with prompts).")
-        selected, unselected = select_closest_cond_frames(frame_idx, cond_outputs, self.max_cond_frames_in_attn)
-        t_pos_and_prevs = [(0, out) for out in selected.values()]
-        stride = 1 if self.training else self.memory_temporal_stride_for_eval
-        for t_pos in range(1, self.num_maskmem):
-            t_rel = self.num_maskmem - t_pos  # frames before the current one
-            if t_rel == 1:
-                prev = frame_idx + 1 if track_in_reverse else frame_idx - 1
-            elif track_in_reverse:
-                prev = -(-(frame_idx + 2) // stride) * stride + (t_rel - 2) * stride
-            else:
-                prev = ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
-            out = output_dict["non_cond_frame_outputs"].get(prev, unselected.get(prev))
-            t_pos_and_prevs.append((t_pos, out))
-        return t_pos_and_prevs, selected, unselected
-
     def _spatial_memory(self, t_pos_and_prevs: list[tuple[int, Any]], device: torch.device) -> tuple[list, list]:
         """Memory tokens and their encodings (spatial + temporal), each ``(N, B, mem_dim)``."""
         memories, encodings = [], []
@@ -305,32 +259,6 @@ class EdgeTAM(nn.Module):
             memories.append(feats)
             encodings.append(enc + self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1])
         return memories, encodings
-
-    def _object_pointers(
-        self,
-        frame_idx: int,
-        selected: dict[int, Any],
-        unselected: dict[int, Any],
-        output_dict: dict[str, dict[int, Any]],
-        num_frames: int,
-        track_in_reverse: bool,
-    ) -> list[Tensor]:
-        """Pointers ``(B, C)`` of the conditioning frames (only past ones in eval) and up to
-        ``max_obj_ptrs_in_encoder - 1`` recent frames."""
-        max_ptrs = min(num_frames, self.max_obj_ptrs_in_encoder)
-        if not self.training and self.only_obj_ptrs_in_the_past_for_eval:
-            cond = {t: o for t, o in selected.items() if (t >= frame_idx if track_in_reverse else t <= frame_idx)}
-        else:
-            cond = selected
-        ptrs = [out["obj_ptr"] for out in cond.values()]
-        for t_diff in range(1, max_ptrs):
-            t = frame_idx + t_diff if track_in_reverse else frame_idx - t_diff
-            if t < 0 or (num_frames is not None and t >= num_frames):
-                break
-            out = output_dict["non_cond_frame_outputs"].get(t, unselected.get(t))
-            if out is not None:
-                ptrs.append(out["obj_ptr"])
-        return ptrs
 
     def _prepare_memory_conditioned_features(
         self,
@@ -352,10 +280,16 @@ class EdgeTAM(nn.Module):
             return x.permute(1, 2, 0).view(b, c, h, w)
         if is_init_cond_frame:
             return (x + self.no_mem_embed).permute(1, 2, 0).view(b, c, h, w)
-        t_pos_and_prevs, selected, unselected = self._memory_frames(frame_idx, output_dict, track_in_reverse)
+        t_pos_and_prevs, selected, unselected = memory_frames(
+            frame_idx, output_dict, self.num_maskmem, self.max_cond_frames_in_attn,
+            1 if self.training else self.memory_temporal_stride_for_eval, track_in_reverse,
+        )
         memories, encodings = self._spatial_memory(t_pos_and_prevs, x.device)
         num_spatial_mem = len(memories)
-        ptrs = self._object_pointers(frame_idx, selected, unselected, output_dict, num_frames, track_in_reverse)
+        ptrs = pointer_outputs(
+            frame_idx, selected, unselected, output_dict, num_frames, self.max_obj_ptrs_in_encoder,
+            not self.training and self.only_obj_ptrs_in_the_past_for_eval, track_in_reverse,
+        )
         num_obj_ptr_tokens = 0
         if ptrs:
             # each C-wide pointer becomes C // mem_dim tokens of width mem_dim, with a zero encoding
