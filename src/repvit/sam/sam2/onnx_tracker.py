@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from .memory_bank import memory_frames, pointer_outputs
+
 __all__ = ["OnnxEdgeTamTracker", "OnnxTrackingState", "select_mask", "resize_bilinear", "round_to_bfloat16"]
 
-COND, NON_COND = "cond", "non_cond"
+# the keys of SAM 2's output dict, which the memory-bank rules read
+COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
 
 
 def select_mask(
@@ -373,22 +376,15 @@ class OnnxEdgeTamTracker:
 
     def _memory_bank(self, state: OnnxTrackingState, track: _ObjectTrack, frame_idx: int,
                      reverse: bool) -> dict[str, np.ndarray]:  # fmt: skip
-        """The memory attention's inputs: every conditioning frame (``t_pos`` 0), the ``num_maskmem - 1`` frames
-        tracked before the current one, and the object pointers (past conditioning frames, then recent frames)."""
-        bank, sign = self.bank, 1 if reverse else -1
-        slots = [(0, out) for out in track.outputs[COND].values()]
-        for t_pos in range(1, bank["num_maskmem"]):
-            out = track.outputs[NON_COND].get(frame_idx + sign * (bank["num_maskmem"] - t_pos))
-            if out is not None:
-                slots.append((t_pos, out))
-        past = [t for t in track.outputs[COND] if (t >= frame_idx if reverse else t <= frame_idx)]
-        ptrs = [track.outputs[COND][t]["obj_ptr"] for t in past]
-        for t_diff in range(1, min(state.num_frames, bank["max_obj_ptrs_in_encoder"])):
-            t = frame_idx + sign * t_diff
-            if not 0 <= t < state.num_frames:
-                break
-            if t in track.outputs[NON_COND]:
-                ptrs.append(track.outputs[NON_COND][t]["obj_ptr"])
+        """The memory attention's inputs for a frame, chosen by SAM 2's rules (:mod:`.memory_bank`)."""
+        cfg, bank = self.manifest["config"], self.bank
+        t_pos_and_prevs, selected, unselected = memory_frames(
+            frame_idx, track.outputs, bank["num_maskmem"], cfg["max_cond_frames_in_attn"],
+            cfg["memory_temporal_stride_for_eval"], reverse,
+        )
+        slots = [(t_pos, out) for t_pos, out in t_pos_and_prevs if out is not None]
+        ptrs = pointer_outputs(frame_idx, selected, unselected, track.outputs, state.num_frames,
+                               bank["max_obj_ptrs_in_encoder"], track_in_reverse=reverse)
         return self._bank_arrays(state, slots, ptrs)
 
     def _bank_arrays(self, state: OnnxTrackingState, slots: list[tuple[int, dict]], ptrs: list[np.ndarray]) -> dict:
