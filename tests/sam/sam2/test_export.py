@@ -236,9 +236,13 @@ def test_memory_attention_graph_equals_attention_over_valid_slots(exported):
     got = session(out, "memory_attention").run(None, {n: t.numpy() for n, t in zip(names, (feats, *bank))})[0]
     assert rel_err(mine, ref) <= 1e-5
     assert rel_err(got, ref) <= 1e-4
-    bank[3] = torch.ones_like(bank[3])  # every slot valid: the masked slots did matter
+    every_slot = [*bank[:3], torch.ones_like(bank[3]), *bank[4:]]  # the masked slots did matter
     with torch.no_grad():
-        assert rel_err(MemoryAttentionGraph(model, 7, 16)(feats, *bank), ref) > 1e-3
+        assert rel_err(MemoryAttentionGraph(model, 7, 16)(feats, *every_slot), ref) > 1e-3
+    bank[0] = bank[0].masked_fill(~bank[3].view(-1, 1, 1), float("nan"))  # garbage in the empty slots is ignored
+    bank[4] = bank[4].masked_fill(~bank[5].view(-1, 1), float("nan"))
+    got = session(out, "memory_attention").run(None, {n: t.numpy() for n, t in zip(names, (feats, *bank))})[0]
+    assert rel_err(got, ref) <= 1e-4
 
 
 @pytest.mark.slow

@@ -178,11 +178,13 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptrs: Tensor, obj_ptr_valid: Tensor,
     ) -> Tensor:  # fmt: skip
         b, c, h, w = vision_features.shape
-        slot_valid = memory_valid.to(memory.dtype).view(-1, 1, 1)
+        # empty slots are zeroed (whatever the caller left there) and masked out of the attention
+        slot_valid = memory_valid.view(-1, 1, 1)
         tpos = self.maskmem_tpos_enc[self.num_maskmem - 1 - memory_tpos].view(-1, 1, self.mem_dim)
-        ptrs = (obj_ptrs * obj_ptr_valid.to(obj_ptrs.dtype).view(-1, 1)).reshape(1, -1, self.mem_dim)
-        mem = torch.cat([(memory * slot_valid).reshape(1, -1, self.mem_dim), ptrs], dim=1)
-        pos = torch.cat([((memory_pos + tpos) * slot_valid).reshape(1, -1, self.mem_dim), torch.zeros_like(ptrs)], 1)
+        ptrs = torch.where(obj_ptr_valid.view(-1, 1), obj_ptrs, 0.0).reshape(1, -1, self.mem_dim)
+        mem = torch.cat([torch.where(slot_valid, memory, 0.0).reshape(1, -1, self.mem_dim), ptrs], dim=1)
+        pos = torch.where(slot_valid, memory_pos + tpos, 0.0).reshape(1, -1, self.mem_dim)
+        pos = torch.cat([pos, torch.zeros_like(ptrs)], dim=1)
         key_valid = torch.cat([
             memory_valid.view(-1, 1).expand(-1, self.tokens_per_memory).reshape(-1),
             obj_ptr_valid.view(-1, 1).expand(-1, self.ptr_split).reshape(-1),
@@ -367,10 +369,10 @@ def export_edgetam_onnx(
     manifest = _manifest(model, fused, opset, slots, ptr_slots)
     report = ParityReport()
     onnx = _require_onnx(check)
+    examples = graph_examples(model, slots, ptr_slots)
     for name, module in _graph_modules(model, slots, ptr_slots).items():
         inputs, outputs = GRAPHS[name]
-        example = graph_examples(model, slots, ptr_slots)[name]
-        data = _export_graph(module, example, inputs, outputs, _DYNAMIC_AXES.get(name), opset)
+        data = _export_graph(module, examples[name], inputs, outputs, _DYNAMIC_AXES.get(name), opset)
         data = add_metadata(data, {"model": "edgetam", "graph": name, "fused": fused})
         file = f"{name}.onnx"
         atomic_write(out_dir / file, lambda tmp, data=data: Path(tmp).write_bytes(data))
