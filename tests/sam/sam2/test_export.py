@@ -263,13 +263,15 @@ class _NoTemporalEncoding(MemoryAttentionGraph):
 
 
 def test_parity_check_catches_a_wrong_graph(exported):
-    from repvit.deploy.onnx_export import OPSET
+    from repvit.deploy.onnx_export import export_onnx_bytes
     from repvit.deploy.parity import ParityReport
-    from repvit.sam.sam2.export import _check_examples, _check_graph, _export_graph
+    from repvit.sam.sam2.export import _check_examples, _check_graph
 
     model, _, _ = exported
     examples = _check_examples(model, "memory_attention", 7, 16)
-    wrong = _export_graph(_NoTemporalEncoding(model, 7, 16), examples[0], *GRAPHS["memory_attention"], None, OPSET)
+    inputs, outputs = GRAPHS["memory_attention"]
+    wrong = export_onnx_bytes(_NoTemporalEncoding(model, 7, 16), examples[0], dynamic_batch=False, input_names=inputs,
+                              output_names=outputs)
     with pytest.raises(ParityError, match="pix_feat"):
         _check_graph("memory_attention", MemoryAttentionGraph(model, 7, 16), wrong, examples, 1e-4, ParityReport())
 

@@ -30,11 +30,9 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repvit.deploy.onnx_export import OPSET, add_metadata, make_session
+from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session
 from repvit.deploy.parity import ParityReport, compare_outputs
 from repvit.io import atomic_write
 
@@ -229,21 +227,6 @@ def graph_examples(model: EdgeTAM, num_memory_slots: int, num_obj_ptr_slots: int
     }
 
 
-def _export_graph(module: nn.Module, example: Sequence[Tensor], input_names: Sequence[str],
-                  output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]] | None,
-                  opset: int) -> bytes:  # fmt: skip
-    """``torch.onnx.export`` (the TorchScript-based exporter) of a module with several named inputs."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation notice and tracer warnings
-        torch.onnx.export(
-            module.eval(), tuple(example), buf, dynamo=False, opset_version=opset, input_names=list(input_names),
-            output_names=list(output_names), dynamic_axes=dict(dynamic_axes) if dynamic_axes else None,
-            do_constant_folding=True,
-        )
-    return buf.getvalue()
-
-
 def _check_graph(name: str, module: nn.Module, data: bytes, examples: Sequence[Sequence[Tensor]], rtol: float,
                  report: ParityReport) -> None:  # fmt: skip
     """Run the graph in ONNX Runtime on each example and compare with the module in PyTorch."""
@@ -372,7 +355,8 @@ def export_edgetam_onnx(
     examples = graph_examples(model, slots, ptr_slots)
     for name, module in _graph_modules(model, slots, ptr_slots).items():
         inputs, outputs = GRAPHS[name]
-        data = _export_graph(module, examples[name], inputs, outputs, _DYNAMIC_AXES.get(name), opset)
+        data = export_onnx_bytes(module, examples[name], dynamic_batch=False, opset=opset, input_names=inputs,
+                                 output_names=outputs, dynamic_axes=_DYNAMIC_AXES.get(name))
         data = add_metadata(data, {"model": "edgetam", "graph": name, "fused": fused})
         file = f"{name}.onnx"
         atomic_write(out_dir / file, lambda tmp, data=data: Path(tmp).write_bytes(data))
@@ -387,7 +371,7 @@ def export_edgetam_onnx(
 
 
 def _require_onnx(check: bool):
-    from repvit.deploy._optional import require
+    from repvit.runtime import require
 
     if check:
         require("onnxruntime", "checking EdgeTAM's ONNX graphs")

@@ -81,7 +81,7 @@ class VideoFrames(Sequence):
             raise IndexError(f"frame index {index} is out of range for a video of {self.num_frames} frames")
         resized = self._cache.get(index)
         if resized is None:
-            resized = self._remember(index, resize_frame(self._read(index), self.image_size))
+            resized = self._remember(index, resize_frame(self.read_frame(index), self.image_size))
         self._cache.move_to_end(index)
         return normalize_frame(resized)
 
@@ -92,7 +92,7 @@ class VideoFrames(Sequence):
             self._cache.popitem(last=False)
         return resized
 
-    def _read(self, index: int) -> Image.Image:
+    def read_frame(self, index: int) -> Image.Image:
         raise NotImplementedError
 
 
@@ -134,7 +134,7 @@ class FrameFolder(VideoFrames):
                 )
         super().__init__(len(self.paths), height, width, image_size, cache_size)
 
-    def _read(self, index: int) -> Image.Image:
+    def read_frame(self, index: int) -> Image.Image:
         path = self.paths[index]
         try:
             with Image.open(path) as img:
@@ -212,7 +212,7 @@ class VideoFile(VideoFrames):
         self._decoder = self._container.decode(video=0)
         self._position = -1
 
-    def _read(self, index: int) -> Image.Image:
+    def read_frame(self, index: int) -> Image.Image:
         if self._decoder is None or not self._position < index <= self._position + self.read_ahead:
             self._restart(index)
         image = self._decode_until(index)

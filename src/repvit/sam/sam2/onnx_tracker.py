@@ -208,7 +208,7 @@ class OnnxEdgeTamTracker:
 
         frame = state.frames[frame_idx] if not isinstance(state.frames, VideoFrames) else None
         if frame is None:
-            image = state.frames._read(frame_idx)  # the decoded PIL frame; the tensor would need torch
+            image = state.frames.read_frame(frame_idx)  # the decoded PIL frame; the tensor would need torch
         else:
             image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
         resized = resize_frame(image, self.image_size)
