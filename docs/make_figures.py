@@ -12,8 +12,8 @@
            crops of scikit-image's astronaut, a camera panning right) with ``repvit sam track``'s functions, for
            docs/sam.md
 
-``make docs-figures`` runs the first two (after ``make demo-segment``). Needs the plot extra (matplotlib) and, for the SAM
-picture, the sam extra and scikit-image.
+``make docs-figures`` runs the first two (after ``make demo-segment``). Needs the plot extra (matplotlib) and, for
+the SAM pictures, the sam extra (and for EdgeTAM's, the video extra) and scikit-image.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_track_writes_a_mask_per_frame_and_an_overlay(edgetam_files, tmp_path, c
         assert np.mean((p > 0) != ref[i]) < 1e-3
     rc = main(["sam", "track", str(frames), "--checkpoint", str(ckpt), "--box", "20,10,100,90", "--direction",
                "forward", "--frame", "2", "--no-fused", "--output-dir", str(tmp_path / "box")])
-    assert rc == 0 and capsys.readouterr().out.startswith("1 frames tracked (torch")
+    assert rc == 0 and capsys.readouterr().out.startswith("1 frame tracked (torch")
     assert [p.name for p in (tmp_path / "box" / "masks").iterdir()] == ["00002.png"]
 
 

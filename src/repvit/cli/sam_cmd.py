@@ -303,8 +303,9 @@ def run_track(args: argparse.Namespace) -> int:
         print(json.dumps(res))
     else:
         seen = sum(1 for px in res["mask_pixels"] if px)
-        print(f"{res['num_frames']} frames tracked ({args.backend}, {res['frames_per_second']:.2f} frames/s); the "
-              f"object is on {seen}; masks: {res['masks_dir']}/; overlay: {res['overlay']}")
+        n = res["num_frames"]
+        print(f"{n} frame{'s' if n != 1 else ''} tracked ({args.backend}, {res['frames_per_second']:.2f} frames/s); "
+              f"the object is on {seen}; masks: {res['masks_dir']}/; overlay: {res['overlay']}")
     return 0
 
 
@@ -330,8 +331,17 @@ def _export_edgetam(args: argparse.Namespace) -> int:
     for flag, unset in sam_only.items():
         if getattr(args, flag) != unset:
             raise ValueError(f"--{flag.replace('_', '-')} is for SAM (v1) models; EdgeTAM's graphs take it as fixed")
-    res = export_edgetam_onnx(_load_edgetam(args), args.output_dir, rtol=args.rtol)
-    print(f"EdgeTAM ONNX graphs in {args.output_dir}: {', '.join(g['file'] for g in res['graphs'].values())}")
+    model = _load_edgetam(args)
+    res = export_edgetam_onnx(model, args.output_dir, rtol=args.rtol)
+    files = ", ".join(g["file"] for g in res["graphs"].values())
+    print(f"EdgeTAM: {files} and manifest.json in {args.output_dir} (fused; ONNX Runtime vs PyTorch max rel diff "
+          f"{res['parity']['max_rel_diff']:.2e}); track with repvit sam track --backend onnxruntime --onnx-dir "
+          f"{args.output_dir}")
+    if args.coreml:
+        from repvit.sam.sam2.export import export_edgetam_image_encoder_coreml
+
+        cm = export_edgetam_image_encoder_coreml(model, Path(args.output_dir) / "image_encoder.mlpackage")
+        print(f"core ml: {cm['path']} (the image encoder)")
     return 0
 
 
