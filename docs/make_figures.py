@@ -163,13 +163,31 @@ def sam_masks(checkpoint: str, out: Path, points_per_side: int = 8) -> Path:
     return _quantized_png(fig, out)
 
 
-def _edgetam(checkpoint: str, frames: Path, point: tuple[float, float]):
-    """``(video predictor, what, trained)``: EdgeTAM with the named or given weights, or random weights when they
-    cannot be had (offline); ``what`` says which, for the picture's title. Random weights are drawn from seeds 0,
-    1, ... until the click segments something: at random the object-score head says "no object" half the time,
-    which would leave every mask empty."""
+def _random_edgetam(frames: Path, point: tuple[float, float]):
+    """EdgeTAM's video predictor with random weights from seeds 0, 1, ...: the first whose click segments something
+    on the first frame and still on the second (at random the object-score head often says "no object", which
+    would leave every mask empty); returns ``(predictor, seed)``."""
     import torch
 
+    from repvit.sam.sam2 import build_edgetam_video_predictor
+
+    for seed in range(20):
+        torch.manual_seed(seed)
+        predictor = build_edgetam_video_predictor(fused=True)
+        with torch.inference_mode():
+            state = predictor.init_state(frames)
+            _, _, masks = predictor.add_new_points_or_box(state, 0, 1, points=[point], labels=[1])
+            if not (masks > 0).any():
+                continue
+            *_, (_, _, masks) = predictor.propagate_in_video(state, max_frame_num_to_track=1)
+            if (masks > 0).any():
+                break
+    return predictor, seed
+
+
+def _edgetam(checkpoint: str, frames: Path, point: tuple[float, float]):
+    """``(video predictor, what, trained)``: EdgeTAM with the named or given weights, or random weights when they
+    cannot be had (offline); ``what`` says which, for the picture's title."""
     from repvit.sam.sam2 import build_edgetam_video_predictor
 
     path = Path(checkpoint)
@@ -180,14 +198,7 @@ def _edgetam(checkpoint: str, frames: Path, point: tuple[float, float]):
             path = Path(resolve_weights(checkpoint))
         except Exception as e:  # offline: say so in the picture, never pass random weights off as trained ones
             print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM EdgeTAM weights")
-            for seed in range(20):
-                torch.manual_seed(seed)
-                predictor = build_edgetam_video_predictor(fused=True)
-                with torch.inference_mode():
-                    state = predictor.init_state(frames)
-                    _, _, masks = predictor.add_new_points_or_box(state, 0, 1, points=[point], labels=[1])
-                if (masks > 0).any():
-                    break
+            predictor, seed = _random_edgetam(frames, point)
             return predictor, f"RANDOM weights (seed {seed})", False
     return build_edgetam_video_predictor(path, fused=True), f"weights {path.name}", True
 

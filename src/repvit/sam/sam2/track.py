@@ -4,7 +4,7 @@
 tracker, which has the same API) the way SAM 2's notebooks do: prompt one frame, propagate forward to the end,
 then backward to the first frame when the prompt was not on frame 0. It yields one binary mask per frame as the
 frames are tracked. :func:`save_masks` writes each mask as a PNG as it arrives and then an overlay GIF, reading the
-video's frames back one at a time, so no full-resolution frame is held longer than it is needed.
+video's frames back one at a time (from the frames' reader and its cache), so no frame is held longer than needed.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from repvit.io import atomic_write
 
-from .frames import VideoFrames, open_video_frames
+from .frames import IMAGENET_MEAN, IMAGENET_STD, VideoFrames, open_video_frames
 
 __all__ = ["DIRECTIONS", "track_video", "save_masks"]
 
 #: which way :func:`track_video` propagates from the prompted frame
 DIRECTIONS = ("both", "forward", "backward")
+_MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
+_STD = torch.tensor(IMAGENET_STD)[:, None, None]
 
 
 def _object_mask(masks: Any, obj_ids: list[Any], obj_id: Any) -> np.ndarray:
@@ -99,23 +102,34 @@ def _write_png(array: np.ndarray, path: Path) -> Path:
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
+def _frame_rgb(frames: VideoFrames, idx: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame ``idx`` as uint8 RGB at ``size`` (width, height), from the frames' model input undone."""
+    from PIL import Image
+
+    x = frames[idx] * _STD + _MEAN  # (3, S, S) in [0, 1]
+    square = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return np.asarray(Image.fromarray(square).resize(size, Image.Resampling.BILINEAR))
+
+
 def _overlay_frames(frames: VideoFrames, masks_dir: Path, indices: list[int], prompts: dict[str, Any],
                     max_side: int) -> Iterator[Any]:
-    """Each tracked frame with its mask blended in, shrunk to ``max_side`` and reduced to 256 colours."""
+    """Each tracked frame with its mask blended in, at most ``max_side`` pixels, reduced to 256 colours."""
     from PIL import Image
 
     from repvit.sam.predict import mask_overlay
 
     scale = min(1.0, max_side / max(frames.width, frames.height))
     size = (max(1, round(frames.width * scale)), max(1, round(frames.height * scale)))
+    points = [(x * scale, y * scale, label) for x, y, label in prompts.get("points", ())]
+    box = prompts.get("box")
+    box = None if box is None else tuple(c * scale for c in box)
     for idx in indices:
-        image = np.asarray(frames._read(idx).convert("RGB"))  # the decoded frame at the video's size
         with Image.open(masks_dir / f"{idx:05d}.png") as m:
-            mask = np.asarray(m) > 127
+            mask = np.asarray(m.resize(size, Image.Resampling.NEAREST)) > 127
         on_prompt = idx == prompts.get("frame_idx")
-        pic = mask_overlay(image, mask, prompts.get("points", ()) if on_prompt else (),
-                           prompts.get("box") if on_prompt else None)
-        yield Image.fromarray(pic).resize(size, Image.Resampling.BILINEAR).quantize(256)
+        pic = mask_overlay(_frame_rgb(frames, idx, size), mask, points if on_prompt else (),
+                           box if on_prompt else None)
+        yield Image.fromarray(pic).quantize(256)
 
 
 def save_masks(
