@@ -74,6 +74,7 @@ def edgetam_files(astronaut, tmp_path_factory):
     import torch
 
     from repvit.sam.sam2 import build_edgetam, save_edgetam
+    from tests.sam.sam2.test_track import object_always_present
 
     pytest.importorskip("scipy.ndimage")
     d = tmp_path_factory.mktemp("edgetam_cli")
@@ -82,7 +83,7 @@ def edgetam_files(astronaut, tmp_path_factory):
     for i in range(FRAMES):
         Image.fromarray(astronaut[60:60 + FH, 180 + 8 * i:180 + 8 * i + FW]).save(frames / f"{i:05d}.jpg", quality=95)
     torch.manual_seed(0)
-    return frames, save_edgetam(build_edgetam(), d / "edgetam.pt")
+    return frames, save_edgetam(object_always_present(build_edgetam()), d / "edgetam.pt")
 
 
 def test_track_writes_a_mask_per_frame_and_an_overlay(edgetam_files, tmp_path, capsys):
@@ -97,7 +98,7 @@ def test_track_writes_a_mask_per_frame_and_an_overlay(edgetam_files, tmp_path, c
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["num_frames"] == FRAMES and res["frames"] == [0, 1, 2] and res["backend"] == "torch"
     pngs = [np.asarray(Image.open(tmp_path / "masks" / f"{i:05d}.png")) for i in range(FRAMES)]
-    assert all(p.shape == (FH, FW) and set(np.unique(p)) <= {0, 255} for p in pngs)
+    assert all(p.shape == (FH, FW) and set(np.unique(p)) <= {0, 255} and 0 < p.sum() for p in pngs)
     with Image.open(tmp_path / "overlay.gif") as gif:
         assert gif.n_frames == FRAMES and gif.size == (FW, FH)
     # the masks of the library's tracker (unfused: the CLI's fused trunk is equal within float rounding)
@@ -144,7 +145,7 @@ def test_predict_with_edgetam_matches_its_image_predictor(edgetam_files, astrona
                str(tmp_path)])
     assert rc == 0 and "predicted IoU" in capsys.readouterr().out
     mask = np.asarray(Image.open(tmp_path / "00000_mask.png"))
-    assert mask.shape == (FH, FW) and (tmp_path / "00000_overlay.png").is_file()
+    assert mask.shape == (FH, FW) and mask.any() and (tmp_path / "00000_overlay.png").is_file()
     p = EdgeTamImagePredictor(build_edgetam(ckpt))
     p.set_image(np.array(Image.open(image)))
     masks, scores, _ = p.predict(point_coords=np.array([[60.0, 40.0]]), point_labels=np.array([1]))

@@ -25,11 +25,21 @@ def frames_dir(tmp_path_factory):
     return d
 
 
+def object_always_present(model: torch.nn.Module) -> torch.nn.Module:
+    """Random EdgeTAM weights whose object-score head says "present" on every frame (at random it often says
+    "absent", and every mask would be empty)."""
+    last = [m for m in model.sam_mask_decoder.pred_obj_score_head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(10.0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
+    torch.manual_seed(3)  # a seed whose masks cover part of each frame
     model = build_edgetam(config=EdgeTamConfig(image_size=256, binarize_mask_from_pts_for_mem_enc=True))
-    return EdgeTamVideoPredictor(model)
+    return EdgeTamVideoPredictor(object_always_present(model))
 
 
 def _as_frames(masks):
@@ -40,7 +50,7 @@ def test_track_video_from_a_middle_frame_covers_every_frame_in_order(predictor, 
     got = _as_frames(track_video(predictor, frames_dir, points=[[40, 30]], frame_idx=2))
     # the prompted frame, the frames after it, then those before it, nearest first
     assert [i for i, _ in got] == [2, 3, 1, 0]
-    assert all(m.dtype == bool and m.shape == (H, W) for _, m in got)
+    assert all(m.dtype == bool and m.shape == (H, W) and 0 < m.sum() < H * W for _, m in got)
     # the same as driving the predictor by hand
     state = predictor.init_state(frames_dir)
     _, _, prompted = predictor.add_new_points_or_box(state, 2, 1, points=[[40, 30]], labels=[1])
@@ -89,7 +99,6 @@ def test_save_masks_overlay_blends_the_mask(tmp_path, frames_dir):
         gif.seek(1)
         shown = np.asarray(gif.convert("RGB").resize((W, H))).astype(int)
     original = np.asarray(Image.open(frames_dir / "00001.jpg")).astype(int)
-    inside, outside = mask[12:28, 22:58], ~mask
     diff = np.abs(shown - original).sum(-1)
-    assert diff[12:28, 22:58][inside].mean() > 3 * diff[outside].mean()  # tinted only under the mask
+    assert diff[12:28, 22:58].mean() > 3 * diff[~mask].mean()  # tinted only under the mask
     assert save_masks([], tmp_path / "none", video=frames_dir)["overlay"] is None
