@@ -232,23 +232,25 @@ def edgetam_track(checkpoint: str, out: Path, n: int = 6, step: int = 16) -> Pat
         predictor, what, trained = _edgetam(checkpoint, frames, point[:2])
         with torch.inference_mode():
             res = save_masks(track_video(predictor, frames, points=[point[:2]]), Path(tmp) / "out")
-        pics = []
+        pics, masks = [], []
         for i in range(n):
-            mask = np.asarray(Image.open(Path(res["masks_dir"]) / f"{i:05d}.png")) > 127
+            masks.append(np.asarray(Image.open(Path(res["masks_dir"]) / f"{i:05d}.png")))
             image = np.asarray(Image.open(frames / f"{i:05d}.jpg").convert("RGB"))
-            pics.append(mask_overlay(image, mask, [point] if i == 0 else ()))
-    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.7))
-    for i, (ax, pic) in enumerate(zip(axes, pics)):
-        ax.imshow(pic)
-        ax.set_title(f"frame {i}" + (": click (210, 110)" if i == 0 else f", {res['mask_pixels'][i]} px"),
-                     fontsize=9)
-        ax.axis("off")
+            pics.append(mask_overlay(image, masks[-1] > 127, [point] if i == 0 else ()))
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0))
+    for i in range(n):
+        axes[0, i].imshow(pics[i])
+        axes[1, i].imshow(masks[i], cmap="gray", vmin=0, vmax=255)
+        axes[0, i].set_title(f"frame {i}" + (": click (210, 110)" if i == 0 else ""), fontsize=9)
+        axes[1, i].set_title(f"masks/{i:05d}.png, {res['mask_pixels'][i]} px", fontsize=9)
+        for ax in axes[:, i]:
+            ax.axis("off")
     title = f"repvit sam track: EdgeTAM, {what}; the camera pans {step} px right per frame"
     if not trained:
         title += "\nrandom weights: the masks show the pipeline, not tracking; with the published edgetam weights " \
                  "the mask follows the clicked object"
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.88 if not trained else 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if not trained else 0.95))
     return _quantized_png(fig, out)
 
 

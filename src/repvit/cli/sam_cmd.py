@@ -70,10 +70,11 @@ def _add_track(ss: argparse._SubParsersAction) -> None:
     t.add_argument("--direction", choices=["both", "forward", "backward"], default="both",
                    help="propagate from the prompted frame both ways (default), or one way only")
     t.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="torch (default), or EdgeTAM's ONNX graphs in ONNX Runtime (exported on the fly into a "
-                        "temporary folder unless --onnx-dir is given)")
+                   help="torch (default), or EdgeTAM's ONNX graphs in ONNX Runtime on the CPU (exported on the fly "
+                        "into a temporary folder unless --onnx-dir is given)")
     t.add_argument("--onnx-dir", metavar="DIR", help="graphs from repvit sam export --checkpoint edgetam "
-                                                     "(--backend onnxruntime)")
+                                                     "(--backend onnxruntime; the graphs hold the weights, so "
+                                                     "--checkpoint is not read)")
     t.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
                    help="re-parameterized (deploy-form) trunk (default: fused)")
     t.add_argument("--threads", type=int, help="torch / ONNX Runtime CPU threads")
