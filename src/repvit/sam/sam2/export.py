@@ -387,7 +387,7 @@ def export_edgetam_onnx(
 
 
 def _require_onnx(check: bool):
-    from repvit.deploy._optional import require
+    from repvit.runtime import require
 
     if check:
         require("onnxruntime", "checking EdgeTAM's ONNX graphs")
