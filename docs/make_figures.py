@@ -237,7 +237,7 @@ def edgetam_track(checkpoint: str, out: Path, n: int = 6, step: int = 16) -> Pat
             masks.append(np.asarray(Image.open(Path(res["masks_dir"]) / f"{i:05d}.png")))
             image = np.asarray(Image.open(frames / f"{i:05d}.jpg").convert("RGB"))
             pics.append(mask_overlay(image, masks[-1] > 127, [point] if i == 0 else ()))
-    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0))
+    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.9))
     for i in range(n):
         axes[0, i].imshow(pics[i])
         axes[1, i].imshow(masks[i], cmap="gray", vmin=0, vmax=255)

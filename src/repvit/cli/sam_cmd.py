@@ -306,7 +306,7 @@ def run_track(args: argparse.Namespace) -> int:
         seen = sum(1 for px in res["mask_pixels"] if px)
         n = res["num_frames"]
         print(f"{n} frame{'s' if n != 1 else ''} tracked ({args.backend}, {res['frames_per_second']:.2f} frames/s); "
-              f"the object is on {seen}; masks: {res['masks_dir']}/; overlay: {res['overlay']}")
+              f"a non-empty mask on {seen}; masks: {res['masks_dir']}/; overlay: {res['overlay']}")
     return 0
 
 
