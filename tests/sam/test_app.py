@@ -1,23 +1,29 @@
 """``repvit sam app``: the session (embedding cache, decoder-only clicks) against segment_anything's ``SamPredictor``
-and ``SamAutomaticMaskGenerator``; the Gradio app launched in-process on 127.0.0.1 and driven by ``gradio_client``
-(``/segment``, ``/segment_all``) and by a headless Chromium (Playwright): upload a photo, click, see the mask.
+and ``SamAutomaticMaskGenerator``, and EdgeTAM's session against ``EdgeTamImagePredictor``; the Gradio app (an image
+tab and a video tab) launched in-process on 127.0.0.1 and driven by ``gradio_client`` (``/segment``,
+``/segment_all``, ``/track_video``) and by a headless Chromium (Playwright): upload a photo, click, see the mask;
+upload a video, click on a frame, press Track, see the tracked object and the masks to download.
 
 The browser test writes its screenshot to ``$REPVIT_SAM_APP_SCREENSHOT`` when set (``make docs-sam-app`` regenerates
 ``docs/img/sam_app.png`` that way), else to pytest's tmp dir (the path is printed).
 """
 
+import importlib.util
 import json
 import os
 import socket
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from repvit.sam.app import load_app_model
 from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
 from repvit.sam.session import SamSession
+from tests.sam.sam2.test_video_session import small_video_predictor, write_video
 
 CHROMIUM = os.environ.get("REPVIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -133,6 +139,94 @@ def test_cli_app_takes_device_like_every_command(capsys):
     assert e.value.code == 2 and "auto" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def small_edgetam():
+    """EdgeTAM with random weights at a 256 px input (the architecture of the published model, fewer pixels)."""
+    from repvit.sam.sam2 import EdgeTamConfig, build_edgetam
+
+    torch.manual_seed(0)
+    return build_edgetam(config=EdgeTamConfig(image_size=256))
+
+
+def test_edgetam_session_matches_its_image_predictor_and_reuses_the_embedding(small_edgetam, astronaut):
+    from repvit.sam.sam2 import EdgeTamImagePredictor
+    from repvit.sam.sam2.image_session import EdgeTamSession
+
+    s = EdgeTamSession(small_edgetam)
+    ref = EdgeTamImagePredictor(small_edgetam)
+    ref.set_image(astronaut)
+    first = s.segment(astronaut, [(250.0, 150.0, 1)])
+    assert first.encode_ms is not None and first.encode_ms > 0
+    masks, scores, _ = ref.predict(np.array([[250.0, 150.0]]), np.array([1]), multimask_output=True)
+    best = int(np.argmax(scores))  # one point alone: the best of three, as the SAM session
+    assert np.array_equal(first.mask, masks[best]) and first.score == pytest.approx(float(scores[best]), rel=1e-5)
+    calls = []
+    hook = small_edgetam.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = s.segment(astronaut, [(250.0, 150.0, 1), (300.0, 420.0, 0)], (100.0, 30.0, 420.0, 500.0))
+    finally:
+        hook.remove()
+    assert again.encode_ms is None and calls == []  # the click decoded on the cached embedding
+    masks, scores, _ = ref.predict(np.array([[250.0, 150.0], [300.0, 420.0]]), np.array([1, 0]),
+                                   box=np.array([100.0, 30.0, 420.0, 500.0]), multimask_output=False)
+    assert np.array_equal(again.mask, masks[0]) and again.score == pytest.approx(float(scores[0]), rel=1e-5)
+    with pytest.raises(PromptError, match="outside the image"):
+        s.segment(astronaut, [(600.0, 10.0, 1)])
+    with pytest.raises(PromptError, match="everything mode"):
+        s.segment_all(astronaut)
+
+
+def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    from repvit.sam.app import create_app
+    from repvit.sam.sam2.image_session import EdgeTamSession
+
+    demo = create_app(small_edgetam, title="EdgeTAM")
+    assert isinstance(demo.repvit_session, EdgeTamSession) and demo.repvit_video is None
+    radios = [c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "mode"]
+    assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """No cached weights and no downloads: empty caches, offline."""
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("REPVIT_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_load_app_model_takes_edgetam_by_file_or_name(tmp_path, no_weights):
+    from repvit.sam.app import load_app_model, load_video_model
+    from repvit.sam.sam2 import EdgeTAM, EdgeTamVideoPredictor, build_edgetam, is_fused_edgetam, save_edgetam
+
+    torch.manual_seed(0)
+    ckpt = save_edgetam(build_edgetam(), tmp_path / "edgetam.pt")
+    model, note = load_app_model(ckpt)  # an EdgeTAM file: EdgeTAM, loaded strictly
+    assert isinstance(model, EdgeTAM) and note is None and is_fused_edgetam(model)
+    model, note = load_app_model("edgetam")  # the name, not cached and offline: random weights, said so
+    assert isinstance(model, EdgeTAM) and "RANDOM weights" in note and "'edgetam'" in note
+    predictor, note = load_video_model(ckpt, fused=False)
+    assert isinstance(predictor, EdgeTamVideoPredictor) and note is None and not is_fused_edgetam(predictor.model)
+    saved, loaded = torch.load(ckpt, weights_only=True)["model"], predictor.model.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(v, loaded[k]) for k, v in saved.items())
+    predictor, note = load_video_model("edgetam")
+    assert isinstance(predictor, EdgeTamVideoPredictor) and "RANDOM weights" in note and "--video-checkpoint" in note
+    with pytest.raises(Exception, match="does not exist"):
+        load_video_model(tmp_path / "missing.pt")
+
+
+def test_cli_app_has_the_video_flags(capsys):
+    from repvit.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["sam", "app", "--help"])
+    out = capsys.readouterr().out
+    assert "--video-checkpoint" in out and "--max-video-frames" in out and "--max-video-mb" in out
+
+
 # ------------------------------------------------------------------------------------------------- the server
 
 
@@ -150,13 +244,30 @@ def server(small_sam, astronaut, tmp_path_factory):
     d = tmp_path_factory.mktemp("sam_app")
     photo = d / "astronaut.png"
     Image.fromarray(astronaut).save(photo)
-    demo = create_app(small_sam, note="test model: random weights", points_per_side=4)
+    video = None
+    if importlib.util.find_spec("av") and importlib.util.find_spec("scipy"):
+        from repvit.sam.sam2.video_session import VideoSession
+
+        video = VideoSession(small_video_predictor(d), max_frames=5, work_dir=d / "runs",
+                             limit_hint="start the app with --max-video-frames N")
+        write_video(d / "clip.mp4")
+    demo = create_app(small_sam, note="test model: random weights", points_per_side=4, video=video,
+                      video_note="test video model: random weights")
     port = _free_port()
     launch_app(demo, host="127.0.0.1", port=port, block=False, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", photo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def clip(server):
+    """The server's test video (5 frames, 160 x 128)."""
+    path = Path(server[1]).parent / "clip.mp4"
+    if not path.is_file():
+        pytest.skip("the video tab needs PyAV and SciPy: pip install 'repvit-pytorch[video]'")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +311,38 @@ def test_api_refuses_prompts_outside_the_image(client, server):
         client.predict(photo, "[[900, 150, 1]]", "", api_name="/segment")
     with pytest.raises(Exception, match="X0 < X1"):
         client.predict(photo, "", "[300, 10, 100, 200]", api_name="/segment")
+
+
+def test_api_track_video_returns_the_overlay_and_one_mask_per_frame(client, clip):
+    from gradio_client import handle_file
+
+    overlay, masks_zip, frames = client.predict(handle_file(str(clip)), 2, "[[80, 60, 1]]", api_name="/track_video")
+    assert frames == 5
+    with zipfile.ZipFile(masks_zip) as z:
+        names = sorted(z.namelist())
+        assert names == [f"masks/{i:05d}.png" for i in range(5)]
+        for name in names:
+            with z.open(name) as f:
+                m = np.asarray(Image.open(f))
+            assert m.shape == (128, 160) and set(np.unique(m)) <= {0, 255}
+    gif = Image.open(overlay)
+    assert gif.format == "GIF" and gif.n_frames == 5 and gif.size == (160, 128)
+
+
+def test_api_track_video_errors_say_what_is_wrong(client, clip, tmp_path):
+    from gradio_client import handle_file
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    with pytest.raises(Exception, match="notes.mp4 is not a video file"):
+        client.predict(handle_file(str(text)), 0, "[[80, 60, 1]]", api_name="/track_video")
+    long = write_video(tmp_path / "long.mp4", n=6)
+    with pytest.raises(Exception, match="more than 5 frames.*--max-video-frames"):
+        client.predict(handle_file(str(long)), 0, "[[80, 60, 1]]", api_name="/track_video")
+    with pytest.raises(Exception, match="outside the image .*160 x 128"):
+        client.predict(handle_file(str(clip)), 0, "[[200, 60, 1]]", api_name="/track_video")
+    with pytest.raises(Exception, match="frame 9 is out of range"):
+        client.predict(handle_file(str(clip)), 9, "[[80, 60, 1]]", api_name="/track_video")
 
 
 # ------------------------------------------------------------------------------------------------- the browser

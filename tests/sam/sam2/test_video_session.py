@@ -60,7 +60,7 @@ def session(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("video_session")
     return VideoSession(small_video_predictor(d), max_frames=N, work_dir=d / "runs", keep=2,
-                        limit_hint="(repvit sam app --max-video-frames N)")
+                        limit_hint="pass --max-video-frames N")
 
 
 def test_open_reads_the_frame_count_size_and_frames(session, video):
@@ -93,10 +93,10 @@ def test_refuses_a_video_over_the_limits(session, tmp_path):
     from repvit.sam.sam2.video_session import VideoError, VideoSession
 
     long = write_video(tmp_path / "long.mp4", n=N + 1)
-    with pytest.raises(VideoError, match=rf"more than {N} frames.*--max-video-frames"):
+    with pytest.raises(VideoError, match=rf"more than {N} frames, the limit .*or pass --max-video-frames N\."):
         session.open(long)
     tiny = VideoSession(session.predictor, max_frames=N + 1, max_mb=1e-4, work_dir=tmp_path / "w")
-    with pytest.raises(VideoError, match=r"MB, over the limit of 0.0001 MB"):
+    with pytest.raises(VideoError, match=r"MB, over the limit of 0.0001 MB.*max_frames / max_mb"):
         tiny.open(long)
     assert VideoSession(session.predictor, max_frames=N + 1, work_dir=tmp_path / "w").open(long).num_frames == N + 1
 

@@ -93,7 +93,7 @@ class VideoSession:
         work_dir: where each tracking run gets its folder (default: a new temporary folder).
         keep: how many runs' folders to keep; older ones are deleted.
         overlay_side: the overlay GIF's longer side in pixels at most (the masks keep the video's size).
-        limit_hint: how a user raises the limits, appended to the errors about them.
+        limit_hint: how a user raises the limits, said in the errors about them (e.g. the app's flags).
     """
 
     def __init__(self, predictor: EdgeTamVideoPredictor, *, max_frames: int = DEFAULT_MAX_FRAMES,
@@ -108,9 +108,8 @@ class VideoSession:
         self.keep, self.overlay_side, self.limit_hint = max(1, keep), overlay_side, limit_hint
 
     def _limit_error(self, what: str) -> VideoError:
-        hint = f" {self.limit_hint}" if self.limit_hint else ""
-        return VideoError(f"{what}; trim the video (e.g. ffmpeg -i IN -frames:v {self.max_frames} OUT.mp4) or raise "
-                          f"the limit.{hint}")
+        how = self.limit_hint or "raise the limit (VideoSession's max_frames / max_mb)"
+        return VideoError(f"{what}; trim the video (e.g. ffmpeg -i IN -frames:v {self.max_frames} OUT.mp4) or {how}.")
 
     def open(self, path: str | os.PathLike) -> VideoInfo:
         """Check that ``path`` is a video within the limits (size first, then frames, counted without decoding).
