@@ -8,6 +8,7 @@ The browser test writes its screenshot to ``$REPVIT_SAM_APP_SCREENSHOT`` when se
 ``docs/img/sam_app.png`` that way), else to pytest's tmp dir (the path is printed).
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -348,11 +349,13 @@ def test_api_track_video_errors_say_what_is_wrong(client, clip, tmp_path):
 # ------------------------------------------------------------------------------------------------- the browser
 
 
-def test_browser_upload_click_shows_the_mask(server, tmp_path):
+@contextlib.contextmanager
+def _browser_page(url):
+    """A headless Chromium page on ``url`` that may load nothing but the app's own server; yields the page and the
+    lists the test checks at the end: page errors and outside requests."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set REPVIT_CHROMIUM)")
-    url, photo = server
     errors, external = [], []
 
     def route(r):  # the page must work offline: nothing but the app's own server
@@ -369,51 +372,87 @@ def test_browser_upload_click_shows_the_mask(server, tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.route("**/*", route)
             page.goto(url)
-            page.wait_for_selector("#photo input[type=file]", state="attached", timeout=20_000)
-            assert page.locator("#overlay img").count() == 0  # no mask before a click
-            page.set_input_files("#photo input[type=file]", str(photo))
-            page.wait_for_function("document.querySelector('#status').innerText.includes('encode')", timeout=20_000)
-            img = page.locator("#photo img").first
-            box = img.bounding_box()
-
-            def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
-                img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
-
-            def wait_status(text):
-                page.wait_for_function(f"document.querySelector('#status').innerText.includes({text!r})",
-                                       timeout=20_000)
-
-            click(250, 150)
-            wait_status("decode")
-            page.wait_for_selector("#overlay img", timeout=10_000)
-            status = page.inner_text("#status")
-            assert "once, reused" in status and "1 point" in status  # the click reused the embedding
-            assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
-            src = page.locator("#overlay img").first.get_attribute("src")
-            assert src and url.rstrip("/") in src
-
-            page.locator("#background input").check()  # a background point, then undo it
-            click(300, 420)
-            wait_status("2 point(s)")
-            page.click("#undo")
-            wait_status("1 point(s)")
-            page.locator("#mode label", has_text="box").click()  # box mode: two corners
-            click(420, 500)
-            wait_status("opposite corner")
-            click(100, 30)
-            wait_status("a box")
-            shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot: {shot}")
-            page.locator("#mode label", has_text="everything").click()
-            wait_status("masks;")
-            click(200, 200)  # no prompts in everything mode
-            wait_status("Everything mode")
-            page.click("#clear")
-            wait_status("Cleared")
+            yield page, errors, external
         finally:
             browser.close()
+
+
+def _wait_text(page, selector, text, timeout=20_000):
+    page.wait_for_function(f"document.querySelector({selector!r}).innerText.includes({text!r})", timeout=timeout)
+
+
+def test_browser_upload_click_shows_the_mask(server, tmp_path):
+    url, photo = server
+    with _browser_page(url) as (page, errors, external):
+        page.wait_for_selector("#photo input[type=file]", state="attached", timeout=20_000)
+        assert page.locator("#overlay img").count() == 0  # no mask before a click
+        page.set_input_files("#photo input[type=file]", str(photo))
+        _wait_text(page, "#status", "encode")
+        img = page.locator("#photo img").first
+        box = img.bounding_box()
+
+        def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
+            img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
+
+        def wait_status(text):
+            _wait_text(page, "#status", text)
+
+        click(250, 150)
+        wait_status("decode")
+        page.wait_for_selector("#overlay img", timeout=10_000)
+        status = page.inner_text("#status")
+        assert "once, reused" in status and "1 point" in status  # the click reused the embedding
+        assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
+        src = page.locator("#overlay img").first.get_attribute("src")
+        assert src and url.rstrip("/") in src
+
+        page.locator("#background input").check()  # a background point, then undo it
+        click(300, 420)
+        wait_status("2 point(s)")
+        page.click("#undo")
+        wait_status("1 point(s)")
+        page.locator("#mode label", has_text="box").click()  # box mode: two corners
+        click(420, 500)
+        wait_status("opposite corner")
+        click(100, 30)
+        wait_status("a box")
+        shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        page.locator("#mode label", has_text="everything").click()
+        wait_status("masks;")
+        click(200, 200)  # no prompts in everything mode
+        wait_status("Everything mode")
+        page.click("#clear")
+        wait_status("Cleared")
     assert errors == [], errors
     assert external == [], f"the page asked for outside resources: {external}"
     assert Image.open(shot).size[0] > 0
+
+
+def test_browser_video_tab_tracks_the_clicked_object(server, clip, tmp_path):
+    url = server[0]
+    with _browser_page(url) as (page, errors, external):
+        page.get_by_role("tab", name="Video").click()
+        page.wait_for_selector("#video-file input[type=file]", state="attached", timeout=20_000)
+        assert "random weights" in page.inner_text("#video-model-note")
+        page.set_input_files("#video-file input[type=file]", str(clip))
+        _wait_text(page, "#video-status", "5 frames, 160 x 128")
+        img = page.locator("#video-frame img").first
+        img.wait_for(timeout=10_000)
+        box = img.bounding_box()
+        img.click(position={"x": box["width"] * 80 / 160, "y": box["height"] * 60 / 128})
+        _wait_text(page, "#video-status", "1 point(s)")
+        page.click("#track")
+        _wait_text(page, "#video-status", "Tracked 5 frames", timeout=120_000)
+        page.wait_for_selector("#video-overlay img", timeout=10_000)
+        src = page.locator("#video-overlay img").first.get_attribute("src")
+        assert src and url.rstrip("/") in src and src.endswith(".gif")
+        assert ".zip" in page.locator("#video-masks").inner_text()  # the masks to download
+        shot = Path(os.environ.get("REPVIT_SAM_APP_VIDEO_SCREENSHOT") or tmp_path / "sam_app_video.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+    assert errors == [], errors
+    assert external == [], f"the page asked for outside resources: {external}"
