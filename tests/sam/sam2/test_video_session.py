@@ -40,11 +40,18 @@ def write_video(path: Path, n: int = N, width: int = W, height: int = H, fps: in
 
 
 def small_video_predictor(tmp_path: Path, image_size: int = 256):
-    """EdgeTAM's video predictor with random weights that went through ``save_edgetam`` and back."""
+    """EdgeTAM's video predictor with random weights that went through ``save_edgetam`` and back.
+
+    At random initialisation the object-score head says "no object" and every mask would be empty; its bias is
+    raised so that the object counts as present and the masks are the decoder's (not empty, not all the frame).
+    """
     from repvit.sam.sam2 import EdgeTamConfig, EdgeTamVideoPredictor, build_edgetam, save_edgetam
 
     torch.manual_seed(0)
-    ckpt = save_edgetam(build_edgetam(), tmp_path / "edgetam_random.pt")
+    model = build_edgetam()
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(10.0)
+    ckpt = save_edgetam(model, tmp_path / "edgetam_random.pt")
     config = EdgeTamConfig(image_size=image_size, binarize_mask_from_pts_for_mem_enc=True)
     return EdgeTamVideoPredictor(build_edgetam(ckpt, config=config))
 
@@ -131,6 +138,7 @@ def test_track_writes_one_mask_per_frame_a_zip_and_an_overlay(session, video):
         assert gif.format == "GIF" and gif.n_frames == N and gif.size == (W, H)
         first = np.asarray(gif.convert("RGB"))
         assert not np.array_equal(first, session.frame(session.open(video), 0))  # something is drawn on it
+    assert all(0 < a for a in runs[0].areas) and any(a < W * H for a in runs[0].areas)  # masks that say something
     assert runs[0].mask_dir.parent != runs[1].mask_dir.parent  # a folder per run
     session.track(video, 0, [(80.0, 60.0, 1)])
     assert not runs[0].mask_dir.exists() and runs[1].mask_dir.exists()  # keep=2: the oldest run is deleted
@@ -142,4 +150,5 @@ def test_track_equals_the_video_predictor_on_the_clicked_frame(session, video):
     state = pred.init_state(str(video))
     _, _, logits = pred.add_new_points_or_box(state, 1, 1, points=[[80, 60], [20, 100]], labels=[1, 0])
     expected = (logits[0, 0] > 0).numpy()
+    assert 0 < expected.sum() < W * H
     assert np.array_equal(np.asarray(Image.open(res.mask_dir / "00001.png")) > 0, expected)
