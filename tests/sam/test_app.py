@@ -228,6 +228,27 @@ def test_cli_app_has_the_video_flags(capsys):
     assert "--video-checkpoint" in out and "--max-video-frames" in out and "--max-video-mb" in out
 
 
+def test_cli_app_video_session_tracks_at_the_published_size(tmp_path):
+    """The app's video tab as the CLI builds it: the EdgeTAM file given, the limits from the flags, 1024 px."""
+    pytest.importorskip("av", reason="the video tab needs PyAV: pip install 'repvit-pytorch[video]'")
+    import argparse
+
+    from repvit.cli.sam_cmd import _app_video
+    from repvit.sam.sam2 import build_edgetam, is_fused_edgetam, save_edgetam
+    from repvit.sam.sam2.video_session import VideoError
+
+    torch.manual_seed(0)
+    ckpt = save_edgetam(build_edgetam(), tmp_path / "edgetam.pt")
+    args = argparse.Namespace(video_checkpoint=str(ckpt), fused=True, max_video_frames=4, max_video_mb=1.0)
+    session, note = _app_video(args, torch.device("cpu"))
+    assert note is None and session.max_frames == 4 and session.max_mb == 1.0
+    assert is_fused_edgetam(session.predictor.model) and session.predictor.image_size == 1024
+    with pytest.raises(VideoError, match="more than 4 frames.*repvit sam app --max-video-frames N"):
+        session.open(write_video(tmp_path / "five.mp4", n=5))
+    res = session.track(write_video(tmp_path / "four.mp4", n=4), 1, [(80.0, 60.0, 1)])
+    assert res.num_frames == 4 and sorted(p.name for p in res.mask_dir.iterdir())[-1] == "00003.png"
+
+
 # ------------------------------------------------------------------------------------------------- the server
 
 

@@ -1,9 +1,10 @@
-"""``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM mask.
+"""``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM, EdgeSAM or EdgeTAM mask, and a video
+tab to click on an object in a video frame and have EdgeTAM track it (:mod:`repvit.sam.video_tab`).
 
 The image embedding is computed once per image and kept in a small per-app LRU keyed by a hash of the pixels
-(:class:`~repvit.sam.session.SamSession`, which holds all the model-side logic), so every further click runs only SAM's
-prompt encoder and mask decoder. The model itself is never mutated after loading; each request gets its own
-``SamPredictor`` view of the cached embedding.
+(:class:`~repvit.sam.session.SamSession`, or :class:`~repvit.sam.sam2.image_session.EdgeTamSession` for EdgeTAM,
+which hold all the model-side logic), so every further click runs only the prompt encoder and mask decoder. The
+model itself is never mutated after loading; requests only read the cached embeddings.
 
 Scripting (``gradio_client``)::
 
@@ -11,10 +12,12 @@ Scripting (``gradio_client``)::
     c = Client("http://127.0.0.1:7860/")
     overlay, mask_png, score = c.predict(handle_file("photo.jpg"), "[[500, 375, 1]]", "", api_name="/segment")
     overlay, n_masks = c.predict(handle_file("photo.jpg"), api_name="/segment_all")
+    overlay_gif, masks_zip, frames = c.predict(handle_file("clip.mp4"), 0, "[[320, 240, 1]]", api_name="/track_video")
 
 Prompts are in image pixels: points ``[[x, y, label], ...]`` (label 1 foreground, 0 background), a box
 ``[x0, y0, x1, y1]`` or ``""``. A single point alone returns the best of SAM's three candidates, as
-``repvit sam predict``.
+``repvit sam predict``. ``/segment_all`` needs a RepViT-SAM / EdgeSAM model; ``/track_video`` tracks the object
+clicked on the given frame (points in that frame's pixels) through the whole video.
 """
 
 from __future__ import annotations
