@@ -83,7 +83,7 @@ docs-sam-app: $(VENV)/.test-installed
 	REPVIT_SAM_APP_SCREENSHOT=docs/img/sam_app.png $(PY) -m pytest -q tests/sam/test_app.py -k browser
 	$(PY) -c "from PIL import Image; p = 'docs/img/sam_app.png'; Image.open(p).convert('RGB').quantize(256).save(p, optimize=True)"
 
-.PHONY: docs-segment-overlay docs-sam-masks
+.PHONY: docs-segment-overlay docs-sam-masks docs-edgetam-track
 
 # Regenerates docs/img/segment_overlay_digits.png (docs/dense.md): held-out scenes, true labels and prediction of
 # make demo-segment's checkpoint (trained first when it is not there)
@@ -95,6 +95,12 @@ docs-segment-overlay: $(VENV)/.test-installed
 # SAM_WEIGHTS (default edge_sam); offline, random edge_sam weights, and the picture says so
 docs-sam-masks: $(VENV)/.test-installed
 	$(PY) docs/make_figures.py sam-masks --checkpoint $(SAM_WEIGHTS)
+
+# Regenerates docs/img/edgetam_track.png (docs/sam.md): EdgeTAM tracking a click over six shifted crops of
+# scikit-image's astronaut with EDGETAM_WEIGHTS (default edgetam); offline, random weights, and the picture says so
+EDGETAM_WEIGHTS ?= edgetam
+docs-edgetam-track: $(VENV)/.test-installed
+	$(PY) docs/make_figures.py edgetam-track --checkpoint $(EDGETAM_WEIGHTS)
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q --durations=25

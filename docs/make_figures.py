@@ -7,8 +7,13 @@
         -> docs/img/sam_masks_photo.png: scikit-image's astronaut with point and box prompts and their masks
            (``repvit sam predict``) and the automatic masks (``repvit sam segment-all``), for docs/sam.md
 
-``make docs-figures`` runs both (after ``make demo-segment``). Needs the plot extra (matplotlib) and, for the SAM
-picture, the sam extra and scikit-image.
+    python docs/make_figures.py edgetam-track [--checkpoint edgetam]
+        -> docs/img/edgetam_track.png: EdgeTAM following an object clicked in the first of six frames (shifted
+           crops of scikit-image's astronaut, a camera panning right) with ``repvit sam track``'s functions, for
+           docs/sam.md
+
+``make docs-figures`` runs the first two (after ``make demo-segment``). Needs the plot extra (matplotlib) and, for
+the SAM pictures, the sam extra (and for EdgeTAM's, the video extra) and scikit-image.
 """
 
 from __future__ import annotations
@@ -158,6 +163,84 @@ def sam_masks(checkpoint: str, out: Path, points_per_side: int = 8) -> Path:
     return _quantized_png(fig, out)
 
 
+def _edgetam(checkpoint: str, frames: Path, point: tuple[float, float]):
+    """``(video predictor, what, trained)``: EdgeTAM with the named or given weights, or random weights when they
+    cannot be had (offline); ``what`` says which, for the picture's title. Random weights are drawn from seeds 0,
+    1, ... until the click segments something: at random the object-score head says "no object" half the time,
+    which would leave every mask empty."""
+    import torch
+
+    from repvit.sam.sam2 import build_edgetam_video_predictor
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        try:
+            from repvit.weights import resolve_weights
+
+            path = Path(resolve_weights(checkpoint))
+        except Exception as e:  # offline: say so in the picture, never pass random weights off as trained ones
+            print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM EdgeTAM weights")
+            for seed in range(20):
+                torch.manual_seed(seed)
+                predictor = build_edgetam_video_predictor(fused=True)
+                with torch.inference_mode():
+                    state = predictor.init_state(frames)
+                    _, _, masks = predictor.add_new_points_or_box(state, 0, 1, points=[point], labels=[1])
+                if (masks > 0).any():
+                    break
+            return predictor, f"RANDOM weights (seed {seed})", False
+    return build_edgetam_video_predictor(path, fused=True), f"weights {path.name}", True
+
+
+def edgetam_track(checkpoint: str, out: Path, n: int = 6, step: int = 16) -> Path:
+    """Six frames cut from scikit-image's astronaut, each ``step`` px further right (a camera panning), a click on
+    the face in the first, and the mask EdgeTAM tracks on each, through :func:`repvit.sam.sam2.track.track_video`
+    and :func:`~repvit.sam.sam2.track.save_masks` (``repvit sam track``). With random weights (offline) the picture
+    says so: it then shows the pipeline, not what the model sees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import skimage.data
+    import torch
+    from PIL import Image
+
+    from repvit.sam.predict import mask_overlay
+    from repvit.sam.sam2.track import save_masks, track_video
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    photo = skimage.data.astronaut()
+    h, w, x0 = 320, 360, 40
+    point = (250.0 - x0, 150.0 - 40, 1)  # the face on the first frame
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = Path(tmp) / "frames"
+        frames.mkdir()
+        for i in range(n):
+            x = x0 + step * i
+            Image.fromarray(photo[40:40 + h, x:x + w]).save(frames / f"{i:05d}.jpg", quality=95)
+        predictor, what, trained = _edgetam(checkpoint, frames, point[:2])
+        with torch.inference_mode():
+            res = save_masks(track_video(predictor, frames, points=[point[:2]]), Path(tmp) / "out")
+        pics = []
+        for i in range(n):
+            mask = np.asarray(Image.open(Path(res["masks_dir"]) / f"{i:05d}.png")) > 127
+            image = np.asarray(Image.open(frames / f"{i:05d}.jpg").convert("RGB"))
+            pics.append(mask_overlay(image, mask, [point] if i == 0 else ()))
+    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.7))
+    for i, (ax, pic) in enumerate(zip(axes, pics)):
+        ax.imshow(pic)
+        ax.set_title(f"frame {i}" + (": click (210, 110)" if i == 0 else f", {res['mask_pixels'][i]} px"),
+                     fontsize=9)
+        ax.axis("off")
+    title = f"repvit sam track: EdgeTAM, {what}; the camera pans {step} px right per frame"
+    if not trained:
+        title += "\nrandom weights: the masks show the pipeline, not tracking; with the published edgetam weights " \
+                 "the mask follows the clicked object"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.88 if not trained else 0.93))
+    return _quantized_png(fig, out)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="figure", required=True)
@@ -168,9 +251,14 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--checkpoint", default="edge_sam", help="a RepViT-SAM file or weight name (default edge_sam)")
     m.add_argument("--out", type=Path, default=IMG / "sam_masks_photo.png")
     m.add_argument("--points-per-side", type=int, default=8)
+    t = sub.add_parser("edgetam-track", help="docs/img/edgetam_track.png (docs/sam.md)")
+    t.add_argument("--checkpoint", default="edgetam", help="an edgetam.pt file or the weight name (default edgetam)")
+    t.add_argument("--out", type=Path, default=IMG / "edgetam_track.png")
     args = p.parse_args(argv)
     if args.figure == "segment-overlay":
         print(segment_overlay(args.checkpoint, args.out))
+    elif args.figure == "edgetam-track":
+        print(edgetam_track(args.checkpoint, args.out))
     else:
         print(sam_masks(args.checkpoint, args.out, args.points_per_side))
 

@@ -62,3 +62,93 @@ def test_predict_on_cuda_without_a_gpu_is_a_clear_error(files, tmp_path, capsys)
     rc = main(["sam", "predict", str(image), "--checkpoint", str(ckpt), "--point", "250,150", "--device", "cuda",
                "--output-dir", str(tmp_path)])
     assert rc != 0 and "--device cpu" in capsys.readouterr().err
+
+
+# -- EdgeTAM: repvit sam track / predict with an edgetam.pt (random weights, the authors' layout) -----------------
+
+FRAMES, FH, FW = 3, 96, 128  # a short video of crops of the astronaut, panning right
+
+
+@pytest.fixture(scope="module")
+def edgetam_files(astronaut, tmp_path_factory):
+    import torch
+
+    from repvit.sam.sam2 import build_edgetam, save_edgetam
+
+    pytest.importorskip("scipy.ndimage")
+    d = tmp_path_factory.mktemp("edgetam_cli")
+    frames = d / "frames"
+    frames.mkdir()
+    for i in range(FRAMES):
+        Image.fromarray(astronaut[60:60 + FH, 180 + 8 * i:180 + 8 * i + FW]).save(frames / f"{i:05d}.jpg", quality=95)
+    torch.manual_seed(0)
+    return frames, save_edgetam(build_edgetam(), d / "edgetam.pt")
+
+
+def test_track_writes_a_mask_per_frame_and_an_overlay(edgetam_files, tmp_path, capsys):
+    import json
+
+    from repvit.sam.sam2 import build_edgetam_video_predictor
+    from repvit.sam.sam2.track import track_video
+
+    frames, ckpt = edgetam_files
+    rc = main(["sam", "track", str(frames), "--checkpoint", str(ckpt), "--point", "60,40", "--point", "10,80,0",
+               "--frame", "1", "--output-dir", str(tmp_path), "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["num_frames"] == FRAMES and res["frames"] == [0, 1, 2] and res["backend"] == "torch"
+    pngs = [np.asarray(Image.open(tmp_path / "masks" / f"{i:05d}.png")) for i in range(FRAMES)]
+    assert all(p.shape == (FH, FW) and set(np.unique(p)) <= {0, 255} for p in pngs)
+    with Image.open(tmp_path / "overlay.gif") as gif:
+        assert gif.n_frames == FRAMES and gif.size == (FW, FH)
+    # the masks of the library's tracker (unfused: the CLI's fused trunk is equal within float rounding)
+    ref = dict(track_video(build_edgetam_video_predictor(ckpt), frames, points=[[60, 40], [10, 80]], labels=[1, 0],
+                           frame_idx=1))
+    for i, p in enumerate(pngs):
+        assert np.mean((p > 0) != ref[i]) < 1e-3
+    rc = main(["sam", "track", str(frames), "--checkpoint", str(ckpt), "--box", "20,10,100,90", "--direction",
+               "forward", "--frame", "2", "--no-fused", "--output-dir", str(tmp_path / "box")])
+    assert rc == 0 and capsys.readouterr().out.startswith("1 frame tracked (torch")
+    assert [p.name for p in (tmp_path / "box" / "masks").iterdir()] == ["00002.png"]
+
+
+def test_track_errors_are_one_line(edgetam_files, tmp_path, capsys):
+    frames, ckpt = edgetam_files
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    cases = [
+        ([str(not_a_video), "--point", "1,1"], "not a video file"),
+        ([str(tmp_path / "missing"), "--point", "1,1"], "does not exist"),
+        ([str(frames / "00000.jpg"), "--point", "1,1"], "single image"),
+        ([str(frames), "--point", f"{FW + 5},10"], "lies outside the image"),
+        ([str(frames), "--box", f"10,10,20,{FH + 1}"], "reaches outside the image"),
+        ([str(frames), "--point", "5,5", "--frame", "3"], "--frame 3 is outside the video: it has 3 frames"),
+        ([str(frames)], "at least one prompt"),
+    ]
+    for argv, message in cases:
+        assert main(["sam", "track", *argv, "--checkpoint", str(ckpt), "--output-dir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["sam", "track", str(frames), "--checkpoint", "edgetam_large", "--point", "5,5",
+                 "--output-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "neither an existing file nor a published weights name" in err and err.count("\n") == 1
+    assert not (tmp_path / "masks").exists()
+
+
+def test_predict_with_edgetam_matches_its_image_predictor(edgetam_files, astronaut, tmp_path, capsys):
+    from repvit.sam.sam2 import EdgeTamImagePredictor, build_edgetam
+
+    frames, ckpt = edgetam_files
+    image = frames / "00000.jpg"
+    rc = main(["sam", "predict", str(image), "--checkpoint", str(ckpt), "--point", "60,40", "--output-dir",
+               str(tmp_path)])
+    assert rc == 0 and "predicted IoU" in capsys.readouterr().out
+    mask = np.asarray(Image.open(tmp_path / "00000_mask.png"))
+    assert mask.shape == (FH, FW) and (tmp_path / "00000_overlay.png").is_file()
+    p = EdgeTamImagePredictor(build_edgetam(ckpt))
+    p.set_image(np.array(Image.open(image)))
+    masks, scores, _ = p.predict(point_coords=np.array([[60.0, 40.0]]), point_labels=np.array([1]))
+    assert np.array_equal(mask > 0, masks[int(np.argmax(scores))])
+    assert main(["sam", "predict", str(image), "--checkpoint", str(ckpt), "--variant", "m0_9", "--point", "60,40",
+                 "--output-dir", str(tmp_path)]) == 1
+    assert "--variant is for SAM (v1) checkpoints" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``repvit sam``: RepViT-SAM prediction, automatic masks, export, distillation and the web app."""
+"""``repvit sam``: RepViT-SAM / EdgeSAM / EdgeTAM prediction, video tracking (EdgeTAM), automatic masks, export,
+distillation and the web app."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from repvit.runtime import add_device_arg, resolve_device, set_threads
 
 from ._engine_flags import add_engine_flags, config_from_args, run_training
 
-_CHECKPOINT_HELP = ("repvit_sam.pt (authors), edge_sam.pth (EdgeSAM), our .safetensors, a distillation "
-                    "last.pt/best.pt, or a published weights name (edge_sam, edge_sam_3x, repvit_sam)")
+_CHECKPOINT_HELP = ("repvit_sam.pt (authors), edge_sam.pth (EdgeSAM), edgetam.pt (EdgeTAM), our .safetensors, a "
+                    "distillation last.pt/best.pt, or a published weights name (edge_sam, edge_sam_3x, repvit_sam, "
+                    "edgetam)")
 
 
 def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -26,11 +28,11 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) ->
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sam", help="RepViT-SAM: predict, segment-all, export, distill",
+    p = sub.add_parser("sam", help="RepViT-SAM, EdgeTAM: predict, track, segment-all, export, distill",
                        description="Segment anything with a RepViT image encoder (segment-anything's prompt encoder "
                                    "and mask decoder). Needs the sam extra: pip install 'repvit-pytorch[sam]'.")
     ss = p.add_subparsers(dest="sam_command", metavar="SAM_COMMAND")
-    for add in (_add_predict, _add_segment_all, _add_export, _add_distill, _add_app):
+    for add in (_add_predict, _add_track, _add_segment_all, _add_export, _add_distill, _add_app):
         add(ss)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -46,6 +48,39 @@ def _add_predict(ss: argparse._SubParsersAction) -> None:
                    help="three candidates, keep the best (default: only for a single point)")
     q.add_argument("--output-dir", required=True)
     q.set_defaults(func=run_predict)
+
+
+_TRACK_DESCRIPTION = (
+    "Click on an object in one frame of a video (or give its box) and follow it with EdgeTAM: forward to the last "
+    "frame, then backward to the first when the prompt is not on frame 0. Writes OUTPUT_DIR/masks/00000.png, ... "
+    "(one per frame, 0/255, the frame's size) and OUTPUT_DIR/overlay.gif. Video files need the video extra: "
+    "pip install 'repvit-pytorch[video]'.")
+
+
+def _add_track(ss: argparse._SubParsersAction) -> None:
+    t = ss.add_parser("track", help="follow an object through a video (EdgeTAM)", description=_TRACK_DESCRIPTION)
+    t.add_argument("video", metavar="VIDEO_OR_FRAMES_DIR",
+                   help="a video file (MP4, AVI, ...) or a folder of frames named by number (00000.jpg, ...)")
+    t.add_argument("--checkpoint", default="edgetam", metavar="NAME_OR_PATH",
+                   help="edgetam.pt or the published name edgetam (default)")
+    t.add_argument("--point", action="append", default=[], metavar="X,Y[,LABEL]",
+                   help="a click in the frame's pixels; LABEL 1 on the object (default), 0 beside it; repeatable")
+    t.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box around the object in the frame's pixels")
+    t.add_argument("--frame", type=int, default=0, metavar="N", help="the frame the prompts are on (default 0)")
+    t.add_argument("--direction", choices=["both", "forward", "backward"], default="both",
+                   help="propagate from the prompted frame both ways (default), or one way only")
+    t.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="torch (default), or EdgeTAM's ONNX graphs in ONNX Runtime (exported on the fly into a "
+                        "temporary folder unless --onnx-dir is given)")
+    t.add_argument("--onnx-dir", metavar="DIR", help="graphs from repvit sam export --checkpoint edgetam "
+                                                     "(--backend onnxruntime)")
+    t.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-parameterized (deploy-form) trunk (default: fused)")
+    t.add_argument("--threads", type=int, help="torch / ONNX Runtime CPU threads")
+    add_device_arg(t)
+    t.add_argument("--output-dir", required=True)
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    t.set_defaults(func=run_track)
 
 
 def _add_segment_all(ss: argparse._SubParsersAction) -> None:
@@ -155,20 +190,133 @@ def _load(args: argparse.Namespace):
     return sam.to(device)
 
 
+def _is_edgetam(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is EdgeTAM's: the published name, or a file laid out as the authors' edgetam.pt."""
+    import torch
+
+    import repvit.weights
+
+    found = repvit.weights.lookup(checkpoint, kind="sam")
+    if isinstance(found, repvit.weights.WeightsEntry):
+        return found.layout == "edgetam"
+    if found.suffix == ".safetensors":
+        return False
+    try:  # memory-mapped: only the keys are looked at
+        obj = torch.load(found, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a file EdgeTAM reads; the SAM loader says what is wrong with it
+        return False
+    sd = obj.get("model", obj) if isinstance(obj, dict) else None
+    return isinstance(sd, dict) and any(str(k).startswith("spatial_perceiver.") for k in sd)
+
+
+def _load_edgetam(args: argparse.Namespace):
+    from repvit.sam.sam2 import build_edgetam
+
+    for flag in ("variant", "img_size", "decoder_checkpoint"):
+        if getattr(args, flag, None) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} is for SAM (v1) checkpoints; EdgeTAM's checkpoint "
+                             "holds its whole model (drop the flag)")
+    set_threads(args.threads)
+    return build_edgetam(args.checkpoint, fused=args.fused, device=resolve_device(args.device))
+
+
+def _predict_edgetam(args: argparse.Namespace, image, points, box):
+    """:class:`~repvit.sam.predict.Prediction` of EdgeTAM's image predictor, chosen as ``predict_masks`` does."""
+    import numpy as np
+
+    from repvit.sam.predict import Prediction
+    from repvit.sam.sam2 import EdgeTamImagePredictor
+
+    predictor = EdgeTamImagePredictor(_load_edgetam(args))
+    predictor.set_image(image)
+    multimask = args.multimask if args.multimask is not None else len(points) == 1 and box is None
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array([p[:2] for p in points], dtype=np.float32) if points else None,
+        point_labels=np.array([p[2] for p in points], dtype=np.int64) if points else None,
+        box=None if box is None else np.asarray(box, dtype=np.float32), multimask_output=multimask)
+    best = int(np.argmax(scores))
+    return Prediction(masks[best], float(scores[best]), masks, scores)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from repvit.sam.predict import mask_overlay, predict_masks, save_png
     from repvit.sam.preprocess import load_rgb
-    from repvit.sam.prompts import parse_box, parse_points, validate_prompts
+    from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
 
     points = [p for text in args.point for p in parse_points(text)]
     box = parse_box(args.box)
     image = load_rgb(args.image)
+    if not points and box is None:
+        raise PromptError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
     validate_prompts(points, box, image.shape[:2])  # before loading the model
-    pred = predict_masks(_load(args), image, points, box, args.multimask)
+    if _is_edgetam(args.checkpoint):
+        pred = _predict_edgetam(args, image, points, box)
+    else:
+        pred = predict_masks(_load(args), image, points, box, args.multimask)
     out, stem = Path(args.output_dir), Path(args.image).stem
     m = save_png(pred.mask, out / f"{stem}_mask.png")
     o = save_png(mask_overlay(image, pred.mask, points, box), out / f"{stem}_overlay.png")
     print(f"mask: {m} ({int(pred.mask.sum())} px, predicted IoU {pred.score:.3f})\noverlay: {o}")
+    return 0
+
+
+def _video_tracker(args: argparse.Namespace, tmp: Path):
+    """The torch video predictor, or the ONNX Runtime tracker on ``--onnx-dir`` or on graphs exported into ``tmp``."""
+    import torch
+
+    from repvit.sam.sam2 import build_edgetam_video_predictor
+
+    if args.backend == "torch":
+        set_threads(args.threads)
+        return build_edgetam_video_predictor(args.checkpoint, fused=args.fused, device=resolve_device(args.device))
+    from repvit.sam.sam2.export import export_edgetam_onnx
+    from repvit.sam.sam2.onnx_tracker import OnnxEdgeTamTracker
+
+    onnx_dir = args.onnx_dir
+    if onnx_dir is None:  # the video predictor's model: the tracking settings travel in the manifest
+        model = build_edgetam_video_predictor(args.checkpoint).model
+        export_edgetam_onnx(model, tmp, fused=args.fused, check=False)
+        onnx_dir = tmp
+    return OnnxEdgeTamTracker(onnx_dir, threads=args.threads or torch.get_num_threads())
+
+
+def run_track(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    import time
+
+    from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
+    from repvit.sam.sam2.frames import open_video_frames
+    from repvit.sam.sam2.track import save_masks, track_video
+
+    points = [p for text in args.point for p in parse_points(text)]
+    box = parse_box(args.box)
+    if not points and box is None:
+        raise PromptError("give at least one prompt: a point (--point X,Y) or a box (--box X0,Y0,X1,Y1).")
+    frames = open_video_frames(args.video)  # before loading the model: a bad video or prompt fails fast
+    if not 0 <= args.frame < len(frames):
+        raise ValueError(f"--frame {args.frame} is outside the video: it has {len(frames)} frames (0 to "
+                         f"{len(frames) - 1}).")
+    validate_prompts(points, box, (frames.height, frames.width))
+    if args.backend == "torch" and args.onnx_dir:
+        raise ValueError("--onnx-dir is for --backend onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="repvit-edgetam-onnx-") as tmp:
+        tracker = _video_tracker(args, Path(tmp))
+        start = time.perf_counter()
+        masks = track_video(tracker, frames if args.backend == "torch" else args.video,
+                            points=[p[:2] for p in points] or None, labels=[p[2] for p in points] or None, box=box,
+                            frame_idx=args.frame, direction=args.direction)
+        res = save_masks(masks, args.output_dir, video=frames,
+                         prompts={"frame_idx": args.frame, "points": points, "box": box})
+        seconds = time.perf_counter() - start
+    res.update(backend=args.backend, seconds=round(seconds, 3), frames_per_second=res["num_frames"] / seconds)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        seen = sum(1 for px in res["mask_pixels"] if px)
+        n = res["num_frames"]
+        print(f"{n} frame{'s' if n != 1 else ''} tracked ({args.backend}, {res['frames_per_second']:.2f} frames/s); "
+              f"the object is on {seen}; masks: {res['masks_dir']}/; overlay: {res['overlay']}")
     return 0
 
 
@@ -187,9 +335,32 @@ def run_segment_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_edgetam(args: argparse.Namespace) -> int:
+    from repvit.sam.sam2.export import export_edgetam_onnx
+
+    sam_only = {"preprocess_in_graph": False, "multimask_decoder": False, "upsample_mode": None}
+    for flag, unset in sam_only.items():
+        if getattr(args, flag) != unset:
+            raise ValueError(f"--{flag.replace('_', '-')} is for SAM (v1) models; EdgeTAM's graphs take it as fixed")
+    model = _load_edgetam(args)
+    res = export_edgetam_onnx(model, args.output_dir, rtol=args.rtol)
+    files = ", ".join(g["file"] for g in res["graphs"].values())
+    print(f"EdgeTAM: {files} and manifest.json in {args.output_dir} (fused; ONNX Runtime vs PyTorch max rel diff "
+          f"{res['parity']['max_rel_diff']:.2e}); track with repvit sam track --backend onnxruntime --onnx-dir "
+          f"{args.output_dir}")
+    if args.coreml:
+        from repvit.sam.sam2.export import export_edgetam_image_encoder_coreml
+
+        cm = export_edgetam_image_encoder_coreml(model, Path(args.output_dir) / "image_encoder.mlpackage")
+        print(f"core ml: {cm['path']} (the image encoder)")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     from repvit.sam.export import export_decoder_onnx, export_encoder_coreml, export_encoder_onnx
 
+    if _is_edgetam(args.checkpoint):
+        return _export_edgetam(args)
     sam = _load(args)
     out = Path(args.output_dir)
     enc = export_encoder_onnx(sam, out / "encoder.onnx", preprocess=args.preprocess_in_graph, rtol=args.rtol,
