@@ -1,7 +1,8 @@
 """The app's video side without any UI: :class:`VideoSession` checks an uploaded video against the configured
 limits, shows its frames, checks a click, tracks the clicked object through the video with EdgeTAM's video
-predictor and writes the results into a fresh folder: one 0/255 PNG mask per frame (``masks/00000.png``, ...),
-the masks as a zip, and an animated GIF of the frames with the mask drawn on them.
+predictor (:mod:`repvit.sam.sam2.track`, as ``repvit sam track`` does) and writes the results into a fresh folder:
+one 0/255 PNG mask per frame (``masks/00000.png``, ...), the masks as a zip, and an animated GIF of the frames with
+the mask drawn on them.
 
 ``repvit sam app`` (:mod:`repvit.sam.app`) puts a Gradio tab on it. Videos are decoded with PyAV
 (``pip install 'repvit-pytorch[video]'``); frame ``i`` is the ``i``-th decoded frame, as in
@@ -22,20 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from repvit.runtime import require
-from repvit.sam.predict import mask_overlay, save_png
 from repvit.sam.prompts import validate_prompts
 
 from .frames import FRAME_SUFFIXES, open_video_frames
+from .track import save_masks, track_video
 from .video_predictor import EdgeTamVideoPredictor
 
 __all__ = ["VideoError", "VideoInfo", "TrackResult", "VideoSession", "DEFAULT_MAX_FRAMES", "DEFAULT_MAX_MB"]
 
 DEFAULT_MAX_FRAMES = 150
 DEFAULT_MAX_MB = 100.0
-OBJ_ID = 1
 
 
 class VideoError(ValueError):
@@ -178,61 +177,32 @@ class VideoSession:
             shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix="track_", dir=self.work_dir))
 
-    @torch.inference_mode()
-    def masks(self, info: VideoInfo, frame_idx: int,
-              points: Sequence[tuple[float, float, int]]) -> Iterator[tuple[int, np.ndarray]]:
-        """Track the object clicked on ``frame_idx``: ``(frame, mask)`` from the clicked frame to the end, then
-        backwards to the first frame; masks are ``(H, W)`` bool at the video's size."""
-        pred = self.predictor
-        state = pred.init_state(open_video_frames(info.path, image_size=pred.image_size, cache_size=8))
-        xy = np.array([[x, y] for x, y, _ in points], np.float32)
-        pred.add_new_points_or_box(state, frame_idx, OBJ_ID, points=xy, labels=np.array([p[2] for p in points]))
-        for idx, _, logits in pred.propagate_in_video(state, start_frame_idx=frame_idx):
-            yield idx, (logits[0, 0] > 0).cpu().numpy()
-        if frame_idx > 0:
-            for idx, _, logits in pred.propagate_in_video(state, start_frame_idx=frame_idx, reverse=True):
-                if idx != frame_idx:
-                    yield idx, (logits[0, 0] > 0).cpu().numpy()
-
     def track(self, path: str | os.PathLike | VideoInfo, frame_idx: int,
               points: Sequence[tuple[float, float, int]]) -> TrackResult:
-        """Check the video and the click, track, and write ``masks/NNNNN.png`` (0/255), ``masks.zip`` and
-        ``overlay.gif`` into a new folder under ``work_dir``."""
+        """Check the video and the click, track the object from ``frame_idx`` forwards, then backwards
+        (:func:`~repvit.sam.sam2.track.track_video`), and write ``masks/NNNNN.png`` (0/255), ``overlay.gif``
+        (:func:`~repvit.sam.sam2.track.save_masks`) and ``masks.zip`` into a new folder under ``work_dir``."""
         info = path if isinstance(path, VideoInfo) else self.open(path)
         self.check_click(info, frame_idx, points)
         points = tuple((float(x), float(y), int(lab)) for x, y, lab in points)
         run = self._new_run_dir()
-        mask_dir = run / "masks"
-        mask_dir.mkdir()
-        areas: dict[int, int] = {}
+        frames = open_video_frames(info.path, image_size=self.predictor.image_size, cache_size=8)
         t0 = time.perf_counter()
-        for idx, mask in self.masks(info, frame_idx, points):
-            save_png(mask, mask_dir / f"{idx:05d}.png")
-            areas[idx] = int(mask.sum())
+        with torch.inference_mode():
+            masks = track_video(self.predictor, frames, points=[p[:2] for p in points],
+                                labels=[p[2] for p in points], frame_idx=frame_idx)
+            saved = save_masks(masks, run, video=frames, prompts={"frame_idx": frame_idx, "points": points},
+                               gif_max_side=self.overlay_side, gif_fps=info.fps or 10.0)
         ms = (time.perf_counter() - t0) * 1e3
-        if sorted(areas) != list(range(info.num_frames)):
-            raise VideoError(f"tracking returned frames {sorted(areas)} for a video of {info.num_frames} frames")
-        zipped = self._zip(mask_dir, run / "masks.zip")
-        overlay = self._overlay_gif(info, mask_dir, frame_idx, points, run / "overlay.gif")
-        return TrackResult(frame_idx, points, mask_dir, zipped, overlay, tuple(areas[i] for i in sorted(areas)), ms)
+        if saved["frames"] != list(range(info.num_frames)):
+            raise VideoError(f"tracking returned frames {saved['frames']} for a video of {info.num_frames} frames")
+        mask_dir = Path(saved["masks_dir"])
+        return TrackResult(frame_idx, points, mask_dir, self._zip(mask_dir, run / "masks.zip"),
+                           Path(saved["overlay"]), tuple(saved["mask_pixels"]), ms)
 
     @staticmethod
     def _zip(mask_dir: Path, out: Path) -> Path:
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
             for f in sorted(mask_dir.glob("*.png")):
                 z.write(f, f"masks/{f.name}")
-        return out
-
-    def _overlay_gif(self, info: VideoInfo, mask_dir: Path, frame_idx: int,
-                     points: Sequence[tuple[float, float, int]], out: Path) -> Path:
-        """Every frame with its mask drawn on it (the clicks on the clicked frame), at most ``overlay_side`` px."""
-        scale = min(1.0, self.overlay_side / max(info.width, info.height))
-        size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
-        frames = []
-        for idx, rgb in enumerate(islice(_decoded_frames(info.path), info.num_frames)):
-            mask = np.asarray(Image.open(mask_dir / f"{idx:05d}.png")) > 0
-            drawn = mask_overlay(rgb, mask, points if idx == frame_idx else ())
-            frames.append(Image.fromarray(drawn).resize(size, Image.Resampling.BILINEAR))
-        duration = round(1000 / info.fps) if info.fps else 100
-        frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=max(20, duration), loop=0)
         return out
