@@ -1,23 +1,30 @@
 """``repvit sam app``: the session (embedding cache, decoder-only clicks) against segment_anything's ``SamPredictor``
-and ``SamAutomaticMaskGenerator``; the Gradio app launched in-process on 127.0.0.1 and driven by ``gradio_client``
-(``/segment``, ``/segment_all``) and by a headless Chromium (Playwright): upload a photo, click, see the mask.
+and ``SamAutomaticMaskGenerator``, and EdgeTAM's session against ``EdgeTamImagePredictor``; the Gradio app (an image
+tab and a video tab) launched in-process on 127.0.0.1 and driven by ``gradio_client`` (``/segment``,
+``/segment_all``, ``/track_video``) and by a headless Chromium (Playwright): upload a photo, click, see the mask;
+upload a video, click on a frame, press Track, see the tracked object and the masks to download.
 
 The browser test writes its screenshot to ``$REPVIT_SAM_APP_SCREENSHOT`` when set (``make docs-sam-app`` regenerates
 ``docs/img/sam_app.png`` that way), else to pytest's tmp dir (the path is printed).
 """
 
+import contextlib
+import importlib.util
 import json
 import os
 import socket
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from repvit.sam.app import load_app_model
 from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
 from repvit.sam.session import SamSession
+from tests.sam.sam2.test_video_session import small_video_predictor, write_video
 
 CHROMIUM = os.environ.get("REPVIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -133,6 +140,115 @@ def test_cli_app_takes_device_like_every_command(capsys):
     assert e.value.code == 2 and "auto" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def small_edgetam():
+    """EdgeTAM with random weights at a 256 px input (the architecture of the published model, fewer pixels)."""
+    from repvit.sam.sam2 import EdgeTamConfig, build_edgetam
+
+    torch.manual_seed(0)
+    return build_edgetam(config=EdgeTamConfig(image_size=256))
+
+
+def test_edgetam_session_matches_its_image_predictor_and_reuses_the_embedding(small_edgetam, astronaut):
+    from repvit.sam.sam2 import EdgeTamImagePredictor
+    from repvit.sam.sam2.image_session import EdgeTamSession
+
+    s = EdgeTamSession(small_edgetam)
+    ref = EdgeTamImagePredictor(small_edgetam)
+    ref.set_image(astronaut)
+    first = s.segment(astronaut, [(250.0, 150.0, 1)])
+    assert first.encode_ms is not None and first.encode_ms > 0
+    masks, scores, _ = ref.predict(np.array([[250.0, 150.0]]), np.array([1]), multimask_output=True)
+    best = int(np.argmax(scores))  # one point alone: the best of three, as the SAM session
+    assert np.array_equal(first.mask, masks[best]) and first.score == pytest.approx(float(scores[best]), rel=1e-5)
+    calls = []
+    hook = small_edgetam.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = s.segment(astronaut, [(250.0, 150.0, 1), (300.0, 420.0, 0)], (100.0, 30.0, 420.0, 500.0))
+    finally:
+        hook.remove()
+    assert again.encode_ms is None and calls == []  # the click decoded on the cached embedding
+    masks, scores, _ = ref.predict(np.array([[250.0, 150.0], [300.0, 420.0]]), np.array([1, 0]),
+                                   box=np.array([100.0, 30.0, 420.0, 500.0]), multimask_output=False)
+    assert np.array_equal(again.mask, masks[0]) and again.score == pytest.approx(float(scores[0]), rel=1e-5)
+    with pytest.raises(PromptError, match="outside the image"):
+        s.segment(astronaut, [(600.0, 10.0, 1)])
+    with pytest.raises(PromptError, match="everything mode"):
+        s.segment_all(astronaut)
+
+
+def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    from repvit.sam.app import create_app
+    from repvit.sam.sam2.image_session import EdgeTamSession
+
+    demo = create_app(small_edgetam, title="EdgeTAM")
+    assert isinstance(demo.repvit_session, EdgeTamSession) and demo.repvit_video is None
+    radios = [c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "mode"]
+    assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """No cached weights and no downloads: empty caches, offline."""
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("REPVIT_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_load_app_model_takes_edgetam_by_file_or_name(tmp_path, no_weights):
+    from repvit.sam.app import load_app_model, load_video_model
+    from repvit.sam.sam2 import EdgeTAM, EdgeTamVideoPredictor, build_edgetam, is_fused_edgetam, save_edgetam
+
+    torch.manual_seed(0)
+    ckpt = save_edgetam(build_edgetam(), tmp_path / "edgetam.pt")
+    model, note = load_app_model(ckpt)  # an EdgeTAM file: EdgeTAM, loaded strictly
+    assert isinstance(model, EdgeTAM) and note is None and is_fused_edgetam(model)
+    model, note = load_app_model("edgetam")  # the name, not cached and offline: random weights, said so
+    assert isinstance(model, EdgeTAM) and "RANDOM weights" in note and "'edgetam'" in note
+    predictor, note = load_video_model(ckpt, fused=False)
+    assert isinstance(predictor, EdgeTamVideoPredictor) and note is None and not is_fused_edgetam(predictor.model)
+    saved, loaded = torch.load(ckpt, weights_only=True)["model"], predictor.model.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(v, loaded[k]) for k, v in saved.items())
+    predictor, note = load_video_model("edgetam")
+    assert isinstance(predictor, EdgeTamVideoPredictor) and "RANDOM weights" in note and "--video-checkpoint" in note
+    with pytest.raises(Exception, match="does not exist"):
+        load_video_model(tmp_path / "missing.pt")
+
+
+def test_cli_app_has_the_video_flags(capsys):
+    from repvit.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["sam", "app", "--help"])
+    out = capsys.readouterr().out
+    assert "--video-checkpoint" in out and "--max-video-frames" in out and "--max-video-mb" in out
+
+
+def test_cli_app_video_session_tracks_at_the_published_size(tmp_path):
+    """The app's video tab as the CLI builds it: the EdgeTAM file given, the limits from the flags, 1024 px."""
+    pytest.importorskip("av", reason="the video tab needs PyAV: pip install 'repvit-pytorch[video]'")
+    import argparse
+
+    from repvit.cli.sam_cmd import _app_video
+    from repvit.sam.sam2 import build_edgetam, is_fused_edgetam, save_edgetam
+    from repvit.sam.sam2.video_session import VideoError
+
+    torch.manual_seed(0)
+    ckpt = save_edgetam(build_edgetam(), tmp_path / "edgetam.pt")
+    args = argparse.Namespace(video_checkpoint=str(ckpt), fused=True, max_video_frames=4, max_video_mb=1.0)
+    session, note = _app_video(args, torch.device("cpu"))
+    assert note is None and session.max_frames == 4 and session.max_mb == 1.0
+    assert is_fused_edgetam(session.predictor.model) and session.predictor.image_size == 1024
+    with pytest.raises(VideoError, match="more than 4 frames.*repvit sam app --max-video-frames N"):
+        session.open(write_video(tmp_path / "five.mp4", n=5))
+    res = session.track(write_video(tmp_path / "four.mp4", n=4), 1, [(80.0, 60.0, 1)])
+    assert res.num_frames == 4 and sorted(p.name for p in res.mask_dir.iterdir())[-1] == "00003.png"
+
+
 # ------------------------------------------------------------------------------------------------- the server
 
 
@@ -150,13 +266,30 @@ def server(small_sam, astronaut, tmp_path_factory):
     d = tmp_path_factory.mktemp("sam_app")
     photo = d / "astronaut.png"
     Image.fromarray(astronaut).save(photo)
-    demo = create_app(small_sam, note="test model: random weights", points_per_side=4)
+    video = None
+    if importlib.util.find_spec("av") and importlib.util.find_spec("scipy"):
+        from repvit.sam.sam2.video_session import VideoSession
+
+        video = VideoSession(small_video_predictor(d), max_frames=5, work_dir=d / "runs",
+                             limit_hint="start the app with --max-video-frames N")
+        write_video(d / "clip.mp4")
+    demo = create_app(small_sam, note="test model: random weights", points_per_side=4, video=video,
+                      video_note="test video model: random weights")
     port = _free_port()
     launch_app(demo, host="127.0.0.1", port=port, block=False, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", photo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def clip(server):
+    """The server's test video (5 frames, 160 x 128)."""
+    path = Path(server[1]).parent / "clip.mp4"
+    if not path.is_file():
+        pytest.skip("the video tab needs PyAV and SciPy: pip install 'repvit-pytorch[video]'")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -202,14 +335,51 @@ def test_api_refuses_prompts_outside_the_image(client, server):
         client.predict(photo, "", "[300, 10, 100, 200]", api_name="/segment")
 
 
+def test_api_track_video_returns_the_overlay_and_one_mask_per_frame(client, clip):
+    from gradio_client import handle_file
+
+    overlay, masks_zip, frames = client.predict(handle_file(str(clip)), 2, "[[80, 60, 1]]", api_name="/track_video")
+    assert frames == 5
+    areas = []
+    with zipfile.ZipFile(masks_zip) as z:
+        names = sorted(z.namelist())
+        assert names == [f"masks/{i:05d}.png" for i in range(5)]
+        for name in names:
+            with z.open(name) as f:
+                m = np.asarray(Image.open(f))
+            assert m.shape == (128, 160) and set(np.unique(m)) <= {0, 255}
+            areas.append(int((m > 0).sum()))
+    assert all(a > 0 for a in areas)  # the test model always finds the object (tests/sam/sam2/test_video_session.py)
+    gif = Image.open(overlay)
+    assert gif.format == "GIF" and gif.n_frames == 5 and gif.size == (160, 128)
+
+
+def test_api_track_video_errors_say_what_is_wrong(client, clip, tmp_path):
+    from gradio_client import handle_file
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    with pytest.raises(Exception, match="notes.mp4 is not a video file"):
+        client.predict(handle_file(str(text)), 0, "[[80, 60, 1]]", api_name="/track_video")
+    long = write_video(tmp_path / "long.mp4", n=6)
+    with pytest.raises(Exception, match="more than 5 frames.*--max-video-frames"):
+        client.predict(handle_file(str(long)), 0, "[[80, 60, 1]]", api_name="/track_video")
+    with pytest.raises(Exception, match="outside the image .*160 x 128"):
+        client.predict(handle_file(str(clip)), 0, "[[200, 60, 1]]", api_name="/track_video")
+    with pytest.raises(Exception, match="frame 9 is out of range"):
+        client.predict(handle_file(str(clip)), 9, "[[80, 60, 1]]", api_name="/track_video")
+
+
 # ------------------------------------------------------------------------------------------------- the browser
 
 
-def test_browser_upload_click_shows_the_mask(server, tmp_path):
+@contextlib.contextmanager
+def _browser_page(url):
+    """A headless Chromium page on ``url`` that may load nothing but the app's own server; yields the page and the
+    lists the test checks at the end: page errors and outside requests."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set REPVIT_CHROMIUM)")
-    url, photo = server
     errors, external = [], []
 
     def route(r):  # the page must work offline: nothing but the app's own server
@@ -226,51 +396,87 @@ def test_browser_upload_click_shows_the_mask(server, tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.route("**/*", route)
             page.goto(url)
-            page.wait_for_selector("#photo input[type=file]", state="attached", timeout=20_000)
-            assert page.locator("#overlay img").count() == 0  # no mask before a click
-            page.set_input_files("#photo input[type=file]", str(photo))
-            page.wait_for_function("document.querySelector('#status').innerText.includes('encode')", timeout=20_000)
-            img = page.locator("#photo img").first
-            box = img.bounding_box()
-
-            def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
-                img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
-
-            def wait_status(text):
-                page.wait_for_function(f"document.querySelector('#status').innerText.includes({text!r})",
-                                       timeout=20_000)
-
-            click(250, 150)
-            wait_status("decode")
-            page.wait_for_selector("#overlay img", timeout=10_000)
-            status = page.inner_text("#status")
-            assert "once, reused" in status and "1 point" in status  # the click reused the embedding
-            assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
-            src = page.locator("#overlay img").first.get_attribute("src")
-            assert src and url.rstrip("/") in src
-
-            page.locator("#background input").check()  # a background point, then undo it
-            click(300, 420)
-            wait_status("2 point(s)")
-            page.click("#undo")
-            wait_status("1 point(s)")
-            page.locator("#mode label", has_text="box").click()  # box mode: two corners
-            click(420, 500)
-            wait_status("opposite corner")
-            click(100, 30)
-            wait_status("a box")
-            shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot: {shot}")
-            page.locator("#mode label", has_text="everything").click()
-            wait_status("masks;")
-            click(200, 200)  # no prompts in everything mode
-            wait_status("Everything mode")
-            page.click("#clear")
-            wait_status("Cleared")
+            yield page, errors, external
         finally:
             browser.close()
+
+
+def _wait_text(page, selector, text, timeout=20_000):
+    page.wait_for_function(f"document.querySelector({selector!r}).innerText.includes({text!r})", timeout=timeout)
+
+
+def test_browser_upload_click_shows_the_mask(server, tmp_path):
+    url, photo = server
+    with _browser_page(url) as (page, errors, external):
+        page.wait_for_selector("#photo input[type=file]", state="attached", timeout=20_000)
+        assert page.locator("#overlay img").count() == 0  # no mask before a click
+        page.set_input_files("#photo input[type=file]", str(photo))
+        _wait_text(page, "#status", "encode")
+        img = page.locator("#photo img").first
+        box = img.bounding_box()
+
+        def click(x, y):  # in image pixels (the 512 x 512 photo fills the element's box)
+            img.click(position={"x": box["width"] * x / 512, "y": box["height"] * y / 512})
+
+        def wait_status(text):
+            _wait_text(page, "#status", text)
+
+        click(250, 150)
+        wait_status("decode")
+        page.wait_for_selector("#overlay img", timeout=10_000)
+        status = page.inner_text("#status")
+        assert "once, reused" in status and "1 point" in status  # the click reused the embedding
+        assert ".png" in page.locator("#mask-file").inner_text()  # the mask PNG to download
+        src = page.locator("#overlay img").first.get_attribute("src")
+        assert src and url.rstrip("/") in src
+
+        page.locator("#background input").check()  # a background point, then undo it
+        click(300, 420)
+        wait_status("2 point(s)")
+        page.click("#undo")
+        wait_status("1 point(s)")
+        page.locator("#mode label", has_text="box").click()  # box mode: two corners
+        click(420, 500)
+        wait_status("opposite corner")
+        click(100, 30)
+        wait_status("a box")
+        shot = Path(os.environ.get("REPVIT_SAM_APP_SCREENSHOT") or tmp_path / "sam_app.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+        page.locator("#mode label", has_text="everything").click()
+        wait_status("masks;")
+        click(200, 200)  # no prompts in everything mode
+        wait_status("Everything mode")
+        page.click("#clear")
+        wait_status("Cleared")
     assert errors == [], errors
     assert external == [], f"the page asked for outside resources: {external}"
     assert Image.open(shot).size[0] > 0
+
+
+def test_browser_video_tab_tracks_the_clicked_object(server, clip, tmp_path):
+    url = server[0]
+    with _browser_page(url) as (page, errors, external):
+        page.get_by_role("tab", name="Video").click()
+        page.wait_for_selector("#video-file input[type=file]", state="attached", timeout=20_000)
+        assert "random weights" in page.inner_text("#video-model-note")
+        page.set_input_files("#video-file input[type=file]", str(clip))
+        _wait_text(page, "#video-status", "5 frames, 160 x 128")
+        img = page.locator("#video-frame img").first
+        img.wait_for(timeout=10_000)
+        box = img.bounding_box()
+        img.click(position={"x": box["width"] * 80 / 160, "y": box["height"] * 60 / 128})
+        _wait_text(page, "#video-status", "1 point(s)")
+        page.click("#track")
+        _wait_text(page, "#video-status", "Tracked 5 frames", timeout=120_000)
+        page.wait_for_selector("#video-overlay img", timeout=10_000)
+        src = page.locator("#video-overlay img").first.get_attribute("src")
+        assert src and url.rstrip("/") in src and src.endswith(".gif")
+        assert ".zip" in page.locator("#video-masks").inner_text()  # the masks to download
+        shot = Path(os.environ.get("REPVIT_SAM_APP_VIDEO_SCREENSHOT") or tmp_path / "sam_app_video.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot: {shot}")
+    assert errors == [], errors
+    assert external == [], f"the page asked for outside resources: {external}"

@@ -150,16 +150,27 @@ def _add_distill(ss: argparse._SubParsersAction) -> None:
 
 _APP_DESCRIPTION = (
     "Upload a photo and click on it: points (foreground / background), boxes, undo, clear, automatic masks; the mask "
-    "downloads as a PNG. The image is encoded once and each click runs only the mask decoder. Scripting: "
-    "gradio_client with api_name='/segment' and '/segment_all' (docs/sam.md). Needs the app extra: "
-    "pip install 'repvit-pytorch[app]'.")
+    "downloads as a PNG. The image is encoded once and each click runs only the mask decoder. The video tab: upload a "
+    "short video, click on an object in a frame, press Track; EdgeTAM follows it through the video and the masks "
+    "download as a zip of per-frame PNGs. Scripting: gradio_client with api_name='/segment', '/segment_all' and "
+    "'/track_video' (docs/sam.md). Needs the app extra: pip install 'repvit-pytorch[app]'.")
 
 
 def _add_app(ss: argparse._SubParsersAction) -> None:
-    w = ss.add_parser("app", help="a web page (Gradio): click on a photo, get a mask", description=_APP_DESCRIPTION)
+    w = ss.add_parser("app", help="a web page (Gradio): click on a photo or a video frame, get a mask or a track",
+                      description=_APP_DESCRIPTION)
     w.add_argument("--checkpoint", default="edge_sam", metavar="NAME_OR_PATH",
-                   help="a RepViT-SAM checkpoint file or name (default edge_sam); a name that cannot be had "
-                        "(unknown, not cached, offline) gives random weights with a warning")
+                   help="the image tab's model: a RepViT-SAM, EdgeSAM or EdgeTAM checkpoint file or name (default "
+                        "edge_sam; edgetam, repvit_sam, ...); a name that cannot be had (unknown, not cached, "
+                        "offline) gives random weights with a warning")
+    w.add_argument("--video-checkpoint", default="edgetam", metavar="NAME_OR_PATH",
+                   help="the video tab's EdgeTAM weights: edgetam.pt or the name edgetam (default); a name that "
+                        "cannot be had gives random weights with a warning")
+    w.add_argument("--max-video-frames", type=int, default=150, metavar="N",
+                   help="the longest video the video tab accepts, in frames (default 150; tracking costs about one "
+                        "image encoding per frame)")
+    w.add_argument("--max-video-mb", type=float, default=100.0, metavar="MB",
+                   help="the largest video file the video tab accepts (default 100 MB)")
     w.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
                    help="re-parameterized (deploy-form) encoder (default: fused)")
     w.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
@@ -402,6 +413,29 @@ def run_distill(args: argparse.Namespace) -> int:
                         summary=lambda res: {k: v for k, v in res.items() if k != "model"})
 
 
+def _app_video(args: argparse.Namespace, device) -> tuple[object | None, str | None]:
+    """The video tab's session and note; no tab (with a warning) without PyAV or SciPy."""
+    import sys
+
+    from repvit.runtime import require
+
+    try:
+        require("av", "the app's video tab", extra="video")
+        require("scipy.ndimage", "the app's video tab", extra="video")
+    except ImportError as e:
+        print(f"warning: no video tab: {e}", file=sys.stderr)
+        return None, None
+    from repvit.sam.app import load_video_model
+    from repvit.sam.sam2.video_session import VideoSession
+
+    predictor, note = load_video_model(args.video_checkpoint, fused=args.fused)
+    predictor.model.to(device)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    hint = "start the app with a higher limit: repvit sam app --max-video-frames N --max-video-mb MB"
+    return VideoSession(predictor, max_frames=args.max_video_frames, max_mb=args.max_video_mb, limit_hint=hint), note
+
+
 def run_app(args: argparse.Namespace) -> int:
     import sys
 
@@ -410,11 +444,13 @@ def run_app(args: argparse.Namespace) -> int:
 
     require("gradio", "the RepViT-SAM app")
     set_threads(args.threads)
+    device = resolve_device(args.device)
     sam, note = load_app_model(args.checkpoint, fused=args.fused)
-    sam.to(resolve_device(args.device))  # the session encodes and decodes where the model is
+    sam.to(device)  # the session encodes and decodes where the model is
     if note:
         print(f"warning: {note}", file=sys.stderr)
-    demo = create_app(sam, note=note, points_per_side=args.points_per_side)
+    video, video_note = _app_video(args, device)
+    demo = create_app(sam, note=note, video=video, video_note=video_note, points_per_side=args.points_per_side)
     print(f"RepViT-SAM app on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     launch_app(demo, host=args.host, port=args.port, block=True, quiet=True)
     return 0

@@ -1,9 +1,10 @@
-"""``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM mask.
+"""``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM, EdgeSAM or EdgeTAM mask, and a video
+tab to click on an object in a video frame and have EdgeTAM track it (:mod:`repvit.sam.video_tab`).
 
 The image embedding is computed once per image and kept in a small per-app LRU keyed by a hash of the pixels
-(:class:`~repvit.sam.session.SamSession`, which holds all the model-side logic), so every further click runs only SAM's
-prompt encoder and mask decoder. The model itself is never mutated after loading; each request gets its own
-``SamPredictor`` view of the cached embedding.
+(:class:`~repvit.sam.session.SamSession`, or :class:`~repvit.sam.sam2.image_session.EdgeTamSession` for EdgeTAM,
+which hold all the model-side logic), so every further click runs only the prompt encoder and mask decoder. The
+model itself is never mutated after loading; requests only read the cached embeddings.
 
 Scripting (``gradio_client``)::
 
@@ -11,10 +12,12 @@ Scripting (``gradio_client``)::
     c = Client("http://127.0.0.1:7860/")
     overlay, mask_png, score = c.predict(handle_file("photo.jpg"), "[[500, 375, 1]]", "", api_name="/segment")
     overlay, n_masks = c.predict(handle_file("photo.jpg"), api_name="/segment_all")
+    overlay_gif, masks_zip, frames = c.predict(handle_file("clip.mp4"), 0, "[[320, 240, 1]]", api_name="/track_video")
 
 Prompts are in image pixels: points ``[[x, y, label], ...]`` (label 1 foreground, 0 background), a box
 ``[x0, y0, x1, y1]`` or ``""``. A single point alone returns the best of SAM's three candidates, as
-``repvit sam predict``.
+``repvit sam predict``. ``/segment_all`` needs a RepViT-SAM / EdgeSAM model; ``/track_video`` tracks the object
+clicked on the given frame (points in that frame's pixels) through the whole video.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
+import repvit.weights
+from repvit.io import CheckpointError
 from repvit.runtime import require
 from repvit.weights import is_path
 
@@ -36,38 +41,93 @@ from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS
 from .model import build_repvit_sam
 from .predict import mask_overlay, masks_overlay, save_png
 from .prompts import PromptError, parse_box, parse_points, validate_prompts
+from .sam2 import EdgeTAM, EdgeTamVideoPredictor, build_edgetam, build_edgetam_video_predictor, read_edgetam_checkpoint
+from .sam2.image_session import EdgeTamSession
+from .sam2.video_session import VideoSession
 from .session import SamSession, image_key
+from .video_tab import VideoPage, video_api, video_tab
 
-__all__ = ["load_app_model", "create_app", "launch_app", "DEFAULT_CHECKPOINT"]
+__all__ = ["load_app_model", "load_video_model", "create_app", "launch_app", "DEFAULT_CHECKPOINT",
+           "DEFAULT_VIDEO_CHECKPOINT"]
 
 DEFAULT_CHECKPOINT = "edge_sam"
+DEFAULT_VIDEO_CHECKPOINT = "edgetam"
 _MODES = ("point", "box", "everything")
 _NO_IMAGE = (None, None, None, "Upload a photo.")
 
 
+def _edgetam_state_dict(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The state dict when ``checkpoint`` is an existing file holding EdgeTAM's weights, else None."""
+    if not Path(checkpoint).is_file():
+        return None
+    try:
+        return read_edgetam_checkpoint(checkpoint)
+    except CheckpointError:
+        return None
+
+
+def _names_edgetam(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is a published name of EdgeTAM's weights (``edgetam``)."""
+    try:
+        found = repvit.weights.lookup(checkpoint, kind="sam")
+    except ValueError:
+        return False
+    return getattr(found, "layout", None) == "edgetam"
+
+
 def load_app_model(checkpoint: str | os.PathLike | None = DEFAULT_CHECKPOINT, fused: bool = True,
                    ) -> tuple[nn.Module, str | None]:
-    """The app's model and, when it has random weights, a note saying why.
+    """The image tab's model (a ``segment_anything`` ``Sam`` or an :class:`~repvit.sam.sam2.EdgeTAM`) and, when it
+    has random weights, a note saying why.
 
-    An existing file is loaded strictly (errors propagate). A name (``edge_sam``, ...) is passed to
-    :func:`repvit.sam.build_repvit_sam`; when it cannot be had (unknown, not cached, offline) the model is the
-    ``edge_sam`` variant (or ``repvit_sam_m0_9`` where there is none) with random weights, and the note says so.
-    A path (:func:`repvit.weights.is_path`) that does not exist is an error.
+    An existing file is loaded strictly (errors propagate): EdgeTAM's weights with
+    :func:`repvit.sam.build_edgetam`, any other with :func:`repvit.sam.build_repvit_sam`. A name (``edge_sam``,
+    ``edgetam``, ...) is passed to the builder of its model; when it cannot be had (unknown, not cached, offline) the
+    model is ``edge_sam`` (EdgeTAM for ``edgetam``) with random weights, and the note says so. A path
+    (:func:`repvit.weights.is_path`) that does not exist is an error.
     """
+    if checkpoint is not None and is_path(checkpoint):
+        sd = _edgetam_state_dict(checkpoint)
+        if sd is not None:
+            return build_edgetam(sd, fused=fused), None
+        return build_repvit_sam(checkpoint, fused=fused), None
+    edgetam = checkpoint is not None and _names_edgetam(str(checkpoint))
+    reason = "no checkpoint given"
     if checkpoint is not None:
-        if is_path(checkpoint):
-            return build_repvit_sam(checkpoint, fused=fused), None
         try:
-            return build_repvit_sam(str(checkpoint), fused=fused), None
+            model = build_edgetam(str(checkpoint), fused=fused) if edgetam else build_repvit_sam(str(checkpoint),
+                                                                                                 fused=fused)
+            return model, None
         except Exception as e:  # noqa: BLE001 - any failure to get a named checkpoint falls back to random weights
             reason = f"checkpoint {str(checkpoint)!r} could not be loaded ({type(e).__name__}: {e})"
-    else:
-        reason = "no checkpoint given"
+    if edgetam:
+        return build_edgetam(fused=fused), (f"{reason}; using EdgeTAM with RANDOM weights, so the masks are "
+                                            "meaningless. Pass --checkpoint with edgetam.pt for real masks.")
     variant = "edge_sam" if "edge_sam" in {**SAM_VARIANTS, **EDGE_SAM_VARIANTS} else "repvit_sam_m0_9"
     sam = build_repvit_sam(variant=variant, fused=fused)
     return sam, (f"{reason}; using {variant} with RANDOM weights, so the masks are meaningless. Pass "
                  "--checkpoint with a RepViT-SAM file (repvit_sam.pt, a .safetensors from save_repvit_sam or a "
-                 "distillation) for real masks.")
+                 "distillation) or edgetam.pt for real masks.")
+
+
+def load_video_model(checkpoint: str | os.PathLike | None = DEFAULT_VIDEO_CHECKPOINT, fused: bool = True,
+                     ) -> tuple[EdgeTamVideoPredictor, str | None]:
+    """The video tab's EdgeTAM video predictor and, when it has random weights, a note saying why.
+
+    A path is loaded strictly (errors propagate); a name (``edgetam``) that cannot be had (not cached, offline)
+    gives EdgeTAM with random weights, and the note says so.
+    """
+    if checkpoint is not None and is_path(checkpoint):
+        return build_edgetam_video_predictor(checkpoint, fused=fused), None
+    reason = "no video checkpoint given"
+    if checkpoint is not None:
+        try:
+            return build_edgetam_video_predictor(str(checkpoint), fused=fused), None
+        except Exception as e:  # noqa: BLE001 - any failure to get a named checkpoint falls back to random weights
+            reason = f"video checkpoint {str(checkpoint)!r} could not be loaded ({type(e).__name__}: {e})"
+    return build_edgetam_video_predictor(None, fused=fused), (
+        f"{reason}; tracking with EdgeTAM with RANDOM weights, so the tracks are meaningless. Pass "
+        "--video-checkpoint with edgetam.pt (or download it: repvit weights download edgetam) for real tracks.")
 
 
 def _private_kwargs(gr: Any) -> dict[str, Any]:
@@ -237,25 +297,25 @@ def _blocks_kwargs(gr: Any, title: str) -> tuple[dict[str, Any], Any]:
     return kw, theme
 
 
-def _header(gr: Any, title: str, note: str | None) -> None:
+def _header(gr: Any, title: str, note: str | None, everything: bool = True) -> None:
     gr.Markdown(f"## {title}: click on a photo to segment it\n"
                 "**point** mode: a click adds a foreground point (tick *background* for a background point). "
-                "**box** mode: two clicks are two corners. **everything**: automatic masks. The image is "
-                "encoded once; further clicks run only the mask decoder.")
+                f"**box** mode: two clicks are two corners. {'**everything**: automatic masks. ' if everything else ''}"
+                "The image is encoded once; further clicks run only the mask decoder.")
     if note:
         gr.Markdown(f"⚠️ {note}", elem_id="model-note")
 
 
-def _page_events(gr: Any, page: _Page) -> None:
+def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
     """The photo, the overlay, the controls and the status line, wired to ``page``'s callbacks."""
-    private = _private_kwargs(gr)
     state = gr.State(None)
     with gr.Row():
         photo = gr.Image(label="Photo (click to add prompts)", type="numpy", sources=["upload", "clipboard"],
                          elem_id="photo")
         overlay = gr.Image(label="Mask", type="numpy", format="png", interactive=False, elem_id="overlay")
     with gr.Row():
-        mode = gr.Radio(list(_MODES), value="point", label="Mode", elem_id="mode")
+        modes = _MODES if getattr(page.session, "supports_everything", True) else _MODES[:2]
+        mode = gr.Radio(list(modes), value="point", label="Mode", elem_id="mode")
         background = gr.Checkbox(False, label="background point (label 0)", elem_id="background")
         undo = gr.Button("Undo", elem_id="undo")
         clear = gr.Button("Clear", elem_id="clear")
@@ -293,32 +353,53 @@ def _api_events(gr: Any, page: _Page) -> None:
     api_all_btn.click(page.api_segment_all, [api_image], [api_overlay, api_count], api_name="segment_all")
 
 
-def create_app(sam: nn.Module | None = None, *, session: SamSession | None = None, note: str | None = None,
+def _image_session(sam: nn.Module | None, session: Any) -> Any:
+    if session is not None:
+        return session
+    if sam is None:
+        raise ValueError("create_app needs a model (sam=...) or a session (session=...).")
+    return EdgeTamSession(sam) if isinstance(sam, EdgeTAM) else SamSession(sam)
+
+
+def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSession | None = None,
+               note: str | None = None, video: VideoSession | None = None, video_note: str | None = None,
                points_per_side: int = 16, pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
                title: str = "RepViT-SAM") -> Any:
     """The Gradio ``Blocks`` of the app (not launched): ``create_app(sam).launch(server_name=..., server_port=...)``.
 
     Args:
-        sam: a ``segment_anything`` ``Sam`` (e.g. :func:`repvit.sam.build_repvit_sam`); or pass ``session``.
-        session: a :class:`SamSession` to share (its embedding cache) instead of ``sam``.
+        sam: a ``segment_anything`` ``Sam`` (e.g. :func:`repvit.sam.build_repvit_sam`) or an EdgeTAM
+            (:func:`repvit.sam.build_edgetam`); or pass ``session``.
+        session: a :class:`SamSession` or :class:`~repvit.sam.sam2.image_session.EdgeTamSession` to share (its
+            embedding cache) instead of ``sam``.
         note: a warning shown at the top of the page (e.g. random weights, from :func:`load_app_model`).
+        video: a :class:`~repvit.sam.sam2.video_session.VideoSession` for a video tab (none without it).
+        video_note: a warning shown in the video tab (e.g. random weights, from :func:`load_video_model`).
         points_per_side, pred_iou_thresh, stability_score_thresh: the "everything" mode's automatic mask generator.
         title: the page title.
     """
     gr = require("gradio", "the RepViT-SAM app")
-    if session is None:
-        if sam is None:
-            raise ValueError("create_app needs a model (sam=...) or a SamSession (session=...).")
-        session = SamSession(sam)
+    session = _image_session(sam, session)
     page = _Page(gr, session, dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                                    stability_score_thresh=stability_score_thresh))
+    private = _private_kwargs(gr)
     blocks_kw, theme = _blocks_kwargs(gr, title)
     with gr.Blocks(**blocks_kw) as demo:
         demo.repvit_theme = theme  # launch_app passes it to launch() on gradio versions that take it there
-        _header(gr, title, note)
-        _page_events(gr, page)
+        _header(gr, title, note, getattr(session, "supports_everything", True))
+        if video is None:
+            _page_events(gr, page, private)
+        else:
+            vpage = VideoPage(gr, video)
+            with gr.Tabs():
+                with gr.Tab("Image", elem_id="image-tab"):
+                    _page_events(gr, page, private)
+                with gr.Tab("Video", elem_id="video-tab"):
+                    video_tab(gr, vpage, private, video_note)
+            video_api(gr, vpage)
         _api_events(gr, page)
     demo.repvit_session = session
+    demo.repvit_video = video
     return demo
 
 

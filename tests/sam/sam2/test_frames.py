@@ -136,6 +136,14 @@ def test_video_file_random_access_matches_sequential_decode(tmp_path):
     assert torch.equal(frames[5], want[5])  # reopens after close
 
 
+def test_video_file_reads_the_first_frame_after_the_last(tmp_path):
+    """Frame 0 after the decoder reached the end of the file (e.g. an overlay drawn after tracking both ways)."""
+    decoded = _write_mp4(tmp_path / "v.mp4", 6)
+    frames = open_video_frames(tmp_path / "v.mp4", image_size=SIZE, cache_size=1)
+    for i in [*range(6), 0, 5, 0]:
+        assert np.array_equal(np.asarray(frames._read(i)), decoded[i]), i
+
+
 def test_video_file_errors(tmp_path):
     pytest.importorskip("av")
     bad = tmp_path / "bad.mp4"

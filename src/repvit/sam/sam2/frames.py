@@ -203,7 +203,7 @@ class VideoFile(VideoFrames):
 
     def _restart(self, index: int, seek: bool = True) -> None:
         """Put the decoder before frame ``index``: at the keyframe before it, or at the file's start."""
-        if self._container is None or not (seek and self._seekable):
+        if self._container is None or not (seek and self._seekable and index > 0):
             self.close()
             self._container = self._open()
         if seek and self._seekable and index > 0:
