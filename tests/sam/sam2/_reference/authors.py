@@ -1,0 +1,149 @@
+"""The authors' EdgeTAM (and SAM 2.1) built inside the reference environment: offline, CPU, float32.
+
+Imported only by the scripts in this folder, which run as subprocesses with ``PYTHONPATH`` pointing at the reference
+folder (``make edgetam-ref``): ``sam2`` there is the PyPI packaging ``edgetam-dimos`` of the authors' code, and its
+global Hydra initialisation happens on import, so it stays inside those subprocesses.
+
+What is changed in the authors' code, at run time and never in their files:
+- ``TimmBackbone`` calls ``timm.create_model(..., pretrained=True)`` and so downloads the trunk's ImageNet weights even
+  when a checkpoint follows; :func:`offline_trunk` makes that call build the trunk with ``pretrained=False``.
+- The video predictor stores each frame's memory features as bfloat16 (``maskmem_features.to(torch.bfloat16)``);
+  :func:`float32_memory` makes that cast a float32 one, so the whole reference runs in float32.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may use the network
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+EDGETAM_CONFIG = "configs/edgetam.yaml"
+SAM21_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+def check_reference_sam2() -> None:
+    """Raise unless ``sam2`` is the authors' EdgeTAM code (it has ``configs/edgetam.yaml``), not Meta's SAM 2."""
+    import sam2
+
+    path = os.path.join(sam2.__path__[0], "configs", "edgetam.yaml")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"sam2 at {sam2.__path__[0]} is not edgetam-dimos (no configs/edgetam.yaml): "
+                           "run make edgetam-ref")
+
+
+def offline_trunk() -> None:
+    """Make the authors' ``TimmBackbone`` build its timm trunk without fetching pretrained weights."""
+    import sam2.modeling.backbones.timm as timm_backbone
+
+    if getattr(timm_backbone.create_model, "_offline", False):
+        return
+    create_model = timm_backbone.create_model
+
+    def create_model_offline(*args, **kwargs):
+        kwargs["pretrained"] = False
+        return create_model(*args, **kwargs)
+
+    create_model_offline._offline = True
+    timm_backbone.create_model = create_model_offline
+
+
+class _TorchFloat32Memory(types.ModuleType):
+    """``torch`` as seen by the authors' video predictor, with ``bfloat16`` meaning float32."""
+
+    bfloat16 = torch.float32
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def float32_memory() -> None:
+    """Keep the video predictor's stored memory features in float32 instead of its bfloat16 storage cast."""
+    import sam2.sam2_video_predictor as video_predictor
+
+    video_predictor.torch = _TorchFloat32Memory("torch")
+
+
+def build(config: str = EDGETAM_CONFIG, checkpoint: str | None = None, *, video: bool = False,
+          fill_hole_area: int = 0) -> nn.Module:
+    """The authors' model (``video``: their ``SAM2VideoPredictor``) on CPU in eval mode, float32, built offline.
+
+    The builders' defaults are kept (dynamic multimask via stability; for video, masks from clicks binarized for the
+    memory encoder); ``fill_hole_area`` replaces the video builder's 8 (0 turns hole filling off).
+    """
+    check_reference_sam2()
+    offline_trunk()
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+
+    if not video:
+        return build_sam2(config, checkpoint, device="cpu")
+    float32_memory()
+    stdout, sys.stdout = sys.stdout, sys.stderr  # the video builder prints its progress
+    try:
+        predictor = build_sam2_video_predictor(config, checkpoint, device="cpu")
+    finally:
+        sys.stdout = stdout
+    predictor.fill_hole_area = fill_hole_area
+    return predictor
+
+
+_EMBEDDINGS = ("maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc", "no_obj_ptr", "no_obj_embed_spatial")
+
+
+def _normal_(t: torch.Tensor, g: torch.Generator, std: float, mean: float = 0.0) -> None:
+    t.copy_(torch.randn(t.shape, generator=g) * std + mean)
+
+
+def _scale_attention(model: nn.Module, g: torch.Generator, prefix: str, gain: float) -> None:
+    """Redraw the query and key projections under ``prefix`` with ``gain`` times their default spread."""
+    for name, p in model.named_parameters():
+        if name.startswith(prefix) and p.dim() == 2 and any(k in name for k in ("q_proj", "k_proj", "to_q", "to_kv")):
+            _normal_(p, g, gain / p.shape[1] ** 0.5)
+
+
+def _object_present(model: nn.Module, g: torch.Generator) -> None:
+    """Object scores of about 1 +- 0.5 instead of 0 +- 0.02: the object counts as present on the frames."""
+    head = getattr(model.sam_mask_decoder, "pred_obj_score_head", None)
+    if head is None:
+        return
+    last = head.layers[-1] if hasattr(head, "layers") else head
+    _normal_(last.weight, g, 10.0 / last.weight.shape[1] ** 0.5)
+    last.bias.fill_(1.0)
+
+
+def randomize(model: nn.Module, seed: int) -> nn.Module:
+    """Perturb the authors' random initialisation so that a wrong part of a re-implementation shows in the outputs.
+
+    At the default initialisation the fuser's layer scale is 1e-6, the memory attention and the perceiver attend
+    almost uniformly, the temporal encodings are ~0.02 and BatchNorm has identity statistics: a wrong fuser, RoPE,
+    perceiver window or memory order barely changes the masks. Here: BatchNorm and LayerNorm get random statistics
+    and affine parameters, the fuser's layer scale ~ N(0, 0.5), the query/key projections of the memory attention and
+    the perceiver are drawn with a larger spread (peaked attention), the perceiver's latents and the learned
+    embeddings (memory temporal encodings, no-memory and no-object embeddings) ~ N(0, 0.5).
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                _normal_(m.running_mean, g, 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                _normal_(m.weight, g, 0.5, 1.0)
+                _normal_(m.bias, g, 0.3)
+            elif isinstance(m, nn.LayerNorm) or type(m).__name__ == "LayerNorm2d":
+                _normal_(m.weight, g, 0.2, 1.0)
+                _normal_(m.bias, g, 0.2)
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "gamma":
+                _normal_(p, g, 0.5)
+            elif leaf in ("latents", "latents_2d") or name in _EMBEDDINGS:
+                _normal_(p, g, 0.5)
+        _scale_attention(model, g, "memory_attention.", 4.0)
+        _scale_attention(model, g, "spatial_perceiver.", 4.0)
+        _object_present(model, g)
+    return model
