@@ -115,6 +115,33 @@ def _object_present(model: nn.Module, g: torch.Generator) -> None:
     last.bias.fill_(1.0)
 
 
+def center_mask_logits(model: nn.Module, image, point) -> nn.Module:
+    """Shift each mask token's hypernetwork output so that its mask logits average 0 on ``image`` clicked at ``point``.
+
+    At random initialisation every mask is almost all background or all foreground (a constant offset dominates the
+    logits), so the memory encoder would only ever see empty masks and a wrong mask path could not show. The shift
+    (in the last bias of each hypernetwork MLP) removes the offset along the mean upscaled embedding of this image.
+    """
+    import numpy as np
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    decoder = model.sam_mask_decoder
+    seen = {}
+    hooks = [decoder.output_upscaling[-1].register_forward_hook(lambda m, i, o: seen.update(embed=o))]
+    for k, mlp in enumerate(decoder.output_hypernetworks_mlps):
+        hooks.append(mlp.register_forward_hook(lambda m, i, o, k=k: seen.update({k: o})))
+    predictor = SAM2ImagePredictor(model)
+    predictor.set_image(image)
+    predictor.predict(point_coords=np.asarray([point], np.float32), point_labels=np.asarray([1]))
+    for h in hooks:
+        h.remove()
+    mean = seen["embed"][0].mean(dim=(1, 2))
+    with torch.no_grad():
+        for k, mlp in enumerate(decoder.output_hypernetworks_mlps):
+            mlp.layers[-1].bias -= (seen[k][0] @ mean) / (mean @ mean) * mean
+    return model
+
+
 def randomize(model: nn.Module, seed: int) -> nn.Module:
     """Perturb the authors' random initialisation so that a wrong part of a re-implementation shows in the outputs.
 

@@ -81,6 +81,12 @@ def load_image(out_dir: Path) -> np.ndarray:
     return np.asarray(Image.open(out_dir / IMAGE_FILE).convert("RGB"))
 
 
+def load_frame(out_dir: Path, t: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(out_dir / FRAMES_DIR / f"{t:05d}.jpg").convert("RGB"))
+
+
 def image_prompts(case: dict, outputs: dict[str, np.ndarray] | None = None) -> dict:
     """``predict`` keyword arguments of an image case (``outputs``: the reference's, for a chained mask input)."""
     kw = dict(multimask_output=case["multimask_output"], return_logits=True)

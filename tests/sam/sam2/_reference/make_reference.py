@@ -42,6 +42,8 @@ import cases  # noqa: E402
 def write_checkpoint(out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = authors.randomize(authors.build(), seed).eval()
+    frame, (step, *_) = cases.load_frame(out, 0), cases.VIDEO_SESSIONS["one"]
+    authors.center_mask_logits(model, frame, step["points"][0])
     path = out / "edgetam.pt"
     tmp = path.with_suffix(".pt.tmp")
     torch.save({"model": model.state_dict()}, tmp)
