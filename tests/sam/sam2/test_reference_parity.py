@@ -10,7 +10,9 @@ logits) and 1e-3 for the video predictor's per-frame mask logits.
 
 The reference's video predictor keeps its memories in float32 (the authors' stores bfloat16) and fills no holes
 (``fill_hole_area=0``: their hole filling needs OpenCV or their CUDA extension); repvit's is built the same way.
-Without the reference folder every test here skips and names the make target.
+Without the reference folder every test here skips and names the make target. The reference files are made once per
+test session under pytest's temporary folder, or kept in ``REPVIT_EDGETAM_REF_CACHE`` when that names a folder (delete
+it after changing ``_reference/``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Reference:
 
     def __init__(self, env: Path, out: Path):
         self.env, self.out = env, out
+        self._image: dict[str, np.ndarray] | None = None
 
     def _make(self, *args: str) -> None:
         env = dict(os.environ, PYTHONPATH=str(self.env), HF_HUB_OFFLINE="1")
@@ -57,7 +60,9 @@ class Reference:
         return self._file("edgetam.pt")
 
     def image(self) -> dict[str, np.ndarray]:
-        return dict(np.load(self._file("image.npz", "--image")))
+        if self._image is None:
+            self._image = dict(np.load(self._file("image.npz", "--image")))
+        return self._image
 
     def session(self, name: str) -> list[dict[str, np.ndarray]]:
         return cases.session_from_npz(np.load(self._file(f"video_{name}.npz", "--sessions", name)), name)
@@ -73,7 +78,8 @@ def reference(tmp_path_factory) -> Reference:
     if not (REFERENCE_ENV / "sam2" / "configs" / "edgetam.yaml").is_file():
         pytest.skip(f"the authors' EdgeTAM reference is not at {REFERENCE_ENV}: run `make edgetam-ref` "
                     "(or point REPVIT_EDGETAM_REF at such a folder)")
-    return Reference(REFERENCE_ENV, tmp_path_factory.mktemp("edgetam_reference"))
+    cache = os.environ.get("REPVIT_EDGETAM_REF_CACHE")
+    return Reference(REFERENCE_ENV, Path(cache) if cache else tmp_path_factory.mktemp("edgetam_reference"))
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,7 +110,7 @@ def test_image_features_match(reference, model):
     with torch.no_grad():
         backbone_out = model.forward_image(torch.from_numpy(ref["features/input"]))
         _, feats, _, sizes = model._prepare_backbone_features(backbone_out)
-    feats[-1] = feats[-1] + model.no_mem_embed
+        feats[-1] = feats[-1] + model.no_mem_embed
     maps = [f.permute(1, 2, 0).reshape(1, -1, *hw).numpy() for f, hw in zip(feats, sizes)]
     assert rel_err(maps[0], ref["features/high_res_0"]) <= IMAGE_TOL
     assert rel_err(maps[1], ref["features/high_res_1"]) <= IMAGE_TOL
