@@ -4,18 +4,17 @@ Imported only by the scripts in this folder, which run as subprocesses with ``PY
 folder (``make edgetam-ref``): ``sam2`` there is the PyPI packaging ``edgetam-dimos`` of the authors' code, and its
 global Hydra initialisation happens on import, so it stays inside those subprocesses.
 
-What is changed in the authors' code, at run time and never in their files:
-- ``TimmBackbone`` calls ``timm.create_model(..., pretrained=True)`` and so downloads the trunk's ImageNet weights even
-  when a checkpoint follows; :func:`offline_trunk` makes that call build the trunk with ``pretrained=False``.
-- The video predictor stores each frame's memory features as bfloat16 (``maskmem_features.to(torch.bfloat16)``);
-  :func:`float32_memory` makes that cast a float32 one, so the whole reference runs in float32.
+What is changed in the authors' code, at run time and never in their files: ``TimmBackbone`` calls
+``timm.create_model(..., pretrained=True)`` and so downloads the trunk's ImageNet weights even when a checkpoint
+follows; :func:`offline_trunk` makes that call build the trunk with ``pretrained=False``. Nothing else: their CPU path
+computes in float32 (no autocast); their video predictor stores each frame's memory features rounded to bfloat16 and
+uses them in float32 arithmetic (they meet float32 object pointers in a concatenation), which repvit reproduces.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import types
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may use the network
 
@@ -52,22 +51,6 @@ def offline_trunk() -> None:
     timm_backbone.create_model = create_model_offline
 
 
-class _TorchFloat32Memory(types.ModuleType):
-    """``torch`` as seen by the authors' video predictor, with ``bfloat16`` meaning float32."""
-
-    bfloat16 = torch.float32
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-
-def float32_memory() -> None:
-    """Keep the video predictor's stored memory features in float32 instead of its bfloat16 storage cast."""
-    import sam2.sam2_video_predictor as video_predictor
-
-    video_predictor.torch = _TorchFloat32Memory("torch")
-
-
 def build(config: str = EDGETAM_CONFIG, checkpoint: str | None = None, *, video: bool = False,
           fill_hole_area: int = 0) -> nn.Module:
     """The authors' model (``video``: their ``SAM2VideoPredictor``) on CPU in eval mode, float32, built offline.
@@ -81,7 +64,6 @@ def build(config: str = EDGETAM_CONFIG, checkpoint: str | None = None, *, video:
 
     if not video:
         return build_sam2(config, checkpoint, device="cpu")
-    float32_memory()
     stdout, sys.stdout = sys.stdout, sys.stderr  # the video builder prints its progress
     try:
         predictor = build_sam2_video_predictor(config, checkpoint, device="cpu")
@@ -106,7 +88,7 @@ def _scale_attention(model: nn.Module, g: torch.Generator, prefix: str, gain: fl
 
 
 def _object_present(model: nn.Module, g: torch.Generator) -> None:
-    """Object scores of about 1 +- 0.5 instead of 0 +- 0.02: the object counts as present on the frames."""
+    """Object scores of a few units instead of 0 +- 0.02: the clicked object counts as present on every frame."""
     head = getattr(model.sam_mask_decoder, "pred_obj_score_head", None)
     if head is None:
         return
@@ -150,7 +132,8 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
     perceiver window or memory order barely changes the masks. Here: BatchNorm and LayerNorm get random statistics
     and affine parameters, the fuser's layer scale ~ N(0, 0.5), the query/key projections of the memory attention and
     the perceiver are drawn with a larger spread (peaked attention), the perceiver's latents and the learned
-    embeddings (memory temporal encodings, no-memory and no-object embeddings) ~ N(0, 0.5).
+    embeddings (memory temporal encodings, no-memory and no-object embeddings) ~ N(0, 0.5), and the object score head
+    says "present". :func:`center_mask_logits` then gives the masks both signs.
     """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
