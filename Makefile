@@ -112,10 +112,10 @@ $(EDGETAM_REF)/.installed: | $(VENV)/.test-installed
 edgetam-ref: $(EDGETAM_REF)/.installed
 
 test: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
-	$(PY) -m pytest -q --durations=25
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q --durations=25
 
 test-all: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
-	$(PY) -m pytest -q -m ""
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q -m ""
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests benchmarks

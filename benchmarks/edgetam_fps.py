@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT / "tests" / "sam" / "sam2" / "_reference"
-REFERENCE_ENV = Path(os.environ.get("REPVIT_EDGETAM_REF", ROOT / ".venv-edgetam-ref"))
+REFERENCE_ENV = Path(os.environ.get("REPVIT_EDGETAM_REF", ROOT / ".venv-edgetam-ref")).resolve()
 IMG = 1024
 CLICK = (230.0, 110.0)
 

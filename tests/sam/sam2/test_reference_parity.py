@@ -30,7 +30,7 @@ import torch
 from tests.sam.sam2._reference import cases
 
 ROOT = Path(__file__).resolve().parents[3]
-REFERENCE_ENV = Path(os.environ.get("REPVIT_EDGETAM_REF", ROOT / ".venv-edgetam-ref"))
+REFERENCE_ENV = Path(os.environ.get("REPVIT_EDGETAM_REF", ROOT / ".venv-edgetam-ref")).resolve()
 SCRIPT = Path(__file__).parent / "_reference" / "make_reference.py"
 IMAGE_TOL = 1e-4
 VIDEO_TOL = 1e-3
