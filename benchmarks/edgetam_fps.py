@@ -7,10 +7,10 @@ then waits; the rounds are interleaved (one tracker at a time, the order rotatin
 A pass is: ``init_state`` on a folder of JPEG frames (shifted crops of scikit-image's astronaut), one click on frame 0,
 ``propagate_in_video`` over all frames; the tracked frames per second are the frames after the first over the
 propagation's time. The authors' code is the reference environment of the tests (``make edgetam-ref``: PyPI's
-``edgetam-dimos``, module ``sam2``, with its configs for SAM 2.1), run as published with their trunk built offline
-(tests/sam/sam2/_reference/authors.py); without it only repvit's side is timed.
-The weights are the parity tests' perturbed random ones (speed only). Writes JSON and prints a table with ratios, the
-CPU model and its ISA flags.
+``edgetam-dimos``, module ``sam2``, with its configs for SAM 2.1), run with their trunk built offline and their
+bfloat16-rounded memories held as float32 (tests/sam/sam2/_reference/authors.py); without it only repvit's side is
+timed. The weights are the parity tests' perturbed random ones (speed only). Writes JSON and prints a table with
+ratios, the CPU model and its ISA flags.
 
     python benchmarks/edgetam_fps.py [--frames 8] [--rounds 3] [--threads 2] [--no-sam21]
 """

@@ -8,9 +8,11 @@ same file loads strictly into repvit's model and the same calls (``_reference/ca
 predictors. Relative error (max |a - b| / max |b|): at most 1e-4 for the image predictor (masks as logits, IoU, low-res
 logits) and 1e-3 for the video predictor's per-frame mask logits.
 
-The authors' code runs as published apart from building its trunk offline (it stores each frame's memory rounded to
-bfloat16, as repvit does). Both video predictors fill no holes (``fill_hole_area=0``): the authors' hole filling needs
-OpenCV or their CUDA extension, neither of which the reference has.
+The authors' video predictor stores each frame's memory rounded to bfloat16, as repvit's does; the reference keeps
+those values as float32 tensors so that its CPU arithmetic is float32 throughout (authors.py says why). Both video
+predictors fill no holes (``fill_hole_area=0``): the authors' hole filling needs OpenCV or their CUDA extension,
+neither of which the reference has.
+
 Without the reference folder every test here skips and names the make target. The reference files are made once per
 test session under pytest's temporary folder, or kept in ``REPVIT_EDGETAM_REF_CACHE`` when that names a folder (delete
 it after changing ``_reference/``).

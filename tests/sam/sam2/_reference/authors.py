@@ -4,11 +4,13 @@ Imported only by the scripts in this folder, which run as subprocesses with ``PY
 folder (``make edgetam-ref``): ``sam2`` there is the PyPI packaging ``edgetam-dimos`` of the authors' code, and its
 global Hydra initialisation happens on import, so it stays inside those subprocesses.
 
-What is changed in the authors' code, at run time and never in their files: ``TimmBackbone`` calls
-``timm.create_model(..., pretrained=True)`` and so downloads the trunk's ImageNet weights even when a checkpoint
-follows; :func:`offline_trunk` makes that call build the trunk with ``pretrained=False``. Nothing else: their CPU path
-computes in float32 (no autocast); their video predictor stores each frame's memory features rounded to bfloat16 and
-uses them in float32 arithmetic (they meet float32 object pointers in a concatenation), which repvit reproduces.
+What is changed in the authors' code, at run time and never in their files:
+- ``TimmBackbone`` calls ``timm.create_model(..., pretrained=True)`` and so downloads the trunk's ImageNet weights even
+  when a checkpoint follows; :func:`offline_trunk` makes that call build the trunk with ``pretrained=False``.
+- The video predictor stores each frame's memory features as bfloat16 and, on CUDA, uses them under bfloat16
+  autocast; on the CPU (no autocast) a memory bank without a float32 object pointer to promote it reaches a float32
+  linear layer and fails (a dtype error, e.g. in reverse propagation). :func:`bfloat16_rounded_memory` keeps the
+  stored features rounded to bfloat16 but as float32 tensors, so all arithmetic is float32 (as in repvit).
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ def offline_trunk() -> None:
     timm_backbone.create_model = create_model_offline
 
 
+def bfloat16_rounded_memory() -> None:
+    """Store the video predictor's memory features rounded to bfloat16, as float32 tensors."""
+    from sam2.sam2_video_predictor import SAM2VideoPredictor as Predictor
+
+    if getattr(Predictor._run_memory_encoder, "_rounded", False):
+        return
+    run_frame, run_memory = Predictor._run_single_frame_inference, Predictor._run_memory_encoder
+
+    def run_single_frame_inference(self, *args, **kwargs):
+        out, masks = run_frame(self, *args, **kwargs)
+        if out["maskmem_features"] is not None:
+            out["maskmem_features"] = out["maskmem_features"].float()
+        return out, masks
+
+    def run_memory_encoder(self, *args, **kwargs):
+        features, pos_enc = run_memory(self, *args, **kwargs)
+        return features.float(), pos_enc
+
+    run_memory_encoder._rounded = True
+    Predictor._run_single_frame_inference = run_single_frame_inference
+    Predictor._run_memory_encoder = run_memory_encoder
+
+
 def build(config: str = EDGETAM_CONFIG, checkpoint: str | None = None, *, video: bool = False,
           fill_hole_area: int = 0) -> nn.Module:
     """The authors' model (``video``: their ``SAM2VideoPredictor``) on CPU in eval mode, float32, built offline.
@@ -64,6 +89,7 @@ def build(config: str = EDGETAM_CONFIG, checkpoint: str | None = None, *, video:
 
     if not video:
         return build_sam2(config, checkpoint, device="cpu")
+    bfloat16_rounded_memory()
     stdout, sys.stdout = sys.stdout, sys.stderr  # the video builder prints its progress
     try:
         predictor = build_sam2_video_predictor(config, checkpoint, device="cpu")

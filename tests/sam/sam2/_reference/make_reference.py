@@ -13,9 +13,10 @@ OUT_DIR receives, each part only when asked for and not there yet:
 - ``image.npz`` (``--image``): SAM2ImagePredictor on the photo, per case ``case/masks`` (logits at the image's size),
   ``case/iou``, ``case/low_res``, ``case/mask_input``, plus the preprocessed input and the image features under
   ``features/``;
-- ``video_NAME.npz`` (``--sessions``): SAM2VideoPredictor (``fill_hole_area=0``) on session NAME of
-  cases.VIDEO_SESSIONS, per step ``NAME/step/frames``, ``NAME/step/obj_ids``, ``NAME/step/logits`` (mask logits at
-  the video's size, frames x objects x 1 x H x W);
+- ``video_NAME.npz`` (``--sessions``): SAM2VideoPredictor (``fill_hole_area=0``, memories rounded to bfloat16 and
+  used in float32: authors.bfloat16_rounded_memory) on session NAME of cases.VIDEO_SESSIONS, per step
+  ``NAME/step/frames``, ``NAME/step/obj_ids``, ``NAME/step/logits`` (mask logits at the video's size, frames x
+  objects x 1 x H x W);
 - ``sensitivity.json`` (``--sensitivity``): how much session "one"'s logits change when RoPE is left out, the
   fuser's layer scale is put back to 1e-6 or the memories' temporal encodings are zeroed (a wrong part of a
   re-implementation must show far above the parity tolerance).
@@ -143,7 +144,8 @@ def _write_base(out: Path, seed: int) -> Path:
     cases.write_inputs(out)
     meta = {
         "seed": seed, "sam2": sam2.__path__[0], "torch": torch.__version__, "timm": timm.__version__,
-        "patched": ["TimmBackbone builds its trunk with pretrained=False"],
+        "patched": ["TimmBackbone builds its trunk with pretrained=False",
+                    "the video predictor's stored memory features: rounded to bfloat16, kept as float32 tensors"],
         "fill_hole_area": 0,
     }
     (out / "reference.json").write_text(json.dumps(meta, indent=2))
