@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo demo-segment demo-detect demo-sam demo-app docs-sam-app test test-all lint bench clean
+.PHONY: demo demo-segment demo-detect demo-sam demo-app docs-sam-app test test-all lint bench clean edgetam-ref
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -102,11 +102,27 @@ EDGETAM_WEIGHTS ?= edgetam
 docs-edgetam-track: $(VENV)/.test-installed
 	$(PY) docs/make_figures.py edgetam-track --checkpoint $(EDGETAM_WEIGHTS)
 
-test: $(VENV)/.test-installed
-	$(PY) -m pytest -q --durations=25
 
-test-all: $(VENV)/.test-installed
-	$(PY) -m pytest -q -m ""
+# The authors' EdgeTAM code as a test-only reference (tests/sam/sam2/test_reference_parity.py): the PyPI packaging
+# `edgetam-dimos` (module `sam2`) and its pure-Python dependencies in a folder of their own, used only by subprocesses
+# that run .venv's Python with PYTHONPATH pointing there (torch, timm, numpy come from .venv). Never a dependency of
+# repvit; the tests skip and name this target when the folder is missing.
+EDGETAM_REF ?= .venv-edgetam-ref
+EDGETAM_REF_PACKAGES := edgetam-dimos==1.0.1 hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 \
+	iopath==0.1.10 portalocker==2.10.1
+$(EDGETAM_REF)/.installed: | $(VENV)/.test-installed
+	rm -rf $(EDGETAM_REF)
+	$(PIP) --no-deps --target $(EDGETAM_REF) $(EDGETAM_REF_PACKAGES)
+	$(PY) tests/sam/sam2/_reference/check_env.py $(EDGETAM_REF)
+	touch $@
+
+edgetam-ref: $(EDGETAM_REF)/.installed
+
+test: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q --durations=25
+
+test-all: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q -m ""
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -118,4 +134,4 @@ bench: $(VENV)/.test-installed
 	$(VENV)/bin/repvit bench --out-dir benchmarks/results
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(EDGETAM_REF) build dist src/*.egg-info .pytest_cache
