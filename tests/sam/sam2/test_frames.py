@@ -141,7 +141,7 @@ def test_video_file_reads_the_first_frame_after_the_last(tmp_path):
     decoded = _write_mp4(tmp_path / "v.mp4", 6)
     frames = open_video_frames(tmp_path / "v.mp4", image_size=SIZE, cache_size=1)
     for i in [*range(6), 0, 5, 0]:
-        assert np.array_equal(np.asarray(frames._read(i)), decoded[i]), i
+        assert np.array_equal(np.asarray(frames.read_frame(i)), decoded[i]), i
 
 
 def test_video_file_errors(tmp_path):
