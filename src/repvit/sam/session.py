@@ -21,7 +21,7 @@ from repvit.runtime import require
 
 from .prompts import PromptError, validate_prompts
 
-__all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "image_key", "time_click"]
+__all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "check_prompts", "image_key", "time_click"]
 
 
 @dataclass
@@ -51,6 +51,14 @@ def image_key(image: np.ndarray) -> str:
     h.update(repr((image.shape, str(image.dtype))).encode())
     h.update(np.ascontiguousarray(image).data)
     return h.hexdigest()
+
+
+def check_prompts(image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
+                  box: Sequence[float] | None = None) -> None:
+    """Refuse a click with no prompt at all, or with prompts off ``image`` (:func:`~.prompts.validate_prompts`)."""
+    if not points and box is None:
+        raise PromptError("give at least one prompt: a point or a box.")
+    validate_prompts(points, box, image.shape[:2])
 
 
 class EmbeddingLru:
@@ -159,9 +167,7 @@ class SamSession:
                 box: Sequence[float] | None = None, multimask: bool | None = None,
                 key: str | None = None) -> SegmentResult:
         """Embed (or reuse the cached embedding) and decode; times both."""
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        validate_prompts(points, box, image.shape[:2])
+        check_prompts(image, points, box)
         emb, fresh = self.embed(image, key)
         t0 = time.perf_counter()
         mask, score = self.decode(emb, points, box, multimask)

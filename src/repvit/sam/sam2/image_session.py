@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from repvit.sam.prompts import PromptError, validate_prompts
-from repvit.sam.session import EmbeddingLru, ImageEmbedding, SegmentResult, image_key
+from repvit.sam.prompts import PromptError
+from repvit.sam.session import EmbeddingLru, ImageEmbedding, SegmentResult, check_prompts, image_key
 
 from .image_predictor import EdgeTamImagePredictor
 from .model import EdgeTAM
@@ -63,9 +63,7 @@ class EdgeTamSession:
                 box: Sequence[float] | None = None, multimask: bool | None = None,
                 key: str | None = None) -> SegmentResult:
         """Embed (or reuse the cached embedding) and decode; a single point alone keeps the best of three masks."""
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        validate_prompts(points, box, image.shape[:2])
+        check_prompts(image, points, box)
         emb, predictor, fresh = self._embed(image, key)
         if multimask is None:
             multimask = len(points) == 1 and box is None
