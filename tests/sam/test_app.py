@@ -24,7 +24,7 @@ from PIL import Image
 from repvit.sam.app import load_app_model
 from repvit.sam.prompts import PromptError, parse_box, parse_points, validate_prompts
 from repvit.sam.session import SamSession
-from tests.sam.sam2.test_video_session import small_video_predictor, write_video
+from tests.sam.sam2._helpers import small_video_predictor, write_video
 
 CHROMIUM = os.environ.get("REPVIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

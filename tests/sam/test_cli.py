@@ -74,7 +74,7 @@ def edgetam_files(astronaut, tmp_path_factory):
     import torch
 
     from repvit.sam.sam2 import build_edgetam, save_edgetam
-    from tests.sam.sam2.test_track import object_always_present
+    from tests.sam.sam2._helpers import object_always_present
 
     pytest.importorskip("scipy.ndimage")
     d = tmp_path_factory.mktemp("edgetam_cli")
@@ -163,7 +163,7 @@ def edgetam_onnx(edgetam_files, tmp_path_factory):
     from repvit.sam.sam2 import EdgeTamVideoPredictor, build_edgetam
     from repvit.sam.sam2.config import EdgeTamConfig
     from repvit.sam.sam2.export import export_edgetam_onnx
-    from tests.sam.sam2.test_track import object_always_present
+    from tests.sam.sam2._helpers import object_always_present
 
     pytest.importorskip("onnxruntime")
     torch.manual_seed(3)

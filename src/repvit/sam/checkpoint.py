@@ -38,6 +38,7 @@ from .encoder import RepViTSamConfig
 
 __all__ = [
     "SamCheckpoint",
+    "checkpoint_path",
     "read_sam_checkpoint",
     "read_sam_decoder",
     "match_state_dict",
@@ -100,27 +101,35 @@ def _from_authors(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def checkpoint_path(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[Path | None, str]:
+    """The file a checkpoint is read from (None when ``source`` is already a dict) and how messages name it.
+
+    Raises:
+        CheckpointError: ``source`` is a path with no file there; ``what`` names the kind of checkpoint.
+    """
+    if isinstance(source, Mapping):
+        return None, "the given dict"
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"{what} checkpoint {path} does not exist or is not a file.")
+    return path, str(path)
+
+
 def read_sam_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> SamCheckpoint:
     """Read a RepViT-SAM checkpoint in any supported format (see the module docstring) into our layout."""
     meta: dict[str, Any] = {}
     cfg: RepViTSamConfig | None = None
     fmt = "state_dict"
-    if isinstance(source, Mapping):
-        obj: Any = source
-        label = "the given dict"
-    else:
-        path = Path(source)
-        label = str(path)
-        if not path.is_file():
-            raise CheckpointError(f"RepViT-SAM checkpoint {path} does not exist or is not a file.")
-        if path.suffix == ".safetensors":
-            obj, smeta = read_safetensors(path)
-            if smeta.get("format") == FORMAT_NAME:
-                fmt = FORMAT_NAME
-                cfg = RepViTSamConfig.from_dict(json.loads(smeta["config"]))
-                meta = {k: v for k, v in smeta.items() if k not in ("format", "format_version", "config")}
-        else:
-            obj = load_torch(path)
+    path, label = checkpoint_path(source, "RepViT-SAM")
+    obj: Any = source
+    if path is not None and path.suffix == ".safetensors":
+        obj, smeta = read_safetensors(path)
+        if smeta.get("format") == FORMAT_NAME:
+            fmt = FORMAT_NAME
+            cfg = RepViTSamConfig.from_dict(json.loads(smeta["config"]))
+            meta = {k: v for k, v in smeta.items() if k not in ("format", "format_version", "config")}
+    elif path is not None:
+        obj = load_torch(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and "task" in obj:
         if obj.get("task") != "sam-prompt-distill":
             check_task(obj, "sam-distill", label)

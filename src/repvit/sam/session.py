@@ -21,7 +21,7 @@ from repvit.runtime import require
 
 from .prompts import PromptError, validate_prompts
 
-__all__ = ["ImageEmbedding", "SegmentResult", "SamSession", "image_key", "time_click"]
+__all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "check_prompts", "image_key", "time_click"]
 
 
 @dataclass
@@ -53,6 +53,39 @@ def image_key(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def check_prompts(image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
+                  box: Sequence[float] | None = None) -> None:
+    """Refuse a click with no prompt at all, or with prompts off ``image`` (:func:`~.prompts.validate_prompts`)."""
+    if not points and box is None:
+        raise PromptError("give at least one prompt: a point or a box.")
+    validate_prompts(points, box, image.shape[:2])
+
+
+class EmbeddingLru:
+    """A thread-safe LRU of at most ``size`` (at least 1) entries keyed by :func:`image_key`."""
+
+    def __init__(self, size: int):
+        self.size = max(1, int(size))
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        """The entry under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: str, value: Any) -> None:
+        """Store ``value`` as the most recently used entry, dropping the least recently used beyond ``size``."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class SamSession:
     """RepViT-SAM (any ``segment_anything`` ``Sam``) behind an embedding cache.
 
@@ -64,20 +97,15 @@ class SamSession:
     def __init__(self, sam: nn.Module, cache_size: int = 4):
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
-        self.cache_size = max(1, int(cache_size))
-        self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = EmbeddingLru(cache_size)
+        self.cache_size = self._cache.size
 
     @property
     def device(self) -> torch.device:
         return next(self.sam.parameters()).device
 
     def cached(self, key: str) -> ImageEmbedding | None:
-        with self._lock:
-            emb = self._cache.get(key)
-            if emb is not None:
-                self._cache.move_to_end(key)
-            return emb
+        return self._cache.get(key)
 
     def embed(self, image: np.ndarray, key: str | None = None) -> tuple[ImageEmbedding, bool]:
         """The embedding of ``image`` ((H, W, 3) uint8 RGB) and whether it was computed now (False: cached)."""
@@ -92,11 +120,7 @@ class SamSession:
         predictor.set_image(image)
         ms = (time.perf_counter() - t0) * 1e3
         emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms)
-        with self._lock:
-            self._cache[key] = emb
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, emb)
         return emb, True
 
     def predictor_for(self, emb: ImageEmbedding) -> Any:
@@ -143,9 +167,7 @@ class SamSession:
                 box: Sequence[float] | None = None, multimask: bool | None = None,
                 key: str | None = None) -> SegmentResult:
         """Embed (or reuse the cached embedding) and decode; times both."""
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        validate_prompts(points, box, image.shape[:2])
+        check_prompts(image, points, box)
         emb, fresh = self.embed(image, key)
         t0 = time.perf_counter()
         mask, score = self.decode(emb, points, box, multimask)

@@ -26,58 +26,9 @@ from repvit.sam.sam2.export import (
 )
 from repvit.sam.sam2.image_predictor import preprocess_image
 from repvit.sam.sam2.onnx_tracker import select_mask
+from tests.sam.sam2._helpers import SMALL, sample_image, small_edgetam
 
 pytest.importorskip("onnxruntime", reason="ONNX export checks need onnxruntime: pip install 'repvit-pytorch[onnx]'")
-
-SMALL = 256
-
-
-def sample_image(offset: int = 0) -> np.ndarray:
-    """A 300 x 400 crop of scikit-image's astronaut, shifted by ``offset`` steps (a frame of the test video)."""
-    from skimage import data
-
-    y, x = 40 + 6 * offset, 60 + 8 * offset
-    return np.ascontiguousarray(data.astronaut()[y : y + 300, x : x + 400])
-
-
-def perturb_edgetam(model, image: np.ndarray, point: tuple[float, float]):
-    """Make random weights show mistakes: a fuser that changes the memory (layer scale 0.3-0.5 instead of 1e-6),
-    sharper memory attention and larger temporal encodings, and, on ``image`` clicked at ``point`` (pixels), every
-    mask token's logits centred (about 30% foreground) and the object score at +1."""
-    g = torch.Generator().manual_seed(1)
-    s = model.image_size
-    with torch.no_grad():
-        for blk in model.memory_encoder.fuser.layers:
-            blk.gamma.copy_(0.3 + 0.2 * torch.rand(blk.gamma.shape, generator=g))
-        for layer in model.memory_attention.layers:
-            for attn in (layer.cross_attn_image, layer.self_attn):
-                attn.q_proj.weight.mul_(3.0)
-                attn.k_proj.weight.mul_(3.0)
-        model.maskmem_tpos_enc.mul_(20.0)
-        _, feats, _, sizes = model._prepare_backbone_features(model.forward_image(preprocess_image(image, s)))
-        high_res = [x.permute(1, 2, 0).reshape(1, -1, *hw) for x, hw in zip(feats[:-1], sizes[:-1])]
-        emb = (feats[-1] + model.no_mem_embed).permute(1, 2, 0).reshape(1, -1, *sizes[-1])
-        coords = torch.tensor([[[point[0] * s / image.shape[1], point[1] * s / image.shape[0]]]])
-        sparse, dense = model.sam_prompt_encoder(points=(coords, torch.ones(1, 1)), boxes=None, masks=None)
-        dec = model.sam_mask_decoder
-        upscaled = {}
-        hook = dec.output_upscaling[4].register_forward_hook(lambda m, i, o: upscaled.setdefault("x", o))
-        masks, _, _, score = dec.predict_masks(emb, model.sam_prompt_encoder.get_dense_pe(), sparse, dense, False,
-                                               high_res)
-        hook.remove()
-        mu = upscaled["x"].mean(dim=(0, 2, 3))
-        for i, mlp in enumerate(dec.output_hypernetworks_mlps):
-            mlp.layers[-1].bias.sub_(masks[0, i].flatten().quantile(0.7) * mu / mu.dot(mu))
-        dec.pred_obj_score_head.layers[-1].bias.add_(1.0 - score[0, 0])
-    return model
-
-
-def small_edgetam(size: int = SMALL):
-    """A perturbed random EdgeTAM at ``size`` px with the video predictor's settings."""
-    torch.manual_seed(0)
-    model = build_edgetam(config=EdgeTamConfig(image_size=size, binarize_mask_from_pts_for_mem_enc=True))
-    return perturb_edgetam(model, sample_image(), (200.0, 150.0))
-
 
 def rel_err(a, b) -> float:
     a, b = (x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x)) for x in (a, b))

@@ -13,7 +13,7 @@ from PIL import Image
 from repvit.sam.sam2.export import export_edgetam_onnx
 from repvit.sam.sam2.onnx_tracker import OnnxEdgeTamTracker, resize_bilinear, round_to_bfloat16, select_mask
 from repvit.sam.sam2.video_predictor import EdgeTamVideoPredictor
-from tests.sam.sam2.test_export import sample_image, small_edgetam
+from tests.sam.sam2._helpers import sample_image, small_edgetam
 
 pytest.importorskip("onnxruntime", reason="the ONNX tracker needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
 

@@ -9,6 +9,7 @@ from PIL import Image
 from repvit.sam.sam2 import EdgeTamVideoPredictor, build_edgetam
 from repvit.sam.sam2.config import EdgeTamConfig
 from repvit.sam.sam2.track import save_masks, track_video
+from tests.sam.sam2._helpers import object_always_present
 
 pytest.importorskip("scipy.ndimage")
 
@@ -23,16 +24,6 @@ def frames_dir(tmp_path_factory):
     for i in range(N):  # the camera pans right by 6 px a frame
         Image.fromarray(photo[100:100 + H, 150 + 6 * i:150 + 6 * i + W]).save(d / f"{i:05d}.jpg", quality=95)
     return d
-
-
-def object_always_present(model: torch.nn.Module) -> torch.nn.Module:
-    """Random EdgeTAM weights whose object-score head says "present" on every frame (at random it often says
-    "absent", and every mask would be empty)."""
-    last = [m for m in model.sam_mask_decoder.pred_obj_score_head.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(10.0)
-    return model
 
 
 @pytest.fixture(scope="module")

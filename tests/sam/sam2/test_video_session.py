@@ -2,58 +2,22 @@
 the click check, and a real EdgeTAM track (random weights saved with ``save_edgetam`` and loaded from the file, 256 px
 input to keep it quick) through a tiny MP4 written with PyAV from shifted crops of a scikit-image photo.
 
-``write_video`` and ``small_video_predictor`` are shared with the app's tests (tests/sam/test_app.py).
+``write_video`` and ``small_video_predictor`` are in tests/sam/sam2/_helpers.py.
 """
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from repvit.sam.prompts import PromptError
+from tests.sam.sam2._helpers import VIDEO_H, VIDEO_N, VIDEO_W, small_video_predictor, write_video
 
 pytest.importorskip("av", reason="video files need PyAV: pip install 'repvit-pytorch[video]'")
 pytest.importorskip("scipy.ndimage")
 
-W, H, N = 160, 128, 5  # the test video's size and length
-
-
-def write_video(path: Path, n: int = N, width: int = W, height: int = H, fps: int = 10) -> Path:
-    """An H.264 MP4 of ``n`` crops of scikit-image's astronaut, shifted 6 px right per frame."""
-    import av
-    from skimage import data
-
-    photo = data.astronaut()
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(n):
-            crop = np.ascontiguousarray(photo[40:40 + height, 150 + 6 * i:150 + 6 * i + width])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def small_video_predictor(tmp_path: Path, image_size: int = 256):
-    """EdgeTAM's video predictor with random weights that went through ``save_edgetam`` and back.
-
-    At random initialisation the object-score head says "no object" and every mask would be empty; its bias is
-    raised so that the object counts as present and the masks are the decoder's (not empty, not all the frame).
-    """
-    from repvit.sam.sam2 import EdgeTamConfig, EdgeTamVideoPredictor, build_edgetam, save_edgetam
-
-    torch.manual_seed(0)
-    model = build_edgetam()
-    with torch.no_grad():
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(10.0)
-    ckpt = save_edgetam(model, tmp_path / "edgetam_random.pt")
-    config = EdgeTamConfig(image_size=image_size, binarize_mask_from_pts_for_mem_enc=True)
-    return EdgeTamVideoPredictor(build_edgetam(ckpt, config=config))
+W, H, N = VIDEO_W, VIDEO_H, VIDEO_N  # the test video's size and length
 
 
 @pytest.fixture(scope="module")

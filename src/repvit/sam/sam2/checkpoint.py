@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from repvit.io import CheckpointError, atomic_write, load_torch
+from repvit.sam.checkpoint import checkpoint_path
 
 __all__ = ["EDGETAM_KEY_PREFIXES", "read_edgetam_checkpoint", "save_edgetam"]
 
@@ -38,15 +39,8 @@ def read_edgetam_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> di
         CheckpointError: the file is missing or unreadable, or holds something else than an EdgeTAM state dict
             (e.g. a SAM 2 / RepViT-SAM / classifier checkpoint); the message names what was found.
     """
-    if isinstance(source, Mapping):
-        obj: Any = source
-        label = "the given dict"
-    else:
-        path = Path(source)
-        label = str(path)
-        if not path.is_file():
-            raise CheckpointError(f"EdgeTAM checkpoint {path} does not exist or is not a file.")
-        obj = load_torch(path)
+    path, label = checkpoint_path(source, "EdgeTAM")
+    obj: Any = source if path is None else load_torch(path)
     sd = obj.get("model", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(

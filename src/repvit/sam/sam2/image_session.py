@@ -4,17 +4,15 @@ the pixels), and every click decodes on the cached embedding."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from repvit.sam.prompts import PromptError, validate_prompts
-from repvit.sam.session import ImageEmbedding, SegmentResult, image_key
+from repvit.sam.prompts import PromptError
+from repvit.sam.session import EmbeddingLru, ImageEmbedding, SegmentResult, check_prompts, image_key
 
 from .image_predictor import EdgeTamImagePredictor
 from .model import EdgeTAM
@@ -33,20 +31,12 @@ class EdgeTamSession:
 
     def __init__(self, model: EdgeTAM, cache_size: int = 4):
         self.model = model.eval()
-        self.cache_size = max(1, int(cache_size))
-        self._cache: OrderedDict[str, tuple[ImageEmbedding, EdgeTamImagePredictor]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = EmbeddingLru(cache_size)  # (ImageEmbedding, EdgeTamImagePredictor) per image
+        self.cache_size = self._cache.size
 
     @property
     def device(self) -> torch.device:
         return self.model.device
-
-    def _predictor(self, key: str) -> tuple[ImageEmbedding, EdgeTamImagePredictor] | None:
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-            return hit
 
     def embed(self, image: np.ndarray, key: str | None = None) -> tuple[ImageEmbedding, bool]:
         """The embedding of ``image`` ((H, W, 3) uint8 RGB) and whether it was computed now (False: cached)."""
@@ -57,7 +47,7 @@ class EdgeTamSession:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PromptError(f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}.")
         key = key or image_key(image)
-        hit = self._predictor(key)
+        hit = self._cache.get(key)
         if hit is not None:
             return hit[0], hit[1], False
         predictor = EdgeTamImagePredictor(self.model)
@@ -66,20 +56,14 @@ class EdgeTamSession:
         ms = (time.perf_counter() - t0) * 1e3
         size = (image.shape[0], image.shape[1])
         emb = ImageEmbedding(key, predictor.get_image_embedding(), size, (self.model.image_size,) * 2, ms)
-        with self._lock:
-            self._cache[key] = (emb, predictor)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, (emb, predictor))
         return emb, predictor, True
 
     def segment(self, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
                 box: Sequence[float] | None = None, multimask: bool | None = None,
                 key: str | None = None) -> SegmentResult:
         """Embed (or reuse the cached embedding) and decode; a single point alone keeps the best of three masks."""
-        if not points and box is None:
-            raise PromptError("give at least one prompt: a point or a box.")
-        validate_prompts(points, box, image.shape[:2])
+        check_prompts(image, points, box)
         emb, predictor, fresh = self._embed(image, key)
         if multimask is None:
             multimask = len(points) == 1 and box is None

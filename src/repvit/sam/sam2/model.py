@@ -339,43 +339,6 @@ class EdgeTAM(nn.Module):
 
     # -- tracking -------------------------------------------------------------------------------------------------
 
-    def _track_step(
-        self,
-        frame_idx: int,
-        is_init_cond_frame: bool,
-        current_vision_feats: list[Tensor],
-        current_vision_pos_embeds: list[Tensor],
-        feat_sizes: list[tuple[int, int]],
-        point_inputs: dict[str, Tensor] | None,
-        mask_inputs: Tensor | None,
-        output_dict: dict[str, dict[int, Any]],
-        num_frames: int,
-        track_in_reverse: bool,
-        prev_sam_mask_logits: Tensor | None,
-    ) -> tuple[dict[str, Any], tuple, list[Tensor], Tensor]:
-        current_out: dict[str, Any] = {"point_inputs": point_inputs, "mask_inputs": mask_inputs}
-        high_res_features = [
-            x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *s)
-            for x, s in zip(current_vision_feats[:-1], feat_sizes[:-1])
-        ]
-        if mask_inputs is not None and self.use_mask_input_as_output_without_sam:
-            pix_feat = current_vision_feats[-1].permute(1, 2, 0).reshape(-1, self.hidden_dim, *feat_sizes[-1])
-            sam_outputs = self._use_mask_as_output(pix_feat, high_res_features, mask_inputs)
-            return current_out, sam_outputs, high_res_features, pix_feat
-        pix_feat = self._prepare_memory_conditioned_features(
-            frame_idx, is_init_cond_frame, current_vision_feats[-1:], current_vision_pos_embeds[-1:],
-            feat_sizes[-1:], output_dict, num_frames, track_in_reverse,
-        )
-        if prev_sam_mask_logits is not None:
-            if point_inputs is None or mask_inputs is not None:
-                raise ValueError("prev_sam_mask_logits go with point inputs and no mask input.")
-            mask_inputs = prev_sam_mask_logits
-        sam_outputs = self._forward_sam_heads(
-            pix_feat, point_inputs, mask_inputs, high_res_features,
-            multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
-        )
-        return current_out, sam_outputs, high_res_features, pix_feat
-
     def track_step(
         self,
         frame_idx: int,
@@ -397,22 +360,38 @@ class EdgeTAM(nn.Module):
         ``pred_masks_high_res`` ``(B, 1, 1024, 1024)``, ``obj_ptr`` ``(B, C)``, ``object_score_logits`` ``(B, 1)``
         (eval only), ``maskmem_features`` and ``maskmem_pos_enc`` (None without the memory encoder).
         """
-        current_out, sam_outputs, _, _ = self._track_step(
-            frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
-            point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse, prev_sam_mask_logits,
-        )
+        current_out: dict[str, Any] = {"point_inputs": point_inputs, "mask_inputs": mask_inputs}
+        high_res_features = [
+            x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *s)
+            for x, s in zip(current_vision_feats[:-1], feat_sizes[:-1])
+        ]
+        if mask_inputs is not None and self.use_mask_input_as_output_without_sam:
+            pix_feat = current_vision_feats[-1].permute(1, 2, 0).reshape(-1, self.hidden_dim, *feat_sizes[-1])
+            sam_outputs = self._use_mask_as_output(pix_feat, high_res_features, mask_inputs)
+        else:
+            pix_feat = self._prepare_memory_conditioned_features(
+                frame_idx, is_init_cond_frame, current_vision_feats[-1:], current_vision_pos_embeds[-1:],
+                feat_sizes[-1:], output_dict, num_frames, track_in_reverse,
+            )
+            if prev_sam_mask_logits is not None:
+                if point_inputs is None or mask_inputs is not None:
+                    raise ValueError("prev_sam_mask_logits go with point inputs and no mask input.")
+                mask_inputs = prev_sam_mask_logits
+            sam_outputs = self._forward_sam_heads(
+                pix_feat, point_inputs, mask_inputs, high_res_features,
+                multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
+            )
         _, _, _, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
         current_out["pred_masks"] = low_res_masks
         current_out["pred_masks_high_res"] = high_res_masks
         current_out["obj_ptr"] = obj_ptr
         if not self.training:
             current_out["object_score_logits"] = object_score_logits
+        maskmem_features, maskmem_pos_enc = None, None
         if run_mem_encoder and self.num_maskmem > 0:
             maskmem_features, maskmem_pos_enc = self._encode_new_memory(
                 current_vision_feats, feat_sizes, high_res_masks, object_score_logits, point_inputs is not None
             )
-        else:
-            maskmem_features, maskmem_pos_enc = None, None
         current_out["maskmem_features"] = maskmem_features
         current_out["maskmem_pos_enc"] = maskmem_pos_enc
         return current_out

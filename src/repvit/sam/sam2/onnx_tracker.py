@@ -22,12 +22,9 @@ from typing import Any
 import numpy as np
 
 from .memory_bank import memory_frames, pointer_outputs
+from .tracking_state import COND, NON_COND, ObjectOutputs, check_frame
 
 __all__ = ["OnnxEdgeTamTracker", "OnnxTrackingState", "select_mask", "resize_bilinear", "round_to_bfloat16"]
-
-# the keys of SAM 2's output dict, which the memory-bank rules read
-COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
-
 
 def select_mask(
     low_res_masks: np.ndarray, iou_predictions: np.ndarray, object_score_logits: np.ndarray, obj_ptr: np.ndarray,
@@ -99,20 +96,10 @@ def _fill_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
 
 
 @dataclass
-class _ObjectTrack:
-    """One object's clicks (model pixels) and outputs, as the PyTorch predictor keeps them."""
+class _ObjectTrack(ObjectOutputs):
+    """One object's clicks (model pixels, per frame) and outputs, as the PyTorch predictor keeps them."""
 
-    obj_id: Any
     points: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {COND: {}, NON_COND: {}})
-    temp_outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {COND: {}, NON_COND: {}})
-    frames_tracked: dict[int, bool] = field(default_factory=dict)
-
-    def latest_output(self, frame_idx: int, key: str) -> dict[str, Any] | None:
-        for d in (self.temp_outputs[key], self.outputs[COND], self.outputs[NON_COND]):
-            if frame_idx in d:
-                return d[frame_idx]
-        return None
 
 
 @dataclass
@@ -240,7 +227,7 @@ class OnnxEdgeTamTracker:
         obj_ids, masks)``: every object's mask logits on this frame, ``(objects, 1, H, W)`` float32.
         """
         state = inference_state
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = check_frame(state.num_frames, frame_idx)
         coords, lbls = _prompt_points(points, labels, box)
         if box is not None and not clear_old_points:
             raise ValueError("a box must come before any click: give it with clear_old_points=True")
@@ -260,12 +247,6 @@ class OnnxEdgeTamTracker:
         out = self._run_frame(state, track, frame_idx, is_init_cond, (coords, lbls), reverse, False, prev_logits)
         track.temp_outputs[key][frame_idx] = out
         return frame_idx, state.obj_ids, self._frame_masks(state, frame_idx, key)
-
-    @staticmethod
-    def _check_frame(state: OnnxTrackingState, frame_idx: int) -> int:
-        if not isinstance(frame_idx, int | np.integer) or not 0 <= frame_idx < state.num_frames:
-            raise ValueError(f"frame_idx must be an int in [0, {state.num_frames - 1}], got {frame_idx!r}")
-        return int(frame_idx)
 
     def _frame_masks(self, state: OnnxTrackingState, frame_idx: int, key: str) -> np.ndarray:
         """Every object's newest mask logits on a frame at the video's size (``no_obj_score`` where none)."""
@@ -296,7 +277,7 @@ class OnnxEdgeTamTracker:
         self._encode_prompted_frames(state)
         if start_frame_idx is None:
             start_frame_idx = min(f for t in state.objects.values() for f in t.outputs[COND])
-        start = self._check_frame(state, start_frame_idx)
+        start = check_frame(state.num_frames, start_frame_idx)
         count = state.num_frames if max_frame_num_to_track is None else int(max_frame_num_to_track)
         if count < 0:
             raise ValueError(f"max_frame_num_to_track must be >= 0, got {count}")

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,37 +34,25 @@ from .build import build_edgetam
 from .config import EdgeTamConfig
 from .frames import VideoFrames, open_video_frames
 from .postprocess import fill_holes_in_mask_scores
+from .tracking_state import COND, NON_COND, ObjectOutputs, check_frame
 
 __all__ = ["NO_OBJ_SCORE", "EdgeTamVideoPredictor", "ObjectTrack", "TrackingState", "build_edgetam_video_predictor"]
 
 #: the mask logit of an object that has no output on a frame
 NO_OBJ_SCORE = -1024.0
-COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
-
-
-def _output_dict() -> dict[str, dict[int, dict[str, Any]]]:
-    return {COND: {}, NON_COND: {}}
 
 
 @dataclass
-class ObjectTrack:
-    """One object's prompts and outputs.
+class ObjectTrack(ObjectOutputs):
+    """One object's prompts and outputs (:class:`~repvit.sam.sam2.tracking_state.ObjectOutputs`).
 
     Attributes:
-        obj_id: the caller's id for the object.
         point_inputs: per frame, the clicks ``{"point_coords": (1, N, 2), "point_labels": (1, N)}`` (model pixels).
         mask_inputs: per frame, the mask prompt ``(1, 1, S, S)``.
-        outputs: the model's memory bank: per-frame outputs of conditioning and non-conditioning frames.
-        temp_outputs: outputs of frames clicked since the last propagation, not yet encoded into memory.
-        frames_tracked: frames with an output, mapped to whether they were tracked in reverse.
     """
 
-    obj_id: Any
     point_inputs: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     mask_inputs: dict[int, Tensor] = field(default_factory=dict)
-    outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=_output_dict)
-    temp_outputs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=_output_dict)
-    frames_tracked: dict[int, bool] = field(default_factory=dict)
 
     def input_frames(self) -> set[int]:
         return set(self.point_inputs) | set(self.mask_inputs)
@@ -76,13 +63,6 @@ class ObjectTrack:
             d.clear()
         for d in self.temp_outputs.values():
             d.clear()
-
-    def latest_output(self, frame_idx: int, storage_key: str) -> dict[str, Any] | None:
-        """The newest output on a frame: a pending click's, else the conditioning one, else the tracked one."""
-        for d in (self.temp_outputs[storage_key], self.outputs[COND], self.outputs[NON_COND]):
-            if frame_idx in d:
-                return d[frame_idx]
-        return None
 
 
 @dataclass
@@ -187,12 +167,6 @@ class EdgeTamVideoPredictor:
             track = state.objects[obj_id] = ObjectTrack(obj_id)
         return track
 
-    @staticmethod
-    def _check_frame(state: TrackingState, frame_idx: int) -> int:
-        if not isinstance(frame_idx, int | np.integer) or not 0 <= frame_idx < state.num_frames:
-            raise ValueError(f"frame_idx must be an int in [0, {state.num_frames - 1}], got {frame_idx!r}")
-        return int(frame_idx)
-
     # -- prompts ------------------------------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -223,7 +197,7 @@ class EdgeTamVideoPredictor:
             ``(frame_idx, obj_ids, masks)``: every object's mask logits on this frame, ``(objects, 1, H, W)``.
         """
         state = inference_state
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = check_frame(state.num_frames, frame_idx)
         points, labels = self._prompt_points(points, labels, box, clear_old_points)
         if normalize_coords:
             points = points / torch.tensor([state.video_width, state.video_height], dtype=torch.float32)
@@ -278,7 +252,7 @@ class EdgeTamVideoPredictor:
         """Give an object's mask ``(H, W)`` (bool or 0/1, any size) on a frame; returns as
         :meth:`add_new_points_or_box`."""
         state = inference_state
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = check_frame(state.num_frames, frame_idx)
         mask = torch.as_tensor(mask)
         if mask.dim() != 2:
             raise ValueError(f"mask must be 2-D (H, W), got shape {tuple(mask.shape)}")
@@ -317,7 +291,7 @@ class EdgeTamVideoPredictor:
         """Remove an object's clicks or mask on a frame. An object left without any conditioning frame loses its
         whole track (prompts and outputs)."""
         state = inference_state
-        frame_idx = self._check_frame(state, frame_idx)
+        frame_idx = check_frame(state.num_frames, frame_idx)
         track = self._track(state, obj_id)
         self._clear_prompts(track, frame_idx)
         if not need_output:
@@ -409,7 +383,7 @@ class EdgeTamVideoPredictor:
     def _processing_order(state: TrackingState, start: int | None, max_frames: int | None, reverse: bool) -> range:
         if start is None:
             start = min(f for track in state.objects.values() for f in track.outputs[COND])
-        start = EdgeTamVideoPredictor._check_frame(state, start)
+        start = check_frame(state.num_frames, start)
         max_frames = state.num_frames if max_frames is None else max_frames
         if max_frames < 0:
             raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frames}")
