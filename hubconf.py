@@ -51,3 +51,16 @@ def repvit_sam(pretrained=True, **kwargs):
     from repvit.weights import resolve_weights
 
     return build_repvit_sam(resolve_weights("repvit_sam" if pretrained is True else pretrained), **kwargs)
+
+
+def edgetam(pretrained=True, **kwargs):
+    """EdgeTAM (SAM 2 for images and video on a RepViT trunk; ``repvit.sam.EdgeTamImagePredictor`` and
+    ``repvit.sam.build_edgetam_video_predictor`` use it).
+
+    pretrained: ``True`` (the published ``edgetam.pt``), a weights file, or ``False`` (random weights); kwargs:
+    ``repvit.sam.build_edgetam``'s (``fused``, ``device``).
+    """
+    from repvit.sam import build_edgetam
+
+    return build_edgetam(None if pretrained is False or pretrained is None else
+                         ("edgetam" if pretrained is True else pretrained), **kwargs)

@@ -380,7 +380,9 @@ def test_hubconf_entry_points(hosts, m0_9_files, tmp_path):
     spec.loader.exec_module(hub)
     entries = [n for n in dir(hub) if callable(getattr(hub, n)) and not n.startswith("_")]  # as torch.hub.list
     assert hub.dependencies == ["torch", "timm"]
-    assert sorted(entries) == sorted([*(n for n in repvit.list_models("repvit_*") if n in DEFAULT_TAGS), "repvit_sam"])
+    assert sorted(entries) == sorted([*(n for n in repvit.list_models("repvit_*") if n in DEFAULT_TAGS), "repvit_sam",
+                                      "edgetam"])
+    assert type(torch.hub.load(str(repo), "edgetam", source="local", pretrained=False)).__name__ == "EdgeTAM"
     model = torch.hub.load(str(repo), "repvit_m0_9", source="local", pretrained="repvit_m0_9.dist_450e_in1k").eval()
     ref = timm.create_model("repvit_m0_9", pretrained=True,
                             pretrained_cfg_overlay={"file": str(m0_9_files["dist_450e_in1k"])}).eval()
