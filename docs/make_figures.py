@@ -100,6 +100,18 @@ def segment_overlay(checkpoint: str, out: Path, n: int = 6, zoom: int = 4) -> Pa
     return _quantized_png(fig, out)
 
 
+def _weights_file(checkpoint: str, what: str) -> Path | None:
+    """The local file of a weights name, path or URL, or None (said on stdout) when it cannot be had (offline): the
+    picture then says RANDOM weights, never passing them off as trained ones."""
+    from repvit.weights import resolve_weights
+
+    try:
+        return Path(resolve_weights(checkpoint))
+    except Exception as e:  # noqa: BLE001 - any failure to get the weights means a random-weights picture
+        print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM {what} weights")
+        return None
+
+
 def _sam(checkpoint: str):
     """``(sam, what, trained)``: the named or given RepViT-SAM weights, or random ``edge_sam`` weights when they
     cannot be had (offline); ``what`` says which, for the picture's title."""
@@ -107,16 +119,10 @@ def _sam(checkpoint: str):
 
     from repvit.sam import build_repvit_sam
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        try:
-            from repvit.weights import resolve_weights
-
-            path = Path(resolve_weights(checkpoint))
-        except Exception as e:  # offline: say so in the picture, never pass random weights off as trained ones
-            print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM edge_sam weights")
-            torch.manual_seed(0)
-            return build_repvit_sam(variant="edge_sam").eval(), "RANDOM edge_sam weights", False
+    path = _weights_file(checkpoint, "edge_sam")
+    if path is None:
+        torch.manual_seed(0)
+        return build_repvit_sam(variant="edge_sam").eval(), "RANDOM edge_sam weights", False
     return build_repvit_sam(path).eval(), f"weights {path.name}", True
 
 
@@ -190,16 +196,10 @@ def _edgetam(checkpoint: str, frames: Path, point: tuple[float, float]):
     cannot be had (offline); ``what`` says which, for the picture's title."""
     from repvit.sam.sam2 import build_edgetam_video_predictor
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        try:
-            from repvit.weights import resolve_weights
-
-            path = Path(resolve_weights(checkpoint))
-        except Exception as e:  # offline: say so in the picture, never pass random weights off as trained ones
-            print(f"could not get the {checkpoint} weights ({e}); drawing with RANDOM EdgeTAM weights")
-            predictor, seed = _random_edgetam(frames, point)
-            return predictor, f"RANDOM weights (seed {seed})", False
+    path = _weights_file(checkpoint, "EdgeTAM")
+    if path is None:
+        predictor, seed = _random_edgetam(frames, point)
+        return predictor, f"RANDOM weights (seed {seed})", False
     return build_edgetam_video_predictor(path, fused=True), f"weights {path.name}", True
 
 
