@@ -424,3 +424,30 @@ def test_train_build_model_starts_from_weights_by_name(hosts, m0_9_files):
     with torch.no_grad():
         assert model(X).shape == (2, 10)
         assert rel_err(model.forward_head(model.forward_features(X), pre_logits=True), ref(X)) < 1e-5
+
+
+def test_edgetam_comes_from_the_second_host_when_hugging_face_lacks_it(hosts, tmp_path):
+    from repvit.weights import second_url
+
+    buf = io.BytesIO()
+    torch.save({"model": {"no_mem_embed": torch.randn(1, 1, 256)}}, buf)
+    data = buf.getvalue()
+    github_path = "/facebookresearch/EdgeTAM/raw/main/checkpoints/edgetam.pt"
+    assert second_url("edgetam") == hosts.url + github_path  # REPVIT_WEIGHTS_MIRROR stands in for github.com
+    assert second_url("edge_sam") is None
+    # neither host has it: one error naming both
+    with pytest.raises(WeightsError) as err:
+        download_weights("edgetam", progress=False)
+    assert "facebook/EdgeTAM" in str(err.value) and github_path in str(err.value)
+    assert cached_path("edgetam") is None
+    hosts.files[github_path] = data  # only the authors' GitHub repository has it
+    path = download_weights("edgetam", progress=False)
+    assert path.read_bytes() == data and path == manual_path("edgetam") and cached_path("edgetam") == path
+    assert ("GET", github_path) in hosts.requests
+    # Hugging Face first when it has the file
+    other = bytes(data)
+    path.unlink()
+    hosts.add_hf("facebook/EdgeTAM", "edgetam.pt", other)
+    n = len(hosts.requests)
+    assert download_weights("edgetam", progress=False).read_bytes() == other
+    assert all(p != github_path for _, p in hosts.requests[n:])

@@ -34,12 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _row(name: str) -> dict:
-    from repvit.weights import cached_path, get_weights, manual_path, weights_url
+    from repvit.weights import cached_path, get_weights, manual_path, second_url, weights_url
 
     e = get_weights(name)
     found = cached_path(e)
     return {"name": e.name, "model": e.model, "task": e.task, "host": e.host, "layout": e.layout,
-            "url": weights_url(e), "cached": found is not None, "path": str(found or manual_path(e)),
+            "url": weights_url(e), "second_url": second_url(e), "cached": found is not None,
+            "path": str(found or manual_path(e)),
             "description": e.description}
 
 

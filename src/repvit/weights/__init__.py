@@ -9,6 +9,7 @@ from .download import (
     download_weights,
     is_offline,
     manual_path,
+    second_url,
     weights_url,
 )
 from .registry import (
@@ -39,6 +40,7 @@ __all__ = [
     "download_weights",
     "is_offline",
     "manual_path",
+    "second_url",
     "weights_url",
     "DEFAULT_TAGS",
     "GITHUB_RELEASE",

@@ -2,6 +2,8 @@
 
 * Hugging Face files go through ``huggingface_hub.hf_hub_download`` into its own cache; ``HF_ENDPOINT`` (a mirror),
   ``HF_HOME`` / ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` apply (read when the download is asked for).
+* Weights with a second host (``edgetam``: Hugging Face, then the authors' GitHub repository) are fetched from it
+  when the first host fails; that copy goes where a hand-downloaded one goes (:func:`manual_path`).
 * GitHub release files, and weights at any other URL, go into torch.hub's cache (``torch.hub.get_dir()/checkpoints``;
   ``TORCH_HOME`` moves it); ``REPVIT_WEIGHTS_MIRROR`` replaces ``https://github.com/`` in their URLs.
 * A hand-downloaded copy put at :func:`manual_path` (the torch.hub checkpoints folder) is used for either host.
@@ -31,6 +33,7 @@ __all__ = [
     "cached_path",
     "manual_path",
     "weights_url",
+    "second_url",
     "is_offline",
     "check_weights_file",
 ]
@@ -86,13 +89,24 @@ def weights_url(name: str | WeightsEntry) -> str:
     e = _entry(name)
     if e.host != "huggingface":
         assert e.url is not None
-        mirror = os.environ.get("REPVIT_WEIGHTS_MIRROR", "").strip()
-        if mirror and e.url.startswith(_GITHUB):
-            return mirror.rstrip("/") + "/" + e.url[len(_GITHUB):]
-        return e.url
+        return _mirrored(e.url)
     from huggingface_hub import hf_hub_url
 
     return hf_hub_url(e.repo_id, e.filename, repo_type=e.repo_type, endpoint=_hf_endpoint())
+
+
+def second_url(name: str | WeightsEntry) -> str | None:
+    """The URL of the weights' second host (after ``REPVIT_WEIGHTS_MIRROR``), or None when they have one host."""
+    e = _entry(name)
+    return None if e.second_url is None else _mirrored(e.second_url)
+
+
+def _mirrored(url: str) -> str:
+    """``url`` with ``https://github.com/`` replaced by ``REPVIT_WEIGHTS_MIRROR`` when that is set."""
+    mirror = os.environ.get("REPVIT_WEIGHTS_MIRROR", "").strip()
+    if mirror and url.startswith(_GITHUB):
+        return mirror.rstrip("/") + "/" + url[len(_GITHUB):]
+    return url
 
 
 def manual_path(name: str | WeightsEntry) -> Path:
@@ -145,9 +159,10 @@ def check_weights_file(path: str | os.PathLike, what: str = "") -> Path:
 
 
 def _not_cached(e: WeightsEntry) -> WeightsError:
+    also = f" (or {second_url(e)})" if e.second_url else ""
     return WeightsError(
         f"weights {e.name!r} are not cached and downloads are off (HF_HUB_OFFLINE/REPVIT_OFFLINE): download "
-        f"{weights_url(e)} and save it as {manual_path(e)}, or go online.")
+        f"{weights_url(e)}{also} and save it as {manual_path(e)}, or go online.")
 
 
 def _http_download(url: str, dst: Path, progress: bool) -> Path:
@@ -197,17 +212,29 @@ def download_weights(name: str | WeightsEntry, progress: bool = True, *, force: 
         raise _not_cached(e)
     url = weights_url(e)
     if e.host != "huggingface":
+        return _url_download(e, url, progress)
+    try:
+        return check_weights_file(_hf_download(e, url, progress, force), e.name)
+    except WeightsDownloadError as first:
+        if e.second_url is None:
+            raise
         try:
-            path = _http_download(url, manual_path(e), progress)
-        except (urllib.error.URLError, OSError) as err:
-            raise WeightsDownloadError(
-                f"could not download weights {e.name!r} from {url}: {err}. Nothing was saved; try again, set "
-                f"REPVIT_WEIGHTS_MIRROR, or download it by hand to {manual_path(e)}.") from None
-        except CheckpointError as err:
-            raise WeightsDownloadError(f"{url} did not give a checkpoint for weights {e.name!r} ({err}); nothing "
-                                       "was saved.") from None
-        return path
-    return check_weights_file(_hf_download(e, url, progress, force), e.name)
+            return _url_download(e, second_url(e), progress)
+        except WeightsDownloadError as second:
+            raise WeightsDownloadError(f"{first} The second host failed too: {second}") from None
+
+
+def _url_download(e: WeightsEntry, url: str, progress: bool) -> Path:
+    """Download ``url`` into :func:`manual_path` (torch.hub's checkpoints folder)."""
+    try:
+        return _http_download(url, manual_path(e), progress)
+    except (urllib.error.URLError, OSError) as err:
+        raise WeightsDownloadError(
+            f"could not download weights {e.name!r} from {url}: {err}. Nothing was saved; try again, set "
+            f"REPVIT_WEIGHTS_MIRROR, or download it by hand to {manual_path(e)}.") from None
+    except CheckpointError as err:
+        raise WeightsDownloadError(f"{url} did not give a checkpoint for weights {e.name!r} ({err}); nothing "
+                                   "was saved.") from None
 
 
 def _hf_download(e: WeightsEntry, url: str, progress: bool, force: bool) -> Path:

@@ -36,6 +36,8 @@ __all__ = [
 Host = Literal["huggingface", "github", "url"]
 
 GITHUB_RELEASE = "https://github.com/THU-MIG/RepViT/releases/download/v1.0/"
+# EdgeTAM's checkpoint as committed in the authors' repository
+EDGETAM_GITHUB = "https://github.com/facebookresearch/EdgeTAM/raw/main/checkpoints/edgetam.pt"
 
 
 class UnknownWeightsError(ValueError):
@@ -62,6 +64,7 @@ class WeightsEntry:
         repo_type: ``model`` or ``space`` (Hugging Face).
         url: the download URL (``github`` host; Hugging Face URLs are made from ``HF_ENDPOINT``).
         description: one line for ``repvit weights list``.
+        second_url: the same file on a second host (a GitHub URL), tried when the first host fails.
     """
 
     name: str
@@ -74,6 +77,7 @@ class WeightsEntry:
     repo_type: str = "model"
     url: str | None = None
     description: str = ""
+    second_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.layout is not None and self.layout not in WEIGHT_LAYOUTS:
@@ -134,8 +138,9 @@ def _build() -> dict[str, WeightsEntry]:
                                 filename=f"weights/{stem}.pth", repo_type="space",
                                 description=f"{desc} (Hugging Face Space chongzhou/EdgeSAM)"))
     out.append(WeightsEntry("edgetam", "edgetam", "huggingface", "edgetam", "sam", repo_id="facebook/EdgeTAM",
-                            filename="edgetam.pt", description="EdgeTAM: SAM 2 for images and video on a RepViT "
-                            "trunk (Hugging Face facebook/EdgeTAM; repvit.sam.build_edgetam)"))
+                            filename="edgetam.pt", second_url=EDGETAM_GITHUB,
+                            description="EdgeTAM: SAM 2 for images and video on a RepViT trunk (Hugging Face "
+                            "facebook/EdgeTAM, else the authors' GitHub repository; repvit.sam.build_edgetam)"))
     return {e.name: e for e in out}
 
 
