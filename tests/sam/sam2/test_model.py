@@ -102,12 +102,14 @@ def test_fused_trunk_has_no_batchnorm_and_same_outputs(model):
     randomize_bn(unfused.image_encoder.trunk, seed=3)
     x = torch.randn(1, 3, 256, 256)  # the encoder is fully convolutional: a small input checks the fuse
     with torch.no_grad():
-        ref = unfused.image_encoder(x)
+        ref = unfused.forward_image(x)
         fused = fuse_edgetam(unfused)
-        out = fused.image_encoder(x)
+        out = fused.forward_image(x)
     assert is_fused_edgetam(fused) and not is_fused_edgetam(model)
-    for a, b in zip(out["backbone_fpn"], ref["backbone_fpn"]):
-        assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+    for a, b in zip(out["backbone_fpn"], ref["backbone_fpn"]):  # strides 4 and 8 through the folded projections
+        assert a.shape == b.shape and (a - b).abs().max() <= 1e-4 * b.abs().max()
+    assert [c.conv.out_channels for c in fused.image_encoder.neck.convs] == [256, 256, 64, 32]
+    assert isinstance(fused.sam_mask_decoder.conv_s0, torch.nn.Identity)
     assert is_fused_edgetam(build_edgetam(fused=True))
 
 

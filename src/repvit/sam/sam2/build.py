@@ -21,11 +21,37 @@ __all__ = ["build_edgetam", "fuse_edgetam", "is_fused_edgetam", "resolve_edgetam
 
 
 def fuse_edgetam(model: EdgeTAM) -> EdgeTAM:
-    """Re-parameterize the RepViT trunk in place (every BatchNorm folded, RepVGG branches merged); returns
-    ``model``. The rest of EdgeTAM has nothing to fuse."""
+    """Re-parameterize EdgeTAM for inference in place; returns ``model``.
+
+    The RepViT trunk loses every BatchNorm and RepVGG branch (:func:`repvit.models.fuse_model`). The neck's 1x1
+    convolutions of the stride-4 and stride-8 maps are followed only by the mask decoder's 1x1 ``conv_s0`` /
+    ``conv_s1`` (no top-down sum reaches those levels), so each pair becomes one convolution straight to the
+    decoder's width (48 -> 32 and 96 -> 64 channels instead of 48 -> 256 -> 32 and 96 -> 256 -> 64) and the
+    decoder's convolutions become identities.
+    """
     body = model.image_encoder.trunk.body
     model.image_encoder.trunk.body = fuse_model(body, inplace=True)
+    _fold_high_res_projections(model)
     return model
+
+
+@torch.no_grad()
+def _fold_high_res_projections(model: EdgeTAM) -> None:
+    neck, dec = model.image_encoder.neck, model.sam_mask_decoder
+    if not getattr(dec, "use_high_res_features", False) or {0, 1} & set(neck.fpn_top_down_levels):
+        return
+    last = len(neck.convs) - 1
+    for level, name in ((0, "conv_s0"), (1, "conv_s1")):
+        second = getattr(dec, name)
+        if not isinstance(second, torch.nn.Conv2d):
+            continue  # folded already
+        first = neck.convs[last - level].conv
+        w2 = second.weight.flatten(1)
+        conv = torch.nn.Conv2d(first.in_channels, second.out_channels, kernel_size=1).to(first.weight)
+        conv.weight.copy_((w2 @ first.weight.flatten(1)).view_as(conv.weight))
+        conv.bias.copy_(w2 @ first.bias + second.bias)
+        neck.convs[last - level].conv = conv
+        setattr(dec, name, torch.nn.Identity())
 
 
 def is_fused_edgetam(model: EdgeTAM) -> bool:
@@ -87,6 +113,8 @@ def build_edgetam(
     model.eval()
     if fused:
         fuse_edgetam(model)
-    # channels-last convolutions are faster on CPU (oneDNN); the maps downstream follow the trunk's layout
+    # channels-last convolutions are faster on CPU (oneDNN), and LayerNorm2d over channels-last maps is one fused
+    # layer_norm; the maps downstream follow their inputs' layout
     model.image_encoder.to(memory_format=torch.channels_last)
+    model.memory_encoder.to(memory_format=torch.channels_last)
     return model.to(device)
