@@ -191,9 +191,9 @@ def _read_photo(gr: Any, path: str | os.PathLike, max_pixels: int, max_mb: float
         with Image.open(path) as im:
             w, h = im.size
             if w * h > max_pixels:
-                raise gr.Error(f"the photo is {w} x {h} = {w * h / 1e6:.1f} megapixels, over this app's limit of "
-                               f"{max_pixels / 1e6:g}: resize it (SAM sees at most 1024 px a side anyway), or start "
-                               "the app with a higher limit (repvit sam app --max-image-pixels N).")
+                raise gr.Error(f"the photo is {w} x {h} = {w * h:,} pixels, over this app's limit of {max_pixels:,}: "
+                               "resize it (SAM sees at most 1024 px a side anyway), or start the app with a higher "
+                               "limit (repvit sam app --max-image-pixels N).")
             return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except Image.DecompressionBombError as e:  # more pixels than PIL opens at all
         raise gr.Error(f"the photo is too large to open ({e}): resize it.") from None
