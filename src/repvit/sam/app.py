@@ -1,7 +1,7 @@
 """``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM, EdgeSAM or EdgeTAM mask, and a video
 tab to click on an object in a video frame and have EdgeTAM track it (:mod:`repvit.sam.video_tab`).
 
-The image embedding is computed once per image and kept in a small per-app LRU keyed by a hash of the pixels
+The image embedding is computed once per image and kept in a per-app LRU keyed by a hash of the pixels
 (:class:`~repvit.sam.session.SamSession`, or :class:`~repvit.sam.sam2.image_session.EdgeTamSession` for EdgeTAM,
 which hold all the model-side logic), so every further click runs only the prompt encoder and mask decoder. The
 model itself is never mutated after loading; requests only read the cached embeddings.
@@ -197,9 +197,9 @@ def _read_photo(gr: Any, path: str | os.PathLike, max_pixels: int, max_mb: float
             return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except Image.DecompressionBombError as e:  # more pixels than PIL opens at all
         raise gr.Error(f"the photo is too large to open ({e}): resize it.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise gr.Error(f"the uploaded file is not an image that can be read ({type(e).__name__}: {e}): upload a "
-                       "photo (PNG, JPEG, WebP, BMP, TIFF, ...).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise gr.Error(f"the uploaded file {path.name} is not an image that can be read: upload a photo (PNG, JPEG, "
+                       "WebP, BMP, TIFF, ...).") from None
 
 
 class _Page:
