@@ -4,7 +4,9 @@ distillation and the web app."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from repvit.runtime import add_device_arg, resolve_device, set_threads
 
@@ -157,6 +159,8 @@ _APP_DESCRIPTION = (
 
 
 def _add_app(ss: argparse._SubParsersAction) -> None:
+    from repvit.sam.app import DEFAULT_LIMITS  # no gradio, no segment_anything on import
+
     w = ss.add_parser("app", help="a web page (Gradio): click on a photo or a video frame, get a mask or a track",
                       description=_APP_DESCRIPTION)
     w.add_argument("--checkpoint", default="edge_sam", metavar="NAME_OR_PATH",
@@ -178,7 +182,42 @@ def _add_app(ss: argparse._SubParsersAction) -> None:
     w.add_argument("--threads", type=int, help="torch CPU threads")
     add_device_arg(w)
     w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
+    lim = w.add_argument_group("limits under load (many users at once)")
+    lim.add_argument("--max-queue", type=_positive(int), default=DEFAULT_LIMITS["max_queue"], metavar="N",
+                     help="requests that may wait for the model; one more is refused at once with 'queue is full' "
+                          f"(default {DEFAULT_LIMITS['max_queue']})")
+    lim.add_argument("--concurrency", type=_positive(int), default=DEFAULT_LIMITS["concurrency"], metavar="N",
+                     help="requests running the model at once, sharing the --threads (default "
+                          f"{DEFAULT_LIMITS['concurrency']})")
+    lim.add_argument("--cache-images", type=_positive(int), default=DEFAULT_LIMITS["cache_images"], metavar="N",
+                     help="image embeddings kept, so that clicks on those photos skip the encoder (default "
+                          f"{DEFAULT_LIMITS['cache_images']}; 4 MB each for SAM at 1024 px, 16 MB for EdgeTAM)")
+    lim.add_argument("--cache-mb", type=_positive(float), default=DEFAULT_LIMITS["cache_mb"], metavar="MB",
+                     help="memory of the kept embeddings; the least recently used beyond it are dropped (default "
+                          f"{DEFAULT_LIMITS['cache_mb']:g} MB)")
+    lim.add_argument("--max-image-pixels", type=_positive(int), default=DEFAULT_LIMITS["max_image_pixels"],
+                     metavar="N", help="the largest photo accepted, width x height in pixels (default "
+                                       f"{DEFAULT_LIMITS['max_image_pixels']:,}); a larger one is refused")
+    lim.add_argument("--max-image-mb", type=_positive(float), default=DEFAULT_LIMITS["max_image_mb"], metavar="MB",
+                     help=f"the largest photo file accepted (default {DEFAULT_LIMITS['max_image_mb']:g} MB)")
+    lim.add_argument("--max-sessions", type=_positive(int), default=DEFAULT_LIMITS["max_sessions"], metavar="N",
+                     help="browser tabs whose photo and prompts are kept; the least recently used beyond are "
+                          f"forgotten (default {DEFAULT_LIMITS['max_sessions']})")
     w.set_defaults(func=run_app)
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, refused unless above zero."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def _load(args: argparse.Namespace):
@@ -450,7 +489,11 @@ def run_app(args: argparse.Namespace) -> int:
     if note:
         print(f"warning: {note}", file=sys.stderr)
     video, video_note = _app_video(args, device)
-    demo = create_app(sam, note=note, video=video, video_note=video_note, points_per_side=args.points_per_side)
-    print(f"RepViT-SAM app on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    launch_app(demo, host=args.host, port=args.port, block=True, quiet=True)
+    demo = create_app(sam, note=note, video=video, video_note=video_note, points_per_side=args.points_per_side,
+                      cache_images=args.cache_images, cache_mb=args.cache_mb, max_image_pixels=args.max_image_pixels,
+                      max_image_mb=args.max_image_mb)
+    print(f"RepViT-SAM app on http://{args.host}:{args.port}/ (Ctrl-C stops it); {args.concurrency} request(s) at "
+          f"once, at most {args.max_queue} waiting", flush=True)
+    launch_app(demo, host=args.host, port=args.port, block=True, quiet=True, max_queue=args.max_queue,
+               concurrency=args.concurrency, max_sessions=args.max_sessions)
     return 0

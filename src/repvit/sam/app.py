@@ -1,7 +1,7 @@
 """``repvit sam app``: a Gradio page to click on a photo and get a RepViT-SAM, EdgeSAM or EdgeTAM mask, and a video
 tab to click on an object in a video frame and have EdgeTAM track it (:mod:`repvit.sam.video_tab`).
 
-The image embedding is computed once per image and kept in a small per-app LRU keyed by a hash of the pixels
+The image embedding is computed once per image and kept in a per-app LRU keyed by a hash of the pixels
 (:class:`~repvit.sam.session.SamSession`, or :class:`~repvit.sam.sam2.image_session.EdgeTamSession` for EdgeTAM,
 which hold all the model-side logic), so every further click runs only the prompt encoder and mask decoder. The
 model itself is never mutated after loading; requests only read the cached embeddings.
@@ -18,13 +18,21 @@ Prompts are in image pixels: points ``[[x, y, label], ...]`` (label 1 foreground
 ``[x0, y0, x1, y1]`` or ``""``. A single point alone returns the best of SAM's three candidates, as
 ``repvit sam predict``. ``/segment_all`` needs a RepViT-SAM / EdgeSAM model; ``/track_video`` tracks the object
 clicked on the given frame (points in that frame's pixels) through the whole video.
+
+Many users at once: each browser tab's photo and prompts live in its own ``gr.State``; the model is only read; the
+shared embedding LRU is keyed by the pixels' hash (and bounded in entries and bytes); every event that runs the
+model is in one Gradio concurrency group (``concurrency`` at a time) behind a queue of at most ``max_queue`` waiting
+requests (:func:`launch_app`); one more gets Gradio's "queue is full" error. Photos over ``max_image_pixels`` or
+``max_image_mb``, or files that are not images, are refused with an error saying so.
 """
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,10 +56,20 @@ from .session import SamSession, image_key
 from .video_tab import VideoPage, video_api, video_tab
 
 __all__ = ["load_app_model", "load_video_model", "create_app", "launch_app", "DEFAULT_CHECKPOINT",
-           "DEFAULT_VIDEO_CHECKPOINT"]
+           "DEFAULT_VIDEO_CHECKPOINT", "DEFAULT_LIMITS"]
 
 DEFAULT_CHECKPOINT = "edge_sam"
 DEFAULT_VIDEO_CHECKPOINT = "edgetam"
+DEFAULT_LIMITS = {  # the app's bounds under load (create_app / launch_app arguments, repvit sam app flags)
+    "cache_images": 16,  # embeddings kept (each 4 MB for SAM at 1024 px, 16 MB for EdgeTAM)
+    "cache_mb": 256.0,  # bytes of embeddings kept, in MB (2**20 bytes)
+    "max_image_pixels": 25_000_000,  # width x height of a photo (e.g. 6000 x 4000)
+    "max_image_mb": 20.0,  # file size of a photo, in MB
+    "max_queue": 32,  # requests waiting for the model; one more is refused (queue full)
+    "concurrency": 2,  # requests running the model at once
+    "max_sessions": 100,  # browser tabs whose state (photo, prompts) is kept
+}
+_MODEL_GROUP = "repvit-sam-model"  # the Gradio concurrency group of every event that runs the model
 _MODES = ("point", "box", "everything")
 _NO_IMAGE = (None, None, None, "Upload a photo.")
 
@@ -158,23 +176,60 @@ def _draw_pending(overlay: np.ndarray, corner: tuple[float, float] | None) -> np
     return np.asarray(pil)
 
 
+def _read_photo(gr: Any, path: str | os.PathLike, max_pixels: int, max_mb: float) -> np.ndarray:
+    """An uploaded photo as ``(H, W, 3)`` uint8 RGB, turned upright by its EXIF orientation (as the browser shows
+    it); a file that is not an image, or over ``max_mb`` or ``max_pixels`` (read from the header, before decoding),
+    is a ``gr.Error`` saying so and how to fix it."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    mb = path.stat().st_size / 2**20
+    if mb > max_mb:
+        raise gr.Error(f"the photo is {mb:.1f} MB, over this app's limit of {max_mb:g} MB: upload a smaller file "
+                       "(e.g. a JPEG), or start the app with a higher limit (repvit sam app --max-image-mb MB).")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise gr.Error(f"the photo is {w} x {h} = {w * h:,} pixels, over this app's limit of {max_pixels:,}: "
+                               "resize it (SAM sees at most 1024 px a side anyway), or start the app with a higher "
+                               "limit (repvit sam app --max-image-pixels N).")
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except Image.DecompressionBombError as e:  # more pixels than PIL opens at all
+        raise gr.Error(f"the photo is too large to open ({e}): resize it.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise gr.Error(f"the uploaded file {path.name} is not an image that can be read: upload a photo (PNG, JPEG, "
+                       "WebP, BMP, TIFF, ...).") from None
+
+
 class _Page:
     """The page's callbacks on one :class:`SamSession`. The page state ``st`` is a dict per browser tab: the image
     and its key, the prompts (``points``, ``box``, the first ``corner`` of a box being drawn, ``history`` for undo)
-    and the first encode time."""
+    and the first encode time. Nothing else is per user: the session's cache is keyed by the pixels, and the mask
+    files get unique names."""
 
-    def __init__(self, gr: Any, session: SamSession, auto_kw: dict[str, Any]):
+    def __init__(self, gr: Any, session: SamSession, auto_kw: dict[str, Any], max_image_pixels: int,
+                 max_image_mb: float, keep: int = 64):
         self.gr, self.session, self.auto_kw = gr, session, auto_kw
+        self.max_image_pixels, self.max_image_mb = int(max_image_pixels), float(max_image_mb)
         self.out_dir = Path(tempfile.mkdtemp(prefix="repvit_sam_app_"))
+        self.keep = max(1, keep)
+        self._files: collections.deque[Path] = collections.deque()
+        self._files_lock = threading.Lock()
 
-    def new_file(self, stem: str, keep: int = 64) -> Path:
-        """A fresh PNG path in the app's folder; only the newest ``keep`` files stay (gradio copies what it serves)."""
-        old = sorted(self.out_dir.glob("*.png"), key=lambda f: f.stat().st_mtime)
-        for f in old[:max(0, len(old) - keep)]:
-            f.unlink(missing_ok=True)
+    def new_file(self, stem: str) -> Path:
+        """A fresh PNG path in the app's folder; only the newest ``keep`` files stay (gradio copies what it serves
+        into its own cache as it answers)."""
         fd, name = tempfile.mkstemp(prefix=stem + "_", suffix=".png", dir=self.out_dir)
         os.close(fd)
+        with self._files_lock:
+            self._files.append(Path(name))
+            while len(self._files) > self.keep:
+                self._files.popleft().unlink(missing_ok=True)
         return Path(name)
+
+    def read(self, path: str | os.PathLike) -> np.ndarray:
+        return _read_photo(self.gr, path, self.max_image_pixels, self.max_image_mb)
 
     def check(self, points, box, st) -> None:
         """:func:`validate_prompts` on the page's image, as an error shown in the page."""
@@ -184,32 +239,38 @@ class _Page:
             raise self.gr.Error(str(e)) from None
 
     # ---- the scripting API
-    def api_segment(self, image, points_json, box_json):
-        try:
-            if image is None:
-                raise PromptError("no image given.")
+    def api_segment(self, path, points_json, box_json):
+        if not path:
+            raise self.gr.Error("no image given.")
+        image = self.read(path)
+        try:  # ValueError: a bad prompt (PromptError), or an embedding over the cache's byte limit
             points, box = parse_points(points_json), parse_box(box_json)
             res = self.session.segment(image, points, box)
-        except PromptError as e:
+        except ValueError as e:
             raise self.gr.Error(str(e)) from None
         mask_path = save_png(res.mask, self.new_file("mask"))
         return mask_overlay(image, res.mask, points, box), str(mask_path), res.score
 
-    def api_segment_all(self, image):
-        if image is None:
+    def api_segment_all(self, path):
+        if not path:
             raise self.gr.Error("no image given.")
+        image = self.read(path)
         try:
             masks, _, _ = self.session.segment_all(image, **self.auto_kw)
-        except PromptError as e:
+        except ValueError as e:
             raise self.gr.Error(str(e)) from None
         return masks_overlay(image, masks), len(masks)
 
     # ---- the page
-    def on_upload(self, image):
-        if image is None:
+    def on_upload(self, path):
+        if not path:
             return _NO_IMAGE
+        image = self.read(path)
         key = image_key(image)
-        emb, fresh = self.session.embed(image, key)
+        try:
+            emb, fresh = self.session.embed(image, key)
+        except ValueError as e:
+            raise self.gr.Error(str(e)) from None
         st = {"key": key, "image": image, "points": [], "box": None, "corner": None, "history": [],
               "encode_ms": emb.encode_ms}
         cached = "" if fresh else " (cached)"
@@ -226,7 +287,10 @@ class _Page:
         """The overlay, the mask file and the status line for the state's prompts (or the automatic masks)."""
         image = st["image"]
         if mode == "everything":
-            masks, enc, gen_ms = self.session.segment_all(image, key=st["key"], **self.auto_kw)
+            try:
+                masks, enc, gen_ms = self.session.segment_all(image, key=st["key"], **self.auto_kw)
+            except ValueError as e:
+                raise self.gr.Error(str(e)) from None
             return (masks_overlay(image, masks), None,
                     f"{len(masks)} masks; {self._encode_text(enc, st)}, automatic masks {gen_ms:.0f} ms. {extra}")
         if st["corner"] is not None:
@@ -235,7 +299,7 @@ class _Page:
             return _draw_pending(image, st["corner"]), None, extra or "No prompts."
         try:
             res = self.session.segment(image, st["points"], st["box"], key=st["key"])
-        except PromptError as e:
+        except ValueError as e:
             raise self.gr.Error(str(e)) from None
         t0 = time.perf_counter()
         ov = _draw_pending(mask_overlay(image, res.mask, st["points"], st["box"]), st["corner"])
@@ -307,11 +371,12 @@ def _header(gr: Any, title: str, note: str | None, everything: bool = True) -> N
 
 
 def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
-    """The photo, the overlay, the controls and the status line, wired to ``page``'s callbacks."""
+    """The photo, the overlay, the controls and the status line, wired to ``page``'s callbacks (``private``: out of
+    the scripting API, in the model's concurrency group)."""
     state = gr.State(None)
-    with gr.Row():
-        photo = gr.Image(label="Photo (click to add prompts)", type="numpy", sources=["upload", "clipboard"],
-                         elem_id="photo")
+    with gr.Row():  # the photo arrives as a file (image_mode None: gradio only opens it) for _read_photo's checks
+        photo = gr.Image(label="Photo (click to add prompts)", type="filepath", image_mode=None,
+                         sources=["upload", "clipboard"], elem_id="photo")
         overlay = gr.Image(label="Mask", type="numpy", format="png", interactive=False, elem_id="overlay")
     with gr.Row():
         modes = _MODES if getattr(page.session, "supports_everything", True) else _MODES[:2]
@@ -336,10 +401,11 @@ def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
     mode.change(page.on_mode, [state, mode], outs, **private)
 
 
-def _api_events(gr: Any, page: _Page) -> None:
-    """The scripting API (``gradio_client``): ``/segment`` and ``/segment_all`` on hidden components."""
+def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
+    """The scripting API (``gradio_client``): ``/segment`` and ``/segment_all`` on hidden components, in the model's
+    concurrency ``group``. The image is a file, so that one that is not an image reaches :func:`_read_photo`."""
     with gr.Row(visible=False):
-        api_image = gr.Image(type="numpy", label="image")
+        api_image = gr.File(type="filepath", label="image file")
         api_points = gr.Textbox(label="points JSON [[x, y, label], ...]")
         api_box = gr.Textbox(label="box JSON [x0, y0, x1, y1] or empty")
         api_overlay = gr.Image(type="numpy", format="png", label="overlay")
@@ -349,22 +415,28 @@ def _api_events(gr: Any, page: _Page) -> None:
         api_btn = gr.Button("segment")
         api_all_btn = gr.Button("segment all")
     api_btn.click(page.api_segment, [api_image, api_points, api_box], [api_overlay, api_mask, api_score],
-                  api_name="segment")
-    api_all_btn.click(page.api_segment_all, [api_image], [api_overlay, api_count], api_name="segment_all")
+                  api_name="segment", **group)
+    api_all_btn.click(page.api_segment_all, [api_image], [api_overlay, api_count], api_name="segment_all", **group)
 
 
-def _image_session(sam: nn.Module | None, session: Any) -> Any:
+def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache_mb: float) -> Any:
     if session is not None:
         return session
     if sam is None:
         raise ValueError("create_app needs a model (sam=...) or a session (session=...).")
-    return EdgeTamSession(sam) if isinstance(sam, EdgeTAM) else SamSession(sam)
+    if cache_mb <= 0:
+        raise ValueError(f"cache_mb must be positive, got {cache_mb}")
+    cls = EdgeTamSession if isinstance(sam, EdgeTAM) else SamSession
+    return cls(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20))
 
 
 def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSession | None = None,
                note: str | None = None, video: VideoSession | None = None, video_note: str | None = None,
                points_per_side: int = 16, pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-               title: str = "RepViT-SAM") -> Any:
+               title: str = "RepViT-SAM", cache_images: int = DEFAULT_LIMITS["cache_images"],
+               cache_mb: float = DEFAULT_LIMITS["cache_mb"],
+               max_image_pixels: int = DEFAULT_LIMITS["max_image_pixels"],
+               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"]) -> Any:
     """The Gradio ``Blocks`` of the app (not launched): ``create_app(sam).launch(server_name=..., server_port=...)``.
 
     Args:
@@ -377,12 +449,19 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
         video_note: a warning shown in the video tab (e.g. random weights, from :func:`load_video_model`).
         points_per_side, pred_iou_thresh, stability_score_thresh: the "everything" mode's automatic mask generator.
         title: the page title.
+        cache_images, cache_mb: the embedding cache's bounds, in images and in MB (with ``sam``; a ``session``
+            brings its own cache).
+        max_image_pixels, max_image_mb: the largest photo accepted, in pixels (width x height) and in MB.
     """
     gr = require("gradio", "the RepViT-SAM app")
-    session = _image_session(sam, session)
+    if max_image_pixels < 1 or max_image_mb <= 0:
+        raise ValueError(f"max_image_pixels and max_image_mb must be positive, got {max_image_pixels} and "
+                         f"{max_image_mb}")
+    session = _image_session(sam, session, cache_images, cache_mb)
     page = _Page(gr, session, dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-                                   stability_score_thresh=stability_score_thresh))
-    private = _private_kwargs(gr)
+                                   stability_score_thresh=stability_score_thresh), max_image_pixels, max_image_mb)
+    group = {"concurrency_id": _MODEL_GROUP}
+    private = {**_private_kwargs(gr), **group}
     blocks_kw, theme = _blocks_kwargs(gr, title)
     with gr.Blocks(**blocks_kw) as demo:
         demo.repvit_theme = theme  # launch_app passes it to launch() on gradio versions that take it there
@@ -396,21 +475,36 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
                     _page_events(gr, page, private)
                 with gr.Tab("Video", elem_id="video-tab"):
                     video_tab(gr, vpage, private, video_note)
-            video_api(gr, vpage)
-        _api_events(gr, page)
+            video_api(gr, vpage, group)
+        _api_events(gr, page, group)
     demo.repvit_session = session
     demo.repvit_video = video
+    demo.repvit_max_upload_mb = max(max_image_mb, video.max_mb if video is not None else 0.0)
     return demo
 
 
 def launch_app(demo: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False,
-               **kwargs: Any) -> Any:
-    """Launch ``create_app``'s Blocks on ``host:port`` (no share link, no analytics); returns what ``launch`` does."""
-    gr = require("gradio", "the RepViT-SAM app")
+               max_queue: int = DEFAULT_LIMITS["max_queue"], concurrency: int = DEFAULT_LIMITS["concurrency"],
+               max_sessions: int = DEFAULT_LIMITS["max_sessions"], **kwargs: Any) -> Any:
+    """Launch ``create_app``'s Blocks on ``host:port`` (no share link, no analytics); returns what ``launch`` does.
 
+    Args:
+        max_queue: requests that may wait for the model; one more is refused at once with Gradio's "queue is full".
+        concurrency: requests that run the model at once (every model event is in one concurrency group).
+        max_sessions: browser tabs whose state (the photo and its prompts) is kept; the least recently used beyond.
+        kwargs: more ``Blocks.launch`` keywords. Uploads over the largest limit of the photo and the video (create_app's
+            ``max_image_mb``, the video session's ``max_mb``) are refused while uploading (``max_file_size``).
+    """
+    gr = require("gradio", "the RepViT-SAM app")
+    if max_queue < 1 or concurrency < 1 or max_sessions < 1:
+        raise ValueError(f"max_queue, concurrency and max_sessions must be at least 1, got {max_queue}, "
+                         f"{concurrency} and {max_sessions}")
+    demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
     params = inspect.signature(gr.Blocks.launch).parameters
     kw: dict[str, Any] = {"server_name": host, "server_port": port, "share": False, "prevent_thread_lock": not block,
-                          "quiet": quiet, "show_error": True}
+                          "quiet": quiet, "show_error": True, "state_session_capacity": max_sessions}
+    if getattr(demo, "repvit_max_upload_mb", None) and "max_file_size" in params:
+        kw["max_file_size"] = int(demo.repvit_max_upload_mb * 2**20)
     if "theme" in params and getattr(demo, "repvit_theme", None) is not None:
         kw["theme"] = demo.repvit_theme
     if "ssr_mode" in params:

@@ -61,43 +61,95 @@ def check_prompts(image: np.ndarray, points: Sequence[tuple[float, float, int]] 
     validate_prompts(points, box, image.shape[:2])
 
 
-class EmbeddingLru:
-    """A thread-safe LRU of at most ``size`` (at least 1) entries keyed by :func:`image_key`."""
+def _held_bytes(value: Any, seen: set[int]) -> int:
+    """Bytes of the tensors and arrays ``value`` holds (through dataclasses, containers and plain objects' fields;
+    models are shared, not held), each storage counted once."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if isinstance(value, nn.Module) or id(value) in seen:
+        return 0
+    if isinstance(value, np.ndarray):
+        seen.add(id(value))
+        return value.nbytes
+    seen.add(id(value))
+    if isinstance(value, dict):
+        return sum(_held_bytes(v, seen) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_held_bytes(v, seen) for v in value)
+    fields = getattr(value, "__dict__", None)
+    return sum(_held_bytes(v, seen) for v in fields.values()) if fields else 0
 
-    def __init__(self, size: int):
+
+class EmbeddingLru:
+    """A thread-safe LRU keyed by :func:`image_key` of at most ``size`` (at least 1) entries and, when ``max_bytes``
+    is given, at most ``max_bytes`` bytes of tensors and arrays held by its entries (:attr:`nbytes`)."""
+
+    def __init__(self, size: int, max_bytes: int | None = None):
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive (or None: no byte limit), got {max_bytes}")
         self.size = max(1, int(size))
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._nbytes = 0
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the entries now (never more than ``max_bytes``)."""
+        return self._nbytes
 
     def get(self, key: str) -> Any | None:
         """The entry under ``key`` (now the most recently used), or None."""
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
 
     def put(self, key: str, value: Any) -> None:
-        """Store ``value`` as the most recently used entry, dropping the least recently used beyond ``size``."""
+        """Store ``value`` as the most recently used entry, dropping the least recently used beyond ``size`` entries
+        or ``max_bytes`` bytes.
+
+        Raises:
+            ValueError: ``value`` alone holds more than ``max_bytes``.
+        """
+        nbytes = _held_bytes(value, set())
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            raise ValueError(f"one image embedding holds {nbytes / 2**20:.1f} MB, more than the embedding cache's "
+                             f"limit of {self.max_bytes / 2**20:.1f} MB: raise the limit (max_bytes; repvit sam app "
+                             "--cache-mb MB)")
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._nbytes -= old[1]
+            self._items[key] = (value, nbytes)
+            self._nbytes += nbytes
+            while len(self._items) > self.size or (self.max_bytes is not None and self._nbytes > self.max_bytes):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._nbytes -= dropped
 
 
 class SamSession:
     """RepViT-SAM (any ``segment_anything`` ``Sam``) behind an embedding cache.
 
-    ``embed`` runs the image encoder once per distinct image (LRU of ``cache_size`` embeddings, thread safe);
+    ``embed`` runs the image encoder once per distinct image (an :class:`EmbeddingLru` of at most ``cache_size``
+    embeddings and, when given, ``cache_bytes`` bytes; thread safe);
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
     coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s.
     """
 
-    def __init__(self, sam: nn.Module, cache_size: int = 4):
+    def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None):
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
-        self._cache = EmbeddingLru(cache_size)
+        self._cache = EmbeddingLru(cache_size, cache_bytes)
         self.cache_size = self._cache.size
 
     @property

@@ -142,9 +142,9 @@ def video_tab(gr: Any, page: VideoPage, private: dict[str, Any], note: str | Non
     track.click(page.on_track, [state], [overlay, masks, status], **private)
 
 
-def video_api(gr: Any, page: VideoPage) -> None:
+def video_api(gr: Any, page: VideoPage, events: dict[str, Any] | None = None) -> None:
     """``/track_video`` for ``gradio_client``: (video file, frame index, points JSON) -> (overlay GIF, masks zip,
-    number of frames)."""
+    number of frames); ``events``: more keywords of the event (e.g. its concurrency group)."""
     with gr.Row(visible=False):
         video = gr.File(label="video file", type="filepath")
         frame_idx = gr.Number(0, label="frame index", precision=0)
@@ -153,4 +153,5 @@ def video_api(gr: Any, page: VideoPage) -> None:
         masks = gr.File(label="masks zip")
         count = gr.Number(label="frames tracked", precision=0)
         btn = gr.Button("track video")
-    btn.click(page.api_track, [video, frame_idx, points], [overlay, masks, count], api_name="track_video")
+    btn.click(page.api_track, [video, frame_idx, points], [overlay, masks, count], api_name="track_video",
+              **(events or {}))

@@ -116,3 +116,33 @@ def test_track_equals_the_video_predictor_on_the_clicked_frame(session, video):
     expected = (logits[0, 0] > 0).numpy()
     assert 0 < expected.sum() < W * H
     assert np.array_equal(np.asarray(Image.open(res.mask_dir / "00001.png")) > 0, expected)
+
+
+def test_a_run_in_progress_is_never_deleted_by_another(session, video, tmp_path):
+    """keep=1 and two tracks at once: the second run's clean-up must leave the first's folder alone."""
+    import threading
+
+    from repvit.sam.sam2.video_session import VideoSession
+
+    one = VideoSession(session.predictor, max_frames=N, work_dir=tmp_path / "runs", keep=1)
+    started, go = threading.Event(), threading.Event()
+    real = one._zip
+
+    def held_zip(mask_dir, out):  # the first run waits before zipping until the second has started
+        if not started.is_set():
+            started.set()
+            assert go.wait(60)
+        return real(mask_dir, out)
+
+    one._zip = held_zip
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", one.track(video, 0, [(80.0, 60.0, 1)])))
+    first.start()
+    assert started.wait(120)
+    results["second"] = one.track(video, 1, [(80.0, 60.0, 1)])
+    go.set()
+    first.join(120)
+    assert set(results) == {"first", "second"}  # the first run finished (its folder was not deleted under it)
+    assert results["second"].masks_zip.is_file() and results["first"].masks_zip.is_file()
+    one.track(video, 2, [(80.0, 60.0, 1)])  # both finished: keep=1 deletes them now
+    assert not results["first"].mask_dir.exists() and not results["second"].mask_dir.exists()

@@ -29,9 +29,9 @@ class EdgeTamSession:
 
     supports_everything = False
 
-    def __init__(self, model: EdgeTAM, cache_size: int = 4):
+    def __init__(self, model: EdgeTAM, cache_size: int = 4, cache_bytes: int | None = None):
         self.model = model.eval()
-        self._cache = EmbeddingLru(cache_size)  # (ImageEmbedding, EdgeTamImagePredictor) per image
+        self._cache = EmbeddingLru(cache_size, cache_bytes)  # (ImageEmbedding, EdgeTamImagePredictor) per image
         self.cache_size = self._cache.size
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -90,7 +91,8 @@ class VideoSession:
         max_frames: the longest video accepted, in frames (tracking costs about one image encoding per frame).
         max_mb: the largest file accepted, in MB.
         work_dir: where each tracking run gets its folder (default: a new temporary folder).
-        keep: how many runs' folders to keep; older ones are deleted.
+        keep: how many finished runs' folders to keep; older ones are deleted (never a run in progress, so
+            concurrent ``track`` calls are safe).
         overlay_side: the overlay GIF's longer side in pixels at most (the masks keep the video's size).
         limit_hint: how a user raises the limits, said in the errors about them (e.g. the app's flags).
     """
@@ -105,6 +107,8 @@ class VideoSession:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="repvit_video_"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.keep, self.overlay_side, self.limit_hint = max(1, keep), overlay_side, limit_hint
+        self._runs_lock = threading.Lock()
+        self._running: set[Path] = set()
 
     def _limit_error(self, what: str) -> VideoError:
         how = self.limit_hint or "raise the limit (VideoSession's max_frames / max_mb)"
@@ -172,10 +176,16 @@ class VideoSession:
         validate_prompts(points, None, (info.height, info.width))
 
     def _new_run_dir(self) -> Path:
-        runs = sorted((d for d in self.work_dir.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
-        for old in runs[:max(0, len(runs) - self.keep + 1)]:
-            shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(prefix="track_", dir=self.work_dir))
+        """A new run folder (marked running), after deleting the oldest finished runs beyond ``keep - 1``; under a
+        lock, so that concurrent runs neither delete each other's folder nor stat one being deleted."""
+        with self._runs_lock:
+            runs = sorted((d for d in self.work_dir.iterdir() if d.is_dir() and d not in self._running),
+                          key=lambda d: d.stat().st_mtime)
+            for old in runs[:max(0, len(runs) - self.keep + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+            run = Path(tempfile.mkdtemp(prefix="track_", dir=self.work_dir))
+            self._running.add(run)
+            return run
 
     def track(self, path: str | os.PathLike | VideoInfo, frame_idx: int,
               points: Sequence[tuple[float, float, int]]) -> TrackResult:
@@ -186,19 +196,25 @@ class VideoSession:
         self.check_click(info, frame_idx, points)
         points = tuple((float(x), float(y), int(lab)) for x, y, lab in points)
         run = self._new_run_dir()
-        frames = open_video_frames(info.path, image_size=self.predictor.image_size, cache_size=8)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            masks = track_video(self.predictor, frames, points=[p[:2] for p in points],
-                                labels=[p[2] for p in points], frame_idx=frame_idx)
-            saved = save_masks(masks, run, video=frames, prompts={"frame_idx": frame_idx, "points": points},
-                               gif_max_side=self.overlay_side, gif_fps=info.fps or 10.0)
-        ms = (time.perf_counter() - t0) * 1e3
-        if saved["frames"] != list(range(info.num_frames)):
-            raise VideoError(f"tracking returned frames {saved['frames']} for a video of {info.num_frames} frames")
-        mask_dir = Path(saved["masks_dir"])
-        return TrackResult(frame_idx, points, mask_dir, self._zip(mask_dir, run / "masks.zip"),
-                           Path(saved["overlay"]), tuple(saved["mask_pixels"]), ms)
+        try:
+            frames = open_video_frames(info.path, image_size=self.predictor.image_size, cache_size=8)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                masks = track_video(self.predictor, frames, points=[p[:2] for p in points],
+                                    labels=[p[2] for p in points], frame_idx=frame_idx)
+                saved = save_masks(masks, run, video=frames, prompts={"frame_idx": frame_idx, "points": points},
+                                   gif_max_side=self.overlay_side, gif_fps=info.fps or 10.0)
+            ms = (time.perf_counter() - t0) * 1e3
+            if saved["frames"] != list(range(info.num_frames)):
+                raise VideoError(f"tracking returned frames {saved['frames']} for a video of {info.num_frames} "
+                                 "frames")
+            mask_dir = Path(saved["masks_dir"])
+            masks_zip = self._zip(mask_dir, run / "masks.zip")
+        finally:
+            with self._runs_lock:
+                self._running.discard(run)
+        return TrackResult(frame_idx, points, mask_dir, masks_zip, Path(saved["overlay"]),
+                           tuple(saved["mask_pixels"]), ms)
 
     @staticmethod
     def _zip(mask_dir: Path, out: Path) -> Path:
