@@ -186,8 +186,9 @@ def cubic_upsample_to_conv(model):
             helper.make_node("Conv", [f"{tag}_rows", f"{tag}_kw"], list(node.output), group=channels,
                              kernel_shape=[1, 9], name=f"{tag}_conv_w"),
         ]
+    used = {i for n in new_nodes for i in n.input} | {o.name for o in graph.output}
     del graph.node[:]
-    graph.node.extend(new_nodes)
+    graph.node.extend(n for n in new_nodes if n.op_type != "Constant" or n.output[0] in used)  # the old scales
     return model
 
 
