@@ -16,6 +16,7 @@ installs with ``pip install --no-deps mobilesam-mirror`` when it is missing (not
 ``--no-install`` to skip). Writes JSON and prints a table with ratios, the CPU model and its ISA flags.
 
     python benchmarks/sam_latency.py [--threads 2] [--rounds 5] [--iters 2] [--no-onnx] [--no-mobilesam] [--quick]
+        [--skip repvit_sam,vit_b]
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=1024)
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-mobilesam", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated encoders not to time: repvit_sam, vit_b (the ratios "
+                                               "that need them are then not measured)")
     ap.add_argument("--no-install", action="store_true", help="do not pip-install mobilesam-mirror when missing")
     ap.add_argument("--no-macs", action="store_true", help="skip counting MACs (one extra forward per encoder)")
     ap.add_argument("--no-app", action="store_true", help="skip the app's click-to-mask time")
@@ -153,16 +156,19 @@ def main() -> None:
 
     from segment_anything import sam_model_registry
 
+    skip = {k.strip() for k in args.skip.split(",") if k.strip()}
+    if skip - {"repvit_sam", "vit_b"}:
+        ap.error(f"--skip takes repvit_sam and vit_b, got {', '.join(sorted(skip - {'repvit_sam', 'vit_b'}))}")
     t0 = time.perf_counter()
     edge_sam = build_repvit_sam(variant="edge_sam", img_size=s, fused=True)
-    repvit_sam = build_repvit_sam(img_size=s, fused=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vit_b = sam_model_registry["vit_b"]()
-    ours = {EDGE: edge_sam, REPVIT: repvit_sam}
-    encoders = {EDGE: edge_sam.image_encoder.eval(), REPVIT: repvit_sam.image_encoder.eval()}
-    if s == 1024:  # ViT-B's positional embedding is built for 1024 (--quick times only the RepViT encoders)
-        encoders[VIT_B] = vit_b.image_encoder.eval()
+    ours = {EDGE: edge_sam}
+    if "repvit_sam" not in skip:
+        ours[REPVIT] = build_repvit_sam(img_size=s, fused=True)
+    encoders = {k: sam.image_encoder.eval() for k, sam in ours.items()}
+    if s == 1024 and "vit_b" not in skip:  # ViT-B's positional embedding is built for 1024 (--quick: ours only)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            encoders[VIT_B] = sam_model_registry["vit_b"]().image_encoder.eval()
     mobilesam_note = "skipped (--no-mobilesam)"
     if not args.no_mobilesam:
         tiny, mobilesam_note = _mobilesam_encoder(not args.no_install)
