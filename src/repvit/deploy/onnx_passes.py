@@ -108,11 +108,12 @@ def _cubic_weight(t: float, a: float) -> float:
 def _cubic_x2_kernel(a: float = -0.75):
     """The 9-tap filter that, run over the x2 nearest-upsampled signal, gives x2 cubic (half-pixel) upsampling.
 
-    Output ``2k`` of x2 cubic upsampling weighs ``x[k-2..k+1]`` by ``w(1.75), w(0.75), w(0.25), w(1.25)`` and
-    output ``2k+1`` weighs ``x[k-1..k+2]`` by the reverse. Over ``u[i] = x[i // 2]``, the filter ``K`` centred on
-    ``i`` must sum to those weights over each pair ``u[2j], u[2j+1]``; the unique solution with 7 non-zero taps
-    is ``[a, d-a, b-d+a, c-b+d-a, b-d+a, d-a, a]`` (``a..d`` the four weights), padded with a zero at each end
-    so that it spans the 4 extra samples on each side that edge-padding ``x`` by 2 gives ``u``.
+    Output ``2k`` of x2 cubic upsampling weighs ``x[k-2..k+1]`` by ``w1, w2, w3, w4`` = ``w(1.75), w(0.75),
+    w(0.25), w(1.25)`` (``w`` the cubic kernel with coefficient ``a``) and output ``2k+1`` weighs ``x[k-1..k+2]`` by
+    the reverse. Over ``u[i] = x[i // 2]``, the filter centred on ``i`` must sum to those weights over each pair
+    ``u[2j], u[2j+1]``; the unique solution with 7 non-zero taps is
+    ``[w1, w4-w1, w2-w4+w1, w3-w2+w4-w1, w2-w4+w1, w4-w1, w1]``, padded with a zero at each end so that it spans
+    the 4 extra samples on each side that edge-padding ``x`` by 2 gives ``u``.
     """
     import numpy as np
 
@@ -121,6 +122,7 @@ def _cubic_x2_kernel(a: float = -0.75):
 
 
 def _is_cubic_x2(node, graph) -> bool:
+    """Whether ``node`` is a ``Resize`` doing x2 cubic half-pixel upsampling of H and W with clamped borders."""
     attrs = {a.name: a for a in node.attribute}
 
     def s(name: str, default: str) -> str:
@@ -154,15 +156,15 @@ def cubic_upsample_to_conv(model):
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    targets = [n for n in graph.node if _is_cubic_x2(n, graph)]
+    targets = {i for i, n in enumerate(graph.node) if _is_cubic_x2(n, graph)}
     if not targets:
         return model
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
               for v in (*inferred.graph.value_info, *inferred.graph.input)}
     new_nodes = []
-    for node in graph.node:
-        shape = shapes.get(node.input[0]) if node in targets else None
+    for i, node in enumerate(graph.node):
+        shape = shapes.get(node.input[0]) if i in targets else None
         if shape is None or len(shape) != 4 or not shape[1]:
             new_nodes.append(node)
             continue
@@ -188,7 +190,8 @@ def cubic_upsample_to_conv(model):
         ]
     used = {i for n in new_nodes for i in n.input} | {o.name for o in graph.output}
     del graph.node[:]
-    graph.node.extend(n for n in new_nodes if n.op_type != "Constant" or n.output[0] in used)  # the old scales
+    # Constants nobody reads any more (the replaced Resizes' scales) are dropped
+    graph.node.extend(n for n in new_nodes if n.op_type != "Constant" or n.output[0] in used)
     return model
 
 
