@@ -39,7 +39,12 @@ def test_bench_smoke_run(tmp_path, capsys):
     assert lines[0].startswith("# environment:") and lines[1].startswith("# settings:")
     assert len(list(csv.DictReader(line for line in lines if not line.startswith("#")))) == 4
     md = (tmp_path / "bench.md").read_text()
-    assert "Compute bound" in md and "threads" in md
+    assert "Compute bound" in md and "threads" in md and "CPU flags: " in md
+    env = data["environment"]
+    assert f"family {env.get('cpu_family', '?')}, model {env.get('cpu_model_number', '?')}" in md
+    # the fastest FP32 backend of each model, with its distance from the bound
+    fastest = min((r for r in data["rows"] if r["model"] == "repvit_m0_6"), key=lambda r: r["latency_ms"])
+    assert f"| repvit_m0_6 | {fastest['backend']} | {fastest['latency_ms']:.2f} |" in md
     png = (tmp_path / "bench_pareto.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

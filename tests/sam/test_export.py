@@ -39,6 +39,51 @@ def test_encoder_onnx_matches_pytorch(exported, small_sam):
     assert got.shape == (1, 256, 16, 16) and rel_err(got, ref) < 1e-4
 
 
+def _spatial_reduce_means(proto) -> int:
+    """ReduceMean nodes over H and W (opset 17: axes as an attribute)."""
+    axes = [next((list(a.ints) for a in n.attribute if a.name == "axes"), []) for n in proto.graph.node
+            if n.op_type == "ReduceMean"]
+    return sum(1 for ax in axes if sorted(a % 4 for a in ax) == [2, 3])
+
+
+def test_default_encoder_graph_is_the_optimized_one(exported):
+    """``repvit sam export`` writes the graph after repvit's passes: squeeze-excite pooling as GlobalAveragePool
+    (kept in ONNX Runtime's NCHWc layout), no Identity nodes, still standard ONNX."""
+    import onnx
+
+    proto = onnx.load(str(exported / "encoder.onnx"))
+    onnx.checker.check_model(proto)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "GlobalAveragePool" in ops and "Identity" not in ops and "BatchNormalization" not in ops
+    assert _spatial_reduce_means(proto) == 0
+    assert all(n.domain in ("", "ai.onnx") for n in proto.graph.node)
+
+
+def test_edge_sam_export_replaces_bicubic_resize_and_matches_pytorch(tmp_path):
+    """EdgeSAM's bicubic x2 upsampling is written as nearest upsampling + depthwise convs by the encoder export's
+    defaults (those of ``repvit sam export``), and ONNX Runtime still gives the bicubic PyTorch encoder's
+    embedding."""
+    import onnx
+
+    from repvit.sam import build_repvit_sam
+    from repvit.sam.export import export_encoder_onnx
+    from tests.helpers import randomize_bn
+
+    torch.manual_seed(0)
+    sam = randomize_bn(build_repvit_sam(variant="edge_sam", img_size=128), seed=2).eval()
+    assert sam.image_encoder.cfg.upsample_mode == "bicubic"
+    export_encoder_onnx(sam, tmp_path / "encoder.onnx")
+    proto = onnx.load(str(tmp_path / "encoder.onnx"))
+    modes = [next((a.s.decode() for a in n.attribute if a.name == "mode"), "nearest")
+             for n in proto.graph.node if n.op_type == "Resize"]
+    assert modes == ["nearest"] and _spatial_reduce_means(proto) == 0
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = sam.image_encoder(x)
+    got = torch.from_numpy(_session(tmp_path / "encoder.onnx").run(None, {"image": x.numpy()})[0])
+    assert rel_err(got, ref) < 1e-4
+
+
 def test_encoder_onnx_with_preprocessing(small_sam, astronaut, tmp_path):
     """With preprocessing in the graph the input is raw 0..255 pixels of any size: for an image whose longest side
     is already img_size it equals segment_anything's ``Sam.preprocess`` (normalize, pad) + the encoder."""

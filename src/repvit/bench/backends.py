@@ -10,13 +10,13 @@ Backends:
     compile: ``torch.compile`` (inductor), compiled before returning.
     torchscript: ``torch.jit.trace`` + ``torch.jit.freeze`` + ``optimize_for_inference``.
     onnxruntime: ONNX export (TorchScript exporter, opset 17, :mod:`repvit.deploy.onnx_passes`) run by ONNX
-        Runtime's CPU provider, full graph optimization, ``intra_op_num_threads=threads``, thread spinning off
-        (see ``_onnxruntime``).
+        Runtime in :func:`repvit.deploy.onnx_export.make_session` (full graph optimization, the NCHWc squeeze-excite
+        rewrite, ``intra_op_num_threads=threads``, threads spinning within a run and stopped when it returns).
     onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights.
     openvino: the same ONNX export and passes, but with the example's fixed batch, compiled by OpenVINO's CPU plugin
         (:func:`repvit.deploy.openvino_runtime.compile_onnx`: ``INFERENCE_NUM_THREADS=threads``, latency hint, one
         stream, f32 precision so it compares with FP32 ONNX Runtime); one reused infer request per call. Its idle
-        threads sleep within about a millisecond, so unlike ONNX Runtime it needs no spinning switch.
+        threads sleep within about a millisecond.
     executorch, executorch-int8, openvino-int8, openvino-qdq, openvino-bf16, eager-bf16, onnxruntime-int8-conv,
         tflite: phone runtimes and low precision, see :mod:`repvit.bench.lowp_backends`.
     cuda-fp16 / cuda-bf16: the model in half / bfloat16 on CUDA (only when CUDA is available); time it with
@@ -178,9 +178,9 @@ def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int, int8: bo
     data = apply_passes(data)  # the same graph rewrites `repvit export` applies
     if int8:
         data = quantize_onnx_bytes(data, _calibration_arrays(calib, example), int8_mode=int8_mode)
-    # no spinning: idle ONNX Runtime threads would busy-wait and steal the CPU from whatever runs next (another
-    # candidate of an interleaved run, PyTorch's own thread pool), which distorts every other measurement
-    sess = make_session(data, threads=threads, spinning=False)
+    # make_session's defaults, what users get: threads spin between the ops of a run and stop when it returns, so
+    # they do not steal the CPU from whatever runs next (another candidate of an interleaved run, PyTorch's pool)
+    sess = make_session(data, threads=threads)
     name = sess.get_inputs()[0].name
     feed = {name: example.detach().cpu().float().numpy()}
 

@@ -27,7 +27,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table (one row per model x backend) with a header recording the setup."""
     env, st, sg = result["environment"], result["settings"], result["sgemm"]
     lines = [
-        f"Machine: {env.get('cpu_model') or env.get('processor')} ({env.get('cpu_count')} CPUs), {env.get('platform')}",
+        f"Machine: {env.get('cpu_model') or env.get('processor')} (family {env.get('cpu_family', '?')}, model "
+        f"{env.get('cpu_model_number', '?')}; {env.get('cpu_count')} CPUs), {env.get('platform')}",
         f"Libraries: torch {env.get('torch')}, timm {env.get('timm')}, onnxruntime {env.get('onnxruntime')}, "
         f"onnx {env.get('onnx')}, openvino {env.get('openvino')}, python {env.get('python')}; load average "
         f"(1/5/15 min) at the end: {env.get('loadavg_1m_5m_15m')}",
@@ -52,6 +53,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{_fmt(r['bound_ms'])} | {_fmt(r['x_bound'])} | {_fmt(r['efficiency_pct'], 1)} | "
             f"{_fmt(r.get('x_bound_best'))} |"
         )
+    lines += _fastest_lines(result)
     lines += _lowp_lines(result.get("lowp") or [])
     lines += _accuracy_lines(result.get("accuracy"))
     if result.get("errors"):
@@ -73,6 +75,21 @@ def _probes(sg: dict[str, Any]) -> str:
             mark = " (used)" if sg.get("bound_library") == key else ""
             parts.append(f"{p['library']} {p['gflops']:.1f}{mark}")
     return "; ".join(parts) if parts else "torch.mm"
+
+
+def _fastest_lines(result: dict[str, Any]) -> list[str]:
+    """Per model, the fastest FP32 backend (median batch-1 latency) and its distance from the compute bound."""
+    rows = {(r["model"], r["backend"]): r for r in result["rows"]}
+    entries = [(e, rows.get((e["model"], e["fp32_backend"]), {})) for e in result.get("lowp") or []]
+    if not entries:
+        return []
+    lines = ["", "Fastest FP32 backend per model (median latency, batch 1):", "",
+             "| model | fastest backend | latency ms | bound ms | x bound | x bound (best/best) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for e, r in entries:
+        lines.append(f"| {e['model']} | {e['fp32_backend']} | {_fmt(e['fp32_ms'])} | {_fmt(r.get('bound_ms'))} | "
+                     f"{_fmt(r.get('x_bound'))} | {_fmt(r.get('x_bound_best'))} |")
+    return lines
 
 
 def _lowp_lines(lowp: list[dict[str, Any]]) -> list[str]:

@@ -187,7 +187,9 @@ def make_session(
         path_or_bytes: the model file or its serialized bytes.
         threads: ``intra_op_num_threads`` (``inter_op_num_threads`` is 1: the graph is a chain).
         level: graph optimization level.
-        spinning: let idle intra-op threads spin (lower latency at batch 1, more CPU burnt).
+        spinning: let idle intra-op threads spin between the ops of a run (lower latency at batch 1); they stop
+            spinning when the run returns (``session.force_spinning_stop``), so no core stays busy between calls
+            and whatever runs next (another model, a benchmark's next candidate) gets the CPU.
         nchwc_se: at level ``all``, keep squeeze-excite blocks in ONNX Runtime's blocked layout
             (:mod:`repvit.deploy.ort_nchwc`; about 4% faster for RepViT-M0.9 at batch 1). The rewritten graph is
             checked against ONNX Runtime's own on a random input and dropped, with a log message, if it differs
@@ -201,7 +203,9 @@ def make_session(
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    if not spinning:
+    if spinning:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
+    else:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])

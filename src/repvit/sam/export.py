@@ -12,7 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session
+from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, optimize_onnx_bytes
+from repvit.deploy.onnx_passes import apply_passes
 from repvit.deploy.parity import ParityReport, compare_outputs
 from repvit.io import atomic_write
 from repvit.runtime import require
@@ -45,9 +46,15 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
                         upsample_mode: str | None = None) -> dict[str, Any]:
     """Write the fused image encoder as ONNX and check it against ONNX Runtime.
 
-    EdgeSAM's bicubic upsampling exports as ONNX ``Resize`` (cubic, half-pixel) and matches PyTorch; ``upsample_mode``
-    (``"bilinear"``, as EdgeSAM's own export scripts do) replaces it in the exported graph, and the parity check is
-    then against the PyTorch encoder with the same mode. The mode is recorded in the metadata (``sam_config``).
+    The graph goes through :func:`repvit.deploy.onnx_passes.apply_passes` (squeeze-excite pooling as
+    ``GlobalAveragePool``, EdgeSAM's x2 bicubic upsampling as edge padding, nearest upsampling and depthwise
+    convolutions: the same functions in the ops ONNX Runtime runs fast) and ONNX Runtime's ``basic`` optimizations,
+    so the file stays standard ONNX; :func:`repvit.deploy.onnx_export.make_session` adds the CPU-specific ones.
+    The parity check runs in such a session.
+
+    ``upsample_mode`` (``"bilinear"``, as EdgeSAM's own export scripts do) replaces EdgeSAM's bicubic upsampling in
+    the exported graph, and the parity check is then against the PyTorch encoder with the same mode. The mode is
+    recorded in the metadata (``sam_config``).
 
     Without ``preprocess`` the graph is the authors' form: input ``image`` (1, 3, S, S), already normalized and
     padded (``Sam.preprocess``), output ``image_embeddings`` (1, 256, S/16, S/16). With ``preprocess`` the input is
@@ -62,7 +69,8 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
     enc = _fused_encoder(sam, upsample_mode)
     s = cfg.img_size
     meta = {**_model_meta(enc), "fused": True, "preprocess_in_graph": preprocess,
-            "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1]}
+            "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1],
+            "graph_optimization": "basic; repvit.deploy.onnx_passes"}
     gen = torch.Generator().manual_seed(0)
     if not preprocess:
         example = torch.randn(1, 3, s, s, generator=gen)
@@ -77,9 +85,9 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
                                  output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}})
         enc = model
         checks = [example, torch.rand(1, 3, w, h // 2 * 2, generator=gen) * 255]  # also a portrait image
-    data = add_metadata(data, meta)
+    data = add_metadata(optimize_onnx_bytes(apply_passes(data), "basic"), meta)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
-    sess = make_session(data, threads=2, level="basic")
+    sess = make_session(data, threads=2)
     report = ParityReport()
     for i, x in enumerate(checks):
         with torch.no_grad():

@@ -2,9 +2,10 @@
 
 The graph takes the normalised image ``input`` ``(N, 3, H, W)`` (normalisation is not in the graph; the mean and
 std are in the metadata) and returns ``logits`` ``(N, num_classes, H, W)``. It is exported from the fused model
-(re-parameterized backbone, head conv+BN folded) with PyTorch's TorchScript-based exporter, like the
-classification exports (:mod:`repvit.deploy.onnx_export`), and every size in ``check_sizes`` is run in ONNX
-Runtime and compared with the fused PyTorch model (max |difference| relative to max |logit|).
+(re-parameterized backbone, head conv+BN folded) with PyTorch's TorchScript-based exporter and the graph passes of
+the classification exports (:mod:`repvit.deploy.onnx_export`, :mod:`repvit.deploy.onnx_passes`: squeeze-excite
+pooling as ``GlobalAveragePool``, which keeps ONNX Runtime's NCHWc layout), and every size in ``check_sizes`` is
+run in ONNX Runtime and compared with the fused PyTorch model (max |difference| relative to max |logit|).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from repvit.deploy.onnx_export import OPSET, add_metadata, export_onnx_bytes, make_session, run_session
+from repvit.deploy.onnx_passes import apply_passes
 from repvit.deploy.parity import compare_outputs
 from repvit.io import atomic_write
 from repvit.runtime import require
@@ -46,8 +48,8 @@ def export_segmenter_onnx(
     fused = model.fuse().float().eval()
     example = torch.randn(1, 3, *example_size)
     spatial = {2: "height", 3: "width"}
-    data = export_onnx_bytes(fused, example, opset=opset, output_names=["logits"],
-                             dynamic_axes={"input": spatial, "logits": spatial})
+    data = apply_passes(export_onnx_bytes(fused, example, opset=opset, output_names=["logits"],
+                                          dynamic_axes={"input": spatial, "logits": spatial}))
     data = add_metadata(data, {"task": "segment", "num_classes": fused.num_classes, **(metadata or {})})
     sess = make_session(data, threads=1)
     report = None
