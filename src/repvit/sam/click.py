@@ -38,7 +38,8 @@ class ImageContext:
     """What the mask decoder needs from one image embedding, computed once (:meth:`ClickDecoder.prepare`).
 
     ``keys`` (N, C): the image tokens plus ``no_mask_embed``; ``k0``, ``v0`` (H, N, C/2H): the first block's
-    token-to-image keys and values by head; ``q0`` (N, C/2): its image-to-token queries; ``grid``: (h, w) tokens.
+    token-to-image keys and values by head; ``q0`` (H, C/2H, N): its image-to-token queries by head, transposed;
+    ``grid``: (h, w) tokens.
     """
 
     keys: torch.Tensor
@@ -94,7 +95,7 @@ class ClickDecoder:
         ti, it = blk.cross_attn_token_to_image, blk.cross_attn_image_to_token
         k0 = _heads(F.linear(kp, ti.k_proj.weight, ti.k_proj.bias), ti.num_heads).contiguous()
         v0 = _heads(F.linear(keys, ti.v_proj.weight, ti.v_proj.bias), ti.num_heads).contiguous()
-        q0 = F.linear(kp, it.q_proj.weight, it.q_proj.bias)
+        q0 = F.linear(kp, it.q_proj.weight, it.q_proj.bias).t().reshape(it.num_heads, -1, kp.shape[0])
         return ImageContext(keys, k0, v0, q0, tuple(features.shape[-2:]))
 
     # ---- attention between the prompt tokens and the image tokens
@@ -120,16 +121,16 @@ class ClickDecoder:
     def _image_to_token(att: nn.Module, xq: torch.Tensor | None, xp: torch.Tensor, k: torch.Tensor,
                         v: torch.Tensor) -> torch.Tensor:
         """``att(q=xp, k=k, v=v)`` for image tokens ``xp`` (N, C) and tokens ``k``, ``v`` (T, C); ``xq`` is
-        ``att.q_proj(xp)`` when already computed."""
+        ``att.q_proj(xp)`` by head, transposed (h, d, N), when already computed."""
         h, t = att.num_heads, k.shape[0]
         d = att.internal_dim // h
         kh = _heads(F.linear(k, att.k_proj.weight, att.k_proj.bias), h) * d**-0.5  # (h, T, d)
         vh = _heads(F.linear(v, att.v_proj.weight, att.v_proj.bias), h)
         if xq is None and h * t >= att.internal_dim:  # many tokens: project the image tokens
-            xq = F.linear(xp, att.q_proj.weight, att.q_proj.bias)
+            xq = F.linear(xp, att.q_proj.weight, att.q_proj.bias).t().reshape(h, d, -1)
         # scores (h T, N), softmax over each head's T tokens (dim 1 of (h, T, N): rows of N, not of T, for speed)
-        if xq is not None:  # from the projected image tokens and a block-diagonal matrix of keys
-            s = torch.mm(torch.block_diag(*kh.unbind(0)), xq.t())
+        if xq is not None:  # from the projected image tokens, head by head
+            s = torch.bmm(kh, xq).view(h * t, -1)
         else:  # q_proj folded into the keys: k_h W_q,h xp^T + k_h b_q,h
             e = torch.bmm(kh, att.q_proj.weight.view(h, d, -1)).reshape(h * t, -1)  # (h T, C)
             s = torch.addmm(torch.bmm(kh, att.q_proj.bias.view(h, d, 1)).view(h * t, 1), e, xp.t())
@@ -172,9 +173,9 @@ class ClickDecoder:
         return q, x
 
     def _mask(self, x: torch.Tensor, grid: tuple[int, int], w: torch.Tensor) -> torch.Tensor:
-        """``w @ output_upscaling(x)`` (``w``: a hypernetwork's output) as a (4h, 4w) map for image tokens ``x`` (N, C): the two transposed
-        convolutions (kernel 2, stride 2) as per-token matrix products, the sub-pixel positions kept in the last
-        dimensions until the single mask is put in image order."""
+        """``w @ output_upscaling(x)`` (``w``: a hypernetwork's output) as a (4h, 4w) map for image tokens ``x``
+        (N, C): the two transposed convolutions (kernel 2, stride 2) as per-token matrix products, the sub-pixel
+        positions kept in the last dimensions until the single mask is put in image order."""
         up1, ln, act1, up2, act2 = self.dec.output_upscaling
         c1, c2 = up1.weight.shape[1], up2.weight.shape[1]
         if up1.kernel_size != (2, 2) or up1.stride != (2, 2) or up2.kernel_size != (2, 2) or up2.stride != (2, 2):
