@@ -2,11 +2,13 @@
 the overlay (what the app's handler does: ``SamSession.segment`` on the cached embedding, ``mask_overlay``,
 ``save_png``), after the first encode, with EdgeSAM's decoder (random weights: speed only) on a 1024 x 768 photo.
 
-Interleaved in one run: the click; the same click with segment-anything's own decoder path (``MaskDecoder`` on the
-embedding, the chosen mask through ``Sam.postprocess_masks``: the session's decode before
-:class:`repvit.sam.click.ClickDecoder`); the decode alone both ways and through ``SamPredictor.predict``; and a
-1024^3 ``torch.mm``. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the
-per-click path (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run
+Interleaved in one run: the click; its overlay + PNG alone, and on an elliptic mask (random weights decode a
+fragmented mask, which costs PNG compression more than a real object's outline); the same click with
+segment-anything's own decoder path (``MaskDecoder`` on the embedding, the chosen mask through
+``Sam.postprocess_masks``: the session's decode before :class:`repvit.sam.click.ClickDecoder`); the decode alone
+both ways and through ``SamPredictor.predict``; the per-click part (low-resolution mask) in PyTorch and exported to
+ONNX Runtime; and a 1024^3 ``torch.mm``. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode``
+on the per-click path (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run
 (``torch.mm`` here, OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: click / bound
 <= 1.25 and click <= 30 ms. Writes JSON and prints a table with ratios, the CPU model and its ISA flags.
 
@@ -35,6 +37,10 @@ CLICK_OLD = "click, segment-anything's decoder"
 DECODE = "decode (ClickDecoder)"
 DECODE_OLD = "decode (MaskDecoder + postprocess)"
 PREDICT = "decode (SamPredictor.predict)"
+OVERLAY = "overlay + PNG, the decoded mask"
+OVERLAY_BLOB = "overlay + PNG, an ellipse (a real mask)"
+PART = "per-click part, low-res (torch)"
+PART_ORT = "per-click part, low-res (onnxruntime)"
 SGEMM = "sgemm 1024 (torch.mm)"
 
 
@@ -55,6 +61,46 @@ def old_decode(session: SamSession, emb: ImageEmbedding, points, multimask: bool
         return (up[0, 0] > sam.mask_threshold).numpy(), float(iou[0, best])
 
 
+class PerClick(torch.nn.Module):
+    """The per-click part of :class:`~repvit.sam.click.ClickDecoder` as one traceable module for ONNX export:
+    sparse prompt embeddings and the image context in, the chosen low-resolution mask logits and IoU out (all
+    hypernetworks run, the chosen output gathered in the graph)."""
+
+    def __init__(self, session: SamSession, grid: tuple[int, int]):
+        super().__init__()
+        self.clicks, self.grid = session.clicks, grid
+        self.decoder = session.sam.mask_decoder  # its weights become the graph's initializers
+
+    def forward(self, sparse, keys, k0, v0, q0):
+        from repvit.sam.click import ImageContext
+
+        dec, cd = self.decoder, self.clicks
+        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight, sparse[0]], 0)
+        q, x = cd._transformer(ImageContext(keys, k0, v0, q0, self.grid), tokens)
+        iou = dec.iou_prediction_head(q[0])
+        best = 1 + torch.argmax(iou[1:])
+        hyper = torch.stack([m(q[1 + i]) for i, m in enumerate(dec.output_hypernetworks_mlps)])
+        return cd._mask(x, self.grid, hyper[best]), iou[best]
+
+
+def _ort_part(session: SamSession, emb: ImageEmbedding, sparse: torch.Tensor, threads: int):
+    """Torch and ONNX Runtime callables of :class:`PerClick` on one prompt, the session, and the largest
+    difference of their logits."""
+    from repvit.deploy.onnx_export import export_onnx_bytes, make_session
+
+    ctx = emb.context
+    part = PerClick(session, ctx.grid).eval()
+    names = ["sparse", "keys", "k0", "v0", "q0"]
+    args = (sparse, ctx.keys, ctx.k0, ctx.v0, ctx.q0)
+    with torch.no_grad():
+        data = export_onnx_bytes(part, args, dynamic_batch=False, input_names=names, output_names=["mask", "iou"])
+        ref = part(*args)[0].numpy()
+    sess = make_session(data, threads=threads, level="all")
+    feed = {k: v.numpy() for k, v in zip(names, args)}
+    diff = float(np.abs(sess.run(None, feed)[0] - ref).max())
+    return (lambda: part(*args)), (lambda: sess.run(None, feed)), diff
+
+
 def count_flops(fn) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,12 +115,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=4, help="clicks per candidate per round (rounds x iters timed)")
     ap.add_argument("--img-size", type=int, default=1024)
+    ap.add_argument("--no-onnx", action="store_true", help="skip the per-click part in ONNX Runtime")
     ap.add_argument("--no-openblas", action="store_true", help="skip the OpenBLAS sgemm probe (own process)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 256 px, 1 round of 1, no OpenBLAS probe")
     ap.add_argument("--out", default="benchmarks/results/sam_click.json")
     args = ap.parse_args()
     if args.quick:
-        args.img_size, args.rounds, args.iters, args.no_openblas = 256, 1, 1, True
+        args.img_size, args.rounds, args.iters, args.no_openblas, args.no_onnx = 256, 1, 1, True, True
         if args.out == ap.get_default("out"):
             args.out = str(Path(tempfile.gettempdir()) / "sam_click_quick.json")
     probes: dict[str, dict] = {}
@@ -105,12 +152,33 @@ def main() -> None:
         mask_overlay(image, mask, point)
         save_png(mask, png)
 
+    mask_now, _ = session.decode(emb, point)
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    ellipse = ((yy - point[0][1]) / (s * 0.2)) ** 2 + ((xx - point[0][0]) / (s * 0.3)) ** 2 < 1
+
+    def overlay(mask: np.ndarray) -> None:
+        mask_overlay(image, mask, point)
+        save_png(mask, png)
+
     def predict() -> None:
         session.predictor_for(emb).predict(np.array([point[0][:2]], np.float32), np.array([1]), multimask_output=True)
 
     sgemm, sgemm_flop = sgemm_callable(1024)
     cands = {CLICK: click, CLICK_OLD: click_old, DECODE: lambda: session.decode(emb, point),
-             DECODE_OLD: lambda: old_decode(session, emb, point), PREDICT: predict, SGEMM: sgemm}
+             DECODE_OLD: lambda: old_decode(session, emb, point), PREDICT: predict, SGEMM: sgemm,
+             OVERLAY: lambda: overlay(mask_now), OVERLAY_BLOB: lambda: overlay(ellipse)}
+    onnx_note = "skipped (--no-onnx)"
+    if not args.no_onnx:
+        with torch.inference_mode():
+            coords = session.predictor_for(emb).transform.apply_coords(np.array([point[0][:2]], np.float32),
+                                                                       emb.original_size)
+            sparse, _ = sam.prompt_encoder(points=(torch.as_tensor(coords)[None], torch.tensor([[1]])), boxes=None,
+                                           masks=None)
+        try:
+            cands[PART], cands[PART_ORT], diff = _ort_part(session, emb, sparse.clone(), args.threads)
+            onnx_note = f"max |logit difference| onnxruntime vs torch {diff:.2e}"
+        except Exception as e:  # report, keep the other results
+            onnx_note = f"export failed: {type(e).__name__}: {str(e)[:200]}"
 
     with torch.inference_mode():  # the same mask both ways, before timing
         new_mask, new_iou = session.decode(emb, point)
@@ -121,7 +189,8 @@ def main() -> None:
               "predicted_iou_abs_diff": abs(new_iou - ref_iou)}
 
     t0 = time.perf_counter()
-    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads)
+    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
+                              settle_s=0.0 if args.no_onnx else 0.05)
     time_s = time.perf_counter() - t0
     with torch.inference_mode():  # the flop counts and the parts of a click, outside the timed rounds
         flops = {"click": count_flops(lambda: session.decode(emb, point)),
@@ -140,7 +209,12 @@ def main() -> None:
         "click_over_bound": click_ms / bound, "decode_over_bound": decode_ms / bound,
         "click_old_over_click": res[CLICK_OLD].median_ms / click_ms,
         "decode_old_over_decode": res[DECODE_OLD].median_ms / decode_ms,
-        "overlay_png_ms": click_ms - decode_ms,
+        "overlay_png_ms": res[OVERLAY].median_ms, "overlay_png_ellipse_ms": res[OVERLAY_BLOB].median_ms,
+        "click_with_ellipse_ms": decode_ms + res[OVERLAY_BLOB].median_ms,
+        "decoded_mask": {"area_fraction": float(mask_now.mean()),
+                         "row_transitions": int(np.count_nonzero(np.diff(mask_now, axis=1)))},
+        "onnxruntime_over_torch_per_click_part": (res[PART_ORT].median_ms / res[PART].median_ms
+                                                  if PART_ORT in res else None),
         "target_ratio_1_25_met": click_ms / bound <= 1.25, "target_30_ms_met": click_ms <= 30.0,
     }
     env = environment_info()
@@ -148,7 +222,7 @@ def main() -> None:
            "image": list(image.shape), "prompt": "one point, multimask (best of three)", "threads": args.threads,
            "rounds": args.rounds, "iters_per_round": args.iters, "quick": args.quick, "time_s": time_s,
            "results": {k: v.to_dict() for k, v in res.items()}, "sgemm_probes": probes, "parity": parity,
-           "summary": summary, "environment": env}
+           "onnx": onnx_note, "summary": summary, "environment": env}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
 
@@ -166,8 +240,13 @@ def main() -> None:
           f"{'met' if summary['target_ratio_1_25_met'] else 'NOT met'}); decode / bound "
           f"{summary['decode_over_bound']:.2f}; click {click_ms:.1f} ms (target <= 30 ms: "
           f"{'met' if summary['target_30_ms_met'] else 'NOT met'})")
+    print(f"the decoded mask (random weights) covers {mask_now.mean():.0%} of the image in fragments; with an "
+          f"ellipse's overlay + PNG a click would take {summary['click_with_ellipse_ms']:.1f} ms")
     print(f"old / new: click {summary['click_old_over_click']:.2f}x, decode {summary['decode_old_over_decode']:.2f}x; "
           f"mask IoU vs segment-anything {parity['iou_vs_segment_anything']:.5f}")
+    if summary["onnxruntime_over_torch_per_click_part"] is not None:
+        print(f"per-click part, onnxruntime / torch: {summary['onnxruntime_over_torch_per_click_part']:.2f}x")
+    print(f"onnx: {onnx_note}")
     print(f"wrote {args.out}")
 
 

@@ -118,10 +118,10 @@ class ClickDecoder:
         return F.linear(o.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj.weight, att.out_proj.bias)
 
     @staticmethod
-    def _image_to_token(att: nn.Module, xq: torch.Tensor | None, xp: torch.Tensor, k: torch.Tensor,
-                        v: torch.Tensor) -> torch.Tensor:
-        """``att(q=xp, k=k, v=v)`` for image tokens ``xp`` (N, C) and tokens ``k``, ``v`` (T, C); ``xq`` is
-        ``att.q_proj(xp)`` by head, transposed (h, d, N), when already computed."""
+    def _add_image_to_token(att: nn.Module, x: torch.Tensor, xq: torch.Tensor | None, xp: torch.Tensor,
+                            k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``x + att(q=xp, k=k, v=v)`` for image tokens ``x``, ``xp = x + pe`` (N, C) and tokens ``k``, ``v``
+        (T, C); ``xq`` is ``att.q_proj(xp)`` by head, transposed (h, d, N), when already computed."""
         h, t = att.num_heads, k.shape[0]
         d = att.internal_dim // h
         kh = _heads(F.linear(k, att.k_proj.weight, att.k_proj.bias), h) * d**-0.5  # (h, T, d)
@@ -137,10 +137,10 @@ class ClickDecoder:
         a = torch.softmax(s.view(h, t, -1), 1)
         if h * t >= att.internal_dim:
             o = torch.bmm(a.transpose(1, 2), vh).transpose(0, 1).reshape(-1, att.internal_dim)
-            return F.linear(o, att.out_proj.weight, att.out_proj.bias)
-        # out_proj folded into the values: sum_h a_h (v_h W_o,h^T)
+            return x + F.linear(o, att.out_proj.weight, att.out_proj.bias)
+        # out_proj folded into the values, sum_h a_h (v_h W_o,h^T), and its bias too: each head's weights sum to 1
         m = torch.bmm(vh, att.out_proj.weight.view(-1, h, d).permute(1, 2, 0)).reshape(h * t, -1)  # (h T, C)
-        return torch.addmm(att.out_proj.bias, a.view(h * t, -1).t(), m)
+        return torch.addmm(x, a.view(h * t, -1).t(), m + att.out_proj.bias / h)
 
     # ---- the decoder
     def _transformer(self, ctx: ImageContext, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,8 +167,7 @@ class ClickDecoder:
                 a = self._token_to_image(blk.cross_attn_token_to_image, q + tokens, x, xp)
             q = blk.norm2(q + a)
             q = blk.norm3(q + blk.mlp(q))
-            a = self._image_to_token(blk.cross_attn_image_to_token, xq, xp, q + tokens, q)
-            x = blk.norm4(x + a)
+            x = blk.norm4(self._add_image_to_token(blk.cross_attn_image_to_token, x, xq, xp, q + tokens, q))
         q = tf.norm_final_attn(q + self._token_to_image(tf.final_attn_token_to_image, q + tokens, x, x + pe))
         return q, x
 
