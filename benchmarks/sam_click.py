@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/sam_click.json")
     args = ap.parse_args()
     if args.quick:
-        args.img_size, args.rounds, args.iters, args.no_openblas, args.no_onnx = 256, 1, 1, True, True
+        args.img_size, args.rounds, args.iters, args.no_openblas = 256, 1, 1, True
         if args.out == ap.get_default("out"):
             args.out = str(Path(tempfile.gettempdir()) / "sam_click_quick.json")
     probes: dict[str, dict] = {}
