@@ -101,3 +101,17 @@ def test_click_decoder_refuses_a_batch(small_sam, predictor):
         dec.prepare(predictor.features.expand(2, -1, -1, -1))
     with pytest.raises(ValueError, match="one prompt set"):
         dec.decode(dec.prepare(predictor.features), torch.zeros(2, 3, 256), False)
+
+
+def test_click_graph_in_onnx_runtime_equals_the_torch_decoder(small_sam, predictor):
+    pytest.importorskip("onnxruntime")
+    dec = ClickDecoder(small_sam)
+    ctx = dec.prepare(predictor.features)
+    sess = dec.onnx_session(ctx.grid, threads=1)  # traced with 2 prompt tokens, run with 2 to 22
+    for name in ("one point, three candidates", "a box and a point", "twenty points (image-side projections)"):
+        points, box, multimask = PROMPTS[name]
+        sparse = _sparse(small_sam, predictor, points, box)
+        low, score, index = dec.decode(ctx, sparse, multimask)
+        got, got_score, got_index = dec.decode_onnx(sess, ctx, sparse, multimask)
+        assert got_index == index and got_score == pytest.approx(score, abs=1e-5), name
+        torch.testing.assert_close(got, low, rtol=1e-4, atol=1e-5 * float(low.abs().max()))

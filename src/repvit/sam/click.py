@@ -24,13 +24,16 @@ Masks equal ``SamPredictor.predict``'s up to float rounding (tests/sam/test_clic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ImageContext", "ClickDecoder"]
+__all__ = ["ImageContext", "ClickDecoder", "ClickGraph"]
+
+_CONTEXT = ("keys", "k0", "v0", "q0")
 
 
 @dataclass
@@ -207,6 +210,31 @@ class ClickDecoder:
         mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](q[1 + best]))
         return mask[None, None], float(iou[best]), best
 
+    def onnx_session(self, grid: tuple[int, int], threads: int = 2) -> Any:
+        """:class:`ClickGraph` for image tokens on ``grid`` exported to ONNX (any number of prompts) and loaded in
+        ONNX Runtime (:func:`repvit.deploy.onnx_export.make_session`, ``threads`` intra-op threads); run it with
+        :meth:`decode_onnx`. The graph holds a copy of the decoder's weights."""
+        from repvit.deploy.onnx_export import export_onnx_bytes, make_session
+
+        g = torch.Generator().manual_seed(0)
+        ctx = self.prepare(torch.randn(1, self.dec.transformer_dim, *grid, generator=g))
+        sparse = torch.randn(1, 2, self.dec.transformer_dim, generator=g)
+        args = (sparse, *(getattr(ctx, k) for k in _CONTEXT), torch.ones(1))
+        with torch.no_grad():
+            data = export_onnx_bytes(ClickGraph(self, grid).eval(), args, dynamic_batch=False,
+                                     input_names=["sparse", *_CONTEXT, "multimask"],
+                                     output_names=["low_res_mask", "iou", "index"],
+                                     dynamic_axes={"sparse": {1: "num_prompt_tokens"}})
+        return make_session(data, threads=threads, level="all")
+
+    def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor,
+                    multimask: bool) -> tuple[torch.Tensor, float, int]:
+        """:meth:`decode` through an :meth:`onnx_session` of the context's grid."""
+        feed = {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
+        feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32)}
+        low, iou, index = session.run(None, feed)
+        return torch.from_numpy(low).to(ctx.keys.device), float(iou), int(index)
+
     @torch.inference_mode()
     def upscale(self, low: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int],
                 threshold: float = 0.0) -> np.ndarray:
@@ -228,3 +256,25 @@ class ClickDecoder:
         if tuple(original_size) != (h, w):
             up = F.interpolate(up, tuple(original_size), mode="bilinear", align_corners=False)
         return (up[0, 0] > threshold).cpu().numpy()
+
+
+class ClickGraph(nn.Module):
+    """:meth:`ClickDecoder.decode` as one traceable module, for ONNX export: inputs the sparse prompt embeddings
+    (1, n, C), the :class:`ImageContext` tensors and ``multimask`` (1,) (> 0: choose among the three candidates);
+    outputs the chosen low-resolution logits (1, 1, 4h, 4w), its IoU and its index. All four hypernetworks run (a
+    few thousand multiply-adds each) and the chosen output is gathered in the graph."""
+
+    def __init__(self, clicks: ClickDecoder, grid: tuple[int, int]):
+        super().__init__()
+        self.clicks, self.grid = clicks, tuple(grid)
+        self.decoder = clicks.dec  # registered: its weights become the graph's initializers
+
+    def forward(self, sparse: torch.Tensor, keys: torch.Tensor, k0: torch.Tensor, v0: torch.Tensor, q0: torch.Tensor,
+                multimask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dec, cd = self.decoder, self.clicks
+        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight, sparse[0]], 0)
+        q, x = cd._transformer(ImageContext(keys, k0, v0, q0, self.grid), tokens)
+        iou = dec.iou_prediction_head(q[0])
+        best = torch.where(multimask[0] > 0, torch.argmax(iou[1:]) + 1, torch.zeros((), dtype=torch.long))
+        hyper = torch.stack([mlp(q[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)])
+        return cd._mask(x, self.grid, hyper[best])[None, None], iou[best], best

@@ -95,13 +95,20 @@ class SamSession:
 
     ``embed`` runs the image encoder once per distinct image (LRU of ``cache_size`` embeddings, thread safe);
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
-    coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s.
+    coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
+    runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``,
+    with PyTorch's thread count at the first click; :meth:`repvit.sam.click.ClickDecoder.onnx_session`).
     """
 
-    def __init__(self, sam: nn.Module, cache_size: int = 4):
+    def __init__(self, sam: nn.Module, cache_size: int = 4, runtime: str = "torch"):
+        if runtime not in ("torch", "onnxruntime"):
+            raise ValueError(f"unknown runtime {runtime!r}: use 'torch' or 'onnxruntime'.")
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
         self.clicks = ClickDecoder(self.sam)
+        self.runtime = runtime
+        self._onnx: dict[tuple[int, int], Any] = {}
+        self._onnx_lock = threading.Lock()
         self._cache = EmbeddingLru(cache_size)
         self.cache_size = self._cache.size
 
@@ -166,8 +173,18 @@ class SamSession:
             boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
                                     dtype=torch.float, device=dev)
         sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
-        low, score, _ = self.clicks.decode(emb.context, sparse, multimask)
+        if self.runtime == "onnxruntime":
+            low, score, _ = self.clicks.decode_onnx(self._onnx_session(emb.context.grid), emb.context, sparse,
+                                                    multimask)
+        else:
+            low, score, _ = self.clicks.decode(emb.context, sparse, multimask)
         return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
+
+    def _onnx_session(self, grid: tuple[int, int]) -> Any:
+        with self._onnx_lock:
+            if grid not in self._onnx:
+                self._onnx[grid] = self.clicks.onnx_session(grid, threads=torch.get_num_threads())
+            return self._onnx[grid]
 
     def segment(self, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
                 box: Sequence[float] | None = None, multimask: bool | None = None,
