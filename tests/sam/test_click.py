@@ -115,3 +115,17 @@ def test_click_graph_in_onnx_runtime_equals_the_torch_decoder(small_sam, predict
         got, got_score, got_index = dec.decode_onnx(sess, ctx, sparse, multimask)
         assert got_index == index and got_score == pytest.approx(score, abs=1e-5), name
         torch.testing.assert_close(got, low, rtol=1e-4, atol=1e-5 * float(low.abs().max()))
+
+
+def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor):
+    pytest.importorskip("onnxruntime")
+    session = SamSession(small_sam, runtime="onnxruntime")
+    emb, _ = session.embed(_image())
+    for name in ("one point, three candidates", "a box"):
+        points, box, _ = PROMPTS[name]
+        ref_mask, ref_score, *_ = _reference(predictor, points, box, len(points) == 1 and box is None)
+        mask, score = session.decode(emb, points, box)
+        assert score == pytest.approx(ref_score, abs=1e-5), name
+        assert np.logical_and(mask, ref_mask).sum() / max(1, np.logical_or(mask, ref_mask).sum()) >= 0.999, name
+    with pytest.raises(ValueError, match="unknown runtime"):
+        SamSession(small_sam, runtime="tensorrt")

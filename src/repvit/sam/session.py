@@ -97,7 +97,7 @@ class SamSession:
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
     coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
     runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``,
-    with PyTorch's thread count at the first click; :meth:`repvit.sam.click.ClickDecoder.onnx_session`).
+    with PyTorch's thread count when the first image is embedded; :meth:`repvit.sam.click.ClickDecoder.onnx_session`).
     """
 
     def __init__(self, sam: nn.Module, cache_size: int = 4, runtime: str = "torch"):
@@ -135,6 +135,8 @@ class SamSession:
         emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms,
                              context)
         self._cache.put(key, emb)
+        if self.runtime == "onnxruntime":  # export at the first image, not at its first click
+            self._onnx_session(context.grid)
         return emb, True
 
     def predictor_for(self, emb: ImageEmbedding) -> Any:
