@@ -6,12 +6,12 @@ Interleaved in one run: the click; its overlay + PNG alone, and on an elliptic m
 fragmented mask, which costs PNG compression more than a real object's outline); the same click with
 segment-anything's own decoder path (``MaskDecoder`` on the embedding, the chosen mask through
 ``Sam.postprocess_masks``: the session's decode before :class:`repvit.sam.click.ClickDecoder`); the decode alone
-both ways, with the per-click part exported to ONNX Runtime (``SamSession(runtime="onnxruntime")``) and through
-``SamPredictor.predict``; and a 1024^3 ``torch.mm``. FLOPs per click are counted with
-``torch.utils.flop_counter.FlopCounterMode`` on the per-click path (after the per-image part); the bound is
-``flops / rate`` with the best sgemm rate of this run (``torch.mm`` here, OpenBLAS in its own process first,
-:mod:`repvit.bench.compute_bound`). Targets: click / bound <= 1.25 and click <= 30 ms. Writes JSON and prints a table
-with ratios, the CPU model and its ISA flags.
+both ways, with the per-click part exported to ONNX Runtime (``SamSession(runtime="onnxruntime")``), through
+``SamPredictor.predict`` and through segment-anything's ONNX decoder (``SamOnnxModel``) in ONNX Runtime; and a
+1024^3 ``torch.mm``. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the per-click
+path (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run (``torch.mm``
+here, OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: click / bound <= 1.25 and
+click <= 30 ms. Writes JSON and prints a table with ratios, the CPU model and its ISA flags.
 
     python benchmarks/sam_click.py [--threads 2] [--rounds 5] [--iters 4] [--quick]
 """
@@ -41,6 +41,7 @@ PREDICT = "decode (SamPredictor.predict)"
 OVERLAY = "overlay + PNG, the decoded mask"
 OVERLAY_BLOB = "overlay + PNG, an ellipse (a real mask)"
 DECODE_ORT = "decode (ClickDecoder in onnxruntime)"
+SAM_ONNX = "SAM's ONNX decoder (onnxruntime)"
 SGEMM = "sgemm 1024 (torch.mm)"
 
 
@@ -59,6 +60,18 @@ def old_decode(session: SamSession, emb: ImageEmbedding, points, multimask: bool
         best = int(torch.argmax(iou[0]))
         up = sam.postprocess_masks(low[:, best:best + 1], emb.input_size, emb.original_size)
         return (up[0, 0] > sam.mask_threshold).numpy(), float(iou[0, best])
+
+
+def _sam_onnx_decoder(sam: torch.nn.Module, path: Path, threads: int):
+    """segment-anything's ONNX decoder (``SamOnnxModel``: prompt encoder, decoder, one mask up-sampled to the image,
+    here with a mask input) in ONNX Runtime on two points, the form SAM's own web demo runs per click."""
+    from repvit.deploy.onnx_export import make_session
+    from repvit.sam.export import decoder_example_inputs, export_decoder_onnx, run_decoder_onnx
+
+    export_decoder_onnx(sam, path)
+    sess = make_session(path, threads=threads, level="all")
+    inputs = decoder_example_inputs(sam, num_points=2)
+    return lambda: run_decoder_onnx(sess, inputs)
 
 
 def count_flops(fn) -> int:
@@ -146,6 +159,7 @@ def main() -> None:
                          f"IoU difference {abs(ort_iou - new_iou):.1e}")
         except Exception as e:  # report, keep the other results
             onnx_note = f"export failed: {type(e).__name__}: {str(e)[:200]}"
+        cands[SAM_ONNX] = _sam_onnx_decoder(sam, out_dir / "decoder.onnx", args.threads)
 
     t0 = time.perf_counter()
     res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
@@ -172,6 +186,7 @@ def main() -> None:
         "click_with_ellipse_ms": decode_ms + res[OVERLAY_BLOB].median_ms,
         "decoded_mask": {"area_fraction": float(mask_now.mean()),
                          "row_transitions": int(np.count_nonzero(np.diff(mask_now, axis=1)))},
+        "sam_onnx_decoder_over_decode": (res[SAM_ONNX].median_ms / decode_ms if SAM_ONNX in res else None),
         "onnxruntime_over_torch_decode": (res[DECODE_ORT].median_ms / decode_ms if DECODE_ORT in res else None),
         "target_ratio_1_25_met": click_ms / bound <= 1.25, "target_30_ms_met": click_ms <= 30.0,
     }
@@ -203,7 +218,8 @@ def main() -> None:
     print(f"old / new: click {summary['click_old_over_click']:.2f}x, decode {summary['decode_old_over_decode']:.2f}x; "
           f"mask IoU vs segment-anything {parity['iou_vs_segment_anything']:.5f}")
     if summary["onnxruntime_over_torch_decode"] is not None:
-        print(f"decode, onnxruntime / torch: {summary['onnxruntime_over_torch_decode']:.2f}x")
+        print(f"decode, onnxruntime / torch: {summary['onnxruntime_over_torch_decode']:.2f}x; SAM's ONNX decoder / "
+              f"decode: {summary['sam_onnx_decoder_over_decode']:.2f}x")
     print(f"onnx: {onnx_note}")
     print(f"wrote {args.out}")
 

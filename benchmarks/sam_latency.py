@@ -1,7 +1,6 @@
 """SAM-family image encoders on the CPU at 1024 x 1024, batch 1, interleaved in one run: the fused EdgeSAM-form
 encoder (legacy RepViT-M0.9 + fusion neck), the fused RepViT-SAM M2.3 encoder, SAM's ViT-B and MobileSAM's TinyViT,
-in eager PyTorch and ONNX Runtime; and SAM's mask decoder per click, plus the app's click-to-mask time
-(``repvit.sam.session.time_click``).
+in eager PyTorch and ONNX Runtime. A click's decoder and its time in the app: ``benchmarks/sam_click.py``.
 
 All weights are random (speed only). SAM ViT-B comes from ``segment_anything``; MobileSAM's TinyViT from the PyPI
 package ``mobilesam-mirror`` (a packaging of the MobileSAM repository, module ``mobile_sam``), which this script
@@ -65,21 +64,6 @@ def _mobilesam_encoder(install: bool):
         return sam_model_registry["vit_t"]().image_encoder.eval(), "mobilesam-mirror (module mobile_sam), vit_t"
 
 
-def _app_click(sam: torch.nn.Module, img_size: int) -> tuple[dict | None, str]:
-    """The app's click-to-mask time (:func:`repvit.sam.session.time_click`: decoder + overlay after the first
-    encode)."""
-    import numpy as np
-
-    from repvit.sam.session import time_click
-
-    image = np.random.default_rng(0).integers(0, 256, (img_size * 3 // 4, img_size, 3), dtype=np.uint8)
-    try:
-        out = time_click(sam, image)
-    except Exception as e:  # report, keep the other results
-        return None, f"time_click failed: {type(e).__name__}: {str(e)[:200]}"
-    return out | {"median_ms": out["click_ms"]}, "repvit.sam.session.time_click"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -90,7 +74,6 @@ def main() -> None:
     ap.add_argument("--no-mobilesam", action="store_true")
     ap.add_argument("--no-install", action="store_true", help="do not pip-install mobilesam-mirror when missing")
     ap.add_argument("--no-macs", action="store_true", help="skip counting MACs (one extra forward per encoder)")
-    ap.add_argument("--no-app", action="store_true", help="skip the app's click-to-mask time")
     ap.add_argument("--quick", action="store_true", help="smoke test: 256 px, 1 round of 1, no ONNX, no MobileSAM")
     ap.add_argument("--out", default="benchmarks/results/sam_latency.json")
     args = ap.parse_args()
@@ -139,28 +122,9 @@ def main() -> None:
             feed = {"image": x.numpy()}
             cands[f"{k} (onnxruntime)"] = lambda sess=sess, feed=feed: sess.run(None, feed)
     setup_s = time.perf_counter() - t0
-    enc = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=1,
+    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=1,
                               threads=args.threads, settle_s=0.2)
-
-    # the mask decoder per click (prompt encoder + two-way transformer + upscaling), one point, SAM's ONNX wrapper
-    from repvit.sam.export import _onnx_decoder, decoder_example_inputs
-
-    dec = _onnx_decoder(edge_sam, return_single_mask=True)
-    inputs = decoder_example_inputs(edge_sam, num_points=2)
-    dcands = {"SAM mask decoder per click (torch)": lambda: dec(**inputs)}
-    if not args.no_onnx:
-        from repvit.deploy.onnx_export import make_session
-        from repvit.sam.export import export_decoder_onnx, run_decoder_onnx
-
-        export_decoder_onnx(edge_sam, Path(tmp.name) / "decoder.onnx")
-        dsess = make_session(Path(tmp.name) / "decoder.onnx", threads=args.threads, level="all")
-        dcands["SAM mask decoder per click (onnxruntime)"] = lambda: run_decoder_onnx(dsess, inputs)
-    decr = interleaved_latency(dcands, rounds=args.rounds, iters_per_round=10 if not args.quick else 2,
-                               warmup=3 if not args.quick else 1, threads=args.threads, settle_s=0.2)
     tmp.cleanup()
-    app, app_note = (None, "skipped (--no-app)") if args.no_app else _app_click(edge_sam, s)
-
-    res = {**enc, **decr}
     ratios = {}
     for rt in ("torch", "onnxruntime"):
         ours = res.get(f"{EDGE} ({rt})")
@@ -178,7 +142,7 @@ def main() -> None:
         "iters_per_round": args.iters, "quick": args.quick, "params": params, "macs": macs,
         "mobilesam": mobilesam_note, "onnx_notes": onnx_notes, "setup_s": setup_s,
         "results": {k: v.to_dict() for k, v in res.items()}, "ratios": ratios, "targets": targets,
-        "app_click": app, "app_click_note": app_note, "environment": env,
+        "environment": env,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
@@ -192,15 +156,12 @@ def main() -> None:
         ps = f"{params[name] / 1e6:.1f}M" if name else "-"
         ms = f"{macs[name] / 1e9:.1f}" if name in macs else "-"
         print(f"| {k:<42} | {ps:>7} | {ms:>6} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} |")
-    if app:
-        print(f"| {'app click-to-mask':<42} | {'-':>7} | {'-':>6} | {app.get('median_ms', float('nan')):>10.1f} | "
-              f"{app.get('p90_ms', float('nan')):>10.1f} |")
     for k, r in ratios.items():
         print(f"{k}: {r:.2f}x")
     for k, t in targets.items():
         verdict = "not measured" if t is None else f"{t['ratio']:.1f}x ({'met' if t['met'] else 'NOT met'})"
         print(f"target {k}: {verdict}")
-    print(f"MobileSAM: {mobilesam_note}; app click: {app_note}")
+    print(f"MobileSAM: {mobilesam_note}")
     for k, n in onnx_notes.items():
         print(f"{k}: {n}")
     print(f"wrote {args.out}")
