@@ -114,8 +114,8 @@ class ClickDecoder:
             o = torch.softmax(_heads(qp, h) @ k.transpose(1, 2) * d**-0.5, -1) @ v
             return F.linear(o.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj.weight, att.out_proj.bias)
         # q_h . (W_k,h xp + b_k,h) = (q_h W_k,h) . xp + const: the bias shifts a softmax row by a constant
-        g = torch.bmm(_heads(qp, h), att.k_proj.weight.view(h, d, -1)).reshape(-1, x.shape[1])  # (h T, C)
-        p = torch.softmax(torch.mm(g, xp.t()) * d**-0.5, -1)  # (h T, N)
+        g = torch.bmm(_heads(qp * d**-0.5, h), att.k_proj.weight.view(h, d, -1)).reshape(-1, x.shape[1])  # (hT, C)
+        p = torch.softmax(torch.mm(g, xp.t()), -1)  # (h T, N)
         r = torch.mm(p, x).view(h, q.shape[0], -1)  # (h, T, C): softmax-weighted image tokens
         o = torch.baddbmm(att.v_proj.bias.view(h, 1, d), r, att.v_proj.weight.view(h, d, -1).transpose(1, 2))
         return F.linear(o.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj.weight, att.out_proj.bias)
