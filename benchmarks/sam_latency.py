@@ -1,7 +1,6 @@
 """SAM-family image encoders on the CPU at 1024 x 1024, batch 1, interleaved in one run: the fused EdgeSAM-form
 encoder (legacy RepViT-M0.9 + fusion neck), the fused RepViT-SAM M2.3 encoder, SAM's ViT-B and MobileSAM's TinyViT,
-in eager PyTorch and ONNX Runtime; and SAM's mask decoder per click, plus the app's click-to-mask time
-(``repvit.sam.session.time_click``).
+in eager PyTorch and ONNX Runtime. A click's decoder and its time in the app: ``benchmarks/sam_click.py``.
 
 ONNX Runtime runs our encoders as users get them: the graph ``repvit sam export`` writes
 (``repvit.sam.export.export_encoder_onnx``) in ``repvit.deploy.onnx_export.make_session``; the competitors are
@@ -84,21 +83,6 @@ def _mobilesam_encoder(install: bool):
         return sam_model_registry["vit_t"]().image_encoder.eval(), "mobilesam-mirror (module mobile_sam), vit_t"
 
 
-def _app_click(sam: torch.nn.Module, img_size: int) -> tuple[dict | None, str]:
-    """The app's click-to-mask time (:func:`repvit.sam.session.time_click`: decoder + overlay after the first
-    encode)."""
-    import numpy as np
-
-    from repvit.sam.session import time_click
-
-    image = np.random.default_rng(0).integers(0, 256, (img_size * 3 // 4, img_size, 3), dtype=np.uint8)
-    try:
-        out = time_click(sam, image)
-    except Exception as e:  # report, keep the other results
-        return None, f"time_click failed: {type(e).__name__}: {str(e)[:200]}"
-    return out | {"median_ms": out["click_ms"]}, "repvit.sam.session.time_click"
-
-
 def _goal(target: str) -> float:
     """The number a target's name ends on ("... >= 30 (torch)" -> 30)."""
     return float(target.replace("<=", ">=").split(">= ")[1].split()[0])
@@ -139,7 +123,6 @@ def main() -> None:
                                                "that need them are then not measured)")
     ap.add_argument("--no-install", action="store_true", help="do not pip-install mobilesam-mirror when missing")
     ap.add_argument("--no-macs", action="store_true", help="skip counting MACs (one extra forward per encoder)")
-    ap.add_argument("--no-app", action="store_true", help="skip the app's click-to-mask time")
     ap.add_argument("--sgemm-n", type=int, default=1024, help="matrix size of the sgemm probes (compute bound)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 256 px, 1 round of 1, no MobileSAM, small sgemm probes")
@@ -206,29 +189,11 @@ def main() -> None:
         openblas = openblas_sgemm_probe(args.sgemm_n, args.threads)
     except (RuntimeError, OSError, ValueError) as e:
         openblas = {"error": str(e)[-300:]}
-    enc = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=1,
+    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=1,
                               threads=args.threads, settle_s=0.2)
-    bound = _compute_bound(enc.pop(SGEMM), sgemm_flop, openblas, macs, enc, args.sgemm_n)
+    bound = _compute_bound(res.pop(SGEMM), sgemm_flop, openblas, macs, res, args.sgemm_n)
 
-    # the mask decoder per click (prompt encoder + two-way transformer + upscaling), one point, SAM's ONNX wrapper
-    from repvit.sam.export import _onnx_decoder, decoder_example_inputs
-
-    dec = _onnx_decoder(edge_sam, return_single_mask=True)
-    inputs = decoder_example_inputs(edge_sam, num_points=2)
-    dcands = {"SAM mask decoder per click (torch)": lambda: dec(**inputs)}
-    if not args.no_onnx:
-        from repvit.deploy.onnx_export import make_session
-        from repvit.sam.export import export_decoder_onnx, run_decoder_onnx
-
-        export_decoder_onnx(edge_sam, Path(tmp.name) / "decoder.onnx")
-        dsess = make_session(Path(tmp.name) / "decoder.onnx", threads=args.threads, level="all")
-        dcands["SAM mask decoder per click (onnxruntime)"] = lambda: run_decoder_onnx(dsess, inputs)
-    decr = interleaved_latency(dcands, rounds=args.rounds, iters_per_round=10 if not args.quick else 2,
-                               warmup=3 if not args.quick else 1, threads=args.threads, settle_s=0.2)
     tmp.cleanup()
-    app, app_note = (None, "skipped (--no-app)") if args.no_app else _app_click(edge_sam, s)
-
-    res = {**enc, **decr}
     ratios = {}
     for rt in ("torch", "onnxruntime"):
         edge = res.get(f"{EDGE} ({rt})")
@@ -259,7 +224,6 @@ def main() -> None:
         "mobilesam": mobilesam_note, "onnx_notes": onnx_notes, "setup_s": setup_s,
         "results": {k: v.to_dict() for k, v in res.items()}, "compute_bound": bound, "ratios": ratios,
         "targets": targets,
-        "app_click": app, "app_click_note": app_note, "environment": env,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
@@ -281,15 +245,12 @@ def main() -> None:
         b = (bound or {}).get("bound_ms", {}).get(name)
         bs, xb = (f"{b:.1f}", f"{v.median_ms / b:.2f}") if b else ("-", "-")
         print(f"| {k:<42} | {ps:>7} | {ms:>6} | {v.median_ms:>10.1f} | {v.p90_ms:>10.1f} | {bs:>9} | {xb:>7} |")
-    if app:
-        print(f"| {'app click-to-mask':<42} | {'-':>7} | {'-':>6} | {app.get('median_ms', float('nan')):>10.1f} | "
-              f"{app.get('p90_ms', float('nan')):>10.1f} | {'-':>9} | {'-':>7} |")
     for k, r in ratios.items():
         print(f"{k}: {r:.2f}x")
     for k, t in targets.items():
         verdict = "not measured" if t is None else f"{t['ratio']:.2f}x ({'met' if t['met'] else 'NOT met'})"
         print(f"target {k}: {verdict}")
-    print(f"MobileSAM: {mobilesam_note}; app click: {app_note}")
+    print(f"MobileSAM: {mobilesam_note}")
     for k, n in onnx_notes.items():
         print(f"{k}: {n}")
     print(f"wrote {args.out}")

@@ -21,8 +21,6 @@ pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-
 gc = pytest.importorskip("gradio_client", reason="the scripting API test needs gradio_client")
 
 USERS = 6
-EMBEDDING_BYTES = 256 * 16 * 16 * 4  # the small model's (1, 256, 16, 16) float32 embedding
-CACHE_MB = 3 * EMBEDDING_BYTES / 2**20  # room for three of the six users' photos: the cache must evict
 MAX_PIXELS = 400_000  # above every photo below (at most 427 x 640 = 273,280), below the 700 x 700 one refused
 
 
@@ -140,7 +138,9 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
     firsts = [e[0].mask for e in expected]
     assert all(not np.array_equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:] if a.shape == b.shape)
 
-    demo = create_app(small_sam, cache_images=16, cache_mb=CACHE_MB, max_image_pixels=MAX_PIXELS, max_image_mb=1.0)
+    # room for three of the six users' photos (an entry: the embedding and what each click reuses): the cache must evict
+    cache_mb = 3.5 * reference._cache.nbytes / len(reference._cache) / 2**20
+    demo = create_app(small_sam, cache_images=16, cache_mb=cache_mb, max_image_pixels=MAX_PIXELS, max_image_mb=1.0)
     cache = demo.repvit_session._cache
     held = []  # the cache's bytes and entries after every store
     put = cache.put
@@ -167,7 +167,7 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
             for (mask, score), ref in zip(got, want):
                 assert mask.shape == photos[i].shape[:2] and np.array_equal(mask, ref.mask), f"user {i}"
                 assert score == pytest.approx(ref.score, rel=1e-4, abs=1e-5), f"user {i}"
-        limit = int(CACHE_MB * 2**20)
+        limit = int(cache_mb * 2**20)
         assert held and max(b for b, _ in held) <= limit and max(n for _, n in held) == 3  # full, never over
         assert len(held) >= USERS  # every photo was embedded (some twice, after eviction)
 

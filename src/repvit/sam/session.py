@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from repvit.runtime import require
 
+from .click import ClickDecoder, ImageContext
 from .prompts import PromptError, validate_prompts
 
 __all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "check_prompts", "image_key", "time_click"]
@@ -26,13 +27,16 @@ __all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "che
 
 @dataclass
 class ImageEmbedding:
-    """What ``SamPredictor.set_image`` computes for one image: the embedding and the two sizes it needs."""
+    """What ``SamPredictor.set_image`` computes for one image: the embedding and the two sizes it needs, and the
+    mask decoder's per-image part (:meth:`repvit.sam.click.ClickDecoder.prepare`; None: computed at the first
+    click)."""
 
     key: str
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     encode_ms: float
+    context: ImageContext | None = None
 
 
 @dataclass
@@ -143,12 +147,20 @@ class SamSession:
     ``embed`` runs the image encoder once per distinct image (an :class:`EmbeddingLru` of at most ``cache_size``
     embeddings and, when given, ``cache_bytes`` bytes; thread safe);
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
-    coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s.
+    coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
+    runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``,
+    with PyTorch's thread count when the first image is embedded; :meth:`repvit.sam.click.ClickDecoder.onnx_session`).
     """
 
-    def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None):
+    def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None, runtime: str = "torch"):
+        if runtime not in ("torch", "onnxruntime"):
+            raise ValueError(f"unknown runtime {runtime!r}: use 'torch' or 'onnxruntime'.")
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
+        self.clicks = ClickDecoder(self.sam)
+        self.runtime = runtime
+        self._onnx: dict[tuple[int, int], Any] = {}
+        self._onnx_lock = threading.Lock()
         self._cache = EmbeddingLru(cache_size, cache_bytes)
         self.cache_size = self._cache.size
 
@@ -170,9 +182,13 @@ class SamSession:
         predictor = self.sa.SamPredictor(self.sam)
         t0 = time.perf_counter()
         predictor.set_image(image)
+        context = self.clicks.prepare(predictor.features)
         ms = (time.perf_counter() - t0) * 1e3
-        emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms)
+        emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms,
+                             context)
         self._cache.put(key, emb)
+        if self.runtime == "onnxruntime":  # export at the first image, not at its first click
+            self._onnx_session(context.grid)
         return emb, True
 
     def predictor_for(self, emb: ImageEmbedding) -> Any:
@@ -187,9 +203,10 @@ class SamSession:
                box: Sequence[float] | None = None, multimask: bool | None = None) -> tuple[np.ndarray, float]:
         """The mask (H, W bool) and predicted IoU for prompts on a cached embedding.
 
-        As ``SamPredictor.predict`` (its transforms, ``prompt_encoder``, ``mask_decoder``, ``postprocess_masks``),
-        but only the chosen candidate is up-sampled to the image size. ``multimask`` defaults to SAM's advice:
-        three candidates for a single point alone (the best-scoring kept), one mask otherwise.
+        As ``SamPredictor.predict`` (its transforms, ``prompt_encoder``, ``mask_decoder``, ``postprocess_masks``)
+        followed by the argmax of the IoUs, with the decoder's per-image part done once per image and only the
+        chosen candidate decoded and up-sampled (:class:`repvit.sam.click.ClickDecoder`). ``multimask`` defaults to
+        SAM's advice: three candidates for a single point alone (the best-scoring kept), one mask otherwise.
         """
         if not points and box is None:
             raise PromptError("give at least one prompt: a point or a box.")
@@ -197,6 +214,8 @@ class SamSession:
         if multimask is None:
             multimask = len(points) == 1 and box is None
         sam, dev = self.sam, emb.features.device
+        if emb.context is None:
+            emb.context = self.clicks.prepare(emb.features)
         tr = self.predictor_for(emb).transform
         pts = None
         if points:
@@ -207,13 +226,19 @@ class SamSession:
         if box is not None:
             boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
                                     dtype=torch.float, device=dev)
-        sparse, dense = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
-        low, iou = sam.mask_decoder(image_embeddings=emb.features, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                    multimask_output=multimask)
-        best = int(torch.argmax(iou[0]))
-        up = sam.postprocess_masks(low[:, best:best + 1], emb.input_size, emb.original_size)
-        return (up[0, 0] > sam.mask_threshold).cpu().numpy(), float(iou[0, best])
+        sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
+        if self.runtime == "onnxruntime":
+            low, score, _ = self.clicks.decode_onnx(self._onnx_session(emb.context.grid), emb.context, sparse,
+                                                    multimask)
+        else:
+            low, score, _ = self.clicks.decode(emb.context, sparse, multimask)
+        return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
+
+    def _onnx_session(self, grid: tuple[int, int]) -> Any:
+        with self._onnx_lock:
+            if grid not in self._onnx:
+                self._onnx[grid] = self.clicks.onnx_session(grid, threads=torch.get_num_threads())
+            return self._onnx[grid]
 
     def segment(self, image: np.ndarray, points: Sequence[tuple[float, float, int]] = (),
                 box: Sequence[float] | None = None, multimask: bool | None = None,
