@@ -61,6 +61,9 @@ def test_gelu_fusion_is_exact_and_complete(digits_model):
     n_erf = sum(n.op_type == "Erf" for n in model.graph.node)
     assert n_erf > 5 and fuse_erf_gelu(model) == n_erf
     assert not {"Erf", "Div"} & {n.op_type for n in model.graph.node}
+    used = {i for n in model.graph.node for i in n.input}
+    assert all(t.name in used for t in model.graph.initializer)  # the GELU constants went with the subgraphs
+    onnx.checker.check_model(model)
     np.testing.assert_allclose(_run(model.SerializeToString(), x), _run(data, x), rtol=1e-4, atol=1e-4)
     assert fuse_erf_gelu(model) == 0  # idempotent
 

@@ -181,6 +181,7 @@ def fuse_erf_gelu(model) -> int:
 
     replaced: dict[int, object] = {}
     dropped: set[int] = set()
+    constants: set[str] = set()
     for erf in (n for n in g.node if n.op_type == "Erf"):
         div = producer.get(erf.input[0])
         if div is None or div.op_type != "Div" or div.input[0] in inits:
@@ -202,11 +203,17 @@ def fuse_erf_gelu(model) -> int:
         replaced[id(div)] = helper.make_node("Gelu", [x], [mul2.output[0]], name=f"{div.name}_gelu",
                                              domain="com.microsoft")
         dropped |= {id(erf), id(add), id(mul1), id(mul2)}
+        constants |= {div.input[1], *add.input, *mul1.input, *mul2.input}
     if not replaced:
         return 0
     nodes = [replaced.get(id(n), n) for n in g.node if id(n) not in dropped]
+    used = {i for n in nodes for i in n.input} | {o.name for o in g.output}
+    nodes = [n for n in nodes if not (n.op_type == "Constant" and n.output[0] in constants - used)]
     del g.node[:]
     g.node.extend(nodes)
+    unused = [t for t in g.initializer if t.name in constants - used]  # the GELU constants nothing else reads
+    for t in unused:
+        g.initializer.remove(t)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(replaced)
