@@ -82,3 +82,25 @@ def test_the_plan_keeps_int8_close_to_fp32_on_digits(digits_model):
     cos = (ref * got).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
     assert cos.min() > 0.98, cos.min()
     assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+
+
+def test_onnxruntime_fuses_the_plan_into_int8_kernels(digits_model, tmp_path):
+    """ONNX Runtime's own optimizer turns the plan's QDQ graph into QLinearConv / QLinearAdd with GELU as one op."""
+    import onnx
+    import onnxruntime as ort
+
+    from repvit.deploy.quantize import quantize_onnx_bytes
+
+    data, _, calib = digits_model
+    q = quantize_onnx_bytes(data, calib, int8_mode="safe")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(q, so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert {"QLinearConv", "QLinearAdd", "Gelu"} <= set(ops) and "Erf" not in ops and "Conv" not in ops
+    # what is left of the Q/DQ nodes sits around the plan's float ops: one pair per GELU, about seven per
+    # squeeze-excite block (pool, sigmoid, scale and a requantization), the input, the pooled features, the logits
+    qdq = ops.count("QuantizeLinear") + ops.count("DequantizeLinear")
+    assert qdq <= 2 * ops.count("Gelu") + 8 * ops.count("Mul") + 4, (qdq, sorted(set(ops)))
