@@ -18,9 +18,9 @@ Modes:
 The environment variable ``REPVIT_INT8_MODE`` sets the default where no mode is passed.
 
 Plans (:class:`Int8Plan`, :func:`int8_plan`): next to the weight mode, which ops of the ONNX graph are quantized and
-which INT8 runtime is fastest, per ISA class. On AVX2 the INT8 convolutions are at best ~1.5x the FP32 ones (two
-instructions, ``vpmaddubsw`` + ``vpmaddwd``, per 32 multiply-adds against one FMA per 8, minus packing), so the time
-of everything left in float decides: GELU is fused into one op before quantizing (ONNX Runtime's own fusion cannot
+which INT8 runtime is fastest, per ISA class. On AVX2 the INT8 convolutions are at most 2x the FP32 ones (two
+instructions, ``vpmaddubsw`` + ``vpmaddwd``, per 32 multiply-adds against one FMA per 8), so the time of everything
+left in float decides: GELU is fused into one op before quantizing (ONNX Runtime's own fusion cannot
 fire in a QDQ graph, where each consumer of a tensor gets its own DequantizeLinear), the convolutions, the classifier
 and the residual adds run in INT8, and the squeeze-excite scale (a Mul) stays in float.
 """
@@ -111,9 +111,9 @@ class Int8Plan:
 _PLANS = {
     "avx2": Int8Plan(
         "avx2", ("Conv", "Gemm", "Add"), True, "openvino-int8",
-        "u8s8 convolutions without VNNI are ~1.5x FP32 at best, so the float work around them decides: GELU fused "
-        "to one op, residual adds in INT8, the squeeze-excite scale in float; OpenVINO fuses GELU into its INT8 "
-        "convolutions and is the fastest INT8 runtime measured on AMD Zen 3"),
+        "u8s8 convolutions without VNNI are at most 2x FP32, so the float work around them decides: GELU fused "
+        "to one op, residual adds in INT8, the squeeze-excite scale in float; OpenVINO with NNCF (1.75-1.94x on "
+        "the pointwise convolutions) is the fastest INT8 runtime measured on AMD Zen 3"),
     "dot-product": Int8Plan(
         "dot-product", ("Conv", "Gemm", "Add"), True, "executorch-int8",
         "VNNI/AMX/ARM dot products make INT8 convolutions ~2x or more; XNNPACK (ExecuTorch) was the fastest INT8 "
