@@ -1,5 +1,7 @@
 """Where INT8 time goes: ONNX Runtime's per-operator profile of a fused RepViT in FP32 and in INT8 (static QDQ, this
-CPU's ``auto`` INT8 mode), grouped by operator type, plus which ops stayed in float and how many Q/DQ pairs remain.
+CPU's ``auto`` INT8 mode and plan), grouped by operator type, plus which ops stayed in float and how many Q/DQ pairs
+remain; with ``--openvino`` also OpenVINO's per-layer profile (``PERF_COUNT``) of f32 and NNCF INT8, grouped by
+layer type and kernel (e.g. ``brgconv_avx2_1x1_f32`` against ``jit_avx2_1x1_I8`` for the pointwise convolutions).
 
 On x86 CPUs without VNNI the INT8 convolutions use AVX2 u8s8 kernels (vpmaddubsw + vpmaddwd: two instructions per
 32 MACs where VNNI needs one), the depthwise convolutions are memory bound either way, and every QuantizeLinear /
@@ -53,6 +55,23 @@ def _profile(data: bytes, x, threads: int, runs: int) -> dict[str, float]:
     return {k: v / total_runs for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
 
 
+def _ov_profile(model, x, threads: int, runs: int) -> dict[str, float]:
+    """OpenVINO's per-layer time (ms per run) of an ``openvino.Model``, grouped by ``layer type [kernel]``."""
+    from repvit.deploy import openvino_runtime as ovr
+
+    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
+    cfg = ovr.cpu_config(threads, "f32") | {"PERF_COUNT": True}
+    request = ovr.import_openvino().Core().compile_model(model, "CPU", cfg).create_infer_request()
+    for _ in range(3):
+        request.infer({0: x})
+    by_op: dict[str, float] = defaultdict(float)
+    for _ in range(runs):
+        request.infer({0: x})
+        for p in request.profiling_info:
+            by_op[f"{p.node_type} [{p.exec_type}]"] += p.real_time.total_seconds() * 1e3 / runs
+    return {k: v for k, v in sorted(by_op.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="repvit_m0_9")
@@ -60,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--int8-mode", default="auto", choices=("auto", "safe", "full"))
+    p.add_argument("--openvino", action="store_true", help="also profile OpenVINO f32 and NNCF INT8")
     p.add_argument("--quick", action="store_true", help="smallest setting: repvit_m0_6 at 64 px, 2 runs")
     p.add_argument("--out", default="benchmarks/results/int8_profile.json")
     args = p.parse_args(argv)
@@ -89,6 +109,16 @@ def main(argv: list[str] | None = None) -> dict:
                         and not any(i in quantized_inputs for i in n.input)})
     prof = {"fp32": _profile(fp32, x.numpy(), args.threads, args.runs),
             "int8": _profile(int8, x.numpy(), args.threads, args.runs)}
+    if args.openvino:
+        import contextlib
+        import io
+
+        from repvit.deploy import openvino_runtime as ovr
+
+        with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
+            ov_int8 = ovr.quantize_nncf(fp32, calib, int8_mode=choice)
+        prof["openvino_f32"] = _ov_profile(ovr.read_onnx(fp32), x.numpy(), args.threads, args.runs)
+        prof["openvino_int8"] = _ov_profile(ov_int8, x.numpy(), args.threads, args.runs)
     totals = {k: sum(v.values()) for k, v in prof.items()}
     out = {"environment": environment_info(), "settings": vars(args), "int8": choice.to_dict(),
            "qdq_graph": {"QuantizeLinear": ops.count("QuantizeLinear"),
@@ -107,6 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"| total | {totals['fp32']:.3f} | {totals['int8']:.3f} |")
     print(f"INT8/FP32 speed-up (kernel time): {out['int8_speedup_kernels']:.2f}x; Q/DQ nodes in the file: "
           f"{out['qdq_graph']['QuantizeLinear']}/{out['qdq_graph']['DequantizeLinear']}")
+    if args.openvino:
+        print("| OpenVINO layer [kernel] | f32 ms | NNCF INT8 ms |")
+        print("|---|---:|---:|")
+        for op in dict.fromkeys(list(prof["openvino_f32"]) + list(prof["openvino_int8"])):
+            print(f"| {op} | {prof['openvino_f32'].get(op, 0):.3f} | {prof['openvino_int8'].get(op, 0):.3f} |")
+        print(f"| total | {totals['openvino_f32']:.3f} | {totals['openvino_int8']:.3f} |")
+        out["openvino_int8_speedup_kernels"] = totals["openvino_f32"] / totals["openvino_int8"]
+        Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     return out
 
 

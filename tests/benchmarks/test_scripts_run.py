@@ -30,6 +30,8 @@ SMALL: dict[str, list[str]] = {
     "edgetam_fps.py": ["--frames", "3", "--rounds", "1", "--threads", "1", "--encoder-iters", "1", "--no-sam21"],
     "int8_profile.py": ["--quick", "--threads", "1"],
     "sam_click.py": ["--quick", "--threads", "1"],
+    "int8_plans.py": ["--quick", "--threads", "1"],
+    "int8_sam.py": ["--img-size", "256", "--threads", "1", "--rounds", "1"],
     "sam_latency.py": ["--quick", "--threads", "1", "--no-install"],
     "sam_prompt_distill.py": ["--smoke", "--threads", "1"],
     "int8_digits.py": ["--epochs", "1", "--calib-images", "16", "--threads", "1", "--rounds", "1", "--iters", "1"],
@@ -40,8 +42,9 @@ SMALL: dict[str, list[str]] = {
 }
 # needs a CUDA GPU (only --help and its CPU refusal are tested here)
 NOT_RUN = {"gpu_check.py"}
-NEEDS = {"int8_profile.py": ["onnxruntime"], "edgetam_fps.py": ["skimage"], "sam_latency.py": ["segment_anything"],
-         "sam_click.py": ["segment_anything", "onnxruntime"],
+NEEDS = {"int8_profile.py": ["onnxruntime"], "int8_plans.py": ["onnxruntime", "openvino", "nncf"],
+         "int8_sam.py": ["onnxruntime", "segment_anything"], "edgetam_fps.py": ["skimage"],
+         "sam_latency.py": ["segment_anything"], "sam_click.py": ["segment_anything", "onnxruntime"],
          "sam_prompt_distill.py": ["segment_anything", "skimage"],
          "backends_vs_timm.py": ["onnx"], "int8_digits.py": ["onnxruntime", "sklearn"], "ddp_stress.py": ["sklearn"],
          "onnx_vs_bound.py": ["onnxruntime"], "train_throughput.py": ["sklearn"], "detect_latency.py": ["torchvision"]}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import repvit
-from repvit.deploy.int8_mode import INT8_MODES, isa_class, resolve_int8_mode
+from repvit.deploy.int8_mode import INT8_MODES, int8_plan, isa_class, resolve_int8_mode
 from tests.helpers import randomize_bn
 
 AVX2 = {"avx", "avx2", "fma"}
@@ -130,6 +130,7 @@ def test_export_records_the_int8_mode(tmp_path):
     meta = read_metadata(res.path)
     assert meta["int8_mode"] == "safe" and meta["int8_mode_requested"] == "safe"
     assert meta["int8_isa_at_export"] == isa_class() and "7-bit" in meta["int8_weights"]
+    assert meta["int8_plan"].startswith(int8_plan().name) and "GELU fused" in meta["int8_plan"]
 
 
 def test_a_drop_of_more_than_half_a_point_is_a_warning_with_its_cause():

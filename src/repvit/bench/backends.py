@@ -12,7 +12,8 @@ Backends:
     onnxruntime: ONNX export (TorchScript exporter, opset 17, :mod:`repvit.deploy.onnx_passes`) run by ONNX
         Runtime in :func:`repvit.deploy.onnx_export.make_session` (full graph optimization, the NCHWc squeeze-excite
         rewrite, ``intra_op_num_threads=threads``, threads spinning within a run and stopped when it returns).
-    onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights.
+    onnxruntime-int8: as ``onnxruntime`` after static QDQ quantization with per-channel weights and the CPU's INT8
+        plan (:func:`repvit.deploy.int8_mode.int8_plan`: GELU fused, Conv/Gemm/Add in INT8).
     openvino: the same ONNX export and passes, but with the example's fixed batch, compiled by OpenVINO's CPU plugin
         (:func:`repvit.deploy.openvino_runtime.compile_onnx`: ``INFERENCE_NUM_THREADS=threads``, latency hint, one
         stream, f32 precision so it compares with FP32 ONNX Runtime); one reused infer request per call. Its idle

@@ -113,7 +113,8 @@ def _export(args: argparse.Namespace, model, img: int, best: str, out: Path, sum
         calib = load_calibration("digits", (img, img), None, None, limit=256, batch_size=32)
         r8 = export_model(model, out / "model_int8.onnx", "onnx", img_size=img, class_names=names, int8=True,
                           calib=calib, int8_mode=args.int8_mode)
-        summary["int8_mode"] = {k: r8.metadata[k] for k in ("int8_mode", "int8_mode_requested", "int8_isa_at_export")}
+        summary["int8_mode"] = {k: r8.metadata[k] for k in ("int8_mode", "int8_mode_requested", "int8_isa_at_export",
+                                                            "int8_plan")}
         summary.update(onnx=str(r32.path), onnx_int8=str(r8.path), onnx_parity=r32.parity.to_dict())
         print(f"wrote {r32.path} (max relative difference to fused PyTorch {r32.parity.max_rel_diff:.1e}) "
               f"and {r8.path}")
@@ -161,7 +162,7 @@ def _print_summary(summary: dict, lat: dict, img: int, out: Path) -> None:
     if "top1_int8" in summary:
         m = summary["int8_mode"]
         print(f"INT8 mode          {m['int8_mode']} (asked {m['int8_mode_requested']}, CPU class "
-              f"{m['int8_isa_at_export']})")
+              f"{m['int8_isa_at_export']}); plan {m['int8_plan']}")
         for warning in summary["warnings"]:
             print(warning)
     print(f"params             {summary['params'] / 1e6:.3f} M train-time, {summary['fused_params'] / 1e6:.3f} M fused")

@@ -112,4 +112,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'ONNX ops' if fmt == 'onnx' else 'program'}: {', '.join(res.ops)}")
     if res.int8:
         print("INT8 vs FP32 on the calibration images: " + json.dumps({k: round(v, 4) for k, v in res.int8.items()}))
+        if "int8_plan" in res.metadata:
+            print(f"INT8 plan: {res.metadata['int8_plan']}")
     return 0

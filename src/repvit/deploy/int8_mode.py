@@ -16,6 +16,13 @@ Modes:
     ``full``: 8-bit weights (accurate only where the kernels accumulate in 32 bits: VNNI, AMX, ARM).
 
 The environment variable ``REPVIT_INT8_MODE`` sets the default where no mode is passed.
+
+Plans (:class:`Int8Plan`, :func:`int8_plan`): next to the weight mode, which ops of the ONNX graph are quantized and
+which INT8 runtime is fastest, per ISA class. On AVX2 the INT8 convolutions are at most 2x the FP32 ones (two
+instructions, ``vpmaddubsw`` + ``vpmaddwd``, per 32 multiply-adds against one FMA per 8), so the time of everything
+left in float decides: GELU is fused into one op before quantizing (ONNX Runtime's own fusion cannot
+fire in a QDQ graph, where each consumer of a tensor gets its own DequantizeLinear), the convolutions, the classifier
+and the residual adds run in INT8, and the squeeze-excite scale (a Mul) stays in float.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["INT8_MODES", "Int8Choice", "isa_class", "read_cpu_flags", "resolve_int8_mode", "LOWP_DROP_HINT"]
+__all__ = ["INT8_MODES", "Int8Choice", "Int8Plan", "int8_plan", "isa_class", "read_cpu_flags", "resolve_int8_mode",
+           "LOWP_DROP_HINT"]
 
 INT8_MODES: tuple[str, ...] = ("auto", "safe", "full")
 
@@ -81,6 +89,46 @@ def isa_class(flags: set[str] | None = None, machine: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class Int8Plan:
+    """How to quantize for one ISA class, and where INT8 runs fastest there.
+
+    Attributes:
+        name: the plan's name (``avx2`` or ``dot-product``).
+        op_types: ONNX op types that :func:`repvit.deploy.quantize.quantize_onnx_bytes` quantizes.
+        fuse_gelu: replace the exported erf-GELU subgraph with one ``Gelu`` op before quantizing.
+        runtime: the fastest INT8 runtime measured for the class, as a ``repvit bench`` backend
+            (``openvino-int8``: NNCF's transformer scheme; ``executorch-int8``: XNNPACK).
+        reason: one sentence on the measurement behind the plan.
+    """
+
+    name: str
+    op_types: tuple[str, ...]
+    fuse_gelu: bool
+    runtime: str
+    reason: str
+
+
+_PLANS = {
+    "avx2": Int8Plan(
+        "avx2", ("Conv", "Gemm", "Add"), True, "openvino-int8",
+        "u8s8 convolutions without VNNI are at most 2x FP32, so the float work around them decides: GELU fused "
+        "to one op, residual adds in INT8, the squeeze-excite scale in float; OpenVINO with NNCF (1.75-1.94x on "
+        "the pointwise convolutions) is the fastest INT8 runtime measured on AMD Zen 3"),
+    "dot-product": Int8Plan(
+        "dot-product", ("Conv", "Gemm", "Add"), True, "executorch-int8",
+        "VNNI/AMX/ARM dot products make INT8 convolutions ~2x or more; XNNPACK (ExecuTorch) was the fastest INT8 "
+        "runtime measured on Sapphire Rapids (AMX)"),
+}
+
+
+def int8_plan(isa: str | None = None) -> Int8Plan:
+    """The :class:`Int8Plan` for an ISA class (:func:`isa_class`; default this machine's): ``avx2`` for x86 CPUs
+    without VNNI/AMX (and unknown ones), ``dot-product`` for ``vnni``, ``amx`` and ``arm``."""
+    isa = isa_class() if isa is None else isa
+    return _PLANS["dot-product" if isa in ("vnni", "amx", "arm") else "avx2"]
+
+
+@dataclass(frozen=True)
 class Int8Choice:
     """A resolved INT8 mode: what was asked, what is used, for which ISA class, and why.
 
@@ -89,12 +137,14 @@ class Int8Choice:
         mode: ``safe`` or ``full``.
         isa: :func:`isa_class` of this machine.
         reason: one sentence on why ``mode`` was chosen.
+        plan: the :class:`Int8Plan` for ``isa``.
     """
 
     requested: str
     mode: str
     isa: str
     reason: str
+    plan: Int8Plan
 
     @property
     def saturation_safe(self) -> bool:
@@ -107,6 +157,8 @@ class Int8Choice:
     def metadata(self) -> dict[str, str]:
         """String metadata for an exported file."""
         return {"int8_mode": self.mode, "int8_mode_requested": self.requested, "int8_isa_at_export": self.isa,
+                "int8_plan": f"{self.plan.name}: {', '.join(self.plan.op_types)} in INT8"
+                             + (", GELU fused" if self.plan.fuse_gelu else ""),
                 "int8_weights": "7-bit (saturation-safe on every CPU)" if self.saturation_safe else
                 "8-bit (accurate on VNNI/AMX/ARM; saturates on x86 CPUs without VNNI)"}
 
@@ -131,12 +183,14 @@ def resolve_int8_mode(mode: str | Int8Choice | None = None, flags: set[str] | No
         src = "REPVIT_INT8_MODE" if mode is None else "int8 mode"
         raise ValueError(f"Unknown {src} {requested!r}; use one of {', '.join(INT8_MODES)}.")
     isa = isa_class(flags, machine)
+    plan = int8_plan(isa)
     if requested != "auto":
-        return Int8Choice(requested, requested, isa, f"{requested} requested")
+        return Int8Choice(requested, requested, isa, f"{requested} requested", plan)
     if isa in ("avx2", "avx512", "x86"):
         return Int8Choice("auto", "safe", isa, f"this CPU ({isa}) has no VNNI/AMX: 8-bit u8*s8 products saturate "
-                          "in vpmaddubsw's 16-bit sums, so weights are kept to 7 bits")
+                          "in vpmaddubsw's 16-bit sums, so weights are kept to 7 bits", plan)
     if isa == "unknown":
-        return Int8Choice("auto", "safe", isa, "the CPU's ISA is unknown: 7-bit weights are safe on every CPU")
+        return Int8Choice("auto", "safe", isa, "the CPU's ISA is unknown: 7-bit weights are safe on every CPU",
+                          plan)
     return Int8Choice("auto", "full", isa, f"this CPU ({isa}) accumulates INT8 products in 32 bits: full 8-bit "
-                      "weights are exact")
+                      "weights are exact", plan)
