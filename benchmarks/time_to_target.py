@@ -175,20 +175,18 @@ def main(argv: list[str] | None = None) -> dict | None:
         for seed in args.seeds:
             for task in args.tasks:
                 sides = [s for s in ("ours", "parent") if s in args.sides]
-                if order % 2:
-                    sides.reverse()
-                order += 1
                 cores = list(args.cores or [None])
-                if order % 2 == 0:
-                    cores.reverse()
+                if order % 2:  # who goes first, and which core each side gets, flip with every pair
+                    sides.reverse()
                 together = len(cores) > 1
                 procs = []
-                for i, side in enumerate(sides):
-                    core = cores[i % len(cores)]
+                for side in sides:
+                    core = cores[(("ours", "parent").index(side) + order) % len(cores)]
                     p = start_side(trees[side], task, seed, args, work / f"{task}_{seed}_{side}", core)
                     procs.append((side, core, p))
                     if not together:
                         procs[-1] = (side, core, finish_side(p, f"{task} seed {seed} {side}"))
+                order += 1
                 for side, core, p in procs:
                     res = p if isinstance(p, dict) else finish_side(p, f"{task} seed {seed} {side}")
                     res.update(task=task, seed=seed, side=side, core=core)
