@@ -39,6 +39,8 @@ SMALL: dict[str, list[str]] = {
     "onnx_vs_bound.py": ["--img-size", "64", "--threads", "1", "--rounds", "1", "--iters", "1", "--warmup", "1",
                          "--sgemm-n", "64"],
     "train_throughput.py": ["--batch-size", "8", "--rounds", "2", "--steps", "1", "--warmup", "1"],
+    "time_to_target.py": ["--tasks", "classify", "--seeds", "0", "--sides", "ours", "--cores", "0", "--set",
+                          "epochs=1", "--set", "train_subset=64", "--set", "val_subset=64"],
 }
 # needs a CUDA GPU (only --help and its CPU refusal are tested here)
 NOT_RUN = {"gpu_check.py"}
@@ -47,7 +49,8 @@ NEEDS = {"int8_profile.py": ["onnxruntime"], "int8_plans.py": ["onnxruntime", "o
          "sam_latency.py": ["segment_anything"], "sam_click.py": ["segment_anything", "onnxruntime"],
          "sam_prompt_distill.py": ["segment_anything", "skimage"],
          "backends_vs_timm.py": ["onnx"], "int8_digits.py": ["onnxruntime", "sklearn"], "ddp_stress.py": ["sklearn"],
-         "onnx_vs_bound.py": ["onnxruntime"], "train_throughput.py": ["sklearn"], "detect_latency.py": ["torchvision"]}
+         "onnx_vs_bound.py": ["onnxruntime"], "train_throughput.py": ["sklearn"], "detect_latency.py": ["torchvision"],
+         "time_to_target.py": ["sklearn"]}
 
 
 def _run(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:

@@ -37,6 +37,10 @@ def test_checkpoint_contents_and_rebuild(trained, capsys):
     assert CKPT_KEYS <= set(ck)
     assert ck["epoch"] == 1 and ck["step"] == 2 * (128 // 32)
     assert ck["config"]["model"] == "repvit_m0_6" and ck["num_classes"] == 10
+    # channels_last None (the digits default) resolves to NHWC for a CPU run, recorded as such
+    assert ck["config"]["channels_last"] is True
+    first_conv = next(m for m in res["model"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert ck["class_names"] == [str(i) for i in range(10)]
     assert {"python", "numpy", "torch", "cuda"} <= set(ck["rng"])
     # the model is rebuilt from the checkpoint alone, without being told its name

@@ -28,6 +28,19 @@ def test_split_is_fixed_disjoint_stratified_and_large_enough():
     assert np.array_equal(again["val"], va)
 
 
+def test_split_and_images_are_scikit_learns():
+    from sklearn.model_selection import train_test_split
+
+    from repvit.data.digits import raw_digits
+
+    d = load_digits()
+    images, labels = raw_digits()  # read from scikit-learn's file without importing it
+    assert np.array_equal(images, d.images.astype(np.float32) / 16.0) and np.array_equal(labels, d.target)
+    tr, va = train_test_split(np.arange(len(d.target)), test_size=0.25, stratify=d.target, random_state=0)
+    idx = digits_split_indices()
+    assert np.array_equal(idx["train"], np.sort(tr)) and np.array_equal(idx["val"], np.sort(va))
+
+
 def test_tensors_match_sklearn_images():
     d = load_digits()
     va = digits_split_indices()["val"]

@@ -11,7 +11,9 @@ steps are applied to an image file by :func:`digits_transform`, so ``repvit pred
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,23 +38,39 @@ DIGITS_MEAN = 0.5
 DIGITS_STD = 0.5
 
 
+_SPLIT_FILE = Path(__file__).with_name("digits_split.json")
+
+
 @lru_cache(maxsize=1)
 def raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 images ``(N, 8, 8)`` in 0..1 and labels, read from the file ``sklearn.datasets.load_digits`` reads
+    (``sklearn/datasets/data/digits.csv.gz``, shipped with scikit-learn) without importing scikit-learn, whose
+    import is a few seconds of a digits run's start-up."""
+    from importlib.util import find_spec
+
     from repvit.runtime import require
 
-    d = require("sklearn.datasets", "the built-in 'digits' data set").load_digits()
-    return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
+    spec = find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = next((p for p in (Path(r) / "datasets" / "data" / "digits.csv.gz" for r in roots) if p.is_file()), None)
+    if path is None:  # no scikit-learn (the error names the extra), or a layout without the file
+        d = require("sklearn.datasets", "the built-in 'digits' data set").load_digits()
+        return d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8).astype(np.float32) / 16.0, data[:, -1].astype(np.int64)
 
 
 @lru_cache(maxsize=1)
 def digits_split_indices() -> dict[str, np.ndarray]:
-    """Indices of the fixed ``train`` and ``val`` (held-out) splits: stratified, seed 0, 25% held out."""
-    from sklearn.model_selection import train_test_split
+    """Indices of the fixed ``train`` and ``val`` (held-out) splits: stratified, seed 0, 25% held out.
 
+    The held-out indices are those of ``sklearn.model_selection.train_test_split(range(1797), test_size=0.25,
+    stratify=labels, random_state=0)``, stored in ``digits_split.json`` (a test recomputes them with scikit-learn).
+    """
     _, y = raw_digits()
-    idx = np.arange(len(y))
-    tr, va = train_test_split(idx, test_size=DIGITS_HELD_OUT_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED)
-    return {"train": np.sort(tr), "val": np.sort(va)}
+    val = np.asarray(json.loads(_SPLIT_FILE.read_text(encoding="utf-8"))["val"], dtype=np.int64)
+    train = np.setdiff1d(np.arange(len(y)), val)
+    return {"train": train, "val": np.sort(val)}
 
 
 def _upscale(x: torch.Tensor, img_size: int, in_chans: int) -> torch.Tensor:

@@ -64,7 +64,7 @@ class EngineConfig:
     threads: int | None = 1  # torch CPU threads per process (None: torch's default); 1 is robust on a busy machine
     amp: bool = False
     amp_dtype: str = "bfloat16"  # bfloat16 | float16 (fp16 only on CUDA)
-    channels_last: bool = False
+    channels_last: bool | None = False  # None: on for CPU training (oneDNN's NHWC kernels), off on CUDA
     compile: bool = False
     sync_bn: bool = False
     strict_data: bool = False

@@ -51,6 +51,8 @@ def run_task(task: Task, config: EngineConfig) -> dict[str, Any]:
     cfg = config
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
     info = init_distributed(cfg.device)
+    if cfg.channels_last is None:
+        cfg = cfg.replace(channels_last=info.device.type == "cpu")
     try:
         with torch_threads(cfg.threads):  # cfg.threads applies to this run only
             return _run(task, cfg, info)

@@ -29,6 +29,7 @@ class DetectConfig(EngineConfig):
     frozen_bn: bool = False  # from scratch there are no ImageNet statistics to keep; the paper recipe sets True
     backbone_checkpoint: str | None = None  # classification checkpoint (any format), authors' downstream file, or ours
     hflip: float = 0.0
+    channels_last: bool | None = None  # NHWC on a CPU, unchanged on CUDA
     # schedule (the engine's fields with detection defaults)
     epochs: int = 4
     batch_size: int = 8
