@@ -22,7 +22,7 @@ from repvit.runtime import require
 from .click import ClickDecoder, ImageContext
 from .prompts import PromptError, validate_prompts
 
-__all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "check_prompts", "image_key", "time_click"]
+__all__ = ["EmbeddingLru", "ImageEmbedding", "SegmentResult", "SamSession", "check_prompts", "image_key"]
 
 
 @dataclass
@@ -304,9 +304,3 @@ class _CachedPredictor:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
-
-
-def time_click(sam: nn.Module, image: np.ndarray, point: tuple[float, float, int] | None = None, repeats: int = 10,
-               warmup: int = 2) -> dict[str, float]:
-    """Encode ``image`` once, then time a click (decoder + overlay, median ms); see :meth:`SamSession.click_ms`."""
-    return SamSession(sam).click_ms(image, point, repeats=repeats, warmup=warmup)
