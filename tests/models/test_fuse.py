@@ -98,21 +98,3 @@ def test_fuse_features_only_model():
 def test_create_model_fused():
     model = repvit.create_model("repvit_m0_6", fused=True)
     assert is_fused(model) and not model.training
-
-
-@pytest.mark.parametrize("batch", [2, 16])
-def test_repvggdw_cpu_forward_is_the_three_branch_conv_form(batch):
-    from repvit.models.layers import RepVGGDW
-
-    block = randomize_bn(RepVGGDW(24), seed=3).double().eval()  # running statistics: every gradient is non-zero
-    nn.init.normal_(block.conv1.weight)
-    nn.init.normal_(block.conv1.bias)
-    x = torch.randn(batch, 24, 8, 8, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(batch, 24, 8, 8, dtype=torch.float64)
-    out = block(x)
-    ref = block.bn(block.conv(x) + nn.functional.conv2d(x, block.conv1.weight, block.conv1.bias, groups=24) + x)
-    assert rel_err(out, ref) < 1e-12
-    wrt = [x, block.conv1.weight, block.conv1.bias]
-    g_out = torch.autograd.grad((out * w).sum(), wrt)
-    g_ref = torch.autograd.grad((ref * w).sum(), wrt)
-    assert all(rel_err(a, b) < 1e-10 for a, b in zip(g_out, g_ref))

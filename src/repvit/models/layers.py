@@ -176,12 +176,7 @@ class RepVGGDW(FusableMixin, nn.Module):
         self.kernel_size = kernel_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda:
-            return self.bn(self.conv(x) + self.conv1(x) + x)
-        # on a CPU the 1x1 depthwise conv runs as what it is, a per-channel scale and shift (the same numbers):
-        # torch sends a 1x1 convolution of a batch under 16 on one thread to its per-group slow path (~15x slower)
-        scale, shift = self.conv1.weight.view(1, -1, 1, 1), self.conv1.bias.view(1, -1, 1, 1)
-        return self.bn(self.conv(x) + (x * scale + shift) + x)
+        return self.bn(self.conv(x) + self.conv1(x) + x)
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
