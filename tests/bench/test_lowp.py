@@ -82,6 +82,7 @@ def test_low_precision_backends_follow_fp32_but_are_not_fp32(small, backend, tol
             assert err > 1e-5  # the CPU has bf16, so OpenVINO must have used it
 
 
+@pytest.mark.slow  # ~50 s: lowers a program to ExecuTorch
 def test_remote_executorch_program_matches_in_process_runtime(small):
     pytest.importorskip("executorch", reason="needs executorch: pip install 'repvit-pytorch[executorch]'")
     from repvit.bench.remote import RemoteProgram

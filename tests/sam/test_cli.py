@@ -86,6 +86,7 @@ def edgetam_files(astronaut, tmp_path_factory):
     return frames, save_edgetam(object_always_present(build_edgetam()), d / "edgetam.pt")
 
 
+@pytest.mark.slow  # ~25 s: EdgeTAM at the published 1024 px
 def test_track_writes_a_mask_per_frame_and_an_overlay(edgetam_files, tmp_path, capsys):
     import json
 
