@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
+from .onednn import conv_act
+
 __all__ = [
     "ConvNorm",
     "NormLinear",
@@ -222,4 +224,6 @@ class ConvMlp(nn.Module):
         self.conv2 = ConvNorm(hidden_dim, dim, 1, bn_weight_init=0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # deploy form on a CPU: the 1x1 conv and its activation in one call
+            return self.conv2(conv_act(self.conv1, self.act, x))
         return self.conv2(self.act(self.conv1(x)))

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import BlockConfig, RepViTConfig
 from .layers import ConvMlp, ConvNorm, FusableMixin, LegacyRepVGGDW, NormLinear, RepVGGDW, TwoHeadsMixin, mean_linear
+from .onednn import conv_act
 from .pretrained import init_pretrained_cfg, refresh_pretrained_cfg
 
 __all__ = [
@@ -86,6 +87,8 @@ class RepViTStem(nn.Module):
         self.stride = 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # deploy form on a CPU: conv and activation in one call
+            return self.conv2(conv_act(self.conv1, self.act1, x))
         return self.conv2(self.act1(self.conv1(x)))
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from repvit.models.onednn import linear_act
 
 from .position_encoding import axial_rope, identity_rope
 from .transformer import Attention
@@ -46,7 +47,7 @@ class MemoryAttentionLayer(nn.Module):
         x = self.norm2(tgt)
         tgt = tgt + self.cross_attn_image(x, memory + pos, memory, q_rope=q_rope, k_rope=k_rope, attn_mask=memory_mask)
         x = self.norm3(tgt)
-        return tgt + self.linear2(F.relu(self.linear1(x)))
+        return tgt + self.linear2(linear_act(self.linear1, "relu", x))
 
 
 class MemoryAttention(nn.Module):

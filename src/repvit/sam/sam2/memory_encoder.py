@@ -4,8 +4,9 @@ projection to the memory width (64 for EdgeTAM), with a sine encoding of the res
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from repvit.models.onednn import linear_act
 
 from .common import LayerNorm2d
 from .position_encoding import PositionEmbeddingSine
@@ -48,7 +49,7 @@ class CXBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
-        y = self.gamma * self.pwconv2(F.gelu(self.pwconv1(y)))
+        y = self.gamma * self.pwconv2(linear_act(self.pwconv1, "gelu", y))
         return x + y.permute(0, 3, 1, 2)
 
 
