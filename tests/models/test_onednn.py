@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import repvit
 from repvit.models import onednn
 from repvit.models.fuse import fuse_model
-from repvit.models.onednn import conv_act, linear_act
+from repvit.models.onednn import conv_act, conv_add, linear_act
 
 needs_onednn = pytest.mark.skipif(not onednn._HAS_POINTWISE, reason="this torch has no oneDNN pointwise ops")
 
@@ -34,6 +34,19 @@ def test_conv_act_equals_the_two_ops_and_runs_as_one_call(conv, act):
         ops = _ops_run(lambda: conv_act(conv, act, x))
     assert "mkldnn::_convolution_pointwise" in ops
     assert "aten::gelu" not in ops and "aten::relu" not in ops
+
+
+@needs_onednn
+def test_conv_add_equals_the_two_ops_and_runs_as_one_call():
+    conv = nn.Conv2d(16, 8, 1)
+    x = torch.randn(2, 16, 11, 13).contiguous(memory_format=torch.channels_last)
+    other = torch.randn(2, 8, 11, 13).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv_add(conv, x, other), other + conv(x), rtol=1e-5, atol=1e-5)
+        ops = _ops_run(lambda: conv_add(conv, x, other))
+        assert "mkldnn::_convolution_pointwise" in ops and "aten::add" not in ops
+        broadcast = torch.randn(1, 8, 1, 1)  # not the output's shape: the two ops
+        torch.testing.assert_close(conv_add(conv, x, broadcast), broadcast + conv(x))
 
 
 @needs_onednn

@@ -2,7 +2,8 @@
 
 The activation then runs on each block of the layer's output while that block is still in cache (a oneDNN post-op)
 instead of as a second pass over the whole map. In a fused RepViT at 1024 px the FFNs' GELU over their widened maps
-is about a tenth of the CPU time; folded into the 1x1 convolution before it, most of that goes. The same holds for
+is about a tenth of the CPU time; folded into the 1x1 convolution before it, most of that goes. The FFN's residual
+add goes into its second 1x1 convolution the same way (:func:`conv_add`). The same holds for
 the Linear + ReLU of SAM 2's memory-attention FFN and the Linear + GELU of its memory encoder's ConvNeXt blocks.
 
 :func:`conv_act` and :func:`linear_act` call torch's own oneDNN kernels (``torch.ops.mkldnn._convolution_pointwise``
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
-__all__ = ["act_spec", "conv_act", "linear_act"]
+__all__ = ["act_spec", "conv_act", "conv_add", "linear_act"]
 
 
 def _has_pointwise_ops() -> bool:
@@ -71,6 +72,19 @@ def conv_act(conv: nn.Module, act: nn.Module, x: Tensor) -> Tensor:
             x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
             spec[0], [], spec[1])
     return act(conv(x))
+
+
+@torch.jit.unused
+def conv_add(conv: nn.Module, x: Tensor, other: Tensor) -> Tensor:
+    """``other + conv(x)`` for a 1x1, stride-1 ``conv`` (a plain ``nn.Conv2d``), in one oneDNN call (the add as a
+    post-op) where ``other`` has the output's shape and the call is safe; otherwise the two ops."""
+    if (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.dilation == (1, 1) and conv.groups == 1 and x.dim() == 4 and type(other) is Tensor
+            and other.shape == (x.shape[0], conv.out_channels, x.shape[2], x.shape[3]) and other.dtype == x.dtype
+            and _fusable(x, conv.weight)):
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
+    return other + conv(x)
 
 
 @torch.jit.unused

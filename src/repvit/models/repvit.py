@@ -73,6 +73,8 @@ class RepViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.se(self.token_mixer(x))
+        if not torch.jit.is_scripting() and not self.training:  # deploy form on a CPU: the residual add fused
+            return self.channel_mixer.residual(x)
         return x + self.drop_path(self.channel_mixer(x))
 
 
@@ -115,6 +117,8 @@ class RepViTDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.channel_downsample(self.spatial_downsample(self.pre_block(x)))
+        if not torch.jit.is_scripting() and not self.training:
+            return self.ffn.residual(x)
         return x + self.drop_path(self.ffn(x))
 
 
