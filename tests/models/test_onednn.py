@@ -74,6 +74,16 @@ def test_the_two_ops_run_where_a_gradient_is_wanted_and_gradients_are_right():
     assert "mkldnn::_convolution_pointwise" not in ops
 
 
+def test_autocast_runs_the_two_ops_in_its_dtype():
+    conv, act = nn.Conv2d(8, 16, 1), nn.GELU()
+    x = torch.randn(1, 8, 9, 9)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv_act(conv, act, x)
+        ref = act(conv(x))
+    assert out.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref)
+
+
 def test_other_activations_and_dtypes_run_the_two_ops():
     conv = nn.Conv2d(4, 8, 1)
     x = torch.randn(1, 4, 9, 9)

@@ -6,12 +6,12 @@ is about a tenth of the CPU time; folded into the 1x1 convolution before it, mos
 add goes into its second 1x1 convolution the same way (:func:`conv_add`). The same holds for
 the Linear + ReLU of SAM 2's memory-attention FFN and the Linear + GELU of its memory encoder's ConvNeXt blocks.
 
-:func:`conv_act` and :func:`linear_act` call torch's own oneDNN kernels (``torch.ops.mkldnn._convolution_pointwise``
-and ``_linear_pointwise``, the ones ``torch.compile`` uses for this fusion) only where that changes nothing but the
-speed: plain float32 CPU tensors, no gradient asked for, and no tracer, exporter or compiler running (those see the
-layer and the activation as two ordinary ops, so exported graphs are unchanged). Anywhere else, and with a torch
-built without oneDNN, they run the layer and then the activation. Results agree with the two-op form to float32
-rounding (the post-op's GELU is the exact erf form).
+:func:`conv_act`, :func:`conv_add` and :func:`linear_act` call torch's own oneDNN kernels
+(``torch.ops.mkldnn._convolution_pointwise`` and ``_linear_pointwise``, the ones ``torch.compile`` uses for this
+fusion) only where that changes nothing but the speed: plain float32 CPU tensors, no gradient asked for, no CPU
+autocast, and no tracer, exporter or compiler running (those see the layer and the activation as two ordinary ops, so
+exported graphs are unchanged). Anywhere else, and with a torch built without oneDNN, they run the two ops. Results
+agree with the two-op form to float32 rounding (the post-op's GELU is the exact erf form).
 
 Callers guard the call with ``not torch.jit.is_scripting()``: TorchScript compiles the two-op branch only.
 """
@@ -56,7 +56,7 @@ def _fusable(x: Tensor, weight: Tensor) -> bool:
         return False
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
-    if torch.onnx.is_in_onnx_export():
+    if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):  # autocast would not cast these calls
         return False
     return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
 
