@@ -4,6 +4,7 @@ from __future__ import annotations
 
 TINY = dict(
     model="repvit_m0_6", data="digits", img_size=32, epochs=2, batch_size=32, lr=1.6e-2, warmup_epochs=0,
+    warmup_steps=None, bn_momentum=None,
     train_subset=128, val_subset=96, workers=0, threads=1, progress=False, plot=False, tensorboard=False,
     model_ema=True, seed=0,
 )

@@ -20,7 +20,8 @@ def test_paper_recipe_for_every_variant(variant, epochs):
     # the paper's recipe: 8 x 256 = 2048 images per step -> 4e-3
     assert cfg.scaled_lr(world_size=8) == pytest.approx(4e-3)
     assert (cfg.opt, cfg.opt_eps, cfg.weight_decay, cfg.sched) == ("adamw", 1e-8, 0.025, "cosine")
-    assert (cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr) == (5, 1e-6, 1e-5)
+    assert (cfg.warmup_epochs, cfg.warmup_steps, cfg.warmup_lr, cfg.min_lr) == (5, None, 1e-6, 1e-5)
+    assert cfg.bn_momentum is None  # torch's 0.1, not the digits recipe's
     assert (cfg.clip_grad, cfg.clip_mode, cfg.model_ema_decay) == (0.02, "agc", 0.99996)
     assert (cfg.aa, cfg.color_jitter, cfg.reprob, cfg.remode, cfg.recount) == ("rand-m9-mstd0.5-inc1", 0.4, 0.25,
                                                                                "pixel", 1)

@@ -57,6 +57,7 @@ class EngineConfig:
     model_ema: bool = True
     model_ema_decay: float = 0.99
     model_ema_warmup: bool = True  # timm's EMA warm-up (decay ramps up over the first steps; short runs)
+    bn_momentum: float | None = None  # every BatchNorm's running-statistics momentum (None: the model's, torch's 0.1)
     # runtime
     seed: int = 0
     workers: int | None = None  # loader processes; None: 0 for digits (in-memory tensors), else min(8, CPUs)

@@ -163,6 +163,8 @@ def _build(run: RunContext) -> None:
     cfg, info, device = run.cfg, run.info, run.device
     torch.manual_seed(cfg.seed)
     model = run.task.build_model(cfg, run.data)
+    if cfg.bn_momentum is not None:
+        set_bn_momentum(model, cfg.bn_momentum)
     if info.distributed and cfg.sync_bn:
         if device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm only runs on GPUs); drop it for CPU runs.")
@@ -191,6 +193,16 @@ def _build(run: RunContext) -> None:
         raise ValueError("fp16 AMP needs CUDA; on CPU use --set amp_dtype=bfloat16.")
     run.scaler = torch.amp.GradScaler("cuda") if cfg.amp and dtype == torch.float16 else None
     run.options = StepOptions(cfg.clip_grad, cfg.clip_mode, cfg.amp, dtype, cfg.channels_last)
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Set the running-statistics momentum of every BatchNorm in ``model`` (a short run from scratch wants a high
+    one: with torch's 0.1 the statistics lag the weights by about ten steps, and the evaluation sees stale ones)."""
+    if not 0.0 < momentum <= 1.0:
+        raise ValueError(f"bn_momentum={momentum} must lie in (0, 1] (torch's default is 0.1).")
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
 
 
 def _resume(run: RunContext) -> None:

@@ -146,7 +146,7 @@ def _train(step: Entry, s: RoadmapSettings) -> dict[str, Any]:
     fields = dict(
         model=step.name, data=s.train, epochs=s.epochs, img_size=s.train_img_size, batch_size=s.batch_size,
         output_dir=str(Path(s.output_dir) / step.name), seed=0, model_ema=False, tensorboard=False, progress=False,
-        warmup_epochs=min(2, max(s.epochs - 1, 0)), workers=0,
+        warmup_epochs=min(2, max(s.epochs - 1, 0)), warmup_steps=None, lr=1.6e-2, bn_momentum=None, workers=0,
     )
     fields.update(s.train_overrides)
     t0 = time.perf_counter()
