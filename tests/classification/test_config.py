@@ -41,6 +41,8 @@ def test_overrides_are_typed_and_validated():
     ov = parse_overrides(["epochs=3", "lr=2e-3", "amp=true", "aa=none", "teacher=null", "clip_grad=None"])
     cfg = load_config(None, ov)
     assert (cfg.epochs, cfg.lr, cfg.amp, cfg.aa, cfg.clip_grad) == (3, 2e-3, True, None, None)
+    assert load_config("digits").clip_grad is not None
+    assert load_config("digits", parse_overrides(["clip_grad=null"])).clip_grad is None  # turns the recipe's off
     with pytest.raises(ValueError, match="unknown config key.*'epoch'"):
         load_config(None, {"epoch": 3})
     with pytest.raises(ValueError, match="expects int"):

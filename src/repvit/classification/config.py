@@ -77,5 +77,5 @@ class TrainConfig(EngineConfig):
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
                 cls: type[EngineConfig] | None = None):
     """:func:`repvit.engine.config.load_config` with ``cls`` defaulting to :class:`TrainConfig`: its defaults, then
-    the YAML recipe at ``path`` (if any), then ``overrides`` (``None`` values are ignored)."""
+    the YAML recipe at ``path`` (if any), then ``overrides`` (a ``None`` sets the key to None)."""
     return _engine_config.load_config(path, overrides, cls=cls or TrainConfig)

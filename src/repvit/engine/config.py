@@ -208,12 +208,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     Args:
         cls: the task's config class (a subclass of :class:`EngineConfig`).
 
-    ``None`` values in ``overrides`` are ignored (unset command-line flags).
+    A ``None`` in ``overrides`` sets the key to None (``--set clip_grad=null`` turns a recipe's clipping off); the
+    command line leaves flags that were not given out of ``overrides``.
     """
     merged: dict[str, Any] = {}
     if path is not None:
         merged.update(_read_yaml(find_recipe(str(path))))
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    merged.update(overrides or {})
     return cls.from_dict(merged)
 
 
