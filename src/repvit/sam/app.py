@@ -377,7 +377,8 @@ def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
     with gr.Row():  # the photo arrives as a file (image_mode None: gradio only opens it) for _read_photo's checks
         photo = gr.Image(label="Photo (click to add prompts)", type="filepath", image_mode=None,
                          sources=["upload", "clipboard"], elem_id="photo")
-        overlay = gr.Image(label="Mask", type="numpy", format="png", interactive=False, elem_id="overlay")
+        # JPEG: gradio encodes the overlay at every click, a 1024 x 768 photo in ~3 ms (PNG: ~270 ms at PIL's level)
+        overlay = gr.Image(label="Mask", type="numpy", format="jpeg", interactive=False, elem_id="overlay")
     with gr.Row():
         modes = _MODES if getattr(page.session, "supports_everything", True) else _MODES[:2]
         mode = gr.Radio(list(modes), value="point", label="Mode", elem_id="mode")
@@ -385,7 +386,7 @@ def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
         undo = gr.Button("Undo", elem_id="undo")
         clear = gr.Button("Clear", elem_id="clear")
     status = gr.Markdown("Upload a photo.", elem_id="status")
-    mask_file = gr.File(label="Mask PNG (0/255, the photo's size)", elem_id="mask-file")
+    mask_file = gr.File(label="Mask PNG (1-bit black/white, the photo's size)", elem_id="mask-file")
 
     def on_click(st, mode, background, evt):
         return page.on_click(st, mode, background, evt)
@@ -408,7 +409,7 @@ def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
         api_image = gr.File(type="filepath", label="image file")
         api_points = gr.Textbox(label="points JSON [[x, y, label], ...]")
         api_box = gr.Textbox(label="box JSON [x0, y0, x1, y1] or empty")
-        api_overlay = gr.Image(type="numpy", format="png", label="overlay")
+        api_overlay = gr.Image(type="numpy", format="jpeg", label="overlay")
         api_mask = gr.File(label="mask PNG")
         api_score = gr.Number(label="predicted IoU")
         api_count = gr.Number(label="number of masks", precision=0)
