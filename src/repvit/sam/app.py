@@ -47,7 +47,7 @@ from repvit.weights import is_path
 
 from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS
 from .model import build_repvit_sam
-from .predict import mask_overlay, masks_overlay, save_png
+from .predict import mask_overlay, mask_png, masks_overlay
 from .prompts import PromptError, parse_box, parse_points, validate_prompts
 from .sam2 import EdgeTAM, EdgeTamVideoPredictor, build_edgetam, build_edgetam_video_predictor, read_edgetam_checkpoint
 from .sam2.image_session import EdgeTamSession
@@ -228,6 +228,13 @@ class _Page:
                 self._files.popleft().unlink(missing_ok=True)
         return Path(name)
 
+    def mask_file(self, mask: np.ndarray) -> str:
+        """``mask`` as a 1-bit PNG (:func:`~repvit.sam.predict.mask_png`) in a fresh file (unique, so written in
+        place: nothing reads it before the answer)."""
+        path = self.new_file("mask")
+        path.write_bytes(mask_png(mask))
+        return str(path)
+
     def read(self, path: str | os.PathLike) -> np.ndarray:
         return _read_photo(self.gr, path, self.max_image_pixels, self.max_image_mb)
 
@@ -248,8 +255,7 @@ class _Page:
             res = self.session.segment(image, points, box)
         except ValueError as e:
             raise self.gr.Error(str(e)) from None
-        mask_path = save_png(res.mask, self.new_file("mask"))
-        return mask_overlay(image, res.mask, points, box), str(mask_path), res.score
+        return mask_overlay(image, res.mask, points, box), self.mask_file(res.mask), res.score
 
     def api_segment_all(self, path):
         if not path:
@@ -304,7 +310,7 @@ class _Page:
         t0 = time.perf_counter()
         ov = _draw_pending(mask_overlay(image, res.mask, st["points"], st["box"]), st["corner"])
         ovl_ms = (time.perf_counter() - t0) * 1e3
-        path = str(save_png(res.mask, self.new_file("mask")))
+        path = self.mask_file(res.mask)
         msg = (f"{self._encode_text(res.encode_ms, st)}; decode {res.decode_ms:.0f} ms, overlay {ovl_ms:.0f} ms; "
                f"predicted IoU {res.score:.3f}; {len(st['points'])} point(s){', a box' if st['box'] else ''}. {extra}")
         return ov, path, msg
