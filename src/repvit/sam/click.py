@@ -269,11 +269,15 @@ class ClickDecoder:
                                                            derived.kpe[-1]))
 
     def _mask(self, x: torch.Tensor, grid: tuple[int, int], w: torch.Tensor, derived: _Derived,
-              tile: int | None) -> torch.Tensor:
+              tile: int | None, keep: tuple[int, int] | None = None) -> torch.Tensor:
         """``w @ output_upscaling(x)`` (``w``: a hypernetwork's output) as a (4h, 4w) map for image tokens ``x``
-        (N, C): the two transposed convolutions (kernel 2, stride 2) as per-token matrix products, ``tile`` tokens
-        at a time in reused buffers (None: all at once, for export), the sub-pixel positions kept in the last
-        dimensions until the single mask is put in image order."""
+        (N, C) on ``grid`` (h, w), or only its top-left (4 keep[0], 4 keep[1]): the two transposed convolutions
+        (kernel 2, stride 2) as per-token matrix products, ``tile`` tokens at a time in reused buffers (None: all at
+        once, for export), the sub-pixel positions kept in the last dimensions until the single mask is put in
+        image order."""
+        if keep is not None and tuple(keep) != tuple(grid):
+            x = x.view(*grid, -1)[:keep[0], :keep[1]].reshape(-1, x.shape[-1])  # a view when only rows are dropped
+            grid = tuple(keep)
         _, ln, act1, _, act2 = self.dec.output_upscaling
         w1, b1, w2, b2 = derived.w1, derived.b1, derived.w2, derived.b2
         c1, c2 = w2.shape[0], w2.shape[1] // 4
@@ -298,7 +302,8 @@ class ClickDecoder:
         return m.permute(0, 2, 1, 3).reshape(4 * gh, 4 * gw)
 
     @torch.inference_mode()
-    def decode(self, ctx: ImageContext, sparse: torch.Tensor, multimask: bool) -> tuple[torch.Tensor, float, int]:
+    def decode(self, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
+               input_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, float, int]:
         """The chosen candidate's low-resolution mask logits (1, 1, 4h, 4w), its predicted IoU and its index among
         the decoder's mask tokens (0: the single mask; 1..3: the best-scoring of the three).
 
@@ -307,6 +312,9 @@ class ClickDecoder:
             sparse: the prompt encoder's sparse embeddings (1, n, C) (points and boxes; no mask prompt).
             multimask: choose among the three multimask candidates (as ``multimask_output=True`` followed by the
                 argmax of the IoUs), else the single mask.
+            input_size: the resized image's size (``SamPredictor.input_size``): only the image tokens whose mask
+                pixels :meth:`upscale` uses are up-sampled (the rows below a landscape image and the columns right
+                of a portrait one are padding), and the logits are the top-left (1, 1, 4h', 4w') of the full map.
         """
         dec = self.dec
         if sparse.dim() != 3 or sparse.shape[0] != 1:
@@ -321,7 +329,10 @@ class ClickDecoder:
         else:
             out = self._final(q, tokens, x, slice(0, 2), derived)
             iou, best, token = dec.iou_prediction_head(out[0]), 0, out[1]
-        mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](token), derived, self.tile)
+        keep = ctx.grid
+        if input_size is not None:  # the image tokens that cover low_res_extent's rows and columns
+            keep = tuple(min(g, -(-r // 4)) for g, r in zip(ctx.grid, self.low_res_extent(input_size)))
+        mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](token), derived, self.tile, keep)
         return mask[None, None], float(iou[best]), best
 
     def onnx_session(self, grid: tuple[int, int], threads: int = 2) -> Any:
@@ -349,22 +360,35 @@ class ClickDecoder:
         low, iou, index = session.run(None, feed)
         return torch.from_numpy(low).to(ctx.keys.device), float(iou), int(index)
 
+    def low_res_extent(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The rows and columns of the low-resolution mask (the decoder's 4x the embedding grid) that
+        ``Sam.postprocess_masks`` uses for an image resized to ``input_size``: those its crop keeps, plus one for the
+        bilinear interpolation's neighbour."""
+        gh, gw = self.prompt_encoder.image_embedding_size
+        n = 4 * gh
+        f = self.img_size // n
+        if f * n != self.img_size or gh != gw:
+            raise ValueError(f"the low-resolution mask side {n} does not divide the input size {self.img_size}.")
+        h, w = input_size
+        return min(n, -(-h // f) + 1), min(n, -(-w // f) + 1)
+
     @torch.inference_mode()
     def upscale(self, low: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int],
                 threshold: float = 0.0) -> np.ndarray:
-        """``Sam.postprocess_masks`` of one mask's logits ``low`` (1, 1, l, l) thresholded at ``threshold``: the
-        (H, W) bool mask at ``original_size``.
+        """``Sam.postprocess_masks`` of one mask's logits ``low`` (1, 1, l, l), or its top-left part that
+        :meth:`decode` computes for ``input_size``, thresholded at ``threshold``: the (H, W) bool mask at
+        ``original_size``.
 
-        Only the low-resolution rows and columns the crop to ``input_size`` keeps are up-sampled (the same
-        interpolation weights: the scale stays ``img_size / l``), and the second up-sampling is skipped when the
-        image was not resized (at scale 1 it is the identity).
+        Only the low-resolution rows and columns the crop to ``input_size`` keeps are up-sampled
+        (:meth:`low_res_extent`; the same interpolation weights: the scale stays ``img_size / l``), and the second
+        up-sampling is skipped when the image was not resized (at scale 1 it is the identity).
         """
-        n = low.shape[-1]
-        f = self.img_size // n
-        if f * n != self.img_size:
-            raise ValueError(f"the low-resolution mask side {n} does not divide the input size {self.img_size}.")
+        rh, rw = self.low_res_extent(input_size)
+        if low.shape[-2] < rh or low.shape[-1] < rw:
+            raise ValueError(f"the low-resolution logits {tuple(low.shape[-2:])} do not cover the {rh} x {rw} that an "
+                             f"input of {tuple(input_size)} needs: decode with that input_size.")
+        f = self.img_size // (4 * self.prompt_encoder.image_embedding_size[0])
         h, w = input_size
-        rh, rw = min(n, -(-h // f) + 1), min(n, -(-w // f) + 1)
         up = F.interpolate(low[..., :rh, :rw], (rh * f, rw * f), mode="bilinear", align_corners=False)
         up = up[..., :h, :w]
         if tuple(original_size) != (h, w):
