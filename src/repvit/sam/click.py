@@ -79,6 +79,13 @@ def _stamp(tensors: list[torch.Tensor]) -> tuple:
     return tuple(out)
 
 
+def _scores(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``g @ x^T`` for a few rows ``g`` (R, C) and image tokens ``x`` (N, C), as the transpose of ``x @ g^T``: with
+    the image tokens as the long side of the product, MKL runs it 1.2-1.5x faster at 1-2 threads and without the
+    stalls ``addmm(., g, x.t())`` shows at 2 threads on a busy machine."""
+    return torch.mm(x, g.t()).t()
+
+
 def _activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(x)``, in place for GELU and ReLU."""
     if isinstance(act, nn.GELU):
@@ -193,7 +200,7 @@ class ClickDecoder:
                 F.linear(x, att.v_proj.weight, att.v_proj.bias), h)
         else:  # q_h . W_k,h x = (q_h W_k,h) . x
             g = torch.bmm(qp, att.k_proj.weight.view(h, d, -1)).view(h * t, -1)  # (h T, C)
-            p = torch.softmax(torch.addmm(spe.view(h * t, -1), g, x.t()), -1)  # (h T, N)
+            p = torch.softmax(spe.view(h * t, -1).add_(_scores(x, g)), -1)  # (h T, N)
             r = torch.mm(p, x).view(h, t, -1)  # (h, T, C): softmax-weighted image tokens
             o = torch.baddbmm(att.v_proj.bias.view(h, 1, d), r, att.v_proj.weight.view(h, d, -1).transpose(1, 2))
         return F.linear(o.transpose(0, 1).reshape(t, -1), att.out_proj.weight, att.out_proj.bias)
@@ -217,7 +224,7 @@ class ClickDecoder:
         else:  # q_proj folded into the keys: (k_h W_q,h) x^T + k_h (W_q,h pe^T + b_q,h)
             e = torch.bmm(kh, att.q_proj.weight.view(h, d, -1)).view(h * t, -1)  # (h T, C)
             s = torch.baddbmm(torch.bmm(kh, att.q_proj.bias.view(h, d, 1)), kh, qpe)
-            s = torch.addmm(s.view(h * t, -1), e, x.t())
+            s = s.view(h * t, -1).add_(_scores(x, e))
         a = torch.softmax(s.view(h, t, -1), 1)
         if many:
             o = torch.bmm(a.transpose(1, 2), vh).transpose(0, 1).reshape(-1, att.internal_dim)
