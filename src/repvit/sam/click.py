@@ -48,7 +48,8 @@ class ImageContext:
 
     ``keys`` (N, C): the image tokens plus ``no_mask_embed``; ``k0``, ``v0`` (H, N, C/2H): the first block's
     token-to-image keys and values by head; ``q0`` (H, C/2H, N): its image-to-token queries by head, transposed;
-    ``grid``: (h, w) tokens.
+    ``grid``: (h, w) tokens; ``p`` (N, 4 c1): the image tokens through every block's ``norm4`` scale and the first
+    transposed convolution (``keys @ W^(0)``, see :class:`_Derived`), or None.
     """
 
     keys: torch.Tensor
@@ -56,10 +57,12 @@ class ImageContext:
     v0: torch.Tensor
     q0: torch.Tensor
     grid: tuple[int, int]
+    p: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.keys, self.k0, self.v0, self.q0))
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.k0, self.v0, self.q0, self.p)
+                   if t is not None)
 
 
 def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
@@ -86,6 +89,13 @@ def _scores(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.mm(x, g.t()).t()
 
 
+def _affine(norm: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """A LayerNorm's scale and shift (ones and zeros without them)."""
+    c = norm.normalized_shape[-1]
+    w = norm.weight if norm.weight is not None else torch.ones(c)
+    return w, norm.bias if norm.bias is not None else torch.zeros(c, dtype=w.dtype, device=w.device)
+
+
 def _activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(x)``, in place for GELU and ReLU."""
     if isinstance(act, nn.GELU):
@@ -101,7 +111,16 @@ class _Derived:
     ``pe`` as tokens (N, C); per block (index 0: None, the context has it) and, last, for the final attention,
     token-to-image attention's ``W_k pe^T`` by head (h, d, N); per block image-to-token attention's ``W_q pe^T``
     (index 0: None); the transposed convolutions as matrices over (sub-pixel, channel) columns, ``w1`` (C, 4 c1),
-    ``w2`` (c1, 4 c2), with their biases repeated per sub-pixel."""
+    ``w2`` (c1, 4 c2), with their biases repeated per sub-pixel.
+
+    And what folds the blocks' ``norm4`` into the first transposed convolution. Block ``i`` ends with
+    ``x_i = LN_i(x_{i-1} + A_i^T M_i)`` (``x_{-1}`` the context's keys; ``A_i`` (H T, N) image-to-token attention's
+    softmax, ``M_i`` (H T, C) its values through ``out_proj``; per token ``LN(u) = g (u - mean) rstd + b``), so
+    with ``W^(i) = diag(g_i ... g_{L-1}) w1`` and ``s_i = rstd_i ... rstd_{L-1}`` per token,
+    ``x_{L-1} w1 + b1 = s_0 (keys W^(0)) + sum_i s_i A_i^T (M_i W^(i)) - sum_i s_i mean_i (1^T W^(i))
+    + sum_{i < L-1} s_{i+1} (b_i W^(i+1)) + (b_{L-1} w1 + b1)``: ``keys W^(0)`` is per image (the context's ``p``)
+    and a click's first up-sampling is one product with ``L H T + 2 L`` columns instead of ``C``. ``wfold``: the
+    ``W^(i)``; ``qfold`` (2 L, 4 c1): the rows ``1^T W^(i)``, ``b_i W^(i+1)`` and the constant."""
 
     stamp: tuple
     pe: torch.Tensor
@@ -111,6 +130,8 @@ class _Derived:
     b1: torch.Tensor
     w2: torch.Tensor
     b2: torch.Tensor
+    wfold: list[torch.Tensor]
+    qfold: torch.Tensor
 
     @classmethod
     def compute(cls, dec: nn.Module, prompt_encoder: nn.Module, device: torch.device, stamp: tuple) -> _Derived:
@@ -128,7 +149,16 @@ class _Derived:
         up1, up2 = dec.output_upscaling[0], dec.output_upscaling[3]
         w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.weight.shape[0], -1).contiguous()
         w2 = up2.weight.permute(0, 2, 3, 1).reshape(up2.weight.shape[0], -1).contiguous()
-        return cls(stamp, pe, kpe, qpe, w1, up1.bias.repeat(4), w2, up2.bias.repeat(4))
+        b1 = up1.bias.repeat(4)
+        norms = [(_affine(b.norm4)) for b in tf.layers]
+        wfold = [w1]  # W^(L), then W^(L-1) ... W^(0)
+        for g, _ in reversed(norms):
+            wfold.append(g[:, None] * wfold[-1])
+        wfold = wfold[::-1]  # W^(0) ... W^(L)
+        rows = [w.sum(0) for w in wfold[:-1]]  # 1^T W^(i)
+        rows += [norms[i][1] @ wfold[i + 1] for i in range(len(norms) - 1)]  # b_i W^(i+1)
+        rows.append(norms[-1][1] @ w1 + b1)
+        return cls(stamp, pe, kpe, qpe, w1, b1, w2, up2.bias.repeat(4), wfold[:-1], torch.stack(rows))
 
 
 class ClickDecoder:
@@ -160,7 +190,8 @@ class ClickDecoder:
         self._sources = [self.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix,
                          *(b.cross_attn_token_to_image.k_proj.weight for b in t.layers[1:]),
                          *(b.cross_attn_image_to_token.q_proj.weight for b in t.layers[1:]),
-                         t.final_attn_token_to_image.k_proj.weight, *up[0].parameters(), *up[3].parameters()]
+                         t.final_attn_token_to_image.k_proj.weight, *up[0].parameters(), *up[3].parameters(),
+                         *(p for b in t.layers for p in b.norm4.parameters())]
 
     def derived(self, device: torch.device) -> _Derived:
         """What the per-click part needs from the weights alone, on ``device`` (cached; see the class doc)."""
@@ -183,7 +214,8 @@ class ClickDecoder:
         k0 = _heads(F.linear(kp, ti.k_proj.weight, ti.k_proj.bias), ti.num_heads).contiguous()
         v0 = _heads(F.linear(keys, ti.v_proj.weight, ti.v_proj.bias), ti.num_heads).contiguous()
         q0 = F.linear(kp, it.q_proj.weight, it.q_proj.bias).t().reshape(it.num_heads, -1, kp.shape[0])
-        return ImageContext(keys, k0, v0, q0, tuple(features.shape[-2:]))
+        p = torch.mm(keys, self.derived(keys.device).wfold[0])
+        return ImageContext(keys, k0, v0, q0, tuple(features.shape[-2:]), p)
 
     # ---- attention between the prompt tokens and the image tokens
     @staticmethod
@@ -207,10 +239,12 @@ class ClickDecoder:
 
     @staticmethod
     def _add_image_to_token(att: nn.Module, x: torch.Tensor, xq: torch.Tensor | None, qpe: torch.Tensor | None,
-                            k: torch.Tensor, v: torch.Tensor, inplace: bool) -> torch.Tensor:
+                            k: torch.Tensor, v: torch.Tensor, inplace: bool,
+                            terms: list | None = None) -> torch.Tensor:
         """``x + att(q=x + pe, k=k, v=v)`` for image tokens ``x`` (N, C) and tokens ``k``, ``v`` (T, C), added into
         ``x`` when ``inplace``. ``xq``: ``att.q_proj(x + pe)`` by head, transposed (h, d, N), when already computed;
-        else ``qpe``: ``W_q pe^T`` by head (h, d, N)."""
+        else ``qpe``: ``W_q pe^T`` by head (h, d, N). ``terms``: gets the update as ``(A, M)``, ``A^T M`` with ``A``
+        (h T, N), ``M`` (h T, C) (None with many tokens)."""
         h, t = att.num_heads, k.shape[0]
         d = att.internal_dim // h
         kh = _heads(F.linear(k, att.k_proj.weight, att.k_proj.bias) * d**-0.5, h)  # (h, T, d)
@@ -229,19 +263,24 @@ class ClickDecoder:
         if many:
             o = torch.bmm(a.transpose(1, 2), vh).transpose(0, 1).reshape(-1, att.internal_dim)
             o = F.linear(o, att.out_proj.weight, att.out_proj.bias)
+            if terms is not None:
+                terms.append(None)
             return x.add_(o) if inplace else x + o
         # out_proj folded into the values, sum_h a_h (v_h W_o,h^T), and its bias too: each head's weights sum to 1
         m = torch.bmm(vh, att.out_proj.weight.view(-1, h, d).permute(1, 2, 0)).reshape(h * t, -1)  # (h T, C)
         m = m + att.out_proj.bias / h
-        a = a.view(h * t, -1).t()
-        return x.addmm_(a, m) if inplace else torch.addmm(x, a, m)
+        a = a.view(h * t, -1)
+        if terms is not None:
+            terms.append((a, m))
+        return x.addmm_(a.t(), m) if inplace else torch.addmm(x, a.t(), m)
 
     # ---- the decoder
-    def _transformer(self, ctx: ImageContext, tokens: torch.Tensor, derived: _Derived,
-                     inplace: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def _transformer(self, ctx: ImageContext, tokens: torch.Tensor, derived: _Derived, inplace: bool = True,
+                     terms: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``TwoWayTransformer.forward`` on the context's image tokens and ``tokens`` (T, C) (queries and their
         positional encoding) up to its final attention: the tokens and the image tokens after the last block.
-        ``inplace``: image-to-token attention adds into image tokens it made (never into ``ctx``)."""
+        ``inplace``: image-to-token attention adds into image tokens it made (never into ``ctx``). ``terms``: gets
+        per block the image-to-token update ``(A, M)`` (or None) and ``norm4``'s mean and rstd per token."""
         tf = self.dec.transformer
         q, x = tokens, ctx.keys
         for i, blk in enumerate(tf.layers):
@@ -262,9 +301,33 @@ class ClickDecoder:
                 xq = None
             q = blk.norm2(q + a)
             q = blk.norm3(q + blk.mlp(q))
-            x = blk.norm4(self._add_image_to_token(blk.cross_attn_image_to_token, x, xq, derived.qpe[i],
-                                                   q + tokens, q, inplace and i > 0))
+            x = self._add_image_to_token(blk.cross_attn_image_to_token, x, xq, derived.qpe[i], q + tokens, q,
+                                         inplace and i > 0, terms)
+            if terms is None:
+                x = blk.norm4(x)
+            else:
+                x, mean, rstd = torch.native_layer_norm(x, blk.norm4.normalized_shape, blk.norm4.weight,
+                                                        blk.norm4.bias, blk.norm4.eps)
+                terms[-1] = (terms[-1], mean, rstd)
         return q, x
+
+    @staticmethod
+    def _fold(ctx: ImageContext, terms: list, derived: _Derived) -> tuple[torch.Tensor, ...] | None:
+        """``(p, s_0, L^T, Q)`` with ``x_{L-1} w1 + b1 = s_0 p + L Q`` (:class:`_Derived`) from :meth:`_transformer`'s
+        ``terms``; None when a block had many tokens or the context has no ``p``."""
+        if ctx.p is None or any(t[0] is None for t in terms):
+            return None
+        n, nb = ctx.keys.shape[0], len(terms)
+        s = [None] * nb  # s_i = rstd_i ... rstd_{L-1}, (1, N)
+        acc = None
+        for i in reversed(range(nb)):
+            acc = terms[i][2].view(1, n) if acc is None else acc * terms[i][2].view(1, n)
+            s[i] = acc
+        rows = [a * s[i] for i, ((a, _), _, _) in enumerate(terms)]
+        rows += [-(s[i] * terms[i][1].view(1, n)) for i in range(nb)]
+        rows += [s[i + 1] for i in range(nb - 1)] + [torch.ones_like(s[0])]
+        q = [m @ derived.wfold[i] for i, ((_, m), _, _) in enumerate(terms)]
+        return ctx.p, s[0].view(n, 1), torch.cat(rows), torch.cat([*q, derived.qfold])
 
     def _final(self, q: torch.Tensor, tokens: torch.Tensor, x: torch.Tensor, rows: slice,
                derived: _Derived) -> torch.Tensor:
@@ -276,15 +339,21 @@ class ClickDecoder:
                                                            derived.kpe[-1]))
 
     def _mask(self, x: torch.Tensor, grid: tuple[int, int], w: torch.Tensor, derived: _Derived,
-              tile: int | None, keep: tuple[int, int] | None = None) -> torch.Tensor:
+              tile: int | None, keep: tuple[int, int] | None = None,
+              fold: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """``w @ output_upscaling(x)`` (``w``: a hypernetwork's output) as a (4h, 4w) map for image tokens ``x``
         (N, C) on ``grid`` (h, w), or only its top-left (4 keep[0], 4 keep[1]): the two transposed convolutions
         (kernel 2, stride 2) as per-token matrix products, ``tile`` tokens at a time in reused buffers (None: all at
         once, for export), the sub-pixel positions kept in the last dimensions until the single mask is put in
-        image order."""
-        if keep is not None and tuple(keep) != tuple(grid):
-            x = x.view(*grid, -1)[:keep[0], :keep[1]].reshape(-1, x.shape[-1])  # a view when only rows are dropped
-            grid = tuple(keep)
+        image order. ``fold``: :meth:`_fold`'s ``(p, s_0, L^T, Q)``, the first product as ``s_0 p + L Q``."""
+        if keep is not None and tuple(keep) != tuple(grid):  # views when only rows are dropped
+            kh, kw = keep
+            x = x.view(*grid, -1)[:kh, :kw].reshape(-1, x.shape[-1])
+            if fold is not None:
+                p, s0, lt, q = fold
+                fold = (p.view(*grid, -1)[:kh, :kw].reshape(kh * kw, -1), s0.view(*grid)[:kh, :kw].reshape(-1, 1),
+                        lt.view(-1, *grid)[:, :kh, :kw].reshape(lt.shape[0], -1), q)
+            grid = (kh, kw)
         _, ln, act1, _, act2 = self.dec.output_upscaling
         w1, b1, w2, b2 = derived.w1, derived.b1, derived.w2, derived.b2
         c1, c2 = w2.shape[0], w2.shape[1] // 4
@@ -298,7 +367,11 @@ class ClickDecoder:
             ybuf, zbuf = x.new_empty(t, 4 * c1), x.new_empty(4 * t, 4 * c2)
             for s in range(0, n, t):
                 e = min(n, s + t)
-                y = torch.addmm(b1, x[s:e], w1, out=ybuf[:e - s])  # (b, (a, b) c1)
+                if fold is None:
+                    y = torch.addmm(b1, x[s:e], w1, out=ybuf[:e - s])  # (b, (a, b) c1)
+                else:
+                    p, s0, lt, q = fold
+                    y = torch.mul(p[s:e], s0[s:e], out=ybuf[:e - s]).addmm_(lt[:, s:e].t(), q)
                 y = _activate(act1, F.layer_norm(y.view(-1, c1), (c1,), ln.weight, ln.bias, ln.eps))  # LayerNorm2d
                 z = _activate(act2, torch.addmm(b2, y, w2, out=zbuf[:4 * (e - s)]))
                 torch.mv(z.view(-1, c2), w, out=m[16 * s:16 * e])
@@ -328,7 +401,8 @@ class ClickDecoder:
             raise ValueError(f"expected the sparse embeddings of one prompt set (1, n, C), got {tuple(sparse.shape)}.")
         derived = self.derived(ctx.keys.device)
         tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight, sparse[0]], 0)
-        q, x = self._transformer(ctx, tokens, derived)
+        terms: list = []
+        q, x = self._transformer(ctx, tokens, derived, terms=terms)
         if multimask:  # the IoU token decides which mask token to finish
             iou = dec.iou_prediction_head(self._final(q, tokens, x, slice(0, 1), derived)[0])
             best = 1 + int(torch.argmax(iou[1:]))
@@ -339,7 +413,8 @@ class ClickDecoder:
         keep = ctx.grid
         if input_size is not None:  # the image tokens that cover low_res_extent's rows and columns
             keep = tuple(min(g, -(-r // 4)) for g, r in zip(ctx.grid, self.low_res_extent(input_size)))
-        mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](token), derived, self.tile, keep)
+        mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](token), derived, self.tile, keep,
+                          self._fold(ctx, terms, derived))
         return mask[None, None], float(iou[best]), best
 
     def onnx_session(self, grid: tuple[int, int], threads: int = 2) -> Any:
