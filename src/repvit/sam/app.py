@@ -61,7 +61,8 @@ __all__ = ["load_app_model", "load_video_model", "create_app", "launch_app", "DE
 DEFAULT_CHECKPOINT = "edge_sam"
 DEFAULT_VIDEO_CHECKPOINT = "edgetam"
 DEFAULT_LIMITS = {  # the app's bounds under load (create_app / launch_app arguments, repvit sam app flags)
-    "cache_images": 16,  # embeddings kept (each 4 MB for SAM at 1024 px, 16 MB for EdgeTAM)
+    "cache_images": 16,  # embeddings kept (each 18 MB for SAM at 1024 px with the decoder's per-image part, 16 MB
+    # for EdgeTAM)
     "cache_mb": 256.0,  # bytes of embeddings kept, in MB (2**20 bytes)
     "max_image_pixels": 25_000_000,  # width x height of a photo (e.g. 6000 x 4000)
     "max_image_mb": 20.0,  # file size of a photo, in MB
