@@ -4,9 +4,13 @@
 and then up-samples the image tokens to a 256 x 256 mask. :class:`ClickDecoder` computes the same mask with the same
 modules and weights, reorganized:
 
-* once per image (:meth:`ClickDecoder.prepare`): the image tokens plus ``no_mask_embed`` (no mask prompt), and in the
+* once per image (:meth:`ClickDecoder.prepare`): the image tokens plus ``no_mask_embed`` (no mask prompt), in the
   first ``TwoWayAttentionBlock`` the image-side projections, which see no prompt yet (token-to-image attention's
-  ``k_proj(keys + key_pe)`` and ``v_proj(keys)``, image-to-token attention's ``q_proj(keys + key_pe)``);
+  ``k_proj(keys + key_pe)`` and ``v_proj(keys)``, image-to-token attention's ``q_proj(keys + key_pe)``), and the
+  image tokens through the first transposed convolution with every block's ``norm4`` scale folded in: a block's
+  image tokens are the previous ones plus a rank-``H T`` update, normalized per token, so the up-sampling's first
+  product on the last block's tokens is that per-image product scaled per token plus a product with ``L H T + 2 L``
+  columns for ``L`` blocks (116 instead of 256 for SAM's two blocks and one point; :class:`_Derived`);
 * once per decoder (image independent, recomputed only when the weights change): the dense positional encoding
   ``pe`` projected by the later attentions' image-side ``k_proj`` / ``q_proj`` (``W pe^T``), and the transposed
   convolutions as matrices, so that no click adds ``pe`` to the 4096 image tokens;
@@ -21,7 +25,8 @@ modules and weights, reorganized:
   candidate's mask token (with one mask, both at once); only its hypernetwork and mask are computed;
 * the two 2 x 2-stride transposed convolutions run as matrix products on the tokens, 512 tokens at a time so that
   their intermediates (``LayerNorm2d`` as ``layer_norm`` over the channels, GELU in place) stay in the CPU caches
-  and in reused buffers, and only the chosen mask is put in image order.
+  and in reused buffers, only on the tokens whose mask pixels lie in the resized image (not its padding), and only
+  the chosen mask is put in image order.
 
 Masks equal ``SamPredictor.predict``'s up to float rounding (tests/sam/test_click.py compares them).
 """
