@@ -1,5 +1,6 @@
 """A click in the SAM app against this machine's compute bound: the server time from a click to the mask PNG and
-the overlay, after the first encode, with EdgeSAM's decoder (random weights: speed only) on a 1024 x 768 photo.
+the overlay, after the first encode, with EdgeSAM's decoder (random weights: speed only) on a 1024 x 768 photo
+(scikit-image's astronaut, resized; noise without scikit-image).
 
 The click is what the app's page does per click (:meth:`repvit.sam.app._Page.render`): ``SamSession.segment`` on
 the cached embedding (the prompt encoder, :meth:`repvit.sam.click.ClickDecoder.decode`, the chosen mask brought to
@@ -87,6 +88,19 @@ def _sender(out_dir: Path):
         return send, "PIL (gradio not installed)"
 
 
+def _photo(side: int) -> tuple[np.ndarray, str]:
+    """A ``side`` x 3/4 ``side`` RGB photo (scikit-image's astronaut, resized: what the overlay's JPEG costs depends on
+    the picture), or noise without scikit-image."""
+    try:
+        from PIL import Image
+        from skimage import data
+
+        return np.asarray(Image.fromarray(data.astronaut()).resize((side, side * 3 // 4), Image.BILINEAR)), \
+            "scikit-image's astronaut, resized"
+    except ImportError:
+        return np.random.default_rng(0).integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8), "noise"
+
+
 def _sam_onnx_decoder(sam: torch.nn.Module, path: Path, threads: int):
     """segment-anything's ONNX decoder (``SamOnnxModel``: prompt encoder, decoder, one mask up-sampled to the image,
     here with a mask input) in ONNX Runtime on two points, the form SAM's own web demo runs per click."""
@@ -135,7 +149,7 @@ def main() -> None:
     s = args.img_size
     sam = build_repvit_sam(variant="edge_sam", img_size=s, fused=True).eval()
     session = SamSession(sam)
-    image = np.random.default_rng(0).integers(0, 256, (s * 3 // 4, s, 3), dtype=np.uint8)
+    image, image_name = _photo(s)
     key = "benchmark"
     emb, _ = session.embed(image, key)
     point = [(s * 0.45, s * 0.3, 1)]  # one point: three candidates, the best-scoring kept
@@ -164,7 +178,7 @@ def main() -> None:
             session.predictor_for(emb).transform.apply_coords(np.array([point[0][:2]], np.float32),
                                                                emb.original_size))[None],
             torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None)[0]
-        low, _, _ = session.clicks.decode(emb.context, sparse, True)
+        low, _, _ = session.clicks.decode(emb.context, sparse, True, emb.input_size)
     mask_now, _ = session.decode(emb, point)
     overlay_now = mask_overlay(image, mask_now, point)
     yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
@@ -174,7 +188,7 @@ def main() -> None:
         session.predictor_for(emb).predict(np.array([point[0][:2]], np.float32), np.array([1]), multimask_output=True)
 
     sgemm, sgemm_flop = sgemm_callable(1024)
-    cands = {CLICK: click, DECODE: lambda: session.clicks.decode(emb.context, sparse, True),
+    cands = {CLICK: click, DECODE: lambda: session.clicks.decode(emb.context, sparse, True, emb.input_size),
              UPSCALE: lambda: session.clicks.upscale(low, emb.input_size, emb.original_size),
              OVERLAY: lambda: mask_overlay(image, mask_now, point),
              MASK_PNG: lambda: png.write_bytes(mask_png(mask_now)),
@@ -237,7 +251,8 @@ def main() -> None:
     env = environment_info()
     load_after = env.get("loadavg_1m_5m_15m")
     out = {"benchmark": "sam_click", "model": "edge_sam (fused, random weights)", "img_size": s,
-           "image": list(image.shape), "prompt": "one point, multimask (best of three)", "threads": args.threads,
+           "image": list(image.shape), "image_content": image_name, "prompt": "one point, multimask (best of three)",
+           "threads": args.threads,
            "rounds": args.rounds, "iters_per_round": args.iters, "quick": args.quick, "time_s": time_s,
            "note": args.note, "loadavg_before": load_before, "loadavg_after": load_after,
            "results": {k.strip(): v.to_dict() for k, v in res.items()}, "sgemm_probes": probes, "parity": parity,
