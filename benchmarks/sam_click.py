@@ -17,6 +17,7 @@ OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: 
 <= 30 ms. Writes JSON (with the CPU model, its ISA flags and the load before and after) and prints a table.
 
     python benchmarks/sam_click.py [--threads 2] [--rounds 5] [--iters 4] [--quick] [--note TEXT]
+    python benchmarks/sam_click.py --threads 1 --cpu-time  # on a busy machine: one thread's CPU time
 """
 
 from __future__ import annotations
@@ -113,10 +114,21 @@ def _sam_onnx_decoder(sam: torch.nn.Module, path: Path, threads: int):
     return lambda: run_decoder_onnx(sess, inputs)
 
 
+def _addmm_flop(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+def _mv_flop(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1]
+
+
 def count_flops(fn) -> int:
+    """FLOPs of ``fn`` by ``FlopCounterMode``, which leaves out in-place ``addmm_`` and ``mv``: counted here too."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+    aten = torch.ops.aten
+    with FlopCounterMode(display=False, custom_mapping={aten.addmm_: _addmm_flop, aten.mv: _mv_flop}) as fc, \
+            torch.inference_mode():
         fn()
     return int(fc.get_total_flops())
 
@@ -130,6 +142,9 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true", help="skip the per-click part in ONNX Runtime")
     ap.add_argument("--no-openblas", action="store_true", help="skip the OpenBLAS sgemm probe (own process)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 256 px, 1 round of 1, no OpenBLAS probe")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="with --threads 1: time by the thread's CPU time (time.thread_time), which leaves out what "
+                         "other processes take from a busy machine; the OpenBLAS probe (wall time) is skipped")
     ap.add_argument("--note", default="", help="a note stored in the JSON (how busy the machine was, ...)")
     ap.add_argument("--out", default="benchmarks/results/sam_click.json")
     args = ap.parse_args()
@@ -137,6 +152,11 @@ def main() -> None:
         args.img_size, args.rounds, args.iters, args.no_openblas = 256, 1, 1, True
         if args.out == ap.get_default("out"):
             args.out = str(Path(tempfile.gettempdir()) / "sam_click_quick.json")
+    if args.cpu_time:
+        if args.threads != 1:
+            ap.error("--cpu-time measures one thread's CPU time: use it with --threads 1")
+        args.no_openblas = True
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     load_before = [round(v, 2) for v in os.getloadavg()]
     probes: dict[str, dict] = {}
     if not args.no_openblas:  # first, in its own process: OpenBLAS's spinning threads would slow what follows
@@ -217,7 +237,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
-                              settle_s=0.0 if args.no_onnx else 0.05)
+                              settle_s=0.0 if args.no_onnx else 0.05, clock=clock)
     time_s = time.perf_counter() - t0
     with torch.inference_mode():  # the flop counts, outside the timed rounds
         flops = {"click": count_flops(lambda: session.decode(emb, point)),
@@ -252,7 +272,7 @@ def main() -> None:
     load_after = env.get("loadavg_1m_5m_15m")
     out = {"benchmark": "sam_click", "model": "edge_sam (fused, random weights)", "img_size": s,
            "image": list(image.shape), "image_content": image_name, "prompt": "one point, multimask (best of three)",
-           "threads": args.threads,
+           "threads": args.threads, "clock": "thread CPU time" if args.cpu_time else "wall",
            "rounds": args.rounds, "iters_per_round": args.iters, "quick": args.quick, "time_s": time_s,
            "note": args.note, "loadavg_before": load_before, "loadavg_after": load_after,
            "results": {k.strip(): v.to_dict() for k, v in res.items()}, "sgemm_probes": probes, "parity": parity,
@@ -261,7 +281,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(out, indent=2))
 
     print(f"SAM click on a {image.shape[1]} x {image.shape[0]} image (encoder input {s}), {args.threads} threads, "
-          f"{args.rounds}x{args.iters} interleaved; load {load_before} before, {load_after} after")
+          f"{args.rounds}x{args.iters} interleaved, {'thread CPU time' if args.cpu_time else 'wall'} clock; load "
+          f"{load_before} before, {load_after} after")
     print(f"CPU: {env.get('cpu_model', env.get('processor'))} (family {env.get('cpu_family')} model "
           f"{env.get('cpu_model_number')}); ISA flags: {env.get('cpu_flags')}")
     print(f"| {'candidate':<52} | {'median ms':>10} | {'p90 ms':>8} | {'min ms':>8} |")
