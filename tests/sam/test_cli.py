@@ -22,9 +22,11 @@ def test_predict_writes_mask_and_overlay(files, small_sam, astronaut, tmp_path, 
     rc = main(["sam", "predict", str(image), "--checkpoint", str(ckpt), "--point", "250,150", "--point", "300,420,0",
                "--box", "100,30,420,500", "--output-dir", str(tmp_path)])
     assert rc == 0 and "predicted IoU" in capsys.readouterr().out
-    mask = np.asarray(Image.open(tmp_path / "astronaut_mask.png"))
+    with Image.open(tmp_path / "astronaut_mask.png") as im:  # a 1-bit PNG: a bool array
+        assert im.mode == "1"
+        mask = np.asarray(im)
     overlay = np.asarray(Image.open(tmp_path / "astronaut_overlay.png"))
-    assert mask.shape == astronaut.shape[:2] and set(np.unique(mask)) <= {0, 255}
+    assert mask.shape == astronaut.shape[:2] and mask.dtype == bool
     assert overlay.shape == astronaut.shape and not np.array_equal(overlay, astronaut)
     # the same mask as segment_anything's predictor with the same prompts
     p = SamPredictor(small_sam)

@@ -83,6 +83,62 @@ def test_upscale_equals_postprocess_masks(small_sam, size):
     assert (got == (ref > 0).numpy()).mean() >= 0.9999  # float rounding at a logit of exactly 0 only
 
 
+@pytest.mark.parametrize("size", [(200, 256), (90, 256), (256, 90), (256, 256)])
+def test_decode_for_an_input_size_is_the_top_left_of_the_full_map(small_sam, size):
+    from segment_anything import SamPredictor
+
+    p = SamPredictor(small_sam)
+    p.set_image(_image(*size))
+    dec = ClickDecoder(small_sam)
+    ctx = dec.prepare(p.features)
+    sparse = _sparse(small_sam, p, [(size[1] * 0.4, size[0] * 0.6, 1)], None)
+    full, score, index = dec.decode(ctx, sparse, True)
+    part, part_score, part_index = dec.decode(ctx, sparse, True, p.input_size)
+    rh, rw = dec.low_res_extent(p.input_size)
+    assert part.shape[-2:] == tuple(4 * -(-r // 4) for r in (rh, rw)) and part_index == index
+    assert part_score == score
+    torch.testing.assert_close(part[0, 0], full[0, 0, :part.shape[-2], :part.shape[-1]], rtol=1e-5,
+                               atol=1e-6 * float(full.abs().max()))
+    ref = small_sam.postprocess_masks(full, p.input_size, p.original_size)[0, 0] > 0
+    assert (dec.upscale(part, p.input_size, p.original_size) == ref.numpy()).mean() >= 0.9999
+    with pytest.raises(ValueError, match="decode with that input_size"):
+        dec.upscale(part[..., :rh - 1, :], p.input_size, p.original_size)
+
+
+def _perturbed(sam, seed: int):
+    """A copy of ``sam`` whose mask decoder has random LayerNorm scales and shifts (not 1 and 0)."""
+    import copy
+
+    sam = copy.deepcopy(sam)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sam.mask_decoder.named_parameters():
+            if "norm" in name or "output_upscaling.1" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if name.endswith("weight") else 0.0))
+    return sam
+
+
+def test_click_decoder_with_random_norms_and_after_weight_changes_equals_sam_predictor(small_sam):
+    from segment_anything import SamPredictor
+
+    sam = _perturbed(small_sam, seed=3)
+    dec = ClickDecoder(sam)
+    for _ in range(2):
+        p = SamPredictor(sam)
+        p.set_image(_image())
+        for name in ("one point, three candidates", "a box and a point"):
+            points, box, multimask = PROMPTS[name]
+            ref_mask, ref_score, ref_low, ref_best = _reference(p, points, box, multimask)
+            low, score, index = dec.decode(dec.prepare(p.features), _sparse(sam, p, points, box), multimask)
+            assert index == (ref_best + 1 if multimask else 0) and score == pytest.approx(ref_score, abs=1e-5)
+            torch.testing.assert_close(low[0, 0], ref_low, rtol=1e-4, atol=1e-5 * float(ref_low.abs().max()))
+        # change weights the decoder derives cached tensors from, in place: the next clicks must follow them
+        with torch.no_grad():
+            sam.mask_decoder.transformer.final_attn_token_to_image.k_proj.weight.mul_(1.5)
+            sam.mask_decoder.output_upscaling[0].weight.mul_(0.7)
+            sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(1.3)
+
+
 def test_session_masks_equal_sam_predictor(small_sam, predictor):
     session = SamSession(small_sam)
     emb, fresh = session.embed(_image())

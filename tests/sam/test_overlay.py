@@ -1,9 +1,15 @@
-"""The mask overlay the app and ``repvit sam predict`` draw: a uint8 blend equal to the float formula."""
+"""The mask overlay the app and ``repvit sam predict`` draw (a uint8 blend equal to the float formula) and the mask
+PNG they write (1-bit, read back by PIL and zlib)."""
+
+import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from repvit.sam.predict import mask_overlay
+from repvit.sam.predict import mask_overlay, mask_png, save_png
 
 
 @pytest.mark.parametrize("shape", [(40, 50, 3), (40, 50), (40, 50, 4)])
@@ -28,3 +34,38 @@ def test_overlay_of_an_empty_mask_is_the_image_and_marks_prompts():
     marked = mask_overlay(img, np.zeros((60, 60), bool), points=[(30, 30, 1)], box=(5, 5, 50, 50))
     assert tuple(marked[30, 30]) == (0, 200, 0)  # a foreground point is green
     assert tuple(marked[5, 20]) == (255, 215, 0)  # the box is yellow
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 9), (5, 16), (37, 100), (768, 1024)])
+@pytest.mark.parametrize("fill", [0.0, 0.5, 1.0])
+def test_mask_png_reads_back_as_the_mask(shape, fill):
+    mask = np.random.default_rng(0).random(shape) < fill
+    data = mask_png(mask)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.format == "PNG" and im.mode == "1" and im.size == shape[::-1]
+        assert np.array_equal(np.asarray(im), mask)
+        assert np.array_equal(np.asarray(im.convert("L")), mask * np.uint8(255))
+    # the chunks' CRCs and the deflate stream, checked by zlib itself (PIL does not check CRCs by default)
+    pos = 8
+    while pos < len(data):
+        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        body, crc = data[pos + 8:pos + 8 + n], struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0]
+        assert zlib.crc32(tag + body) == crc, tag
+        if tag == b"IDAT":
+            rows = np.frombuffer(zlib.decompress(body), np.uint8).reshape(shape[0], -1)
+            assert (rows[:, 0] == 0).all() and np.array_equal(np.unpackbits(rows[:, 1:], axis=1)[:, :shape[1]], mask)
+        pos += 12 + n
+    assert tag == b"IEND"
+
+
+def test_save_png_writes_masks_as_1_bit_and_images_as_they_are(tmp_path):
+    rng = np.random.default_rng(0)
+    mask, image = rng.random((20, 30)) < 0.3, rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    with Image.open(save_png(mask, tmp_path / "m.png")) as im:
+        assert im.mode == "1" and np.array_equal(np.asarray(im), mask)
+    with Image.open(save_png(image, tmp_path / "i.png")) as im:
+        assert im.mode == "RGB" and np.array_equal(np.asarray(im), image)
+    for bad in (np.zeros((2, 3, 1), bool), np.zeros((0, 4), bool)):
+        with pytest.raises(ValueError, match="mask"):
+            mask_png(bad)

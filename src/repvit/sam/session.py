@@ -231,7 +231,7 @@ class SamSession:
             low, score, _ = self.clicks.decode_onnx(self._onnx_session(emb.context.grid), emb.context, sparse,
                                                     multimask)
         else:
-            low, score, _ = self.clicks.decode(emb.context, sparse, multimask)
+            low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
         return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
 
     def _onnx_session(self, grid: tuple[int, int]) -> Any:
