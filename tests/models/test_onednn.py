@@ -84,6 +84,16 @@ def test_autocast_runs_the_two_ops_in_its_dtype():
     torch.testing.assert_close(out, ref)
 
 
+def test_flop_counter_sees_the_two_ops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv, act = nn.Conv2d(8, 16, 1), nn.GELU()
+    x = torch.randn(1, 8, 9, 9)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        conv_act(conv, act, x)
+    assert counter.get_total_flops() == 2 * 8 * 16 * 9 * 9
+
+
 def test_other_activations_and_dtypes_run_the_two_ops():
     conv = nn.Conv2d(4, 8, 1)
     x = torch.randn(1, 4, 9, 9)

@@ -9,9 +9,10 @@ the Linear + ReLU of SAM 2's memory-attention FFN and the Linear + GELU of its m
 :func:`conv_act`, :func:`conv_add` and :func:`linear_act` call torch's own oneDNN kernels
 (``torch.ops.mkldnn._convolution_pointwise`` and ``_linear_pointwise``, the ones ``torch.compile`` uses for this
 fusion) only where that changes nothing but the speed: plain float32 CPU tensors, no gradient asked for, no CPU
-autocast, and no tracer, exporter or compiler running (those see the layer and the activation as two ordinary ops, so
-exported graphs are unchanged). Anywhere else, and with a torch built without oneDNN, they run the two ops. Results
-agree with the two-op form to float32 rounding (the post-op's GELU is the exact erf form).
+autocast, no dispatch mode (``FlopCounterMode`` counts the two ops), and no tracer, exporter or compiler running
+(those see the layer and the activation as two ordinary ops, so exported graphs are unchanged). Anywhere else, and
+with a torch built without oneDNN, they run the two ops. Results agree with the two-op form to float32 rounding (the
+post-op's GELU is the exact erf form).
 
 Callers guard the call with ``not torch.jit.is_scripting()``: TorchScript compiles the two-op branch only.
 """
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 __all__ = ["act_spec", "conv_act", "conv_add", "linear_act"]
 
@@ -57,6 +59,8 @@ def _fusable(x: Tensor, weight: Tensor) -> bool:
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):  # autocast would not cast these calls
+        return False
+    if _get_current_dispatch_mode() is not None:  # e.g. FlopCounterMode: it counts convolutions and matmuls only
         return False
     return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
 
