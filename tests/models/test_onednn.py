@@ -14,6 +14,13 @@ from repvit.models.onednn import conv_act, conv_add, linear_act
 needs_onednn = pytest.mark.skipif(not onednn._HAS_POINTWISE, reason="this torch has no oneDNN pointwise ops")
 
 
+@pytest.fixture(autouse=True)
+def _small_maps_fuse(monkeypatch, request):
+    """The tests' small maps take the one call too, except where a test checks the size limit."""
+    if "size_limit" not in request.node.name:
+        monkeypatch.setattr(onednn, "MIN_POSITIONS", 0)
+
+
 def _ops_run(fn) -> set[str]:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fn()
@@ -121,3 +128,22 @@ def test_fused_repvit_uses_one_call_eagerly_and_exports_the_plain_ops(tmp_path):
     exported = torch.export.export(model, (x,))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert any("gelu" in t for t in targets) and not any("pointwise" in t for t in targets)
+
+
+@needs_onednn
+def test_size_limit_small_maps_run_the_two_ops():
+    conv, act = nn.Conv2d(8, 16, 1), nn.GELU()
+    small, large = torch.randn(1, 8, 32, 32), torch.randn(1, 8, 64, 64)
+    with torch.inference_mode():
+        assert "mkldnn::_convolution_pointwise" not in _ops_run(lambda: conv_act(conv, act, small))
+        assert "mkldnn::_convolution_pointwise" in _ops_run(lambda: conv_act(conv, act, large))
+
+
+def test_fx_symbolic_trace_of_the_fused_model_records_the_two_ops():
+    model = fuse_model(repvit.create_model("repvit_m0_6", num_classes=10).eval())
+    gm = torch.fx.symbolic_trace(model)
+    assert any(n.op == "call_module" and isinstance(gm.get_submodule(n.target), nn.GELU) for n in gm.graph.nodes)
+    assert not any("pointwise" in str(n.target) for n in gm.graph.nodes)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-5)

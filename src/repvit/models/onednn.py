@@ -39,6 +39,11 @@ def _has_pointwise_ops() -> bool:
 
 _HAS_POINTWISE = _has_pointwise_ops()
 
+#: the fewest positions (a conv's input height x width, a Linear's rows) at which the one call pays: oneDNN builds
+#: the call and reorders the weights each time, which costs more than the saved pass on small maps (a 224 px
+#: classifier's 56x56 first stage, the digits' 32 px images)
+MIN_POSITIONS = 4096
+
 
 def act_spec(act: nn.Module) -> tuple[str, str] | None:
     """oneDNN's name and algorithm for ``act`` (``("gelu", "none")``, ``("gelu", "tanh")``, ``("relu", "")``),
@@ -50,9 +55,11 @@ def act_spec(act: nn.Module) -> tuple[str, str] | None:
     return None
 
 
-def _fusable(x: Tensor, weight: Tensor) -> bool:
-    """True where the one-call form can change nothing but the speed."""
-    if not _HAS_POINTWISE or is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+def _fusable(x: Tensor, weight: Tensor, positions: int) -> bool:
+    """True where the one-call form can change nothing but the speed, and pays (``positions`` >= MIN_POSITIONS)."""
+    if not _HAS_POINTWISE or positions < MIN_POSITIONS:
+        return False
+    if is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
     if type(x) is not Tensor or type(weight) not in (Tensor, nn.Parameter):  # fake, functional and traced tensors
         return False
@@ -69,9 +76,9 @@ def _fusable(x: Tensor, weight: Tensor) -> bool:
 def conv_act(conv: nn.Module, act: nn.Module, x: Tensor) -> Tensor:
     """``act(conv(x))``, in one oneDNN call where ``conv`` is a plain ``nn.Conv2d``, ``act`` has a post-op
     (:func:`act_spec`) and the call is safe; otherwise the two modules one after the other."""
-    spec = act_spec(act) if type(conv) is nn.Conv2d else None
+    spec = act_spec(act) if type(conv) is nn.Conv2d and not is_fx_symbolic_tracing() else None  # a Proxy: no tests
     if (spec is not None and conv.padding_mode == "zeros" and not isinstance(conv.padding, str) and x.dim() == 4
-            and _fusable(x, conv.weight)):
+            and _fusable(x, conv.weight, x.shape[-2] * x.shape[-1])):
         return torch.ops.mkldnn._convolution_pointwise(
             x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
             spec[0], [], spec[1])
@@ -82,10 +89,11 @@ def conv_act(conv: nn.Module, act: nn.Module, x: Tensor) -> Tensor:
 def conv_add(conv: nn.Module, x: Tensor, other: Tensor) -> Tensor:
     """``other + conv(x)`` for a 1x1, stride-1 ``conv`` (a plain ``nn.Conv2d``), in one oneDNN call (the add as a
     post-op) where ``other`` has the output's shape and the call is safe; otherwise the two ops."""
-    if (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+    if (not is_fx_symbolic_tracing() and type(conv) is nn.Conv2d
+            and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
             and conv.dilation == (1, 1) and conv.groups == 1 and x.dim() == 4 and type(other) is Tensor
             and other.shape == (x.shape[0], conv.out_channels, x.shape[2], x.shape[3]) and other.dtype == x.dtype
-            and _fusable(x, conv.weight)):
+            and _fusable(x, conv.weight, x.shape[-2] * x.shape[-1])):
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, other, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
     return other + conv(x)
@@ -97,7 +105,8 @@ def linear_act(linear: nn.Module, act: nn.Module | str, x: Tensor) -> Tensor:
     the call is safe; otherwise the two one after the other. ``act`` may also be ``"gelu"`` or ``"relu"`` (the
     functional forms, GELU exact)."""
     spec = (act, "none" if act == "gelu" else "") if isinstance(act, str) else act_spec(act)
-    if spec is not None and type(linear) is nn.Linear and x.dim() >= 2 and _fusable(x, linear.weight):
+    if (spec is not None and not is_fx_symbolic_tracing() and type(linear) is nn.Linear and x.dim() >= 2
+            and _fusable(x, linear.weight, x.numel() // max(1, x.shape[-1]))):
         return torch.ops.mkldnn._linear_pointwise(x, linear.weight, linear.bias, spec[0], [], spec[1])
     y = linear(x)
     if isinstance(act, str):
