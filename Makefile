@@ -118,11 +118,16 @@ $(EDGETAM_REF)/.installed: | $(VENV)/.test-installed
 
 edgetam-ref: $(EDGETAM_REF)/.installed
 
+# pytest-xdist workers, a test file to each in turn (a module's fixtures are built once); tests/conftest.py gives each
+# worker one PyTorch thread. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
-	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q --durations=25
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PYTEST) --durations=25
 
 test-all: $(VENV)/.test-installed $(EDGETAM_REF)/.installed
-	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PY) -m pytest -q -m ""
+	REPVIT_EDGETAM_REF=$(EDGETAM_REF) $(PYTEST) -m ""
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests benchmarks

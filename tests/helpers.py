@@ -44,6 +44,14 @@ def one_torch_thread():
     torch.set_num_threads(old)
 
 
+def cpu_threads(n: int = 2) -> int:
+    """Threads for a test's PyTorch or ONNX Runtime work: ``n`` when the suite runs in one process, 1 in a
+    pytest-xdist worker (``make test`` runs two workers on two cores)."""
+    import os
+
+    return 1 if os.environ.get("PYTEST_XDIST_WORKER") else n
+
+
 def require_openvino() -> None:
     """Skip the calling test unless openvino imports (through ``repvit``, so the import sends no telemetry).
 

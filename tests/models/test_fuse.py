@@ -12,8 +12,14 @@ from tests.helpers import randomize_bn, rel_err
 REPVIT = repvit.list_models("repvit_*")
 
 
+# a square and a non-square input, small enough that every variant runs in the default suite (float64 convolutions
+# are slow on CPU); the ImageNet size and a larger non-square one run with `make test-all`
+SIZES = [(64, 64), (64, 96), pytest.param((224, 224), marks=pytest.mark.slow),
+         pytest.param((160, 256), marks=pytest.mark.slow)]
+
+
 @pytest.mark.parametrize("name", REPVIT)
-@pytest.mark.parametrize("size", [(224, 224), (160, 256)])
+@pytest.mark.parametrize("size", SIZES)
 def test_fuse_exact_float64(name, size):
     model = randomize_bn(repvit.create_model(name, distillation=True), seed=1).double().eval()
     x = torch.randn(2, 3, *size, dtype=torch.float64)

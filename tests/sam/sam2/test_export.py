@@ -26,6 +26,7 @@ from repvit.sam.sam2.export import (
 )
 from repvit.sam.sam2.image_predictor import preprocess_image
 from repvit.sam.sam2.onnx_tracker import select_mask
+from tests.helpers import cpu_threads
 from tests.sam.sam2._helpers import SMALL, sample_image, small_edgetam
 
 pytest.importorskip("onnxruntime", reason="ONNX export checks need onnxruntime: pip install 'repvit-pytorch[onnx]'")
@@ -38,7 +39,7 @@ def rel_err(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    torch.set_num_threads(2)
+    torch.set_num_threads(cpu_threads())
     model = small_edgetam()
     out = tmp_path_factory.mktemp("edgetam_onnx")
     result = export_edgetam_onnx(model, out)
@@ -48,7 +49,7 @@ def exported(tmp_path_factory):
 def session(out, name):
     from repvit.deploy.onnx_export import make_session
 
-    return make_session(out / f"{name}.onnx", threads=2, level="basic")
+    return make_session(out / f"{name}.onnx", threads=cpu_threads(), level="basic")
 
 
 def test_export_writes_graphs_and_manifest_within_parity(exported):
@@ -199,7 +200,7 @@ def test_memory_attention_graph_equals_attention_over_valid_slots(exported):
 @pytest.mark.slow
 def test_full_size_export_parity(tmp_path):
     """The published model's size (1024 px, 64x64 embedding): every graph within 1e-4 of PyTorch."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(cpu_threads())
     model = small_edgetam(1024)
     result = export_edgetam_onnx(model, tmp_path)
     assert result["parity"]["max_rel_diff"] <= 1e-4

@@ -13,6 +13,7 @@ from PIL import Image
 from repvit.sam.sam2.export import export_edgetam_onnx
 from repvit.sam.sam2.onnx_tracker import OnnxEdgeTamTracker, resize_bilinear, round_to_bfloat16, select_mask
 from repvit.sam.sam2.video_predictor import EdgeTamVideoPredictor
+from tests.helpers import cpu_threads
 from tests.sam.sam2._helpers import sample_image, small_edgetam
 
 pytest.importorskip("onnxruntime", reason="the ONNX tracker needs onnxruntime: pip install 'repvit-pytorch[onnx]'")
@@ -36,7 +37,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    torch.set_num_threads(2)
+    torch.set_num_threads(cpu_threads())
     model = small_edgetam()
     onnx_dir = tmp_path_factory.mktemp("edgetam_onnx")
     export_edgetam_onnx(model, onnx_dir, check=False)  # parity is test_export's
@@ -153,7 +154,7 @@ def test_select_mask_is_the_decoders_choice(setup):
 @pytest.mark.slow
 def test_onnx_tracker_reproduces_pytorch_predictor_at_1024(tmp_path):
     """The published model's size: 1024 px frames, 64x64 embeddings, 4096-token memory maps."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(cpu_threads())
     model = small_edgetam(1024)
     export_edgetam_onnx(model, tmp_path / "onnx", check=False)
     video = write_video(tmp_path / "video")

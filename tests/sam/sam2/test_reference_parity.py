@@ -52,6 +52,12 @@ class Reference:
         if proc.returncode != 0:
             raise RuntimeError(f"the EdgeTAM reference script failed ({' '.join(args)}):\n{proc.stderr[-4000:]}")
 
+    def prepare(self) -> None:
+        """Make the files the default tests read (the checkpoint, the image outputs, session "one") in one subprocess:
+        each start of the authors' code costs seconds of imports."""
+        if not all((self.out / f).exists() for f in ("edgetam.pt", "image.npz", "video_one.npz")):
+            self._make("--image", "--sessions", "one")
+
     def _file(self, name: str, *args: str) -> Path:
         path = self.out / name
         if not path.exists():
@@ -82,7 +88,9 @@ def reference(tmp_path_factory) -> Reference:
         pytest.skip(f"the authors' EdgeTAM reference is not at {REFERENCE_ENV}: run `make edgetam-ref` "
                     "(or point REPVIT_EDGETAM_REF at such a folder)")
     cache = os.environ.get("REPVIT_EDGETAM_REF_CACHE")
-    return Reference(REFERENCE_ENV, Path(cache) if cache else tmp_path_factory.mktemp("edgetam_reference"))
+    ref = Reference(REFERENCE_ENV, Path(cache) if cache else tmp_path_factory.mktemp("edgetam_reference"))
+    ref.prepare()
+    return ref
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
