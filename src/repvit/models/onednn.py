@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-__all__ = ["act_spec", "conv_act", "conv_add", "linear_act"]
+__all__ = ["act_spec", "conv_act", "conv_add", "linear_act", "plain_cpu_inference"]
 
 
 def _has_pointwise_ops() -> bool:
@@ -57,19 +57,26 @@ def act_spec(act: nn.Module) -> tuple[str, str] | None:
 
 def _fusable(x: Tensor, weight: Tensor, positions: int) -> bool:
     """True where the one-call form can change nothing but the speed, and pays (``positions`` >= MIN_POSITIONS)."""
-    if not _HAS_POINTWISE or positions < MIN_POSITIONS:
+    if not _HAS_POINTWISE or not plain_cpu_inference(x, weight):
         return False
+    return positions >= MIN_POSITIONS
+
+
+def plain_cpu_inference(*tensors: Tensor) -> bool:
+    """True when ``tensors`` are plain float32 CPU tensors in eager inference: no gradient asked for, no CPU autocast,
+    no dispatch mode, and no tracer, exporter or compiler running; where a kernel call that only eager CPU inference
+    has changes nothing but the speed."""
     if is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
-    if type(x) is not Tensor or type(weight) not in (Tensor, nn.Parameter):  # fake, functional and traced tensors
+    if any(type(t) not in (Tensor, nn.Parameter) for t in tensors):  # fake, functional and traced tensors
         return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return False
     if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):  # autocast would not cast these calls
         return False
     if _get_current_dispatch_mode() is not None:  # e.g. FlopCounterMode: it counts convolutions and matmuls only
         return False
-    return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 @torch.jit.unused

@@ -163,6 +163,36 @@ def test_memory_valid_mask_equals_leaving_the_memory_out(model):
         attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=0, num_spatial_mem=2)
 
 
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_split_cross_attention_equals_attending_to_the_whole_memory(num_heads, monkeypatch):
+    """The eager split (rotated 2D latents at width 256, the other tokens at the memory's width 64) against plain
+    attention over the whole memory, with weights large enough that attention is far from uniform."""
+    from repvit.sam.sam2 import memory_attention as ma
+
+    torch.manual_seed(3)
+    attention = ma.MemoryAttention(num_heads=num_heads).eval()
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    g = torch.Generator().manual_seed(6)
+    curr, curr_pos = torch.randn(1024, 2, 256, generator=g), torch.randn(1024, 2, 256, generator=g)
+    mem, mem_pos = torch.randn(3 * 512 + 8, 2, 64, generator=g), torch.randn(3 * 512 + 8, 2, 64, generator=g)
+    calls = []
+    split = ma.split_cross_attention
+    monkeypatch.setattr(ma, "split_cross_attention", lambda *a: calls.append(1) or split(*a))
+    with torch.no_grad():
+        fast = attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=8, num_spatial_mem=3)
+        assert len(calls) == 2  # one per layer
+        monkeypatch.setattr(ma, "_HAS_CPU_FLASH_LSE", False)
+        plain = attention(curr, mem, curr_pos, mem_pos, num_obj_ptr_tokens=8, num_spatial_mem=3)
+    assert len(calls) == 2
+    assert (fast - plain).norm() / plain.norm() < 1e-5
+    # the weights make the memory matter: without the last memory the output moves far more than that
+    with torch.no_grad():
+        fewer = attention(curr, mem[:1024], curr_pos, mem_pos[:1024], num_obj_ptr_tokens=0, num_spatial_mem=2)
+    assert (fewer - plain).norm() / plain.norm() > 1e-2
+
+
 def _frame_features(seed: int, b: int = 1):
     g = torch.Generator().manual_seed(seed)
     sizes = [(256, 256), (128, 128), (64, 64)]
