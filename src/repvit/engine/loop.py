@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from .amp import autocast_context
+from .optim import clip_gradients
 
 __all__ = ["NonFiniteLossError", "StepOptions", "EpochStats", "train_one_epoch"]
 
@@ -128,20 +129,18 @@ def _check_finite(loss: torch.Tensor, step: int, epoch: int, batch: int) -> None
 def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
             scaler: torch.amp.GradScaler | None, options: StepOptions) -> None:
     """One optimiser update from ``loss``: backward (scaled under fp16), gradient clipping, step."""
-    from timm.utils import dispatch_clip_grad
-
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
         if options.clip_grad:
             scaler.unscale_(optimizer)
-            dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
+            clip_gradients(params, options.clip_grad, options.clip_mode)
         scaler.step(optimizer)
         scaler.update()
     else:
         loss.backward()
         if options.clip_grad:
-            dispatch_clip_grad(params, options.clip_grad, mode=options.clip_mode)
+            clip_gradients(params, options.clip_grad, options.clip_mode)
         optimizer.step()
 
 
