@@ -191,8 +191,9 @@ def _blocked_mul(x: str, s: str, shape4: str, y: str, tag: str) -> list:
 
 
 def _batch_is_one(graph) -> bool:
-    """Whether every graph input has a fixed batch (first axis) of 1."""
-    dims = [i.type.tensor_type.shape.dim for i in graph.input]
+    """Whether every graph input (initializers aside) has a fixed batch (first axis) of 1."""
+    weights = {i.name for i in graph.initializer}
+    dims = [i.type.tensor_type.shape.dim for i in graph.input if i.name not in weights]
     return bool(dims) and all(len(d) > 0 and d[0].HasField("dim_value") and d[0].dim_value == 1 for d in dims)
 
 
