@@ -33,6 +33,7 @@ SMALL: dict[str, list[str]] = {
     "int8_plans.py": ["--quick", "--threads", "1"],
     "int8_sam.py": ["--img-size", "256", "--threads", "1", "--rounds", "1"],
     "sam_latency.py": ["--quick", "--threads", "1", "--no-install"],
+    "sam_ort_profile.py": ["--quick", "--threads", "1"],
     "sam_prompt_distill.py": ["--smoke", "--threads", "1"],
     "int8_digits.py": ["--epochs", "1", "--calib-images", "16", "--threads", "1", "--rounds", "1", "--iters", "1"],
     "latency_fused.py": ["--img-size", "64", "--threads", "1", "--rounds", "1", "--iters", "1"],
@@ -46,7 +47,8 @@ SMALL: dict[str, list[str]] = {
 NOT_RUN = {"gpu_check.py"}
 NEEDS = {"int8_profile.py": ["onnxruntime"], "int8_plans.py": ["onnxruntime", "openvino", "nncf"],
          "int8_sam.py": ["onnxruntime", "segment_anything"], "edgetam_fps.py": ["skimage"],
-         "sam_latency.py": ["segment_anything"], "sam_click.py": ["segment_anything", "onnxruntime"],
+         "sam_latency.py": ["segment_anything"], "sam_ort_profile.py": ["segment_anything", "onnxruntime"],
+         "sam_click.py": ["segment_anything", "onnxruntime"],
          "sam_prompt_distill.py": ["segment_anything", "skimage"],
          "backends_vs_timm.py": ["onnx"], "int8_digits.py": ["onnxruntime", "sklearn"], "ddp_stress.py": ["sklearn"],
          "onnx_vs_bound.py": ["onnxruntime"], "train_throughput.py": ["sklearn"], "detect_latency.py": ["torchvision"],

@@ -80,6 +80,36 @@ def test_rewritten_session_matches_pytorch_and_plain_onnxruntime(exported, batch
     assert rel_err(torch.from_numpy(got), expected) < 1e-4
 
 
+def test_fixed_batch_of_one_scales_with_a_depthwise_conv(exported, caplog):
+    """With the batch fixed at 1 each SE multiply is a depthwise 1x1 NCHWc conv whose filter is the scale (no Expand,
+    no Mul left); ONNX Runtime then gives the plain graph's and PyTorch's output."""
+    block = _nchwc_or_skip()
+    from repvit.deploy.onnx_export import export_onnx_bytes
+    from repvit.deploy.onnx_passes import apply_passes
+
+    _, model = exported
+    x = torch.randn(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(5))
+    data = apply_passes(export_onnx_bytes(model, x, dynamic_batch=False))
+    rewritten, count = ort_nchwc.rewrite_se_blocks(ort_nchwc.ort_optimized_bytes(data), block)
+    graph = onnx.load_from_string(rewritten).graph
+    scale_convs = [n for n in graph.node if n.name.endswith("_scale_conv")]
+    assert count > 0 and len(scale_convs) == count
+    assert not {"Mul", "Expand"} & {n.op_type for n in graph.node}
+    producer = {o: n for n in graph.node for o in n.output}
+    for conv in scale_convs:
+        group = next(a.i for a in conv.attribute if a.name == "group")
+        assert conv.domain == "com.microsoft.nchwc" and producer[conv.input[1]].op_type == "Reshape"
+        assert group % block == 0
+    with caplog.at_level(logging.WARNING, logger="repvit.deploy.onnx_export"):
+        fast = make_session(data, threads=1)
+    assert "NCHWc" not in caplog.text  # the session runs the rewritten graph
+    plain = make_session(data, threads=1, nchwc_se=False)
+    got, ref = (torch.from_numpy(s.run(None, {"input": x.numpy()})[0]) for s in (fast, plain))
+    assert rel_err(got, ref) < 1e-5
+    with torch.no_grad():
+        assert rel_err(got, model(x)) < 1e-4
+
+
 def test_wrong_rewrite_is_detected_and_not_used(exported, monkeypatch, caplog):
     """A rewrite that changed the numbers must never reach the user: the plain session is returned instead."""
     _nchwc_or_skip()

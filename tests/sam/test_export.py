@@ -48,14 +48,15 @@ def _spatial_reduce_means(proto) -> int:
 
 def test_default_encoder_graph_is_the_optimized_one(exported):
     """``repvit sam export`` writes the graph after repvit's passes: squeeze-excite pooling as GlobalAveragePool
-    (kept in ONNX Runtime's NCHWc layout), no Identity nodes, still standard ONNX."""
+    (kept in ONNX Runtime's NCHWc layout), the neck's LayerNorm2d as LayerNormalization (no ReduceMean left), no
+    Identity nodes, still standard ONNX."""
     import onnx
 
     proto = onnx.load(str(exported / "encoder.onnx"))
     onnx.checker.check_model(proto)
     ops = {n.op_type for n in proto.graph.node}
     assert "GlobalAveragePool" in ops and "Identity" not in ops and "BatchNormalization" not in ops
-    assert _spatial_reduce_means(proto) == 0
+    assert "ReduceMean" not in ops and [n.op_type for n in proto.graph.node].count("LayerNormalization") == 2
     assert all(n.domain in ("", "ai.onnx") for n in proto.graph.node)
 
 
@@ -77,6 +78,7 @@ def test_edge_sam_export_replaces_bicubic_resize_and_matches_pytorch(tmp_path):
     modes = [next((a.s.decode() for a in n.attribute if a.name == "mode"), "nearest")
              for n in proto.graph.node if n.op_type == "Resize"]
     assert modes == ["nearest"] and _spatial_reduce_means(proto) == 0
+    assert "LayerNormalization" in {n.op_type for n in proto.graph.node}
     x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = sam.image_encoder(x)

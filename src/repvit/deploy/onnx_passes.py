@@ -10,13 +10,20 @@
   borders), which ONNX Runtime runs with a slow generic kernel (EdgeSAM's neck: a tenth of the encoder's time),
   becomes edge padding, x2 nearest upsampling and two depthwise 9-tap convolutions. The same function, not an
   approximation: see :func:`cubic_upsample_to_conv`.
+* ``channel_layer_norm``: LayerNorm over the channels of an NCHW map written out in elementwise ops (how PyTorch
+  exports segment-anything's ``LayerNorm2d``, used in SAM's neck: ``ReduceMean`` over axis 1, ``Sub``, ``Pow``,
+  ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, ``Mul``, ``Add``) becomes ``Transpose`` to NHWC, one
+  ``LayerNormalization`` over the last axis and ``Transpose`` back. ONNX Runtime reduces over a strided channel axis
+  slowly (EdgeSAM's neck: 2% of the encoder's time) and, at level ``all``, folds the two transposes into the NCHWc
+  reorders around the neighbouring convolutions.
 """
 
 from __future__ import annotations
 
 from repvit.runtime import require
 
-__all__ = ["reduce_mean_to_global_pool", "remove_identities", "cubic_upsample_to_conv", "apply_passes"]
+__all__ = ["reduce_mean_to_global_pool", "remove_identities", "cubic_upsample_to_conv", "channel_layer_norm",
+           "apply_passes"]
 
 
 def _axes(node, graph) -> list[int] | None:
@@ -195,6 +202,154 @@ def cubic_upsample_to_conv(model):
     return model
 
 
+class _Uses:
+    """Producer and consumers of every tensor of a graph (rebuilt after an edit)."""
+
+    def __init__(self, graph) -> None:
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.outputs = {o.name for o in graph.output}
+
+    def only(self, name: str, op_type: str):
+        """The single consumer of ``name`` when it is an ``op_type`` node and ``name`` is not a graph output."""
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type != op_type or name in self.outputs:
+            return None
+        return users[0]
+
+
+def _scalar(graph, name: str) -> float | None:
+    value = _constant(graph, name)
+    return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+
+def _channel_vector(graph, name: str, channels: int | None):
+    """A constant of shape (C, 1, 1) or (1, C, 1, 1) as a float32 (C,) vector, else None."""
+    import numpy as np
+
+    value = _constant(graph, name)
+    if value is None or value.ndim not in (3, 4) or any(d != 1 for d in value.shape[-2:]):
+        return None
+    if value.ndim == 4 and value.shape[0] != 1:
+        return None
+    vec = value.reshape(-1).astype(np.float32)
+    return vec if channels is None or vec.size == channels else None
+
+
+def _match_channel_layer_norm(graph, uses: _Uses, mean, channels: int | None):
+    """The nodes, epsilon, scale and bias of a LayerNorm over axis 1 whose first ``ReduceMean`` is ``mean``; None
+    when the ops around ``mean`` are not exactly that pattern (or an intermediate is used elsewhere)."""
+    import numpy as np
+
+    def reduce_over_channels(node) -> bool:
+        keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        return node.op_type == "ReduceMean" and _axes(node, graph) in ([1], [-3]) and keep == 1
+
+    if not reduce_over_channels(mean):
+        return None
+    x = mean.input[0]
+    sub = uses.only(mean.output[0], "Sub")
+    if sub is None or list(sub.input) != [x, mean.output[0]]:
+        return None
+    diff_users = uses.consumers.get(sub.output[0], [])
+    pow_ = next((n for n in diff_users if n.op_type == "Pow"), None)
+    div = next((n for n in diff_users if n.op_type == "Div"), None)
+    if len(diff_users) != 2 or pow_ is None or div is None or sub.output[0] in uses.outputs:
+        return None
+    if pow_.input[0] != sub.output[0] or _scalar(graph, pow_.input[1]) != 2.0:
+        return None
+    var = uses.only(pow_.output[0], "ReduceMean")
+    if var is None or not reduce_over_channels(var):
+        return None
+    add = uses.only(var.output[0], "Add")
+    if add is None:
+        return None
+    eps = _scalar(graph, add.input[1] if add.input[0] == var.output[0] else add.input[0])
+    sqrt = uses.only(add.output[0], "Sqrt")
+    if eps is None or sqrt is None or list(div.input) != [sub.output[0], sqrt.output[0]]:
+        return None
+    nodes, out = [mean, sub, pow_, var, add, sqrt, div], div.output[0]
+    scale = bias = None
+    mul = uses.only(out, "Mul")
+    if mul is not None:
+        scale = _channel_vector(graph, mul.input[0] if mul.input[1] == out else mul.input[1], channels)
+        if scale is not None:
+            nodes, out = [*nodes, mul], mul.output[0]
+            channels = scale.size
+            plus = uses.only(out, "Add")
+            if plus is not None:
+                bias = _channel_vector(graph, plus.input[1] if plus.input[0] == out else plus.input[0], channels)
+                if bias is not None:
+                    nodes, out = [*nodes, plus], plus.output[0]
+    if channels is None:
+        return None
+    scale = np.ones(channels, np.float32) if scale is None else scale
+    bias = np.zeros(channels, np.float32) if bias is None else bias
+    return nodes, x, out, eps, scale, bias
+
+
+def channel_layer_norm(model):
+    """Rewrite LayerNorms over the channels of 4-D NCHW tensors written out in elementwise ops into ``Transpose``,
+    ``LayerNormalization`` (last axis) and ``Transpose`` back (in place; returns it).
+
+    The pattern is segment-anything's ``LayerNorm2d`` as PyTorch exports it: ``u = ReduceMean(x, axis 1)``,
+    ``d = x - u``, ``(d / Sqrt(ReduceMean(d ** 2, axis 1) + eps))``, then optionally ``* w + b`` with ``w`` and
+    ``b`` of shape (C, 1, 1). ONNX Runtime's ``LayerNormalization`` takes the variance as ``E[x^2] - E[x]^2`` in
+    float32, which differs from ``E[(x - u)^2]`` by float rounding only while the channel mean is not many times
+    the channel spread (true of normalized features; the export's parity check compares with PyTorch).
+    """
+    onnx = require("onnx", "ONNX graph passes")
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 17 for o in model.opset_import):
+        return model  # LayerNormalization is an opset-17 op
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*inferred.graph.value_info, *inferred.graph.input)}
+    dims = {v.name: v.type.tensor_type.shape.dim for v in (*inferred.graph.value_info, *inferred.graph.input)}
+    removed_inputs: set[str] = set()
+    while True:
+        uses = _Uses(graph)
+        found = None
+        for node in graph.node:
+            if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:
+                continue
+            c = dims[node.input[0]][1]
+            found = _match_channel_layer_norm(graph, uses, node, c.dim_value if c.HasField("dim_value") else None)
+            if found is not None:
+                break
+        if found is None:
+            break
+        nodes, x, out, eps, scale, bias = found
+        tag = f"{nodes[0].name or nodes[0].output[0]}_layer_norm"
+        graph.initializer.extend([numpy_helper.from_array(scale, f"{tag}_scale"),
+                                  numpy_helper.from_array(bias, f"{tag}_bias")])
+        new = [
+            helper.make_node("Transpose", [x], [f"{tag}_nhwc"], perm=[0, 2, 3, 1], name=f"{tag}_to_nhwc"),
+            helper.make_node("LayerNormalization", [f"{tag}_nhwc", f"{tag}_scale", f"{tag}_bias"], [f"{tag}_out"],
+                             axis=-1, epsilon=eps, name=tag),
+            helper.make_node("Transpose", [f"{tag}_out"], [out], perm=[0, 3, 1, 2], name=f"{tag}_to_nchw"),
+        ]
+        at = list(graph.node).index(nodes[0])
+        for n in nodes:
+            removed_inputs.update(n.input)
+            graph.node.remove(n)
+        for k, n in enumerate(new):
+            graph.node.insert(at + k, n)
+    if removed_inputs:  # the replaced ops' constants (scalars, (C, 1, 1) scale and bias) nobody reads any more
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        keep = [n for n in graph.node if n.op_type != "Constant" or n.output[0] in used]
+        del graph.node[:]
+        graph.node.extend(keep)
+        dead = [i for i in graph.initializer if i.name in removed_inputs and i.name not in used]
+        for init in dead:
+            graph.initializer.remove(init)
+    return model
+
+
 def apply_passes(data: bytes) -> bytes:
     """Apply every pass of this module to a serialized model and check the result."""
     onnx = require("onnx", "ONNX graph passes")
@@ -202,5 +357,6 @@ def apply_passes(data: bytes) -> bytes:
     remove_identities(model)
     reduce_mean_to_global_pool(model)
     cubic_upsample_to_conv(model)
+    channel_layer_norm(model)
     onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -12,9 +12,15 @@ at batch 1.
 blocked tensor's memory is laid out as ``(N, C/b, H, W, b)``, so a zero-copy ``Reshape`` to ``(N, C/b, H*W, b)``
 and the scale to ``(N, C/b, 1, b)`` makes the broadcast ``Mul`` exact in blocked memory; the result is reshaped
 back, and the residual ``Add`` becomes the ``Sum`` input of the convolution producing it (as ONNX Runtime itself
-does for blocks without SE). The rewritten graph is tied to this CPU's block size and only runs in ONNX Runtime,
-so it is built when a session is created (:func:`repvit.deploy.onnx_export.make_session` with
-``nchwc_se=True``), never written as the exported file, and checked against the plain session before use.
+does for blocks without SE). When the graph's batch is fixed at 1 (a SAM encoder), the multiply is instead a
+depthwise 1x1 NCHWc ``Conv`` whose filter is the scale itself: an NCHWc depthwise filter of shape (C, 1, 1, 1) is
+stored in channel order, which is the blocked scale's memory, so a zero-copy ``Reshape`` makes it the filter; ONNX
+Runtime's NCHWc convolution reads its filter at run time and splits the work over its threads (the reshape, expand
+and multiply run in three passes, the expand on one thread).
+
+The rewritten graph is tied to this CPU's block size and only runs in ONNX Runtime, so it is built when a session is
+created (:func:`repvit.deploy.onnx_export.make_session` with ``nchwc_se=True``), never written as the exported
+file, and checked against the plain session before use.
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
 
     proto = onnx.load_from_string(data)
     g = _Graph(proto.graph)
+    single = _batch_is_one(proto.graph)
     count = 0
     for product in [n.output[0] for n in proto.graph.node if n.op_type == "Mul" and n.domain == ""]:
         mul = g.producer[product]  # the current node: earlier rewrites may have rebuilt the node list
@@ -127,12 +134,16 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
         x, s, channels = found
         tag = f"se_nchwc_{count}"
         padded = -(-channels // block) * block
-        shape4 = numpy_helper.from_array(np.array([0, padded // block, -1, block], np.int64), f"{tag}_shape")
-        proto.graph.initializer.append(shape4)
+        if single:
+            shape = numpy_helper.from_array(np.array([padded, 1, 1, 1], np.int64), f"{tag}_filter_shape")
+        else:
+            shape = numpy_helper.from_array(np.array([0, padded // block, -1, block], np.int64), f"{tag}_shape")
+        proto.graph.initializer.append(shape)
         y = f"{tag}_out"
         nchw_product = _reroute_consumers(proto, g, mul.output[0], y, channels, tag)
         proto.graph.node.remove(mul)
-        proto.graph.node.extend(_blocked_mul(x, s, shape4.name, y, tag))
+        scaled = _scale_conv(x, s, shape.name, padded, y, tag) if single else _blocked_mul(x, s, shape.name, y, tag)
+        proto.graph.node.extend(scaled)
         if nchw_product:
             proto.graph.node.append(_reorder_output(y, mul.output[0], channels, f"{tag}_product_nchw"))
         count += 1
@@ -176,6 +187,25 @@ def _blocked_mul(x: str, s: str, shape4: str, y: str, tag: str) -> list:
         helper.make_node("Mul", [f"{tag}_x", f"{tag}_s_full"], [f"{tag}_mul"], name=f"{tag}_mul"),
         helper.make_node("Shape", [x], [f"{tag}_xshape"], name=f"{tag}_shape_of_x"),
         helper.make_node("Reshape", [f"{tag}_mul", f"{tag}_xshape"], [y], name=f"{tag}_reshape_back"),
+    ]
+
+
+def _batch_is_one(graph) -> bool:
+    """Whether every graph input (initializers aside) has a fixed batch (first axis) of 1."""
+    weights = {i.name for i in graph.initializer}
+    dims = [i.type.tensor_type.shape.dim for i in graph.input if i.name not in weights]
+    return bool(dims) and all(len(d) > 0 and d[0].HasField("dim_value") and d[0].dim_value == 1 for d in dims)
+
+
+def _scale_conv(x: str, s: str, filter_shape: str, padded: int, y: str, tag: str) -> list:
+    """Nodes computing ``y`` = ``x * s`` (batch 1, both NCHWc with ``padded`` channels) as a depthwise 1x1 NCHWc
+    convolution whose filter is ``s`` reshaped to (C, 1, 1, 1)."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Reshape", [s, filter_shape], [f"{tag}_filter"], name=f"{tag}_reshape_s"),
+        helper.make_node("Conv", [x, f"{tag}_filter"], [y], name=f"{tag}_scale_conv", domain=_NCHWC,
+                         kernel_shape=[1, 1], group=padded, strides=[1, 1], dilations=[1, 1], pads=[0, 0, 0, 0]),
     ]
 
 

@@ -48,7 +48,8 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
 
     The graph goes through :func:`repvit.deploy.onnx_passes.apply_passes` (squeeze-excite pooling as
     ``GlobalAveragePool``, EdgeSAM's x2 bicubic upsampling as edge padding, nearest upsampling and depthwise
-    convolutions: the same functions in the ops ONNX Runtime runs fast) and ONNX Runtime's ``basic`` optimizations,
+    convolutions, the neck's LayerNorm2d as ``LayerNormalization``: the same functions in the ops ONNX Runtime runs
+    fast) and ONNX Runtime's ``basic`` optimizations,
     so the file stays standard ONNX; :func:`repvit.deploy.onnx_export.make_session` adds the CPU-specific ones.
     The parity check runs in such a session.
 
