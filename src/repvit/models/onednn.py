@@ -57,9 +57,9 @@ def act_spec(act: nn.Module) -> tuple[str, str] | None:
 
 def _fusable(x: Tensor, weight: Tensor, positions: int) -> bool:
     """True where the one-call form can change nothing but the speed, and pays (``positions`` >= MIN_POSITIONS)."""
-    if not _HAS_POINTWISE or not plain_cpu_inference(x, weight):
+    if not _HAS_POINTWISE or torch.jit.is_tracing():  # traced shapes are tensors: no comparison with them
         return False
-    return positions >= MIN_POSITIONS
+    return positions >= MIN_POSITIONS and plain_cpu_inference(x, weight)
 
 
 def plain_cpu_inference(*tensors: Tensor) -> bool:
