@@ -223,7 +223,7 @@ def main() -> None:
         "iters_per_round": args.iters, "quick": args.quick, "params": params, "macs": macs,
         "mobilesam": mobilesam_note, "onnx_notes": onnx_notes, "setup_s": setup_s,
         "results": {k: v.to_dict() for k, v in res.items()}, "compute_bound": bound, "ratios": ratios,
-        "targets": targets,
+        "targets": targets, "environment": env,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
