@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from repvit.runtime import require
 
-__all__ = ["reduce_mean_to_global_pool", "remove_identities", "cubic_upsample_to_conv", "channel_layer_norm",
-           "apply_passes"]
+__all__ = ["GraphUses", "reduce_mean_to_global_pool", "remove_identities", "cubic_upsample_to_conv",
+           "channel_layer_norm", "apply_passes"]
 
 
 def _axes(node, graph) -> list[int] | None:
@@ -202,16 +202,26 @@ def cubic_upsample_to_conv(model):
     return model
 
 
-class _Uses:
-    """Producer and consumers of every tensor of a graph (rebuilt after an edit)."""
+class GraphUses:
+    """Producer and consumers of every tensor of an ONNX graph; :meth:`refresh` after an edit (graphs here have a
+    few hundred nodes). Shared by this module's passes and :mod:`repvit.deploy.ort_nchwc`."""
 
     def __init__(self, graph) -> None:
-        self.producer = {o: n for n in graph.node for o in n.output}
+        self.graph = graph
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.producer = {o: n for n in self.graph.node for o in n.output}
         self.consumers: dict[str, list] = {}
-        for n in graph.node:
+        for n in self.graph.node:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
-        self.outputs = {o.name for o in graph.output}
+        self.outputs = {o.name for o in self.graph.output}
+
+    def op(self, name: str, op_type: str, domain: str = ""):
+        """The producer of ``name`` when it is an ``op_type`` node of ``domain``, else None."""
+        node = self.producer.get(name)
+        return node if node is not None and node.op_type == op_type and node.domain == domain else None
 
     def only(self, name: str, op_type: str):
         """The single consumer of ``name`` when it is an ``op_type`` node and ``name`` is not a graph output."""
@@ -239,7 +249,7 @@ def _channel_vector(graph, name: str, channels: int | None):
     return vec if channels is None or vec.size == channels else None
 
 
-def _match_channel_layer_norm(graph, uses: _Uses, mean, channels: int | None):
+def _match_channel_layer_norm(graph, uses: GraphUses, mean, channels: int | None):
     """The nodes, epsilon, scale and bias of a LayerNorm over axis 1 whose first ``ReduceMean`` is ``mean``; None
     when the ops around ``mean`` are not exactly that pattern (or an intermediate is used elsewhere)."""
     import numpy as np
@@ -312,7 +322,7 @@ def channel_layer_norm(model):
     dims = {v.name: v.type.tensor_type.shape.dim for v in (*inferred.graph.value_info, *inferred.graph.input)}
     removed_inputs: set[str] = set()
     while True:
-        uses = _Uses(graph)
+        uses = GraphUses(graph)
         found = None
         for node in graph.node:
             if node.op_type != "ReduceMean" or ranks.get(node.input[0]) != 4:

@@ -32,6 +32,8 @@ import numpy as np
 
 from repvit.runtime import require
 
+from .onnx_passes import GraphUses
+
 __all__ = ["nchwc_block_size", "ort_optimized_bytes", "rewrite_se_blocks"]
 
 _LOG = logging.getLogger(__name__)
@@ -69,27 +71,7 @@ def nchwc_block_size() -> int | None:
     return None
 
 
-class _Graph:
-    """Producer/consumer maps over an ONNX graph, rebuilt after every edit (graphs here have a few hundred nodes)."""
-
-    def __init__(self, graph):
-        self.graph = graph
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.producer = {o: n for n in self.graph.node for o in n.output}
-        self.consumers: dict[str, list] = {}
-        for n in self.graph.node:
-            for i in n.input:
-                self.consumers.setdefault(i, []).append(n)
-        self.outputs = {o.name for o in self.graph.output}
-
-    def op(self, name: str, op_type: str, domain: str = ""):
-        node = self.producer.get(name)
-        return node if node is not None and node.op_type == op_type and node.domain == domain else None
-
-
-def _is_se_scale(g: _Graph, blocked: str) -> bool:
+def _is_se_scale(g: GraphUses, blocked: str) -> bool:
     """Whether ``blocked`` is a squeeze-excite scale (spatially 1x1): a chain of at most 8 pointwise convs,
     activations and layout reorders fed by a global average pool."""
     passthrough = {(_NCHWC, "Conv"), (_NCHWC, "ReorderInput"), (_NCHWC, "ReorderOutput"), ("", "Conv"),
@@ -123,7 +105,7 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
     from onnx import numpy_helper
 
     proto = onnx.load_from_string(data)
-    g = _Graph(proto.graph)
+    g = GraphUses(proto.graph)
     single = _batch_is_one(proto.graph)
     count = 0
     for product in [n.output[0] for n in proto.graph.node if n.op_type == "Mul" and n.domain == ""]:
@@ -155,7 +137,7 @@ def rewrite_se_blocks(data: bytes, block: int) -> tuple[bytes, int]:
     return proto.SerializeToString(), count
 
 
-def _se_operands(g: _Graph, mul) -> tuple[str, str, int] | None:
+def _se_operands(g: GraphUses, mul) -> tuple[str, str, int] | None:
     """``(x, scale, channels)`` when ``mul`` multiplies two NCHWc tensors brought back to NCHW, one of them an SE
     scale of the same channel count, both in channels-first order; None otherwise."""
     outs = [g.op(i, "ReorderOutput", _NCHWC) for i in mul.input]
@@ -209,7 +191,7 @@ def _scale_conv(x: str, s: str, filter_shape: str, padded: int, y: str, tag: str
     ]
 
 
-def _reroute_consumers(proto, g: _Graph, product: str, y: str, channels: int, tag: str) -> bool:
+def _reroute_consumers(proto, g: GraphUses, product: str, y: str, channels: int, tag: str) -> bool:
     """Point the consumers of the NCHW ``product`` at the NCHWc ``y``; True when some still need it in NCHW.
 
     A ReorderInput reads ``y`` directly. A residual Add(product, ReorderOutput(conv)) becomes the conv's Sum input:
@@ -236,7 +218,7 @@ def _reroute_consumers(proto, g: _Graph, product: str, y: str, channels: int, ta
     return nchw_product
 
 
-def _fusable_residual(g: _Graph, node, product: str):
+def _fusable_residual(g: GraphUses, node, product: str):
     """The NCHWc conv that can take ``product`` as its Sum input in place of ``node`` = Add(product,
     ReorderOutput(conv)), or None."""
     if node.op_type != "Add" or node.domain != "" or len(node.input) != 2:
@@ -280,7 +262,7 @@ def _toposort(graph) -> None:
     graph.node.extend(nodes)
 
 
-def _rename_input(g: _Graph, old: str, new: str) -> None:
+def _rename_input(g: GraphUses, old: str, new: str) -> None:
     """Make every consumer of ``old`` read ``new`` instead (``old``'s producer becomes dead)."""
     for node in g.consumers.get(old, []):
         for k, name in enumerate(node.input):

@@ -114,4 +114,3 @@ def adaptive_clip_grad_(params: list[torch.Tensor], clip_factor: float, eps: flo
     scale = torch._foreach_div(max_norm, grad_norm)
     torch._foreach_clamp_max_(scale, 1.0)
     torch._foreach_mul_(grads, scale)
-
