@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import repvit
 from repvit.models import onednn
 from repvit.models.fuse import fuse_model
-from repvit.models.onednn import conv_act, conv_add, linear_act
+from repvit.models.onednn import conv_act, conv_add, linear_act, mlp
 
 needs_onednn = pytest.mark.skipif(not onednn._HAS_POINTWISE, reason="this torch has no oneDNN pointwise ops")
 
@@ -147,3 +147,36 @@ def test_fx_symbolic_trace_of_the_fused_model_records_the_two_ops():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_mlp_in_row_blocks_equals_the_two_layers(monkeypatch, act, bias):
+    monkeypatch.setattr(onednn, "MLP_BLOCK_BYTES", 4 * 48 * 64)  # 64 rows a block: 5 blocks, the last one short
+    lin1, lin2 = nn.Linear(24, 48, bias=bias), nn.Linear(48, 20, bias=bias)
+    x = torch.randn(3, 100, 24)
+    f = F.relu if act == "relu" else F.gelu
+    with torch.inference_mode():
+        ref = lin2(f(lin1(x)))
+        out = mlp(lin1, act, lin2, x)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            mlp(lin1, act, lin2, x)
+    calls = sum(e.count for e in prof.key_averages() if e.key in ("aten::addmm", "aten::mm"))
+    assert calls == 2 * 5  # two matmuls a block of 64 rows over 300 rows
+    assert out.shape == (3, 100, 20)
+
+
+def test_mlp_runs_the_layers_whole_where_a_gradient_is_wanted_or_rows_are_few(monkeypatch):
+    monkeypatch.setattr(onednn, "MLP_BLOCK_BYTES", 4 * 48 * 64)
+    lin1, lin2 = nn.Linear(24, 48), nn.Linear(48, 20)
+    x = torch.randn(300, 24, requires_grad=True)
+    out = mlp(lin1, "gelu", lin2, x)
+    out.sum().backward()
+    assert x.grad is not None and lin1.weight.grad is not None
+    with torch.inference_mode():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            mlp(lin1, "gelu", lin2, torch.randn(20, 24))  # fewer than two blocks of rows
+    assert sum(e.count for e in prof.key_averages() if e.key in ("aten::addmm", "aten::mm")) <= 2
+    with pytest.raises(ValueError, match="'relu' or 'gelu'"):
+        mlp(lin1, "silu", lin2, x)

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from repvit.models.onednn import linear_act, plain_cpu_inference
+from repvit.models.onednn import mlp, plain_cpu_inference
 
 from .position_encoding import apply_rope, axial_rope, identity_rope
 from .transformer import Attention
@@ -114,7 +114,7 @@ class MemoryAttentionLayer(nn.Module):
                 x, memory + pos, memory, q_rope=q_rope, k_rope=k_rope, attn_mask=memory_mask
             )
         x = self.norm3(tgt)
-        return tgt + self.linear2(linear_act(self.linear1, "relu", x))
+        return tgt + mlp(self.linear1, "relu", self.linear2, x)
 
 
 class MemoryAttention(nn.Module):

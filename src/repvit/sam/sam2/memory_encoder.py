@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from repvit.models.onednn import linear_act
+from repvit.models.onednn import mlp
 
 from .common import LayerNorm2d
 from .position_encoding import PositionEmbeddingSine
@@ -49,7 +49,7 @@ class CXBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
-        y = self.gamma * self.pwconv2(linear_act(self.pwconv1, "gelu", y))
+        y = self.gamma * mlp(self.pwconv1, "gelu", self.pwconv2, y)
         return x + y.permute(0, 3, 1, 2)
 
 
