@@ -3,8 +3,7 @@
 The activation then runs on each block of the layer's output while that block is still in cache (a oneDNN post-op)
 instead of as a second pass over the whole map. In a fused RepViT at 1024 px the FFNs' GELU over their widened maps
 is about a tenth of the CPU time; folded into the 1x1 convolution before it, most of that goes. The FFN's residual
-add goes into its second 1x1 convolution the same way (:func:`conv_add`). The same holds for
-the Linear + ReLU of SAM 2's memory-attention FFN and the Linear + GELU of its memory encoder's ConvNeXt blocks.
+add goes into its second 1x1 convolution the same way (:func:`conv_add`).
 
 :func:`conv_act`, :func:`conv_add` and :func:`linear_act` call torch's own oneDNN kernels
 (``torch.ops.mkldnn._convolution_pointwise`` and ``_linear_pointwise``, the ones ``torch.compile`` uses for this
@@ -16,8 +15,8 @@ post-op's GELU is the exact erf form).
 
 :func:`mlp` runs a two-layer MLP over many rows (the memory-attention FFN's 4096 tokens x 2048, the memory encoder's
 ConvNeXt MLP) a block of rows at a time, under the same conditions: each block's widened hidden (a few MiB) is still
-in cache when the second layer reads it, instead of a 32 MiB map written out and read back. Row blocks change no
-arithmetic: the outputs are the same numbers.
+in cache when the second layer reads it, instead of a 32 MiB map written out and read back. The outputs equal the
+two whole layers' to float32 rounding.
 
 Callers guard the call with ``not torch.jit.is_scripting()``: TorchScript compiles the two-op branch only.
 """
