@@ -104,3 +104,42 @@ def test_fuse_features_only_model():
 def test_create_model_fused():
     model = repvit.create_model("repvit_m0_6", fused=True)
     assert is_fused(model) and not model.training
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_token_mixer_1x1_branch_as_affine_map_equals_the_grouped_convolution(legacy):
+    """The training form's 1x1 depthwise branch runs as ``x * (w + 1) + b``: the same outputs, BN statistics and
+    gradients as the grouped convolution it stands for (checked against ``F.conv2d`` with the module's weights)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from repvit.models.layers import LegacyRepVGGDW, RepVGGDW
+
+    torch.manual_seed(0)
+    dim = 12
+    mixer = (LegacyRepVGGDW if legacy else RepVGGDW)(dim).train()
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.normal_(0.0, 0.5)
+    ref = copy.deepcopy(mixer)
+
+    def reference(m, x):
+        if legacy:
+            c1 = m.conv1.bn(F.conv2d(x, m.conv1.c.weight, None, groups=dim))
+            return m.conv(x) + c1 + x
+        return m.bn(m.conv(x) + F.conv2d(x, m.conv1.weight, m.conv1.bias, groups=dim) + x)
+
+    x = torch.randn(3, dim, 9, 7).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, expected = mixer(x), reference(ref, x_ref)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(out)
+    out.backward(g)
+    expected.backward(g)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    for (name, p), p_ref in zip(mixer.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for b, b_ref in zip(mixer.buffers(), ref.buffers()):
+        torch.testing.assert_close(b, b_ref)
