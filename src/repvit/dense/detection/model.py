@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .config import DetectConfig
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
-           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign", "detector_spec",
+           "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign",
+           "SeparableMultiScaleRoIAlign", "detector_spec",
            "init_detector", "load_detector_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -127,6 +128,35 @@ class MMDetAnchorGenerator(AnchorGenerator):
         return [anchors for _ in image_list.image_sizes]
 
 
+class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` (its level rule and scales), pooling with
+    :func:`repvit.dense.detection.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
+    with a fixed ``sampling_ratio``); everywhere else, and when traced or exported, torchvision's own forward."""
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        from torchvision.ops.poolers import _filter_input, _setup_scales
+
+        from .roi_align import roi_align, separable_backward_applies
+
+        feats = _filter_input(x, self.featmap_names)
+        if not feats or not separable_backward_applies(feats[0], self.sampling_ratio):
+            return super().forward(x, boxes, image_shapes)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois = torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+        if len(feats) == 1:
+            return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+        levels = self.map_levels(boxes)
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
+        for lvl, (feat, scale) in enumerate(zip(feats, self.scales)):
+            idx = torch.where(levels == lvl)[0]
+            if idx.numel():
+                out[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio)
+        return out
+
+
 class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
     """Multi-level RoIAlign as MMDetection 2.x's ``SingleRoIExtractor`` with mmcv's ``RoIAlign`` (aligned).
 
@@ -154,7 +184,7 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        from torchvision.ops import roi_align
+        from .roi_align import roi_align
 
         feats = [x[n] for n in self.featmap_names]
         rois = torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
@@ -224,7 +254,7 @@ def _roi_pool(spec: DetectorSpec, size: int) -> nn.Module:
     names = ["0", "1", "2", "3"]
     if spec.mmdet_roi_align:
         return AlignedMultiScaleRoIAlign(names, size, spec.roi_sampling_ratio)
-    return MultiScaleRoIAlign(names, size, spec.roi_sampling_ratio)
+    return SeparableMultiScaleRoIAlign(names, size, spec.roi_sampling_ratio)
 
 
 @torch.no_grad()
