@@ -43,10 +43,12 @@ def test_gradient_equals_torchvision(aligned, sampling_ratio, channels_last):
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_float32_and_a_block_boundary(monkeypatch):
+@pytest.mark.parametrize("window_cost", [0.0, 40.0, 1e9])  # every block to torchvision's backward, some, none
+def test_float32_and_a_block_boundary(monkeypatch, window_cost):
     from repvit.dense.detection import roi_align as mod
 
     monkeypatch.setattr(mod, "ROI_BLOCK", 7)  # 50 rois: 8 blocks, the last one short
+    monkeypatch.setattr(mod, "WINDOW_COST", window_cost)
     torch.manual_seed(1)
     x = torch.randn(2, 8, 16, 16)
     rois = _rois(2, 50, 64.0, seed=5)
