@@ -128,6 +128,11 @@ class MMDetAnchorGenerator(AnchorGenerator):
         return [anchors for _ in image_list.image_sizes]
 
 
+def _rois(boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image boxes as RoIAlign's ``(K, 5)`` rois: image index, x1, y1, x2, y2."""
+    return torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+
+
 class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` (its level rule and scales), pooling with
     :func:`repvit.dense.detection.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
@@ -145,7 +150,7 @@ class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
-        rois = torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+        rois = _rois(boxes)
         if len(feats) == 1:
             return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
         levels = self.map_levels(boxes)
@@ -187,7 +192,7 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
         from .roi_align import roi_align
 
         feats = [x[n] for n in self.featmap_names]
-        rois = torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+        rois = _rois(boxes)
         side = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
         levels = torch.floor(torch.log2(side / self.finest_scale + 1e-6)).clamp(0, len(feats) - 1).long()
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
