@@ -1,4 +1,4 @@
-"""RoIAlign's separable CPU backward (repvit.dense.detection.roi_align) against torchvision's own kernel."""
+"""RoIAlign's separable CPU backward (repvit.dense.roi_align) against torchvision's own kernel."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import roi_align as tv_roi_align
 
 from repvit.dense.detection.model import SeparableMultiScaleRoIAlign
-from repvit.dense.detection.roi_align import roi_align
+from repvit.dense.roi_align import roi_align
 
 
 def _rois(n_img: int, k: int, side: float, seed: int, dtype=torch.float32) -> torch.Tensor:
@@ -45,7 +45,7 @@ def test_gradient_equals_torchvision(aligned, sampling_ratio, channels_last):
 
 @pytest.mark.parametrize("window_cost", [0.0, 40.0, 1e9])  # every block to torchvision's backward, some, none
 def test_float32_and_a_block_boundary(monkeypatch, window_cost):
-    from repvit.dense.detection import roi_align as mod
+    from repvit.dense import roi_align as mod
 
     monkeypatch.setattr(mod, "ROI_BLOCK", 7)  # 50 rois: 8 blocks, the last one short
     monkeypatch.setattr(mod, "WINDOW_COST", window_cost)

@@ -3,6 +3,7 @@
 * :mod:`repvit.dense.backbone`  — :class:`DenseBackbone` (both tap conventions, frozen BN, fusing),
   :func:`load_backbone_checkpoint`, :class:`RepViTFPN` (torchvision's FPN).
 * :mod:`repvit.dense.scenes`    — :class:`DigitScenes`, the built-in data set (semantic labels, boxes, masks).
+* :mod:`repvit.dense.roi_align` — RoIAlign with a separable CPU backward (the R-CNN heads' poolers train with it).
 * :mod:`repvit.dense.checkpoint` — reading dense checkpoints (the authors' mmseg/mmdet files or ours, by path or
   published name) and the helpers both tasks' loaders use.
 * :mod:`repvit.dense.segmentation` — Semantic FPN.

@@ -135,14 +135,14 @@ def _rois(boxes: list[torch.Tensor]) -> torch.Tensor:
 
 class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` (its level rule and scales), pooling with
-    :func:`repvit.dense.detection.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
+    :func:`repvit.dense.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
     with a fixed ``sampling_ratio``); everywhere else, and when traced or exported, torchvision's own forward."""
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
         from torchvision.ops.poolers import _filter_input, _setup_scales
 
-        from .roi_align import roi_align, separable_backward_applies
+        from ..roi_align import roi_align, separable_backward_applies
 
         feats = _filter_input(x, self.featmap_names)
         if not feats or not separable_backward_applies(feats[0], self.sampling_ratio):
@@ -189,7 +189,7 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        from .roi_align import roi_align
+        from ..roi_align import roi_align
 
         feats = [x[n] for n in self.featmap_names]
         rois = _rois(boxes)
