@@ -15,7 +15,8 @@ LAYERS = [
     {"weights"},  # the published weights: names, hosts, downloads
     {"models", "data"},  # the architectures and checkpoints; datasets, loaders, transforms
     {"engine", "deploy"},  # the task-neutral training engine; export and runtimes
-    {"dense.backbone", "dense.scenes", "dense.checkpoint", "bench", "sam"},  # what the tasks share; SAM's models
+    # what the tasks share; SAM's models
+    {"dense.backbone", "dense.scenes", "dense.checkpoint", "dense.roi_align", "bench", "sam"},
     {"dense"},  # ``repvit.dense``: the shared dense parts, gathered
     {"classification", "dense.segmentation", "dense.detection", "sam_distill"},  # the four tasks, siblings
     {"roadmap"},  # the paper's roadmap (on classification)
