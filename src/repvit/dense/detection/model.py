@@ -133,6 +133,20 @@ def _rois(boxes: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.cat([b.new_full((b.shape[0], 1), float(i)), b], 1) for i, b in enumerate(boxes)])
 
 
+def _pool_levels(feats: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor, scales: list[float],
+                 output_size: tuple[int, int], sampling_ratio: int, aligned: bool) -> torch.Tensor:
+    """Each roi pooled from the level ``levels`` gives it, at that level's scale
+    (:func:`repvit.dense.roi_align.roi_align`)."""
+    from ..roi_align import roi_align
+
+    out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *output_size))
+    for lvl, (feat, scale) in enumerate(zip(feats, scales)):
+        idx = torch.where(levels == lvl)[0]
+        if idx.numel():
+            out[idx] = roi_align(feat, rois[idx].to(feat.dtype), output_size, scale, sampling_ratio, aligned)
+    return out
+
+
 class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` (its level rule and scales), pooling with
     :func:`repvit.dense.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
@@ -142,7 +156,7 @@ class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
         from torchvision.ops.poolers import _filter_input, _setup_scales
 
-        from ..roi_align import roi_align, separable_backward_applies
+        from ..roi_align import separable_backward_applies
 
         feats = _filter_input(x, self.featmap_names)
         if not feats or not separable_backward_applies(feats[0], self.sampling_ratio):
@@ -151,15 +165,8 @@ class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
         rois = _rois(boxes)
-        if len(feats) == 1:
-            return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
-        levels = self.map_levels(boxes)
-        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
-        for lvl, (feat, scale) in enumerate(zip(feats, self.scales)):
-            idx = torch.where(levels == lvl)[0]
-            if idx.numel():
-                out[idx] = roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio)
-        return out
+        levels = self.map_levels(boxes) if len(feats) > 1 else rois.new_zeros(rois.shape[0], dtype=torch.long)
+        return _pool_levels(feats, rois, levels, self.scales, self.output_size, self.sampling_ratio, False)
 
 
 class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
@@ -189,19 +196,12 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        from ..roi_align import roi_align
-
         feats = [x[n] for n in self.featmap_names]
         rois = _rois(boxes)
         side = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
         levels = torch.floor(torch.log2(side / self.finest_scale + 1e-6)).clamp(0, len(feats) - 1).long()
-        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
-        for lvl, (feat, stride) in enumerate(zip(feats, self.strides)):
-            idx = torch.where(levels == lvl)[0]
-            if idx.numel():
-                out[idx] = roi_align(feat, rois[idx].to(feat.dtype), self.output_size, 1.0 / stride,
-                                     self.sampling_ratio, aligned=True)
-        return out
+        return _pool_levels(feats, rois, levels, [1.0 / s for s in self.strides], self.output_size,
+                            self.sampling_ratio, True)
 
 
 def _neck(spec: DetectorSpec):
