@@ -23,9 +23,11 @@ OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: 
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -174,6 +176,7 @@ def main() -> None:
     emb, _ = session.embed(image, key)
     point = [(s * 0.45, s * 0.3, 1)]  # one point: three candidates, the best-scoring kept
     out_dir = Path(tempfile.mkdtemp(prefix="sam_click_"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
     send, sender = _sender(out_dir)
     png = out_dir / "mask.png"
 

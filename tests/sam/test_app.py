@@ -188,6 +188,20 @@ def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
     assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
 
 
+def test_page_mask_folder_goes_with_the_page():
+    import gc
+
+    from repvit.sam.app import _Page
+
+    page = _Page(None, None, {}, max_image_pixels=1, max_image_mb=1.0, keep=2)
+    files = [page.new_file("mask") for _ in range(3)]
+    assert [f.exists() for f in files] == [False, True, True]  # only the newest `keep` stay
+    folder = page.out_dir
+    del page
+    gc.collect()  # a page is dropped with its app; at exit the same finalizer runs
+    assert not folder.exists()
+
+
 @pytest.fixture
 def no_weights(tmp_path, monkeypatch):
     """No cached weights and no downloads: empty caches, offline."""

@@ -31,9 +31,11 @@ from __future__ import annotations
 import collections
 import inspect
 import os
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,7 @@ class _Page:
         self.gr, self.session, self.auto_kw = gr, session, auto_kw
         self.max_image_pixels, self.max_image_mb = int(max_image_pixels), float(max_image_mb)
         self.out_dir = Path(tempfile.mkdtemp(prefix="repvit_sam_app_"))
+        weakref.finalize(self, shutil.rmtree, self.out_dir, ignore_errors=True)  # when the page goes, or at exit
         self.keep = max(1, keep)
         self._files: collections.deque[Path] = collections.deque()
         self._files_lock = threading.Lock()

@@ -146,3 +146,18 @@ def test_a_run_in_progress_is_never_deleted_by_another(session, video, tmp_path)
     assert results["second"].masks_zip.is_file() and results["first"].masks_zip.is_file()
     one.track(video, 2, [(80.0, 60.0, 1)])  # both finished: keep=1 deletes them now
     assert not results["first"].mask_dir.exists() and not results["second"].mask_dir.exists()
+
+
+def test_own_work_folder_is_removed_with_the_session(session):
+    import gc
+
+    from repvit.sam.sam2.video_session import VideoSession
+
+    own = VideoSession(session.predictor, max_frames=N)
+    folder = own.work_dir
+    assert folder.is_dir() and folder.name.startswith("repvit_video_")
+    del own
+    gc.collect()
+    assert not folder.exists()
+    given = session.work_dir  # a folder the caller named stays
+    assert given.is_dir()

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ class VideoSession:
         predictor: an :class:`~repvit.sam.sam2.video_predictor.EdgeTamVideoPredictor`.
         max_frames: the longest video accepted, in frames (tracking costs about one image encoding per frame).
         max_mb: the largest file accepted, in MB.
-        work_dir: where each tracking run gets its folder (default: a new temporary folder).
+        work_dir: where each tracking run gets its folder (default: a new temporary folder, removed with the session
+            or at exit).
         keep: how many finished runs' folders to keep; older ones are deleted (never a run in progress, so
             concurrent ``track`` calls are safe).
         overlay_side: the overlay GIF's longer side in pixels at most (the masks keep the video's size).
@@ -104,8 +106,12 @@ class VideoSession:
             raise ValueError(f"max_frames must be >= 1 and max_mb > 0, got {max_frames} and {max_mb}")
         self.predictor = predictor
         self.max_frames, self.max_mb = int(max_frames), float(max_mb)
-        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="repvit_video_"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if work_dir:
+            self.work_dir = Path(work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        else:  # a folder of its own, removed when the session goes or at exit
+            self.work_dir = Path(tempfile.mkdtemp(prefix="repvit_video_"))
+            weakref.finalize(self, shutil.rmtree, self.work_dir, ignore_errors=True)
         self.keep, self.overlay_side, self.limit_hint = max(1, keep), overlay_side, limit_hint
         self._runs_lock = threading.Lock()
         self._running: set[Path] = set()
