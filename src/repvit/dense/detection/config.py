@@ -33,7 +33,7 @@ class DetectConfig(EngineConfig):
     # schedule (the engine's fields with detection defaults)
     epochs: int = 4
     batch_size: int = 8
-    lr: float = 2e-3  # for a total batch of lr_base_batch
+    lr: float = 4e-3  # for a total batch of lr_base_batch
     lr_base_batch: int = 16
     min_lr: float = 1e-5
     warmup_epochs: int = 0
