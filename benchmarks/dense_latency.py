@@ -1,6 +1,9 @@
 """Dense-prediction CPU latency at 512x512, batch 1: our fused RepViT backbone against timm's fused RepViT backbone
 (``features_only=True`` + ``timm.utils.reparameterize_model``, the same weights), and the full Semantic FPN (FPN 256,
-head 128, fused) on each of the two backbones, all interleaved round by round in one run.
+head 128, fused) on each of the two backbones, all interleaved round by round in one run. With ONNX Runtime installed
+(``--no-onnx`` to skip) our backbone and Semantic FPN also run in ONNX Runtime as users get them (the graph
+``repvit segment export`` writes, ``repvit.dense.segmentation.export.segmenter_onnx_bytes``; the backbone's stage
+outputs exported with the same passes) in ``repvit.deploy.onnx_export.make_session``, with ``ORT / eager`` per model.
 
 The paper's table reports backbone latency at 512x512 (iPhone 12: M1.1 4.9 ms, M1.5 6.4 ms, M2.3 9.9 ms); this is
 the CPU counterpart. Writes JSON to benchmarks/results/ and prints a table with the ratios.
@@ -11,6 +14,7 @@ the CPU counterpart. Writes JSON to benchmarks/results/ and prints a table with 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -36,6 +40,35 @@ class TimmTaps(nn.Module):
         return OrderedDict((str(i), f) for i, f in enumerate(self.net(x)))
 
 
+class _Stages(nn.Module):
+    """A dense backbone's stage outputs as a tuple (what an ONNX graph returns)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return tuple(self.backbone(x).values())
+
+
+def _onnx_candidates(backbone: nn.Module, seg: nn.Module, x: torch.Tensor, threads: int) -> dict:
+    """Our fused backbone and Semantic FPN in ONNX Runtime sessions, as callables."""
+    from repvit.dense.segmentation.export import segmenter_onnx_bytes
+    from repvit.deploy.onnx_export import export_onnx_bytes, make_session
+    from repvit.deploy.onnx_passes import apply_passes
+
+    graphs = {
+        "backbone ours, onnxruntime": apply_passes(export_onnx_bytes(_Stages(backbone).eval(), x, dynamic_batch=False)),
+        "semfpn ours, onnxruntime": segmenter_onnx_bytes(seg, example_size=tuple(x.shape[-2:])),
+    }
+    out = {}
+    for name, data in graphs.items():
+        sess = make_session(data, threads=threads)
+        feed = {sess.get_inputs()[0].name: x.numpy()}
+        out[name] = lambda sess=sess, feed=feed: sess.run(None, feed)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="repvit_m1_1", help="a RepViT that timm has (m0_9 ... m2_3)")
@@ -44,6 +77,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--iters", type=int, default=5, help="iterations per candidate per round")
     ap.add_argument("--num-classes", type=int, default=150)
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime candidates")
     ap.add_argument("--out", default=None, help="default benchmarks/results/dense_latency_<model>.json")
     args = ap.parse_args()
 
@@ -69,7 +103,15 @@ def main() -> None:
         "semfpn ours fused": lambda: seg_fused(x),
         "semfpn on timm fused": lambda: seg_timm(x),
     }
-    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, threads=args.threads)
+    if not args.no_onnx and importlib.util.find_spec("onnxruntime") is None:
+        print("onnxruntime is not installed: the ONNX Runtime candidates are skipped")
+        args.no_onnx = True
+    if not args.no_onnx:
+        cands |= _onnx_candidates(ours_fused, seg_fused, x, args.threads)
+    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, threads=args.threads,
+                              settle_s=0.0 if args.no_onnx else 0.2)
+    ort_ratios = {name: res[f"{name}, onnxruntime"].median_ms / res[f"{name} fused"].median_ms
+                  for name in ("backbone ours", "semfpn ours") if f"{name}, onnxruntime" in res}
     ratio_bb = res["backbone ours fused"].median_ms / res["backbone timm fused"].median_ms
     ratio_full = res["semfpn ours fused"].median_ms / res["semfpn on timm fused"].median_ms
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
@@ -86,7 +128,8 @@ def main() -> None:
         "results": {k: v.to_dict() for k, v in res.items()},
         "ratio_backbone_ours_vs_timm": ratio_bb,
         "ratio_semfpn_ours_vs_timm_backbone": ratio_full,
-        "goal": "backbone ratio <= 1.02",
+        "ratio_onnxruntime_vs_eager": ort_ratios,
+        "goal": "backbone ratio <= 1.02; ONNX Runtime / eager <= 1",
         "loadavg_after": load,
         "environment": environment_info(),
     }
@@ -101,6 +144,8 @@ def main() -> None:
         print(f"| {k:<22} | {v.median_ms:>9.2f} | {v.p90_ms:>8.2f} |")
     print(f"backbone ours fused / timm fused: {ratio_bb:.3f}  (goal <= 1.02; max |feature diff| {diff:.2e})")
     print(f"Semantic FPN on ours / on timm's backbone: {ratio_full:.3f}")
+    for name, r in ort_ratios.items():
+        print(f"{name}: ONNX Runtime / eager {r:.3f} (goal <= 1)")
     print(f"wrote {path}")
 
 

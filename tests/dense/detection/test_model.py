@@ -94,8 +94,12 @@ def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
     assert _parity_ok(p), p
     import onnx
 
-    props = {q.key: q.value for q in onnx.load(str(path)).metadata_props}
+    proto = onnx.load(str(path))
+    props = {q.key: q.value for q in proto.metadata_props}
     assert props["class_names"] == '["a"]'
+    ops = {n.op_type for n in proto.graph.node}
+    if kind != "retinanet":  # the RoI levels are merged by a row gather, not an element-wise scatter
+        assert "RoiAlign" in ops and "ScatterElements" not in ops, sorted(ops)
 
 
 @pytest.mark.parametrize("kind", ["fasterrcnn", "retinanet"])

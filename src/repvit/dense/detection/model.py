@@ -136,9 +136,20 @@ def _rois(boxes: list[torch.Tensor]) -> torch.Tensor:
 def _pool_levels(feats: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor, scales: list[float],
                  output_size: tuple[int, int], sampling_ratio: int, aligned: bool) -> torch.Tensor:
     """Each roi pooled from the level ``levels`` gives it, at that level's scale
-    (:func:`repvit.dense.roi_align.roi_align`)."""
+    (:func:`repvit.dense.roi_align.roi_align`).
+
+    Traced (ONNX export), the levels' results are concatenated and put back in roi order by one row gather: torchvision
+    merges them with a ``ScatterElements`` whose index has one entry per output element (12.5 M for Mask R-CNN's 1000
+    box rois), which ONNX Runtime runs on one thread (0.4 s of a 512 px Mask R-CNN on 2 Zen 3 cores)."""
+    import torchvision
+
     from ..roi_align import roi_align
 
+    if torchvision._is_tracing():
+        idx = [torch.where(levels == lvl)[0] for lvl in range(len(feats))]
+        pooled = [roi_align(feat, rois[i].to(feat.dtype), output_size, scale, sampling_ratio, aligned)
+                  for feat, i, scale in zip(feats, idx, scales)]
+        return torch.cat(pooled)[torch.argsort(torch.cat(idx))]
     out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *output_size))
     for lvl, (feat, scale) in enumerate(zip(feats, scales)):
         idx = torch.where(levels == lvl)[0]
@@ -150,16 +161,18 @@ def _pool_levels(feats: list[torch.Tensor], rois: torch.Tensor, levels: torch.Te
 class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` (its level rule and scales), pooling with
     :func:`repvit.dense.roi_align.roi_align` where its separable CPU backward applies (training on a CPU
-    with a fixed ``sampling_ratio``); everywhere else, and when traced or exported, torchvision's own forward."""
+    with a fixed ``sampling_ratio``) and, when traced or exported, with the levels merged by one gather
+    (:func:`_pool_levels`); everywhere else torchvision's own forward."""
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        import torchvision
         from torchvision.ops.poolers import _filter_input, _setup_scales
 
         from ..roi_align import separable_backward_applies
 
         feats = _filter_input(x, self.featmap_names)
-        if not feats or not separable_backward_applies(feats[0], self.sampling_ratio):
+        if not feats or not (torchvision._is_tracing() or separable_backward_applies(feats[0], self.sampling_ratio)):
             return super().forward(x, boxes, image_shapes)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,

@@ -24,9 +24,18 @@ from repvit.runtime import require
 
 from .model import SemanticFPN
 
-__all__ = ["export_segmenter_onnx", "export_checkpoint"]
+__all__ = ["export_segmenter_onnx", "export_checkpoint", "segmenter_onnx_bytes"]
 
 AUTHORS_SIZE = 512  # the authors' mmseg models are exported and checked at their test short side (AlignResize)
+
+
+def segmenter_onnx_bytes(fused: SemanticFPN, *, example_size: tuple[int, int] = (64, 64),
+                         opset: int = OPSET) -> bytes:
+    """The ONNX graph :func:`export_segmenter_onnx` writes for an already fused model (dynamic batch, height and
+    width, this package's graph passes), without metadata or a parity check."""
+    spatial = {2: "height", 3: "width"}
+    return apply_passes(export_onnx_bytes(fused.float().eval(), torch.randn(1, 3, *example_size), opset=opset,
+                                          output_names=["logits"], dynamic_axes={"input": spatial, "logits": spatial}))
 
 
 def export_segmenter_onnx(
@@ -46,10 +55,7 @@ def export_segmenter_onnx(
     """
     require("onnxruntime", "the ONNX parity check")
     fused = model.fuse().float().eval()
-    example = torch.randn(1, 3, *example_size)
-    spatial = {2: "height", 3: "width"}
-    data = apply_passes(export_onnx_bytes(fused, example, opset=opset, output_names=["logits"],
-                                          dynamic_axes={"input": spatial, "logits": spatial}))
+    data = segmenter_onnx_bytes(fused, example_size=example_size, opset=opset)
     data = add_metadata(data, {"task": "segment", "num_classes": fused.num_classes, **(metadata or {})})
     sess = make_session(data, threads=1)
     report = None
