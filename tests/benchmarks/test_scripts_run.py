@@ -27,6 +27,8 @@ SMALL: dict[str, list[str]] = {
                          "1", "--num-classes", "4"],
     "detect_latency.py": ["--model", "repvit_m0_9", "--img-size", "128", "--detections", "5", "--threads", "1",
                           "--rounds", "1", "--iters", "1"],
+    "detect_ort_profile.py": ["--model", "repvit_m0_9", "--img-size", "128", "--detections", "5", "--threads", "1",
+                              "--runs", "1"],
     "edgetam_fps.py": ["--frames", "3", "--rounds", "1", "--threads", "1", "--encoder-iters", "1", "--no-sam21"],
     "int8_profile.py": ["--quick", "--threads", "1"],
     "sam_click.py": ["--quick", "--threads", "1"],
@@ -52,6 +54,7 @@ NEEDS = {"int8_profile.py": ["onnxruntime"], "int8_plans.py": ["onnxruntime", "o
          "sam_prompt_distill.py": ["segment_anything", "skimage"],
          "backends_vs_timm.py": ["onnx"], "int8_digits.py": ["onnxruntime", "sklearn"], "ddp_stress.py": ["sklearn"],
          "onnx_vs_bound.py": ["onnxruntime"], "train_throughput.py": ["sklearn"], "detect_latency.py": ["torchvision"],
+         "detect_ort_profile.py": ["onnxruntime"],
          "time_to_target.py": ["sklearn"]}
 
 

@@ -100,6 +100,40 @@ def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
     ops = {n.op_type for n in proto.graph.node}
     if kind != "retinanet":  # the RoI levels are merged by a row gather, not an element-wise scatter
         assert "RoiAlign" in ops and "ScatterElements" not in ops, sorted(ops)
+    if kind == "maskrcnn":  # the masks are pasted by one batched product, not a Loop over the detections
+        assert "Loop" not in ops and "MatMul" in ops, sorted(ops)
+
+
+@pytest.mark.slow
+def test_mask_rcnn_onnx_with_dynamic_size_pastes_at_the_image_size(tmp_path):
+    """Exported with symbolic height and width, the masks are pasted at the size of the image given, not the
+    example's."""
+    pytest.importorskip("onnxruntime")
+    from repvit.dense.detection.export import _parity_ok, export_detector_onnx, onnx_parity
+
+    m = fuse_detector(_detector("maskrcnn"))
+    path = export_detector_onnx(m, tmp_path / "d.onnx", height=64, width=64, dynamic_size=True)
+    p = onnx_parity(m, path, torch.rand(3, 80, 112, generator=torch.Generator().manual_seed(4)))
+    assert p["detections"] > 10 and _parity_ok(p), p
+
+
+def test_paste_masks_equals_torchvision():
+    """:func:`paste_masks` against torchvision's own ``paste_masks_in_image``: boxes inside, across the edges, tiny,
+    degenerate and larger than the image."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from repvit.dense.detection.model import paste_masks
+
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(9, 1, 28, 28, generator=g)
+    boxes = torch.tensor([[10.0, 12.0, 40.0, 30.0], [-8.0, -5.0, 20.0, 25.0], [50.0, 40.0, 80.0, 70.0],
+                          [33.2, 7.7, 34.1, 8.3], [20.0, 20.0, 19.0, 25.0], [-30.0, -30.0, 120.0, 110.0],
+                          [0.0, 0.0, 63.0, 47.0], [5.5, 44.9, 70.3, 47.9], [61.0, 1.0, 90.0, 3.0]])
+    want = paste_masks_in_image(masks, boxes, (48, 64))
+    got = paste_masks(masks, boxes, (48, 64))
+    assert got.shape == want.shape == (9, 1, 48, 64)
+    assert (got - want).abs().max().item() < 1e-5
+    assert (want > 0).flatten(1).any(1)[:4].all()  # the boxes inside the image do paste something
 
 
 @pytest.mark.parametrize("kind", ["fasterrcnn", "retinanet"])

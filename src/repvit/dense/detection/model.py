@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes, resize_keypoints
 from torchvision.ops import MultiScaleRoIAlign
 
 from repvit.io import CheckpointError, check_task, checkpoint_task, load_torch, strip_prefixes
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "fuse_detector", "load_detector_weights",
            "IMAGENET_MEAN", "IMAGENET_STD", "MMDetAnchorGenerator", "AlignedMultiScaleRoIAlign",
-           "SeparableMultiScaleRoIAlign", "detector_spec",
+           "SeparableMultiScaleRoIAlign", "MaskPasteTransform", "paste_masks", "detector_spec",
            "init_detector", "load_detector_checkpoint"]
 
 _log = logging.getLogger(__name__)
@@ -263,9 +264,68 @@ def build_detector(spec: DetectorSpec, num_classes: int) -> nn.Module:
     if spec.detector == "fasterrcnn":
         return FasterRCNN(neck, None, **rcnn)
     layers = [spec.mask_head_channels] * spec.mask_head_convs
-    return MaskRCNN(neck, None, mask_roi_pool=_roi_pool(spec, 14),
-                    mask_head=MaskRCNNHeads(c, layers, 1),
-                    mask_predictor=MaskRCNNPredictor(layers[-1], spec.mask_head_channels, num_classes), **rcnn)
+    det = MaskRCNN(neck, None, mask_roi_pool=_roi_pool(spec, 14),
+                   mask_head=MaskRCNNHeads(c, layers, 1),
+                   mask_predictor=MaskRCNNPredictor(layers[-1], spec.mask_head_channels, num_classes), **rcnn)
+    det.transform = MaskPasteTransform(**common)
+    return det
+
+
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+                padding: int = 1) -> torch.Tensor:
+    """torchvision's ``paste_masks_in_image`` (the same padding, box rounding and bilinear resize) as one batched
+    product: each mask ``m`` (M x M after padding) becomes ``R m C^T`` with ``R`` (H x M) and ``C`` (W x M) the
+    bilinear weights of its box's rows and columns (two per image row or column inside the box, none outside).
+
+    Args:
+        masks: (N, 1, M, M) mask probabilities.
+        boxes: (N, 4) boxes x1, y1, x2, y2 in the image's pixels.
+        image_size: the image's (H, W).
+
+    Returns:
+        (N, 1, H, W) masks in the image.
+    """
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+
+    masks, scale = expand_masks(masks, padding=padding)
+    boxes = expand_boxes(boxes, scale).to(dtype=torch.int64)
+    side = masks.shape[-1]
+
+    def weights(lo: torch.Tensor, hi: torch.Tensor, size) -> torch.Tensor:
+        # image pixels lo..hi (inclusive) show the mask resized to hi - lo + 1 pixels (align_corners=False)
+        pos = torch.arange(size, device=masks.device)[None, :] - lo[:, None]  # (N, size): pixel within the box
+        n = (hi - lo + 1).clamp(min=1).to(masks.dtype)[:, None]
+        src = ((pos.to(masks.dtype) + 0.5) * (side / n) - 0.5).clamp(min=0)
+        i0 = src.floor()
+        frac = src - i0
+        i1 = (i0 + 1).clamp(max=side - 1)
+        cols = torch.arange(side, device=masks.device, dtype=masks.dtype)
+        w = (1 - frac)[..., None] * (cols == i0[..., None]) + frac[..., None] * (cols == i1[..., None])
+        inside = (pos >= 0) & (pos <= (hi - lo)[:, None])
+        return w * inside[..., None].to(masks.dtype)  # (N, size, M)
+
+    rows = weights(boxes[:, 1], boxes[:, 3], image_size[0])
+    cols = weights(boxes[:, 0], boxes[:, 2], image_size[1])
+    return torch.matmul(torch.matmul(rows, masks[:, 0]), cols.transpose(1, 2))[:, None]
+
+
+class MaskPasteTransform(GeneralizedRCNNTransform):
+    """torchvision's ``GeneralizedRCNNTransform``; traced (ONNX export), the masks are pasted by :func:`paste_masks`,
+    where torchvision's export pastes them in a ``Loop`` of one full-image mask per detection and concatenates them
+    (0.86 s of a 512 px Mask R-CNN with 100 detections in ONNX Runtime on 2 Zen 3 cores)."""
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        import torchvision
+
+        if self.training or not torchvision._is_tracing():
+            return super().postprocess(result, image_shapes, original_image_sizes)
+        for i, (pred, im_s, o_im_s) in enumerate(zip(result, image_shapes, original_image_sizes)):
+            result[i]["boxes"] = resize_boxes(pred["boxes"], im_s, o_im_s)
+            if "masks" in pred:
+                result[i]["masks"] = paste_masks(pred["masks"], result[i]["boxes"], o_im_s)
+            if "keypoints" in pred:
+                result[i]["keypoints"] = resize_keypoints(pred["keypoints"], im_s, o_im_s)
+        return result
 
 
 def _roi_pool(spec: DetectorSpec, size: int) -> nn.Module:
