@@ -100,6 +100,9 @@ def test_whole_detector_onnx_matches_onnx_runtime(kind, tmp_path):
     ops = {n.op_type for n in proto.graph.node}
     if kind != "retinanet":  # the RoI levels are merged by a row gather, not an element-wise scatter
         assert "RoiAlign" in ops and "ScatterElements" not in ops, sorted(ops)
+        # the detections come from one NMS per class (the classes as NonMaxSuppression's batch axis)
+        assert any(n.op_type == "NonMaxSuppression" and n.name.startswith("/detector/roi_heads/")
+                   for n in proto.graph.node)
     if kind == "maskrcnn":  # the masks are pasted by one batched product, not a Loop over the detections
         assert "Loop" not in ops and "MatMul" in ops, sorted(ops)
 
