@@ -2,8 +2,9 @@
 (``features_only=True`` + ``timm.utils.reparameterize_model``, the same weights), and the full Semantic FPN (FPN 256,
 head 128, fused) on each of the two backbones, all interleaved round by round in one run. With ONNX Runtime installed
 (``--no-onnx`` to skip) our backbone and Semantic FPN also run in ONNX Runtime as users get them (the graph
-``repvit segment export`` writes, ``repvit.dense.segmentation.export.segmenter_onnx_bytes``; the backbone's stage
-outputs exported with the same passes) in ``repvit.deploy.onnx_export.make_session``, with ``ORT / eager`` per model.
+``repvit segment export`` writes, ``repvit.dense.segmentation.export.segmenter_onnx_bytes``; the backbone with one
+graph output per stage, exported with the same passes) in ``repvit.deploy.onnx_export.make_session``, with
+``ORT / eager`` per model.
 
 The paper's table reports backbone latency at 512x512 (iPhone 12: M1.1 4.9 ms, M1.5 6.4 ms, M2.3 9.9 ms); this is
 the CPU counterpart. Writes JSON to benchmarks/results/ and prints a table with the ratios.
@@ -40,17 +41,6 @@ class TimmTaps(nn.Module):
         return OrderedDict((str(i), f) for i, f in enumerate(self.net(x)))
 
 
-class _Stages(nn.Module):
-    """A dense backbone's stage outputs as a tuple (what an ONNX graph returns)."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x):
-        return tuple(self.backbone(x).values())
-
-
 def _onnx_candidates(backbone: nn.Module, seg: nn.Module, x: torch.Tensor, threads: int) -> dict:
     """Our fused backbone and Semantic FPN in ONNX Runtime sessions, as callables."""
     from repvit.dense.segmentation.export import segmenter_onnx_bytes
@@ -58,7 +48,7 @@ def _onnx_candidates(backbone: nn.Module, seg: nn.Module, x: torch.Tensor, threa
     from repvit.deploy.onnx_passes import apply_passes
 
     graphs = {
-        "backbone ours, onnxruntime": apply_passes(export_onnx_bytes(_Stages(backbone).eval(), x, dynamic_batch=False)),
+        "backbone ours, onnxruntime": apply_passes(export_onnx_bytes(backbone, x, dynamic_batch=False)),
         "semfpn ours, onnxruntime": segmenter_onnx_bytes(seg, example_size=tuple(x.shape[-2:])),
     }
     out = {}

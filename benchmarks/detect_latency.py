@@ -45,17 +45,6 @@ class TimmTaps(nn.Module):
         return OrderedDict(zip(self.keys, self.net(x)))
 
 
-class _Levels(nn.Module):
-    """The detector's backbone (RepViT and FPN) with its feature maps as a tuple (what an ONNX graph returns)."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x):
-        return tuple(self.backbone(x).values())
-
-
 def _onnx_candidates(det: nn.Module, x: torch.Tensor, img: torch.Tensor, name: str, threads: int) -> dict:
     """The fused detector's backbone and the whole detector in ONNX Runtime sessions, as callables."""
     import tempfile
@@ -68,8 +57,7 @@ def _onnx_candidates(det: nn.Module, x: torch.Tensor, img: torch.Tensor, name: s
         path = export_detector_onnx(det, Path(tmp) / "det.onnx", height=img.shape[1], width=img.shape[2])
         whole = path.read_bytes()
     graphs = {
-        "backbone+FPN ours, onnxruntime": (apply_passes(export_onnx_bytes(_Levels(det.backbone).eval(), x,
-                                                                          dynamic_batch=False)), x),
+        "backbone+FPN ours, onnxruntime": (apply_passes(export_onnx_bytes(det.backbone, x, dynamic_batch=False)), x),
         f"{name} ours, onnxruntime": (whole, img),
     }
     out = {}

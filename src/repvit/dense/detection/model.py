@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+import torchvision
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.roi_heads import RoIHeads
@@ -143,8 +144,6 @@ def _pool_levels(feats: list[torch.Tensor], rois: torch.Tensor, levels: torch.Te
     Traced (ONNX export), the levels' results are concatenated and put back in roi order by one row gather: torchvision
     merges them with a ``ScatterElements`` whose index has one entry per output element (12.5 M for Mask R-CNN's 1000
     box rois), which ONNX Runtime runs on one thread (0.4 s of a 512 px Mask R-CNN on 2 Zen 3 cores)."""
-    import torchvision
-
     from ..roi_align import roi_align
 
     if torchvision._is_tracing():
@@ -168,7 +167,6 @@ class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        import torchvision
         from torchvision.ops.poolers import _filter_input, _setup_scales
 
         from ..roi_align import separable_backward_applies
@@ -288,7 +286,7 @@ class _ClassNms(torch.autograd.Function):
             idx = torch.where(scores[c, 0] >= 0)[0]
             keep = idx[nms(boxes[c, idx], scores[c, 0, idx], iou)][:max_per_class]
             out.append(torch.stack([torch.full_like(keep, c), torch.zeros_like(keep), keep], 1))
-        return torch.cat(out) if out else boxes.new_zeros((0, 3), dtype=torch.long)
+        return torch.cat(out)
 
     @staticmethod
     def symbolic(g, boxes, scores, max_per_class: int, iou: float):
@@ -306,7 +304,6 @@ class ClassNmsRoIHeads(RoIHeads):
     at 0 that is 80,000 boxes, 4.5 s in ONNX Runtime where eager PyTorch runs one NMS per class."""
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
-        import torchvision
         from torchvision.ops import boxes as box_ops
 
         if not torchvision._is_tracing():
@@ -375,8 +372,6 @@ class MaskPasteTransform(GeneralizedRCNNTransform):
     (0.86 s of a 512 px Mask R-CNN with 100 detections in ONNX Runtime on 2 Zen 3 cores)."""
 
     def postprocess(self, result, image_shapes, original_image_sizes):
-        import torchvision
-
         if self.training or not torchvision._is_tracing():
             return super().postprocess(result, image_shapes, original_image_sizes)
         for i, (pred, im_s, o_im_s) in enumerate(zip(result, image_shapes, original_image_sizes)):
