@@ -4,12 +4,14 @@ the overlay, after the first encode, with EdgeSAM's decoder (random weights: spe
 
 The click is what the app's page does per click (:meth:`repvit.sam.app._Page.render`): ``SamSession.segment`` on
 the cached embedding (the prompt encoder, :meth:`repvit.sam.click.ClickDecoder.decode`, the chosen mask brought to
-the image's size), ``mask_overlay``, the mask as a 1-bit PNG file (``mask_png``), and gradio's encode of the overlay
-it sends to the browser (JPEG, ``gradio.processing_utils.save_img_array_to_cache``; PIL's JPEG when gradio is not
-installed). Interleaved in one run with it: its parts; the post-processing on an elliptic mask (random weights decode
-a fragmented mask, which costs the overlay and the PNG more than a real object's outline); the app's click before
-(segment-anything's ``MaskDecoder`` on the embedding with ``Sam.postprocess_masks``, the mask as an 8-bit PNG by PIL,
-the overlay as PNG by gradio); the decode through ``SamPredictor.predict``, with the per-click part in ONNX Runtime
+the image's size), the overlay by the photo's ``MaskPainter`` (made once per photo, at upload), the mask as a 1-bit
+PNG file (``mask_png``), and gradio's encode of the overlay it sends to the browser (JPEG,
+``gradio.image_utils.save_image`` as ``gr.Image`` does; PIL's JPEG when gradio is not installed). Interleaved in one
+run with it: its parts; the post-processing on an elliptic mask (random weights decode a fragmented mask, which costs
+the PNG more than a real object's outline); the painter's once-per-photo work (the tinted copy, with its first
+overlay); the app's click before (segment-anything's ``MaskDecoder`` on the embedding with ``Sam.postprocess_masks``,
+``mask_overlay``, the mask as an 8-bit PNG by PIL, the overlay as PNG by gradio); the decode through
+``SamPredictor.predict``, with the per-click part in ONNX Runtime
 (``SamSession(runtime="onnxruntime")``) and segment-anything's ONNX decoder (``SamOnnxModel``); and a 1024^3
 ``torch.mm``. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the per-click path
 (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run (``torch.mm`` here,
@@ -38,14 +40,15 @@ import torch
 from repvit.bench.compute_bound import best_rate, openblas_sgemm_probe, sgemm_callable, sgemm_flops
 from repvit.bench.latency import environment_info, interleaved_latency, thread_count
 from repvit.sam import build_repvit_sam
-from repvit.sam.predict import mask_overlay, mask_png
+from repvit.sam.predict import MaskPainter, mask_overlay, mask_png
 from repvit.sam.session import ImageEmbedding, SamSession
 
 CLICK = "click: segment + overlay + mask PNG + overlay JPEG"
 CLICK_OLD = "click before: segment-anything's decoder, PIL PNGs"
 DECODE = "  decode (ClickDecoder.decode)"
 UPSCALE = "  upscale (the chosen mask to the image)"
-OVERLAY = "  overlay (mask_overlay)"
+OVERLAY = "  overlay (MaskPainter.draw)"
+PAINTER = "per photo: MaskPainter + first overlay"
 MASK_PNG = "  mask PNG (mask_png, written)"
 SEND = "  overlay JPEG (gradio's encode)"
 POST_ELLIPSE = "overlay + mask PNG + JPEG, an ellipse"
@@ -74,18 +77,19 @@ def old_decode(session: SamSession, emb: ImageEmbedding, points, multimask: bool
 
 
 def _sender(out_dir: Path):
-    """``send(overlay, fmt)``: what gradio does with the overlay an event returns (``gr.Image(type="numpy",
-    format=fmt)``): encode it and write it to its cache; PIL's encoder with gradio's settings when gradio is absent."""
+    """``send(overlay, fmt)``: what gradio does with the overlay (an array or a PIL image) an event returns
+    (``gr.Image(format=fmt)``): encode it and write it to its cache; PIL's encoder with gradio's settings when gradio
+    is absent."""
     try:
-        from gradio import processing_utils
+        from gradio import image_utils
 
-        return (lambda a, fmt: processing_utils.save_img_array_to_cache(a, str(out_dir), format=fmt)), "gradio"
+        return (lambda a, fmt: image_utils.save_image(a, str(out_dir), format=fmt)), "gradio"
     except ImportError:
         from PIL import Image
 
-        def send(a: np.ndarray, fmt: str) -> None:
+        def send(a, fmt: str) -> None:
             buf = io.BytesIO()
-            Image.fromarray(a).save(buf, fmt)
+            (a if isinstance(a, Image.Image) else Image.fromarray(a)).save(buf, fmt)
             (out_dir / f"overlay.{fmt}").write_bytes(buf.getvalue())
 
         return send, "PIL (gradio not installed)"
@@ -180,8 +184,10 @@ def main() -> None:
     send, sender = _sender(out_dir)
     png = out_dir / "mask.png"
 
+    painter = MaskPainter(image)  # the page makes it at upload
+
     def post(mask: np.ndarray) -> None:  # the page's work after the decode
-        overlay = mask_overlay(image, mask, point)
+        overlay = painter.draw(mask, point)
         png.write_bytes(mask_png(mask))
         send(overlay, "jpeg")
 
@@ -203,7 +209,7 @@ def main() -> None:
             torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None)[0]
         low, _, _ = session.clicks.decode(emb.context, sparse, True, emb.input_size)
     mask_now, _ = session.decode(emb, point)
-    overlay_now = mask_overlay(image, mask_now, point)
+    overlay_now = painter.draw(mask_now, point)
     yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
     ellipse = ((yy - point[0][1]) / (s * 0.2)) ** 2 + ((xx - point[0][0]) / (s * 0.3)) ** 2 < 1
 
@@ -213,7 +219,8 @@ def main() -> None:
     sgemm, sgemm_flop = sgemm_callable(1024)
     cands = {CLICK: click, DECODE: lambda: session.clicks.decode(emb.context, sparse, True, emb.input_size),
              UPSCALE: lambda: session.clicks.upscale(low, emb.input_size, emb.original_size),
-             OVERLAY: lambda: mask_overlay(image, mask_now, point),
+             OVERLAY: lambda: painter.draw(mask_now, point),
+             PAINTER: lambda: MaskPainter(image).draw(mask_now, point),
              MASK_PNG: lambda: png.write_bytes(mask_png(mask_now)),
              SEND: lambda: send(overlay_now, "jpeg"), POST_ELLIPSE: lambda: post(ellipse), CLICK_OLD: click_old,
              DECODE_OLD: lambda: old_decode(session, emb, point), PREDICT: predict, SGEMM: sgemm}
@@ -261,7 +268,7 @@ def main() -> None:
         "decode_over_bound": decode_ms / bound,
         "click_before_over_click": res[CLICK_OLD].median_ms / click_ms,
         "decode_old_over_decode": res[DECODE_OLD].median_ms / (decode_ms + res[UPSCALE].median_ms),
-        "post_ellipse_ms": res[POST_ELLIPSE].median_ms,
+        "post_ellipse_ms": res[POST_ELLIPSE].median_ms, "painter_per_photo_ms": res[PAINTER].median_ms,
         "click_with_ellipse_ms": decode_ms + res[UPSCALE].median_ms + res[POST_ELLIPSE].median_ms,
         "decoded_mask": {"area_fraction": float(mask_now.mean()),
                          "row_transitions": int(np.count_nonzero(np.diff(mask_now, axis=1)))},

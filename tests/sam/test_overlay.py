@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repvit.sam.predict import mask_overlay, mask_png, save_png
+from repvit.sam.predict import MaskPainter, mask_overlay, mask_png, save_png
 
 
 @pytest.mark.parametrize("shape", [(40, 50, 3), (40, 50), (40, 50, 4)])
@@ -34,6 +34,24 @@ def test_overlay_of_an_empty_mask_is_the_image_and_marks_prompts():
     marked = mask_overlay(img, np.zeros((60, 60), bool), points=[(30, 30, 1)], box=(5, 5, 50, 50))
     assert tuple(marked[30, 30]) == (0, 200, 0)  # a foreground point is green
     assert tuple(marked[5, 20]) == (255, 215, 0)  # the box is yellow
+
+
+def test_a_painter_draws_each_mask_of_its_photo_as_a_fresh_blend():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    painter = MaskPainter(img, color=(200, 10, 90), alpha=0.3)
+    masks = [rng.random((30, 40)) < f for f in (0.2, 0.0, 0.9, 0.5)]
+    for mask in masks:  # the tinted copy is made once and reused; no mask leaks into the next drawing
+        out = np.asarray(painter.draw(mask, points=[(3, 3, 0)]))
+        ref = 0.7 * img.astype(np.float64) + 0.3 * np.array([200, 10, 90])
+        far = np.ones((30, 40), bool)
+        far[:9, :9] = False  # away from the point's marker
+        assert np.array_equal(out[far & ~mask], img[far & ~mask])
+        assert np.abs(out[far & mask] - ref[far & mask]).max(initial=0) <= 1.0
+        assert np.array_equal(out, mask_overlay(img, mask, [(3, 3, 0)], color=(200, 10, 90), alpha=0.3))
+    assert np.array_equal(np.asarray(painter.photo), img)  # drawing never changes the photo
+    with pytest.raises(ValueError, match="draw masks of this photo"):
+        painter.draw(np.zeros((40, 30), bool))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 9), (5, 16), (37, 100), (768, 1024)])

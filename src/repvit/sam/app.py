@@ -49,7 +49,7 @@ from repvit.weights import is_path
 
 from .encoder import EDGE_SAM_VARIANTS, SAM_VARIANTS
 from .model import build_repvit_sam
-from .predict import mask_overlay, mask_png, masks_overlay
+from .predict import MaskPainter, mask_png, masks_overlay
 from .prompts import PromptError, parse_box, parse_points, validate_prompts
 from .sam2 import EdgeTAM, EdgeTamVideoPredictor, build_edgetam, build_edgetam_video_predictor, read_edgetam_checkpoint
 from .sam2.image_session import EdgeTamSession
@@ -166,17 +166,18 @@ def _private_kwargs(gr: Any) -> dict[str, Any]:
     return {}
 
 
-def _draw_pending(overlay: np.ndarray, corner: tuple[float, float] | None) -> np.ndarray:
-    """Mark the first corner of a box being drawn (a yellow square)."""
+def _draw_pending(overlay, corner: tuple[float, float] | None):
+    """Mark the first corner of a box being drawn (a yellow square) on ``overlay``, an array or a PIL image (a PIL
+    image is drawn on in place)."""
     if corner is None:
         return overlay
     from PIL import Image, ImageDraw
 
-    pil = Image.fromarray(overlay)
-    r = max(3, round(max(overlay.shape[:2]) / 150))
+    pil = overlay if isinstance(overlay, Image.Image) else Image.fromarray(overlay)
+    r = max(3, round(max(pil.size) / 150))
     x, y = corner
     ImageDraw.Draw(pil).rectangle((x - r, y - r, x + r, y + r), outline=(255, 215, 0), width=max(2, r // 2))
-    return np.asarray(pil)
+    return pil
 
 
 def _read_photo(gr: Any, path: str | os.PathLike, max_pixels: int, max_mb: float) -> np.ndarray:
@@ -207,9 +208,10 @@ def _read_photo(gr: Any, path: str | os.PathLike, max_pixels: int, max_mb: float
 
 class _Page:
     """The page's callbacks on one :class:`SamSession`. The page state ``st`` is a dict per browser tab: the image
-    and its key, the prompts (``points``, ``box``, the first ``corner`` of a box being drawn, ``history`` for undo)
-    and the first encode time. Nothing else is per user: the session's cache is keyed by the pixels, and the mask
-    files get unique names."""
+    and its key, the :class:`~repvit.sam.predict.MaskPainter` that draws its overlays (the photo's tinted copy made
+    once per photo, not per click), the prompts (``points``, ``box``, the first ``corner`` of a box being drawn,
+    ``history`` for undo) and the first encode time. Nothing else is per user: the session's cache is keyed by the
+    pixels, and the mask files get unique names."""
 
     def __init__(self, gr: Any, session: SamSession, auto_kw: dict[str, Any], max_image_pixels: int,
                  max_image_mb: float, keep: int = 64):
@@ -259,7 +261,7 @@ class _Page:
             res = self.session.segment(image, points, box)
         except ValueError as e:
             raise self.gr.Error(str(e)) from None
-        return mask_overlay(image, res.mask, points, box), self.mask_file(res.mask), res.score
+        return MaskPainter(image).draw(res.mask, points, box), self.mask_file(res.mask), res.score
 
     def api_segment_all(self, path):
         if not path:
@@ -281,8 +283,8 @@ class _Page:
             emb, fresh = self.session.embed(image, key)
         except ValueError as e:
             raise self.gr.Error(str(e)) from None
-        st = {"key": key, "image": image, "points": [], "box": None, "corner": None, "history": [],
-              "encode_ms": emb.encode_ms}
+        st = {"key": key, "image": image, "painter": MaskPainter(image), "points": [], "box": None, "corner": None,
+              "history": [], "encode_ms": emb.encode_ms}
         cached = "" if fresh else " (cached)"
         msg = (f"{image.shape[1]} x {image.shape[0]} image; encode {emb.encode_ms:.0f} ms{cached}. "
                "Click on the photo to add prompts.")
@@ -312,7 +314,7 @@ class _Page:
         except ValueError as e:
             raise self.gr.Error(str(e)) from None
         t0 = time.perf_counter()
-        ov = _draw_pending(mask_overlay(image, res.mask, st["points"], st["box"]), st["corner"])
+        ov = _draw_pending(st["painter"].draw(res.mask, st["points"], st["box"]), st["corner"])
         ovl_ms = (time.perf_counter() - t0) * 1e3
         path = self.mask_file(res.mask)
         msg = (f"{self._encode_text(res.encode_ms, st)}; decode {res.decode_ms:.0f} ms, overlay {ovl_ms:.0f} ms; "
