@@ -13,8 +13,8 @@ overlay); the app's click before (segment-anything's ``MaskDecoder`` on the embe
 ``mask_overlay``, the mask as an 8-bit PNG by PIL, the overlay as PNG by gradio); the decode through
 ``SamPredictor.predict``; and a 1024^3 ``torch.mm``. A second interleaved pass compares runtimes: our decode (with the
 up-sampling) in PyTorch, with the per-click part in ONNX Runtime (``SamSession(runtime="onnxruntime")``), and
-segment-anything's ONNX decoder (``SamOnnxModel``); it is separate because ONNX Runtime's sessions slow the PyTorch
-candidates interleaved with them. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on
+segment-anything's ONNX decoder (``SamOnnxModel``); it is separate so that ONNX Runtime's thread pool cannot slow
+the page's figures. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on
 the per-click path (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run
 (``torch.mm`` here, OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: click / bound
 <= 1.25 and click <= 30 ms. Writes JSON (with the CPU model, its ISA flags and the load before and after) and prints
@@ -252,8 +252,8 @@ def main() -> None:
     t0 = time.perf_counter()
     res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
                               clock=clock)
-    # ONNX Runtime in its own pass: interleaved with its sessions, PyTorch's click ran 1.4x slower at the median
-    # (40 against 29 ms), so the page's figures above come without them and the runtimes are compared here
+    # ONNX Runtime in a pass of its own, so that its thread pool cannot slow the page's figures above; the runtimes
+    # are compared here, beside our decode in PyTorch
     runtimes = {}
     if ort_cands:
         runtimes = interleaved_latency({DECODE_TORCH: lambda: session.decode(emb, point), **ort_cands},
