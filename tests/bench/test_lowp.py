@@ -58,6 +58,11 @@ def test_lowp_summary_picks_fastest_per_precision():
     assert s["fp32_backend"] == "openvino" and s["int8_backend"] == "openvino-int8"
     assert s["int8_speedup"] == pytest.approx(2.0) and s["bf16_speedup"] == pytest.approx(1.25)
     assert s["int8_accuracy"] == {"backend": "openvino-int8", "passed": True}
+    assert s["fp32_compared"] == ["eager", "openvino"]  # the report says the fastest FP32 is only of these
+    from repvit.bench.report import _lowp_lines
+
+    header = _lowp_lines([s])[1]
+    assert "the fastest of eager, openvino" in header and "--backends" in header
 
 
 @pytest.mark.parametrize("backend,tol", [("eager-bf16", 0.05), ("openvino-bf16", 0.05), ("openvino-int8", 0.15)])

@@ -83,7 +83,7 @@ def _fastest_lines(result: dict[str, Any]) -> list[str]:
     entries = [(e, rows.get((e["model"], e["fp32_backend"]), {})) for e in result.get("lowp") or []]
     if not entries:
         return []
-    lines = ["", "Fastest FP32 backend per model (median latency, batch 1):", "",
+    lines = ["", "Fastest FP32 backend per model (median latency, batch 1; " + _compared(result["lowp"]) + "):", "",
              "| model | fastest backend | latency ms | bound ms | x bound | x bound (best/best) |",
              "|---|---|---:|---:|---:|---:|"]
     for e, r in entries:
@@ -92,10 +92,18 @@ def _fastest_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _compared(lowp: list[dict[str, Any]]) -> str:
+    """Which FP32 backends the fastest was picked from, and how to compare more."""
+    names = list(dict.fromkeys(b for e in lowp for b in e.get("fp32_compared", [e["fp32_backend"]])))
+    return (f"the fastest of {', '.join(names)}; add others with --backends, e.g. openvino and executorch, which "
+            "may be faster")
+
+
 def _lowp_lines(lowp: list[dict[str, Any]]) -> list[str]:
     if not any("int8_ms" in e or "bf16_ms" in e for e in lowp):
         return []
-    lines = ["", "Low precision against the fastest FP32 backend (median latency, batch 1):", "",
+    lines = ["", "Low precision against the fastest FP32 backend (median latency, batch 1; " + _compared(lowp) + "):",
+             "",
              "| model | fastest FP32 | ms | fastest INT8 | ms | speed-up | fastest bf16 | ms | speed-up |",
              "|---|---|---:|---|---:|---:|---|---:|---:|"]
     for e in lowp:

@@ -251,7 +251,8 @@ def _close(cands: dict[str, _Candidate]) -> None:
 
 def lowp_summary(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Per model: the fastest FP32, INT8 and bf16 backends (median latency) and the speed-up of each low-precision
-    one over the fastest FP32 one, with the accuracy check of that backend when there is one."""
+    one over the fastest FP32 one, with the accuracy check of that backend when there is one; ``fp32_compared``: the
+    FP32 backends measured (the fastest is only the fastest of these)."""
     acc = {r["backend"]: r for r in (accuracy or {}).get("rows", [])}
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -264,7 +265,10 @@ def lowp_summary(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None = N
         if "fp32" not in fastest:
             continue
         ref = fastest["fp32"]
-        entry: dict[str, Any] = {"model": model, "fp32_backend": ref["backend"], "fp32_ms": ref["latency_ms"]}
+        compared = [r["backend"] for r in rows if r["model"] == model and r.get("latency_ms")
+                    and r.get("precision", "fp32") == "fp32"]
+        entry: dict[str, Any] = {"model": model, "fp32_backend": ref["backend"], "fp32_ms": ref["latency_ms"],
+                                 "fp32_compared": compared}
         for p in ("int8", "bf16"):
             if p in fastest:
                 r = fastest[p]
