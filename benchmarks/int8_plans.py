@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore")
 
     import repvit
-    from repvit.bench.backends import prepare_backend
+    from repvit.bench.backends import available_backends, prepare_backend
     from repvit.bench.latency import environment_info, interleaved_latency
     from repvit.deploy.int8_mode import resolve_int8_mode
 
@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> dict:
     x = torch.randn(1, 3, s, s)
     calib = torch.randn(8, 3, s, s)
     choice = resolve_int8_mode("auto")
-    from repvit.bench.backends import available_backends
-
     executorch = not args.no_executorch and "executorch" in available_backends()
     backends = ["onnxruntime", "openvino"] + (["executorch"] if executorch else [])
     backends += ["onnxruntime-int8", "openvino-int8"] + (["executorch-int8"] if args.executorch_int8 else [])

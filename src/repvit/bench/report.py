@@ -94,7 +94,7 @@ def _fastest_lines(result: dict[str, Any]) -> list[str]:
 
 def _compared(lowp: list[dict[str, Any]]) -> str:
     """Which FP32 backends the fastest was picked from, and how to compare more."""
-    names = list(dict.fromkeys(b for e in lowp for b in e.get("fp32_compared", [e["fp32_backend"]])))
+    names = list(dict.fromkeys(b for e in lowp for b in e["fp32_compared"]))
     return (f"the fastest of {', '.join(names)}; add others with --backends, e.g. openvino and executorch, which "
             "may be faster")
 

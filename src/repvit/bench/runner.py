@@ -257,16 +257,17 @@ def lowp_summary(rows: list[dict[str, Any]], accuracy: dict[str, Any] | None = N
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         fastest: dict[str, dict[str, Any]] = {}
+        compared = []
         for r in rows:
             if r["model"] == model and r.get("latency_ms"):
                 p = r.get("precision", "fp32")
+                if p == "fp32":
+                    compared.append(r["backend"])
                 if p not in fastest or r["latency_ms"] < fastest[p]["latency_ms"]:
                     fastest[p] = r
         if "fp32" not in fastest:
             continue
         ref = fastest["fp32"]
-        compared = [r["backend"] for r in rows if r["model"] == model and r.get("latency_ms")
-                    and r.get("precision", "fp32") == "fp32"]
         entry: dict[str, Any] = {"model": model, "fp32_backend": ref["backend"], "fp32_ms": ref["latency_ms"],
                                  "fp32_compared": compared}
         for p in ("int8", "bf16"):
