@@ -62,7 +62,7 @@ def test_lowp_summary_picks_fastest_per_precision():
     from repvit.bench.report import _lowp_lines
 
     header = _lowp_lines([s])[1]
-    assert "the fastest of eager, openvino" in header and "--backends" in header
+    assert "the fastest of eager, openvino;" in header and "onnxruntime, executorch, tflite (not run" in header
 
 
 @pytest.mark.parametrize("backend,tol", [("eager-bf16", 0.05), ("openvino-bf16", 0.05), ("openvino-int8", 0.15)])

@@ -92,11 +92,15 @@ def _fastest_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+_CPU_FP32_RUNTIMES = ("onnxruntime", "openvino", "executorch", "tflite")
+
+
 def _compared(lowp: list[dict[str, Any]]) -> str:
-    """Which FP32 backends the fastest was picked from, and how to compare more."""
+    """Which FP32 backends the fastest was picked from, and which CPU runtimes left out may be faster."""
     names = list(dict.fromkeys(b for e in lowp for b in e["fp32_compared"]))
-    return (f"the fastest of {', '.join(names)}; add others with --backends, e.g. openvino and executorch, which "
-            "may be faster")
+    missing = [b for b in _CPU_FP32_RUNTIMES if b not in names]
+    more = f"; {', '.join(missing)} (not run, add with --backends) may be faster" if missing else ""
+    return f"the fastest of {', '.join(names)}{more}"
 
 
 def _lowp_lines(lowp: list[dict[str, Any]]) -> list[str]:
