@@ -4,6 +4,8 @@ The small model (RepViT-M0.9 trunk at 256 x 256, embedding 256 x 16 x 16) has th
 pixels, so the default suite stays fast; the authors' M2.3 at 1024 is covered by the slow tests.
 """
 
+import tempfile
+
 import pytest
 import torch
 
@@ -12,6 +14,19 @@ from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture)
 pytest.importorskip("segment_anything", reason="RepViT-SAM needs segment-anything: pip install 'repvit-pytorch[sam]'")
 
 SMALL = dict(variant="repvit_sam_m0_9", img_size=256)
+
+
+@pytest.fixture(scope="module")
+def gradio_temp(tmp_path_factory):
+    """A folder of the module's for gradio's files: the served copies (``GRADIO_TEMP_DIR``), and gradio_client's
+    downloads (pass it as ``download_files``) and the empty folder it leaves in ``tempfile.gettempdir()`` for each
+    file it downloads, so that the app tests leave nothing in the system's temporary folder."""
+    d = tmp_path_factory.mktemp("gradio")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(d / "served"))
+    mp.setattr(tempfile, "tempdir", str(d))
+    yield d
+    mp.undo()
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:

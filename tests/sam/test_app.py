@@ -273,11 +273,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(small_sam, astronaut, tmp_path_factory):
+def server(small_sam, astronaut, gradio_temp):
     pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
     from repvit.sam.app import create_app, launch_app
 
-    d = tmp_path_factory.mktemp("sam_app")
+    d = gradio_temp / "sam_app"  # inside the temporary folder, from which gradio serves files
+    d.mkdir()
     photo = d / "astronaut.png"
     Image.fromarray(astronaut).save(photo)
     video = None
@@ -307,9 +308,9 @@ def clip(server):
 
 
 @pytest.fixture(scope="module")
-def client(server):
+def client(server, gradio_temp):
     gc = pytest.importorskip("gradio_client", reason="the scripting API test needs gradio_client")
-    return gc.Client(server[0], verbose=False)
+    return gc.Client(server[0], verbose=False, download_files=str(gradio_temp))
 
 
 def test_api_segment_point_and_box_match_sam_predictor(client, server, small_sam, astronaut):

@@ -7,6 +7,7 @@ keeps answering; a request beyond the queue's size gets Gradio's "queue is full"
 
 import json
 import socket
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from repvit.sam.session import EmbeddingLru, SamSession
 
 pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
 gc = pytest.importorskip("gradio_client", reason="the scripting API test needs gradio_client")
+pytestmark = pytest.mark.usefixtures("gradio_temp")
 
 USERS = 6
 MAX_PIXELS = 400_000  # above every photo below (at most 427 x 640 = 273,280), below the 700 x 700 one refused
@@ -51,6 +53,10 @@ def _launch(demo, **kw):
     port = _free_port()
     launch_app(demo, host="127.0.0.1", port=port, block=False, quiet=True, **kw)
     return f"http://127.0.0.1:{port}/"
+
+
+def _client(url: str):
+    return gc.Client(url, verbose=False, download_files=tempfile.gettempdir())  # the module's folder (gradio_temp)
 
 
 def _segment(client, photo, points, box):
@@ -155,7 +161,7 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
         start = threading.Barrier(USERS)
 
         def user(i):
-            client = gc.Client(url, verbose=False)
+            client = _client(url)
             start.wait()  # every user clicks at the same time
             return [_segment(client, paths[i], points, box) for points, box in _clicks(photos[i])]
 
@@ -171,7 +177,7 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
         assert held and max(b for b, _ in held) <= limit and max(n for _, n in held) == 3  # full, never over
         assert len(held) >= USERS  # every photo was embedded (some twice, after eviction)
 
-        client = gc.Client(url, verbose=False)
+        client = _client(url)
         text = tmp_path / "notes.png"
         text.write_text("not an image\n" * 20)
         with pytest.raises(Exception, match="notes.png is not an image that can be read: upload a photo"):
@@ -216,7 +222,7 @@ def test_a_request_beyond_the_queue_is_refused_as_queue_full(small_sam, tmp_path
     session.segment = held_segment
     url = _launch(demo, max_queue=1, concurrency=1)
     try:
-        client = gc.Client(url, verbose=False)
+        client = _client(url)
         args = (handle_file(str(photo)), "[[40, 30, 1]]", "")
         first = client.submit(*args, api_name="/segment")
         assert running.wait(30)  # running: the queue is empty
