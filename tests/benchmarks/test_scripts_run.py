@@ -48,7 +48,7 @@ SMALL: dict[str, list[str]] = {
 # needs a CUDA GPU (only --help and its CPU refusal are tested here)
 NOT_RUN = {"gpu_check.py"}
 NEEDS = {"int8_profile.py": ["onnxruntime"], "int8_plans.py": ["onnxruntime", "openvino", "nncf"],
-         "int8_sam.py": ["onnxruntime", "segment_anything"], "edgetam_fps.py": ["skimage"],
+         "int8_sam.py": ["onnxruntime", "segment_anything"], "edgetam_fps.py": ["skimage", "onnxruntime"],
          "sam_latency.py": ["segment_anything"], "sam_ort_profile.py": ["segment_anything", "onnxruntime"],
          "sam_click.py": ["segment_anything", "onnxruntime"],
          "sam_prompt_distill.py": ["segment_anything", "skimage"],

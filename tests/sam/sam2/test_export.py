@@ -183,14 +183,14 @@ def test_memory_attention_graph_equals_attention_over_valid_slots(exported):
     with torch.no_grad():
         ref = model.memory_attention(curr, mem, pos, enc, num_obj_ptr_tokens=n_ptr, num_spatial_mem=n_mem)
         ref = ref.permute(1, 2, 0).reshape(feats.shape)
-        mine = MemoryAttentionGraph(model, 7, 16)(feats, *bank)
+        mine = MemoryAttentionGraph(model)(feats, *bank)
     names = GRAPHS["memory_attention"][0]
     got = session(out, "memory_attention").run(None, {n: t.numpy() for n, t in zip(names, (feats, *bank))})[0]
     assert rel_err(mine, ref) <= 1e-5
     assert rel_err(got, ref) <= 1e-4
     every_slot = [*bank[:3], torch.ones_like(bank[3]), *bank[4:]]  # the masked slots did matter
     with torch.no_grad():
-        assert rel_err(MemoryAttentionGraph(model, 7, 16)(feats, *every_slot), ref) > 1e-3
+        assert rel_err(MemoryAttentionGraph(model)(feats, *every_slot), ref) > 1e-3
     bank[0] = bank[0].masked_fill(~bank[3].view(-1, 1, 1), float("nan"))  # garbage in the empty slots is ignored
     bank[4] = bank[4].masked_fill(~bank[5].view(-1, 1), float("nan"))
     got = session(out, "memory_attention").run(None, {n: t.numpy() for n, t in zip(names, (feats, *bank))})[0]
@@ -222,10 +222,10 @@ def test_parity_check_catches_a_wrong_graph(exported):
     model, _, _ = exported
     examples = _check_examples(model, "memory_attention", 7, 16)
     inputs, outputs = GRAPHS["memory_attention"]
-    wrong = export_onnx_bytes(_NoTemporalEncoding(model, 7, 16), examples[0], dynamic_batch=False, input_names=inputs,
+    wrong = export_onnx_bytes(_NoTemporalEncoding(model), examples[0], dynamic_batch=False, input_names=inputs,
                               output_names=outputs)
     with pytest.raises(ParityError, match="pix_feat"):
-        _check_graph("memory_attention", MemoryAttentionGraph(model, 7, 16), wrong, examples, 1e-4, ParityReport())
+        _check_graph("memory_attention", MemoryAttentionGraph(model), wrong, examples, 1e-4, ParityReport())
 
 
 @pytest.mark.slow

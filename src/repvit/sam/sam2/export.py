@@ -20,9 +20,11 @@
 * ``memory_attention.onnx``: the memory attention over a fixed-size memory bank owned by the caller: ``memory`` and
   ``memory_pos`` ``(S, 512, 64)``, ``memory_tpos`` ``(S,)`` int64 (SAM 2's ``t_pos``: 0 for a conditioning frame,
   ``num_maskmem - k`` for the frame ``k`` steps back; the temporal encoding is added inside), ``memory_valid``
-  ``(S,)`` bool, ``obj_ptrs`` ``(P, 256)`` with ``obj_ptr_valid`` ``(P,)`` bool. Invalid slots are masked out of the
-  attention, which then equals SAM 2's attention over the valid memories alone. Output ``pix_feat``
-  ``(1, 256, 64, 64)``, the decoder's ``image_embeddings`` on a tracked frame. RoPE is in real arithmetic.
+  ``(S,)`` bool, ``obj_ptrs`` ``(P, 256)`` with ``obj_ptr_valid`` ``(P,)`` bool. The valid slots are gathered in the
+  graph and the attention runs over them alone (SAM 2's attention over the valid memories; what an empty slot holds
+  is never read); at least one memory or pointer must be valid. Output ``pix_feat`` ``(1, 256, 64, 64)``, the
+  decoder's ``image_embeddings`` on a tracked frame. RoPE is in real arithmetic; the cross-attention to the memory
+  runs at the memory's width where RoPE allows it (:func:`graph_cross_attention`).
 
 :func:`export_edgetam_onnx` writes the four graphs and ``manifest.json`` (names, shapes, bank sizes, settings).
 """
@@ -46,7 +48,8 @@ from repvit.io import atomic_write
 
 from .build import fuse_edgetam, is_fused_edgetam
 from .model import EdgeTAM
-from .position_encoding import axial_rope
+from .position_encoding import apply_rope, axial_rope
+from .transformer import Rope
 
 __all__ = [
     "GRAPHS",
@@ -55,6 +58,7 @@ __all__ = [
     "PromptDecoderGraph",
     "MemoryEncoderGraph",
     "MemoryAttentionGraph",
+    "graph_cross_attention",
     "graph_examples",
     "export_edgetam_onnx",
     "export_edgetam_image_encoder_coreml",
@@ -150,24 +154,57 @@ class MemoryEncoderGraph(nn.Module):
         return features.reshape(1, *self.out_shape), pos.reshape(1, *self.out_shape)
 
 
-class MemoryAttentionGraph(nn.Module):
-    """EdgeTAM's memory attention over ``num_memory_slots`` memories and ``num_obj_ptr_slots`` object pointers,
-    with validity flags (see the module docstring)."""
+def graph_cross_attention(attn: nn.Module, x: Tensor, rotated_keys: Tensor, rope: Rope, plain_keys: Tensor,
+                          values: Tensor, q_rope: Rope) -> Tensor:
+    """EdgeTAM's cross-attention to the memory, ``attn(x, keys, values)``, as the memory-attention graph computes it.
 
-    def __init__(self, model: EdgeTAM, num_memory_slots: int, num_obj_ptr_slots: int):
+    ``x`` ``(1, N, C)``; ``rotated_keys`` ``(S, L, C_kv)``: each memory's 2D latents with their encodings, rotated
+    after ``k_proj`` by ``rope`` (the ``L`` latents' tables, the same for every memory); ``plain_keys`` ``(P, C_kv)``:
+    the tokens RoPE leaves alone (global latents with their encodings, object-pointer tokens); ``values``
+    ``(S L + P, C_kv)``: the memory tokens in that order (rotated, then plain), without encodings.
+
+    The same attention with fewer multiply-adds: a plain key's score is ``q . (W_k m + b_k) = [W_k^T q, q . b_k] .
+    [m, 1]``, a product at the key's width ``C_kv + 1`` instead of ``C``; and every value enters as
+    ``softmax(S) (M W_v^T + b_v) = (softmax(S) M) W_v^T + b_v`` (each row of ``softmax(S)`` sums to 1), so the
+    weighted sum runs at ``C_kv`` (64 for EdgeTAM, against 256).
+    """
+    h = attn.num_heads
+    dh = attn.internal_dim // h
+    n = x.shape[1]
+    q = apply_rope(attn._heads(attn.q_proj(x)), *q_rope) * dh**-0.5  # (1, h, N, dh)
+    k = apply_rope(attn._heads(attn.k_proj(rotated_keys)), *rope)  # (S, h, L, dh)
+    k = k.transpose(0, 1).reshape(1, h, -1, dh)
+    q_plain = torch.cat([torch.matmul(q, attn.k_proj.weight.view(h, dh, -1)),
+                         torch.matmul(q, attn.k_proj.bias.view(h, dh, 1))], dim=-1)  # (1, h, N, C_kv + 1)
+    k_plain = torch.cat([plain_keys, torch.ones_like(plain_keys[:, :1])], dim=-1)  # (P, C_kv + 1)
+    scores = torch.cat([torch.matmul(q, k.transpose(-2, -1)), torch.matmul(q_plain, k_plain.t())], dim=-1)
+    out = torch.matmul(torch.softmax(scores, dim=-1), values)  # (1, h, N, C_kv)
+    out = torch.matmul(out, attn.v_proj.weight.view(h, dh, -1).transpose(1, 2)) + attn.v_proj.bias.view(h, 1, dh)
+    return attn.out_proj(out.transpose(1, 2).reshape(1, n, h * dh))
+
+
+class MemoryAttentionGraph(nn.Module):
+    """EdgeTAM's memory attention over a bank of memories and object pointers with validity flags (see the module
+    docstring); the bank's sizes are those of the inputs.
+
+    The valid slots are gathered first, so the attention runs over them alone (its size follows the bank's filling)
+    and needs no mask; the cross-attention is :func:`graph_cross_attention`. At least one memory or pointer must be
+    valid (a tracked frame always has its conditioning frame's)."""
+
+    def __init__(self, model: EdgeTAM):
         super().__init__()
         attn = model.memory_attention
         self.attention = attn
         self.maskmem_tpos_enc = model.maskmem_tpos_enc
         self.num_maskmem = model.num_maskmem
         self.mem_dim = model.mem_dim
-        self.tokens_per_memory = attn.num_global_latents + attn.latent_side**2
-        self.ptr_split = model.hidden_dim // model.mem_dim
+        self.num_global = attn.num_global_latents
         side = model.sam_image_embedding_size
         pos = model.image_encoder.neck.position_encoding(torch.zeros(1, model.hidden_dim, side, side))
         self.register_buffer("curr_pos", pos.flatten(2).transpose(1, 2).clone())
-        q_cos, q_sin = axial_rope(attn.d_model // attn.num_heads, side, side, attn.rope_theta)
-        k_cos, k_sin = attn.memory_rope(num_memory_slots, num_obj_ptr_slots * self.ptr_split, q_cos)
+        dh = attn.d_model // attn.num_heads
+        q_cos, q_sin = axial_rope(dh, side, side, attn.rope_theta)
+        k_cos, k_sin = axial_rope(dh, attn.latent_side, attn.latent_side, attn.rope_theta)
         for name, t in (("q_cos", q_cos), ("q_sin", q_sin), ("k_cos", k_cos), ("k_sin", k_sin)):
             self.register_buffer(name, t.clone())
 
@@ -176,23 +213,22 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptrs: Tensor, obj_ptr_valid: Tensor,
     ) -> Tensor:  # fmt: skip
         b, c, h, w = vision_features.shape
-        # empty slots are zeroed (whatever the caller left there) and masked out of the attention
-        slot_valid = memory_valid.view(-1, 1, 1)
-        tpos = self.maskmem_tpos_enc[self.num_maskmem - 1 - memory_tpos].view(-1, 1, self.mem_dim)
-        ptrs = torch.where(obj_ptr_valid.view(-1, 1), obj_ptrs, 0.0).reshape(1, -1, self.mem_dim)
-        mem = torch.cat([torch.where(slot_valid, memory, 0.0).reshape(1, -1, self.mem_dim), ptrs], dim=1)
-        pos = torch.where(slot_valid, memory_pos + tpos, 0.0).reshape(1, -1, self.mem_dim)
-        pos = torch.cat([pos, torch.zeros_like(ptrs)], dim=1)
-        key_valid = torch.cat([
-            memory_valid.view(-1, 1).expand(-1, self.tokens_per_memory).reshape(-1),
-            obj_ptr_valid.view(-1, 1).expand(-1, self.ptr_split).reshape(-1),
-        ])
-        mask = key_valid.view(1, 1, 1, -1)
-        q_rope, k_rope = (self.q_cos, self.q_sin), (self.k_cos, self.k_sin)
-        x = vision_features.flatten(2).transpose(1, 2)
-        out = x + 0.1 * self.curr_pos
+        g, cm = self.num_global, self.mem_dim
+        slots = torch.nonzero(memory_valid).flatten()
+        mem = memory.index_select(0, slots)  # (S, T, C_kv)
+        tpos = self.maskmem_tpos_enc[self.num_maskmem - 1 - memory_tpos.index_select(0, slots)].view(-1, 1, cm)
+        keys = mem + memory_pos.index_select(0, slots) + tpos
+        ptrs = obj_ptrs.index_select(0, torch.nonzero(obj_ptr_valid).flatten()).reshape(-1, cm)  # no encoding
+        plain_keys = torch.cat([keys[:, :g].reshape(-1, cm), ptrs])
+        values = torch.cat([mem[:, g:].reshape(-1, cm), mem[:, :g].reshape(-1, cm), ptrs])
+        rope, q_rope = (self.k_cos, self.k_sin), (self.q_cos, self.q_sin)
+        out = vision_features.flatten(2).transpose(1, 2) + 0.1 * self.curr_pos
         for layer in self.attention.layers:
-            out = layer(out, mem, pos, q_rope, k_rope, memory_mask=mask)
+            x = layer.norm1(out)
+            out = out + layer.self_attn(x, x, x, q_rope=q_rope, k_rope=q_rope)
+            out = out + graph_cross_attention(layer.cross_attn_image, layer.norm2(out), keys[:, g:], rope, plain_keys,
+                                              values, q_rope)
+            out = out + layer.linear2(F.relu(layer.linear1(layer.norm3(out))))
         return self.attention.norm(out).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -240,12 +276,12 @@ def _check_graph(name: str, module: nn.Module, data: bytes, examples: Sequence[S
         compare_outputs([torch.from_numpy(o) for o in got], ref, rtol, f"{name}, example {i}", outputs, report)
 
 
-def _graph_modules(model: EdgeTAM, slots: int, ptr_slots: int) -> dict[str, nn.Module]:
+def _graph_modules(model: EdgeTAM) -> dict[str, nn.Module]:
     return {
         "image_encoder": ImageEncoderGraph(model),
         "prompt_decoder": PromptDecoderGraph(model),
         "memory_encoder": MemoryEncoderGraph(model),
-        "memory_attention": MemoryAttentionGraph(model, slots, ptr_slots),
+        "memory_attention": MemoryAttentionGraph(model),
     }
 
 
@@ -353,7 +389,7 @@ def export_edgetam_onnx(
     report = ParityReport()
     onnx = _require_onnx(check)
     examples = graph_examples(model, slots, ptr_slots)
-    for name, module in _graph_modules(model, slots, ptr_slots).items():
+    for name, module in _graph_modules(model).items():
         inputs, outputs = GRAPHS[name]
         data = export_onnx_bytes(module, examples[name], dynamic_batch=False, opset=opset, input_names=inputs,
                                  output_names=outputs, dynamic_axes=_DYNAMIC_AXES.get(name))
