@@ -365,7 +365,8 @@ class ClickDecoder:
         n = x.shape[0]
         if tile is None:
             y = act1(F.layer_norm(torch.addmm(b1, x, w1).view(-1, c1), (c1,), ln.weight, ln.bias, ln.eps))
-            m = torch.mv(act2(torch.addmm(b2, y, w2)).view(-1, c2), w)
+            # a (c2, 1) matrix, not a vector: ONNX Runtime's MatMul with a 1-D operand is 25x slower here
+            m = torch.mm(act2(torch.addmm(b2, y, w2)).view(-1, c2), w.view(-1, 1)).view(-1)
         else:
             m = x.new_empty(16 * n)  # token, (a, b), (a2, b2)
             t = min(tile, n)
