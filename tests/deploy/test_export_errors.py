@@ -63,6 +63,7 @@ def test_parity_failure_reports_difference(capsys, tmp_path, monkeypatch):
     out = tmp_path / "m.onnx"
     err = _err(capsys, ["export", "--model", "m0_6", "--output", str(out), "--img-size", "64"])
     assert "parity check failed" in err and "max |exported - fused PyTorch|" in err and "tolerance" in err
+    assert "--rtol" in err  # the fix, when the difference is rounding
     assert not out.exists()  # nothing is written when parity fails
 
 
