@@ -171,6 +171,11 @@ def test_click_graph_in_onnx_runtime_equals_the_torch_decoder(small_sam, predict
         got, got_score, got_index = dec.decode_onnx(sess, ctx, sparse, multimask)
         assert got_index == index and got_score == pytest.approx(score, abs=1e-5), name
         torch.testing.assert_close(got, low, rtol=1e-4, atol=1e-5 * float(low.abs().max()))
+        for input_size in ((192, 256), (256, 100)):  # a landscape and a portrait image: only their token rows/columns
+            low, _, _ = dec.decode(ctx, sparse, multimask, input_size)
+            got, _, _ = dec.decode_onnx(sess, ctx, sparse, multimask, input_size)
+            assert got.shape == low.shape and low.shape[-2:] != (4 * ctx.grid[0], 4 * ctx.grid[1]), input_size
+            torch.testing.assert_close(got, low, rtol=1e-4, atol=1e-5 * float(low.abs().max()))
 
 
 def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor):

@@ -350,8 +350,13 @@ class ClickDecoder:
         (N, C) on ``grid`` (h, w), or only its top-left (4 keep[0], 4 keep[1]): the two transposed convolutions
         (kernel 2, stride 2) as per-token matrix products, ``tile`` tokens at a time in reused buffers (None: all at
         once, for export), the sub-pixel positions kept in the last dimensions until the single mask is put in
-        image order. ``fold``: :meth:`_fold`'s ``(p, s_0, L^T, Q)``, the first product as ``s_0 p + L Q``."""
-        if keep is not None and tuple(keep) != tuple(grid):  # views when only rows are dropped
+        image order. ``fold``: :meth:`_fold`'s ``(p, s_0, L^T, Q)``, the first product as ``s_0 p + L Q``. In an
+        exported graph (:class:`ClickGraph`) ``keep`` is a (2,) int64 tensor, an input."""
+        if isinstance(keep, torch.Tensor):  # traced for export: the kept token rows and columns are a graph input
+            x = x.view(*grid, -1).index_select(0, torch.arange(keep[0])).index_select(1, torch.arange(keep[1]))
+            grid = x.shape[:2]
+            x = x.reshape(-1, x.shape[-1])
+        elif keep is not None and tuple(keep) != tuple(grid):  # views when only rows are dropped
             kh, kw = keep
             x = x.view(*grid, -1)[:kh, :kw].reshape(-1, x.shape[-1])
             if fold is not None:
@@ -416,9 +421,7 @@ class ClickDecoder:
         else:
             out = self._final(q, tokens, x, slice(0, 2), derived)
             iou, best, token = dec.iou_prediction_head(out[0]), 0, out[1]
-        keep = ctx.grid
-        if input_size is not None:  # the image tokens that cover low_res_extent's rows and columns
-            keep = tuple(min(g, -(-r // 4)) for g, r in zip(ctx.grid, self.low_res_extent(input_size)))
+        keep = self._keep(ctx.grid, input_size)
         mask = self._mask(x, ctx.grid, dec.output_hypernetworks_mlps[best](token), derived, self.tile, keep,
                           self._fold(ctx, terms, derived))
         return mask[None, None], float(iou[best]), best
@@ -432,21 +435,28 @@ class ClickDecoder:
         g = torch.Generator().manual_seed(0)
         ctx = self.prepare(torch.randn(1, self.dec.transformer_dim, *grid, generator=g))
         sparse = torch.randn(1, 2, self.dec.transformer_dim, generator=g)
-        args = (sparse, *(getattr(ctx, k) for k in _CONTEXT), torch.ones(1))
+        args = (sparse, *(getattr(ctx, k) for k in _CONTEXT), torch.ones(1), torch.tensor(grid) - 1)
         with torch.no_grad():
             data = export_onnx_bytes(ClickGraph(self, grid).eval(), args, dynamic_batch=False,
-                                     input_names=["sparse", *_CONTEXT, "multimask"],
+                                     input_names=["sparse", *_CONTEXT, "multimask", "keep"],
                                      output_names=["low_res_mask", "iou", "index"],
                                      dynamic_axes={"sparse": {1: "num_prompt_tokens"}})
         return make_session(data, threads=threads, level="all")
 
-    def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor,
-                    multimask: bool) -> tuple[torch.Tensor, float, int]:
+    def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
+                    input_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, float, int]:
         """:meth:`decode` through an :meth:`onnx_session` of the context's grid."""
         feed = {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
-        feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32)}
+        feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32),
+                 "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
         low, iou, index = session.run(None, feed)
         return torch.from_numpy(low).to(ctx.keys.device), float(iou), int(index)
+
+    def _keep(self, grid: tuple[int, int], input_size: tuple[int, int] | None) -> tuple[int, int]:
+        """The image tokens' rows and columns that cover :meth:`low_res_extent`'s (all without ``input_size``)."""
+        if input_size is None:
+            return tuple(grid)
+        return tuple(min(g, -(-r // 4)) for g, r in zip(grid, self.low_res_extent(input_size)))
 
     def low_res_extent(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """The rows and columns of the low-resolution mask (the decoder's 4x the embedding grid) that
@@ -489,8 +499,10 @@ class ClickDecoder:
 
 class ClickGraph(nn.Module):
     """:meth:`ClickDecoder.decode` as one traceable module, for ONNX export: inputs the sparse prompt embeddings
-    (1, n, C), the :class:`ImageContext` tensors and ``multimask`` (1,) (> 0: choose among the three candidates);
-    outputs the chosen low-resolution logits (1, 1, 4h, 4w), its IoU and its index. The IoU token and the four mask
+    (1, n, C), the :class:`ImageContext` tensors, ``multimask`` (1,) (> 0: choose among the three candidates) and
+    ``keep`` (2,) int64, the token rows and columns to up-sample (those covering the resized image, as
+    :meth:`ClickDecoder.decode` with ``input_size``); outputs the chosen low-resolution logits (1, 1, 4 keep[0],
+    4 keep[1]), the top-left of the full map, its IoU and its index. The IoU token and the four mask
     tokens pass the final attention, all four hypernetworks run (a few thousand multiply-adds each) and the chosen
     output is gathered in the graph; the image-independent :class:`_Derived` tensors become constants."""
 
@@ -501,7 +513,7 @@ class ClickGraph(nn.Module):
         self.derived = clicks.derived(next(clicks.dec.parameters()).device)
 
     def forward(self, sparse: torch.Tensor, keys: torch.Tensor, k0: torch.Tensor, v0: torch.Tensor, q0: torch.Tensor,
-                multimask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                multimask: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dec, cd, derived = self.decoder, self.clicks, self.derived
         tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight, sparse[0]], 0)
         q, x = cd._transformer(ImageContext(keys, k0, v0, q0, self.grid), tokens, derived, inplace=False)
@@ -509,4 +521,4 @@ class ClickGraph(nn.Module):
         iou = dec.iou_prediction_head(q[0])
         best = torch.where(multimask[0] > 0, torch.argmax(iou[1:]) + 1, torch.zeros((), dtype=torch.long))
         hyper = torch.stack([mlp(q[1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)])
-        return cd._mask(x, self.grid, hyper[best], derived, None)[None, None], iou[best], best
+        return cd._mask(x, self.grid, hyper[best], derived, None, keep)[None, None], iou[best], best

@@ -229,7 +229,7 @@ class SamSession:
         sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
         if self.runtime == "onnxruntime":
             low, score, _ = self.clicks.decode_onnx(self._onnx_session(emb.context.grid), emb.context, sparse,
-                                                    multimask)
+                                                    multimask, emb.input_size)
         else:
             low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
         return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
