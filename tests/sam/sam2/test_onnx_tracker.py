@@ -106,6 +106,8 @@ def test_bank_overflow_and_missing_export_are_clear_errors(setup, tmp_path):
     out = {"maskmem_features": np.zeros((512, 64), np.float32), "obj_ptr": np.zeros((1, 256), np.float32)}
     with pytest.raises(ValueError, match="num_memory_slots"):
         tracker._bank_arrays(state, [(0, out)] * 8, [])
+    with pytest.raises(ValueError, match="at least one memory"):
+        tracker._bank_arrays(state, [], [out["obj_ptr"]])
     with pytest.raises(ValueError, match="frame_idx"):
         tracker.add_new_points_or_box(state, 2, 1, points=CLICK, labels=[1])
 

@@ -22,9 +22,10 @@
   ``num_maskmem - k`` for the frame ``k`` steps back; the temporal encoding is added inside), ``memory_valid``
   ``(S,)`` bool, ``obj_ptrs`` ``(P, 256)`` with ``obj_ptr_valid`` ``(P,)`` bool. The valid slots are gathered in the
   graph and the attention runs over them alone (SAM 2's attention over the valid memories; what an empty slot holds
-  is never read); at least one memory or pointer must be valid. Output ``pix_feat`` ``(1, 256, 64, 64)``, the
-  decoder's ``image_embeddings`` on a tracked frame. RoPE is in real arithmetic; the cross-attention to the memory
-  runs at the memory's width where RoPE allows it (:func:`graph_cross_attention`).
+  is never read); at least one memory must be valid, as on every tracked frame (pointers may be none). Output
+  ``pix_feat`` ``(1, 256, 64, 64)``, the decoder's ``image_embeddings`` on a tracked frame. RoPE is in real
+  arithmetic; the cross-attention to the memory runs at the memory's width where RoPE allows it
+  (:func:`graph_cross_attention`).
 
 :func:`export_edgetam_onnx` writes the four graphs and ``manifest.json`` (names, shapes, bank sizes, settings).
 """
@@ -188,8 +189,8 @@ class MemoryAttentionGraph(nn.Module):
     docstring); the bank's sizes are those of the inputs.
 
     The valid slots are gathered first, so the attention runs over them alone (its size follows the bank's filling)
-    and needs no mask; the cross-attention is :func:`graph_cross_attention`. At least one memory or pointer must be
-    valid (a tracked frame always has its conditioning frame's)."""
+    and needs no mask; the cross-attention is :func:`graph_cross_attention`. At least one memory must be valid (a
+    tracked frame always has its conditioning frame's); there may be no valid pointer."""
 
     def __init__(self, model: EdgeTAM):
         super().__init__()

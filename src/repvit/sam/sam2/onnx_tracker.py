@@ -376,6 +376,9 @@ class OnnxEdgeTamTracker:
                 f"the frame attends to {len(slots)} memories and {len(ptrs)} object pointers but the exported bank "
                 f"holds {n_mem} and {n_ptr}: export again with larger num_memory_slots / num_obj_ptr_slots"
             )
+        if not slots:  # SAM 2's rules always give a tracked frame its conditioning frame's memory
+            raise ValueError("the memory attention needs at least one memory, got none: track only after a frame has "
+                             "been prompted")
         memory = np.zeros((n_mem, bank["tokens_per_memory"], bank["mem_dim"]), np.float32)
         tpos = np.zeros(n_mem, np.int64)
         for i, (t_pos, out) in enumerate(slots):
