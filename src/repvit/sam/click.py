@@ -445,7 +445,7 @@ class ClickDecoder:
 
     def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
                     input_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, float, int]:
-        """:meth:`decode` through an :meth:`onnx_session` of the context's grid."""
+        """:meth:`decode` through an :meth:`onnx_session` of the context's grid (``input_size`` as there)."""
         feed = {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
         feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32),
                  "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
