@@ -117,21 +117,23 @@ def run_torchrun(script, *args: str, timeout_s: float = 400, env: dict | None = 
     import signal
     import subprocess
     import sys
+    import tempfile
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": _pythonpath(root), "OMP_NUM_THREADS": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           *args]
-    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun {Path(script).name} {' '.join(args)} hung for {timeout_s:.0f} s and was killed; "
-                    f"stderr:\n{err[-3000:]}")
+    with tempfile.TemporaryDirectory(prefix="torchrun_logs_") as logs:  # else the agent leaves one in /tmp per run
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--log-dir",
+               logs, str(script), *args]
+        proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"torchrun {Path(script).name} {' '.join(args)} hung for {timeout_s:.0f} s and was killed; "
+                        f"stderr:\n{err[-3000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 def run_cli(capsys, *argv) -> str:
