@@ -6,7 +6,8 @@ layer type and kernel (e.g. ``brgconv_avx2_1x1_f32`` against ``jit_avx2_1x1_I8``
 On x86 CPUs without VNNI the INT8 convolutions use AVX2 u8s8 kernels (vpmaddubsw + vpmaddwd: two instructions per
 32 MACs where VNNI needs one), the depthwise convolutions are memory bound either way, and every QuantizeLinear /
 DequantizeLinear left between INT8 ops is pure overhead. This script measures each part, so the ratio INT8/FP32
-can be read per operator type.
+can be read per operator type. ONNX Runtime's times are those of the graph ``make_session`` runs, each node's fastest
+kernel time over ``--runs`` runs summed per type (:mod:`repvit.bench.ort_profile`).
 
     python benchmarks/int8_profile.py                       # repvit_m0_9, 224 px, 2 threads
     python benchmarks/int8_profile.py --quick               # smallest setting (smoke test)
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,34 +24,14 @@ import torch
 
 
 def _profile(data: bytes, x, threads: int, runs: int) -> dict[str, float]:
-    import onnxruntime as ort
+    """ms per run by operator type in the graph ``make_session`` runs: each node's fastest kernel time over ``runs``
+    runs (:mod:`repvit.bench.ort_profile`), summed per type."""
+    from repvit.bench.ort_profile import node_minima, session_graph
 
-    from repvit.deploy.onnx_export import make_session
-
-    # the session as the benchmark builds it, re-created with profiling on (same optimized graph)
-    sess = make_session(data, threads=threads, spinning=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = os.path.join(tmp, "prof")
-        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: x}
-        for _ in range(3):
-            sess.run(None, feed)
-        for _ in range(runs):
-            sess.run(None, feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
     by_op: dict[str, float] = defaultdict(float)
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            by_op[e["args"]["op_name"]] += e["dur"] / 1000.0  # us -> ms
-    total_runs = runs + 3
-    return {k: v / total_runs for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+    for op, ms in node_minima(session_graph(data), [x], threads, runs).values():
+        by_op[op] += ms
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
 
 
 def _ov_profile(model, x, threads: int, runs: int) -> dict[str, float]:

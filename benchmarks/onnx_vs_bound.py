@@ -26,7 +26,9 @@ the CPU model and its ISA flags. Variants, all interleaved:
   after a run and slow whatever runs next in an interleaved run (the sgemm probe included); every candidate's
   block is then followed by an untimed pause (``--settle-ms``, default 50) so they have gone idle.
 Writes JSON (``--out``) and prints a table with every variant's median / p90 and ``x bound``, and whether ``ours``
-is within the target (``--target``, default 1.15x the bound, medians of the same run).
+is within the target (``--target``, default 1.15x the bound, medians of the same run). After the timed run, the
+profile of ``ours`` (:mod:`repvit.bench.ort_profile`: each node's fastest kernel time over ``--profile-runs`` runs,
+convolutions grouped by kind and output size with their GFLOP/s) says where its time goes against the sgemm rate.
 
     python benchmarks/onnx_vs_bound.py --rounds 20 --out benchmarks/results/onnx_vs_bound.json
 """
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--settle-ms", type=float, default=None,
                    help="untimed pause after each candidate's block (default 50 with --with-spin, else 0)")
     p.add_argument("--target", type=float, default=1.15, help="ours' median within this many times the bound")
+    p.add_argument("--profile-runs", type=int, default=20, help="runs of ours' per-node profile (0: none)")
     p.add_argument("--out", default="benchmarks/results/onnx_vs_bound.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -154,6 +157,13 @@ def main(argv: list[str] | None = None) -> dict:
            "bound_ms": b, "rows": rows}
     x_ours = res["ours"].median_ms / b
     out["target"] = {"ours_x_bound_max": args.target, "ours_x_bound": x_ours, "met": x_ours <= args.target}
+    if args.profile_runs > 0:  # after the timed run, so that it cannot disturb it
+        from repvit.bench.ort_profile import conv_kinds, group_nodes, node_minima, session_graph
+
+        nodes = node_minima(session_graph(ours), [feed], t, args.profile_runs)
+        groups = group_nodes(nodes, conv_kinds(ours), by_size=True)
+        out["ours_profile"] = {"runs": args.profile_runs,
+                               "sum_of_node_minima_ms": sum(g["ms"] for g in groups.values()), "by_kind": groups}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"{args.model} @{s}, batch 1, {t} threads; {macs / 1e9:.3f} GMACs; sgemm {flops / 1e9:.1f} GFLOP/s "
@@ -170,6 +180,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {r['variant']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['min_ms']:.2f} | "
               f"{r['x_bound']:.3f} | {r['x_bound_best']:.3f} |")
     print(f"target: ours <= {args.target:.2f}x bound: {x_ours:.3f}x ({'met' if out['target']['met'] else 'NOT met'})")
+    if "ours_profile" in out:
+        prof = out["ours_profile"]
+        print(f"ours, per node (fastest of {prof['runs']} runs), {prof['sum_of_node_minima_ms']:.2f} ms in all; "
+              f"sgemm rate {flops / 1e9:.1f} GFLOP/s")
+        print("| op type / conv kind @ output size | nodes | ms | share | GFLOP/s | % of sgemm rate |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for kind, g in prof["by_kind"].items():
+            rate = "- | -" if g["gflops"] is None else f"{g['gflops']:.1f} | {g['gflops'] / (flops / 1e9):.0%}"
+            print(f"| {kind} | {g['nodes']} | {g['ms']:.2f} | {100 * g['share']:.1f}% | {rate} |")
     return out
 
 
