@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     x_ours = res["ours"].median_ms / b
     out["target"] = {"ours_x_bound_max": args.target, "ours_x_bound": x_ours, "met": x_ours <= args.target}
     if args.profile_runs > 0:  # after the timed run, so that it cannot disturb it
-        from repvit.bench.ort_profile import conv_kinds, group_nodes, node_minima, session_graph
+        from repvit.bench.ort_profile import conv_kinds, group_nodes, groups_table, node_minima, session_graph
 
         nodes = node_minima(session_graph(ours), [feed], t, args.profile_runs)
         groups = group_nodes(nodes, conv_kinds(ours), by_size=True)
@@ -184,11 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         prof = out["ours_profile"]
         print(f"ours, per node (fastest of {prof['runs']} runs), {prof['sum_of_node_minima_ms']:.2f} ms in all; "
               f"sgemm rate {flops / 1e9:.1f} GFLOP/s")
-        print("| op type / conv kind @ output size | nodes | ms | share | GFLOP/s | % of sgemm rate |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for kind, g in prof["by_kind"].items():
-            rate = "- | -" if g["gflops"] is None else f"{g['gflops']:.1f} | {g['gflops'] / (flops / 1e9):.0%}"
-            print(f"| {kind} | {g['nodes']} | {g['ms']:.2f} | {100 * g['share']:.1f}% | {rate} |")
+        print("\n".join(groups_table(prof["by_kind"], flops / 1e9)))
     return out
 
 

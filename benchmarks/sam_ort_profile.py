@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from repvit.bench.latency import environment_info
-    from repvit.bench.ort_profile import conv_kinds, group_nodes, node_minima, session_graph
+    from repvit.bench.ort_profile import conv_kinds, group_nodes, groups_table, node_minima, session_graph
     from repvit.sam import build_repvit_sam
     from repvit.sam.export import export_encoder_onnx
 
@@ -60,12 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = out["environment"]
     print(f"{args.variant} encoder @{args.img_size}, {args.threads} threads, fastest of {args.runs} runs per node; "
           f"CPU {env.get('cpu_model')}; load {env.get('loadavg_1m_5m_15m')}")
-    print("| op type / conv kind | nodes | ms | share | GMACs | GFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for kind, g in out["by_kind"].items():
-        rate = f"{g['gflops']:.1f}" if g["gflops"] else "-"
-        print(f"| {kind} | {g['nodes']} | {g['ms']:.1f} | {100 * g['share']:.1f}% | {g['macs'] / 1e9:.2f} | {rate} |")
-    print(f"| total | {len(nodes)} | {total:.1f} | 100% | | |")
+    print("\n".join(groups_table(groups)))
     for row in out["slowest_nodes"]:
         print(f"  {row['ms']:7.2f} ms  {row['op']:<12} {row['node']}")
     print(f"wrote {args.out}")

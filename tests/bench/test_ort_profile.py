@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from repvit.bench.ort_profile import conv_kinds, group_nodes, node_minima, session_graph
+from repvit.bench.ort_profile import conv_kinds, group_nodes, groups_table, node_minima, session_graph
 from repvit.deploy.onnx_export import export_onnx_bytes
 
 pytest.importorskip("onnxruntime")
@@ -62,3 +62,14 @@ def test_profile_groups_every_node_with_rates(graph):
         assert groups[k]["macs"] > 0 and (groups[k]["gflops"] is None) == (groups[k]["ms"] == 0)
     plain = group_nodes(nodes, conv_kinds(data))
     assert not any("@" in k for k in plain) and sum(g["nodes"] for g in plain.values()) == len(nodes)
+
+
+def test_groups_table_has_a_row_per_group_and_the_total(graph):
+    data, x, _ = graph
+    groups = group_nodes(node_minima(session_graph(data), [x], threads=1, runs=2), conv_kinds(data))
+    lines = groups_table(groups, sgemm_gflops=100.0)
+    assert len(lines) == len(groups) + 3 and lines[-1].startswith("| total | " + str(sum(g["nodes"] for g in
+                                                                                       groups.values())))
+    assert all(line.count("|") == lines[0].count("|") for line in lines[2:])  # every row has every column
+    assert all("%" in line.split("|")[-2] for line in lines[2:-1] if line.startswith("| Conv 1x1"))
+    assert lines[0].count("|") == groups_table(groups)[0].count("|") + 1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["session_graph", "conv_kinds", "node_minima", "group_nodes"]
+__all__ = ["session_graph", "conv_kinds", "node_minima", "group_nodes", "groups_table"]
 
 SE_CONV = "Conv (squeeze-excite: 1x1 fused with activation, scale)"
 
@@ -103,3 +103,20 @@ def group_nodes(nodes: dict[str, tuple[str, float]], kinds: dict[str, tuple[str,
         g["share"] = g["ms"] / total
         g["gflops"] = 2 * g["macs"] / g["ms"] / 1e6 if g["macs"] and g["ms"] else None
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]["ms"]))
+
+
+def groups_table(groups: dict[str, dict[str, float]], sgemm_gflops: float | None = None) -> list[str]:
+    """:func:`group_nodes`'s groups as Markdown table lines (with each rate as a share of ``sgemm_gflops`` when
+    given), a total row last."""
+    rated = sgemm_gflops is not None
+    lines = ["| op type / conv kind | nodes | ms | share | GMACs | GFLOP/s |" + (" % of sgemm rate |" if rated else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" if rated else "")]
+    for kind, g in groups.items():
+        rate = "-" if g["gflops"] is None else f"{g['gflops']:.1f}"
+        share = "" if not rated else (" - |" if g["gflops"] is None else f" {g['gflops'] / sgemm_gflops:.0%} |")
+        lines.append(f"| {kind} | {g['nodes']} | {g['ms']:.2f} | {100 * g['share']:.1f}% | {g['macs'] / 1e9:.2f} | "
+                     f"{rate} |{share}")
+    total = sum(g["ms"] for g in groups.values())
+    lines.append(f"| total | {sum(g['nodes'] for g in groups.values())} | {total:.2f} | 100% | | |" +
+                 (" |" if rated else ""))
+    return lines
