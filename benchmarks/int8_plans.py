@@ -1,4 +1,5 @@
-"""INT8 plans against the fastest FP32 on this CPU: RepViT at batch 1, every candidate timed interleaved.
+"""INT8 plans against the fastest FP32 on this CPU: RepViT at batch 1 (``--batch N``: N images a call), every
+candidate timed interleaved.
 
 FP32: ONNX Runtime (the product's session, :func:`repvit.deploy.onnx_export.make_session`), OpenVINO f32 and
 ExecuTorch/XNNPACK when executorch is installed (the fastest FP32 on AMD Zen 3 at 2 threads; ``--no-executorch``
@@ -10,6 +11,7 @@ gives each candidate's speed-up over the fastest FP32 of the same run.
 
     python benchmarks/int8_plans.py                     # repvit_m0_9, 224 px, 2 threads
     python benchmarks/int8_plans.py --executorch-int8   # ExecuTorch INT8 too (minutes to quantize)
+    python benchmarks/int8_plans.py --batch 8           # a server's batches of 8
     python benchmarks/int8_plans.py --quick             # smallest setting (smoke test)
 """
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--model", default="repvit_m0_9")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1, help="images per call (1: latency; more: a server's batches)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--no-executorch", action="store_true",
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = repvit.fuse_model(repvit.create_model(args.model)).eval()
     s = args.img_size
-    x = torch.randn(1, 3, s, s)
+    x = torch.randn(args.batch, 3, s, s)
     calib = torch.randn(8, 3, s, s)
     choice = resolve_int8_mode("auto")
     executorch = not args.no_executorch and "executorch" in available_backends()
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in (env.get("cpu_flags") or {}).items())
-    print(f"{args.model} @{s}, batch 1, {args.threads} threads; CPU {env.get('cpu_model')} (family "
+    print(f"{args.model} @{s}, batch {args.batch}, {args.threads} threads; CPU {env.get('cpu_model')} (family "
           f"{env.get('cpu_family')}, model {env.get('cpu_model_number')}); flags {flags}; ISA class "
           f"{choice.isa}, plan {choice.plan.name}, weights {choice.mode}; load average {os.getloadavg()[0]:.1f}")
     print("| candidate | median ms | p90 ms | vs fastest FP32 |")

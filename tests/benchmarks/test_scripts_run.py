@@ -32,7 +32,7 @@ SMALL: dict[str, list[str]] = {
     "edgetam_fps.py": ["--frames", "3", "--rounds", "1", "--threads", "1", "--encoder-iters", "1", "--no-sam21"],
     "int8_profile.py": ["--quick", "--threads", "1"],
     "sam_click.py": ["--quick", "--threads", "1"],
-    "int8_plans.py": ["--quick", "--threads", "1"],
+    "int8_plans.py": ["--quick", "--threads", "1", "--batch", "2"],
     "int8_sam.py": ["--img-size", "256", "--threads", "1", "--rounds", "1"],
     "sam_latency.py": ["--quick", "--threads", "1", "--no-install"],
     "sam_ort_profile.py": ["--quick", "--threads", "1"],
