@@ -14,8 +14,10 @@ overlay); the app's click before (segment-anything's ``MaskDecoder`` on the embe
 ``SamPredictor.predict``; and a 1024^3 ``torch.mm``. A second interleaved pass compares runtimes: our decode (with the
 up-sampling) in PyTorch, with the per-click part in ONNX Runtime (``SamSession(runtime="onnxruntime")``), and
 segment-anything's ONNX decoder (``SamOnnxModel``); it is separate so that ONNX Runtime's thread pool cannot slow
-the page's figures. FLOPs per click are counted with ``torch.utils.flop_counter.FlopCounterMode`` on
-the per-click path (after the per-image part); the bound is ``flops / rate`` with the best sgemm rate of this run
+the page's figures. After it the per-click graph is profiled in ONNX Runtime (each node's fastest time over
+``--profile-runs`` runs, summed per op type: ``ort_click_profile``). FLOPs per click are counted with
+``torch.utils.flop_counter.FlopCounterMode`` on the per-click path (after the per-image part); the bound is
+``flops / rate`` with the best sgemm rate of this run
 (``torch.mm`` here, OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: click / bound
 <= 1.25 and click <= 30 ms. The work after the decode (up-sampling, overlay, PNG, JPEG) counts no FLOPs, so
 ``floor_over_bound`` is the ratio a click would have with the decode exactly at the bound. Writes JSON (with the
@@ -42,6 +44,7 @@ import torch
 
 from repvit.bench.compute_bound import best_rate, openblas_sgemm_probe, sgemm_callable, sgemm_flops
 from repvit.bench.latency import environment_info, interleaved_latency, thread_count
+from repvit.bench.ort_profile import group_nodes, groups_table, node_minima, session_graph
 from repvit.sam import build_repvit_sam
 from repvit.sam.predict import MaskPainter, mask_overlay, mask_png
 from repvit.sam.session import ImageEmbedding, SamSession
@@ -63,15 +66,20 @@ SAM_ONNX = "SAM's ONNX decoder (onnxruntime)"
 SGEMM = "sgemm 1024 (torch.mm)"
 
 
+def _prompt_embeddings(session: SamSession, emb: ImageEmbedding, points) -> tuple[torch.Tensor, torch.Tensor]:
+    """segment-anything's prompt encoder on ``points`` (SamPredictor's coordinate transform): sparse and dense."""
+    tr = session.predictor_for(emb).transform
+    coords = tr.apply_coords(np.array([[p[0], p[1]] for p in points], np.float32), emb.original_size)
+    pts = (torch.as_tensor(coords)[None], torch.as_tensor([[p[2] for p in points]], dtype=torch.int))
+    return session.sam.prompt_encoder(points=pts, boxes=None, masks=None)
+
+
 def old_decode(session: SamSession, emb: ImageEmbedding, points, multimask: bool = True) -> tuple[np.ndarray, float]:
     """The reference: segment-anything's prompt encoder and ``MaskDecoder`` on the embedding, the chosen mask
     through ``Sam.postprocess_masks`` (one point; SamPredictor's coordinate transform)."""
     sam = session.sam
     with torch.inference_mode():
-        tr = session.predictor_for(emb).transform
-        coords = tr.apply_coords(np.array([[p[0], p[1]] for p in points], np.float32), emb.original_size)
-        pts = (torch.as_tensor(coords)[None], torch.as_tensor([[p[2] for p in points]], dtype=torch.int))
-        sparse, dense = sam.prompt_encoder(points=pts, boxes=None, masks=None)
+        sparse, dense = _prompt_embeddings(session, emb, points)
         low, iou = sam.mask_decoder(image_embeddings=emb.features, image_pe=sam.prompt_encoder.get_dense_pe(),
                                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                     multimask_output=multimask)
@@ -150,6 +158,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=4, help="clicks per candidate per round (rounds x iters timed)")
     ap.add_argument("--img-size", type=int, default=1024)
     ap.add_argument("--no-onnx", action="store_true", help="skip the per-click part in ONNX Runtime")
+    ap.add_argument("--profile-runs", type=int, default=20,
+                    help="after the timed passes, profile the per-click graph in ONNX Runtime per node (fastest of "
+                         "this many runs; 0: no profile)")
     ap.add_argument("--no-openblas", action="store_true", help="skip the OpenBLAS sgemm probe (own process)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 256 px, 1 round of 1, no OpenBLAS probe")
     ap.add_argument("--cpu-time", action="store_true",
@@ -261,6 +272,14 @@ def main() -> None:
                                        rounds=args.rounds, iters_per_round=args.iters, warmup=2,
                                        threads=args.threads, settle_s=0.05, clock=clock)
     time_s = time.perf_counter() - t0
+    ort_profile = None
+    if DECODE_ORT in runtimes and args.profile_runs > 0:  # where the per-click graph's time goes, per op type
+        clicks = session.clicks
+        with torch.inference_mode():
+            feed = clicks.onnx_feed(emb.context, _prompt_embeddings(session, emb, point)[0], True, emb.input_size)
+        nodes = node_minima(session_graph(clicks.onnx_graph(emb.context.grid)), list(feed.values()), args.threads,
+                            args.profile_runs)
+        ort_profile = group_nodes(nodes, {})
     with torch.inference_mode():  # the flop counts, outside the timed rounds
         flops = {"click": count_flops(lambda: session.decode(emb, point)),
                  "old_click": count_flops(lambda: old_decode(session, emb, point)),
@@ -306,7 +325,8 @@ def main() -> None:
            "rounds": args.rounds, "iters_per_round": args.iters, "quick": args.quick, "time_s": time_s,
            "note": args.note, "loadavg_before": load_before, "loadavg_after": load_after,
            "results": {k.strip(): v.to_dict() for k, v in res.items()},
-           "runtimes_pass": {k.strip(): v.to_dict() for k, v in runtimes.items()}, "sgemm_probes": probes,
+           "runtimes_pass": {k.strip(): v.to_dict() for k, v in runtimes.items()}, "ort_click_profile": ort_profile,
+           "sgemm_probes": probes,
            "parity": parity,
            "onnx": onnx_note, "summary": summary, "environment": env}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +363,9 @@ def main() -> None:
     if summary["onnxruntime_over_torch_decode"] is not None:
         print(f"decode + upscale, onnxruntime / torch: {summary['onnxruntime_over_torch_decode']:.2f}x; SAM's ONNX "
               f"decoder / ours in torch: {summary['sam_onnx_decoder_over_decode']:.2f}x (second pass)")
+    if ort_profile is not None:
+        print(f"the per-click graph in ONNX Runtime, each node's fastest of {args.profile_runs} runs, by op type:")
+        print("\n".join(groups_table(ort_profile)))
     print(f"onnx: {onnx_note}")
     print(f"wrote {args.out}")
 

@@ -44,6 +44,7 @@ from torch import nn
 __all__ = ["ImageContext", "ClickDecoder", "ClickGraph"]
 
 _CONTEXT = ("keys", "k0", "v0", "q0")
+_ONNX_INPUTS = ("sparse", *_CONTEXT, "multimask", "keep")  # the exported click graph's inputs, in order
 TILE = 512  # image tokens per step of the mask up-sampling (its intermediates stay in the CPU caches)
 
 
@@ -92,6 +93,16 @@ def _scores(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     the image tokens as the long side of the product, MKL runs it 1.2-1.5x faster at 1-2 threads and without the
     stalls ``addmm(., g, x.t())`` shows at 2 threads on a busy machine."""
     return torch.mm(x, g.t()).t()
+
+
+def _softmax_tokens(s: torch.Tensor) -> torch.Tensor:
+    """``softmax(s, 1)`` for scores (h, T, N). In an ONNX export it is written as its max, exp and sum over dim 1:
+    ONNX Runtime runs ``Softmax`` on an axis that is not the last by transposing to it and back, 4x slower than these
+    reductions at (8, 7, 4096) on 2 threads."""
+    if torch.onnx.is_in_onnx_export():
+        e = torch.exp(s - s.amax(1, keepdim=True))
+        return e / e.sum(1, keepdim=True)
+    return torch.softmax(s, 1)
 
 
 def _affine(norm: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +275,7 @@ class ClickDecoder:
             e = torch.bmm(kh, att.q_proj.weight.view(h, d, -1)).view(h * t, -1)  # (h T, C)
             s = torch.baddbmm(torch.bmm(kh, att.q_proj.bias.view(h, d, 1)), kh, qpe)
             s = s.view(h * t, -1).add_(_scores(x, e))
-        a = torch.softmax(s.view(h, t, -1), 1)
+        a = _softmax_tokens(s.view(h, t, -1))
         if many:
             o = torch.bmm(a.transpose(1, 2), vh).transpose(0, 1).reshape(-1, att.internal_dim)
             o = F.linear(o, att.out_proj.weight, att.out_proj.bias)
@@ -426,30 +437,40 @@ class ClickDecoder:
                           self._fold(ctx, terms, derived))
         return mask[None, None], float(iou[best]), best
 
-    def onnx_session(self, grid: tuple[int, int], threads: int = 2) -> Any:
-        """:class:`ClickGraph` for image tokens on ``grid`` exported to ONNX (any number of prompts) and loaded in
-        ONNX Runtime (:func:`repvit.deploy.onnx_export.make_session`, ``threads`` intra-op threads); run it with
-        :meth:`decode_onnx`. The graph holds a copy of the decoder's weights."""
-        from repvit.deploy.onnx_export import export_onnx_bytes, make_session
+    def onnx_graph(self, grid: tuple[int, int]) -> bytes:
+        """:class:`ClickGraph` for image tokens on ``grid`` exported to ONNX (any number of prompts), serialized; it
+        holds a copy of the decoder's weights. Inputs in order: ``sparse``, the context's ``keys``, ``k0``, ``v0``,
+        ``q0``, ``multimask``, ``keep`` (:meth:`onnx_feed`)."""
+        from repvit.deploy.onnx_export import export_onnx_bytes
 
         g = torch.Generator().manual_seed(0)
         ctx = self.prepare(torch.randn(1, self.dec.transformer_dim, *grid, generator=g))
         sparse = torch.randn(1, 2, self.dec.transformer_dim, generator=g)
         args = (sparse, *(getattr(ctx, k) for k in _CONTEXT), torch.ones(1), torch.tensor(grid) - 1)
         with torch.no_grad():
-            data = export_onnx_bytes(ClickGraph(self, grid).eval(), args, dynamic_batch=False,
-                                     input_names=["sparse", *_CONTEXT, "multimask", "keep"],
-                                     output_names=["low_res_mask", "iou", "index"],
+            return export_onnx_bytes(ClickGraph(self, grid).eval(), args, dynamic_batch=False,
+                                     input_names=list(_ONNX_INPUTS), output_names=["low_res_mask", "iou", "index"],
                                      dynamic_axes={"sparse": {1: "num_prompt_tokens"}})
-        return make_session(data, threads=threads, level="all")
+
+    def onnx_session(self, grid: tuple[int, int], threads: int = 2) -> Any:
+        """:meth:`onnx_graph` loaded in ONNX Runtime (:func:`repvit.deploy.onnx_export.make_session`, ``threads``
+        intra-op threads); run it with :meth:`decode_onnx`."""
+        from repvit.deploy.onnx_export import make_session
+
+        return make_session(self.onnx_graph(grid), threads=threads, level="all")
+
+    def onnx_feed(self, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
+                  input_size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """The inputs of :meth:`onnx_graph` for one decode (arguments as :meth:`decode`), by name in graph order."""
+        feed = {"sparse": sparse.detach().cpu().numpy()}
+        feed |= {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
+        return feed | {"multimask": np.array([float(multimask)], np.float32),
+                       "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
 
     def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
                     input_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, float, int]:
         """:meth:`decode` through an :meth:`onnx_session` of the context's grid (``input_size`` as there)."""
-        feed = {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
-        feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32),
-                 "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
-        low, iou, index = session.run(None, feed)
+        low, iou, index = session.run(None, self.onnx_feed(ctx, sparse, multimask, input_size))
         return torch.from_numpy(low).to(ctx.keys.device), float(iou), int(index)
 
     def _keep(self, grid: tuple[int, int], input_size: tuple[int, int] | None) -> tuple[int, int]:
