@@ -188,6 +188,30 @@ def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
     assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
 
 
+def test_create_app_decodes_clicks_in_onnx_runtime_when_asked(small_sam, small_edgetam, astronaut):
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    pytest.importorskip("onnxruntime")
+    from repvit.cli.main import main
+    from repvit.sam.app import create_app
+
+    demo = create_app(small_sam, click_runtime="onnxruntime")
+    session = demo.repvit_session
+    assert isinstance(session, SamSession) and session.runtime == "onnxruntime"
+    points = [(120.0, 90.0, 1)]
+    got = session.segment(astronaut, points)
+    ref_mask, ref_score = _reference(small_sam, astronaut, points, multimask=True)
+    assert got.score == pytest.approx(ref_score, abs=1e-5)
+    assert _iou(got.mask, ref_mask) >= 0.999
+    with pytest.raises(ValueError, match="EdgeTAM"):
+        create_app(small_edgetam, click_runtime="onnxruntime")
+    with pytest.raises(ValueError, match="brings its own runtime"):
+        create_app(session=SamSession(small_sam), click_runtime="onnxruntime")
+    with pytest.raises(ValueError, match="unknown click_runtime"):
+        create_app(small_sam, click_runtime="tensorrt")
+    with pytest.raises(SystemExit):
+        main(["sam", "app", "--click-backend", "tensorrt"])
+
+
 def test_page_mask_folder_goes_with_the_page():
     import gc
 

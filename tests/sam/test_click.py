@@ -190,3 +190,29 @@ def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor)
         assert np.logical_and(mask, ref_mask).sum() / max(1, np.logical_or(mask, ref_mask).sum()) >= 0.999, name
     with pytest.raises(ValueError, match="unknown runtime"):
         SamSession(small_sam, runtime="tensorrt")
+
+
+def test_onnx_session_keeps_torch_threads_but_runs_pytorch_parts_on_one(small_sam, monkeypatch):
+    """With ONNX Runtime, the click's PyTorch parts (prompt encoder, up-sampling) run on one thread, so no OpenMP
+    worker spins beside ONNX Runtime's; the exported session still gets PyTorch's thread count and that count is
+    restored after the click."""
+    pytest.importorskip("onnxruntime")
+    seen = []
+    for runtime, expected in (("onnxruntime", 1), ("torch", 2)):
+        session = SamSession(small_sam, runtime=runtime)
+        encoder = session.sam.prompt_encoder
+        monkeypatch.setattr(encoder, "forward", lambda *a, _f=encoder.forward, **k: (
+            seen.append(torch.get_num_threads()), _f(*a, **k))[1])
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            emb, _ = session.embed(_image())
+            session.decode(emb, [(100.0, 80.0, 1)])
+            assert seen[-1] == expected, runtime
+            assert torch.get_num_threads() == 2
+            if runtime == "onnxruntime":
+                (ort,) = session._onnx.values()
+                assert ort.get_session_options().intra_op_num_threads == 2
+        finally:
+            torch.set_num_threads(before)
+            monkeypatch.undo()

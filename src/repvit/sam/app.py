@@ -432,15 +432,28 @@ def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
     api_all_btn.click(page.api_segment_all, [api_image], [api_overlay, api_count], api_name="segment_all", **group)
 
 
-def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache_mb: float) -> Any:
+def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache_mb: float,
+                   click_runtime: str) -> Any:
+    if click_runtime not in ("torch", "onnxruntime"):
+        raise ValueError(f"unknown click_runtime {click_runtime!r}: use 'torch' or 'onnxruntime'.")
     if session is not None:
+        if click_runtime != "torch":
+            raise ValueError("click_runtime is for a model passed as sam=...; a session brings its own runtime "
+                             "(SamSession(sam, runtime='onnxruntime')).")
         return session
     if sam is None:
         raise ValueError("create_app needs a model (sam=...) or a session (session=...).")
     if cache_mb <= 0:
         raise ValueError(f"cache_mb must be positive, got {cache_mb}")
-    cls = EdgeTamSession if isinstance(sam, EdgeTAM) else SamSession
-    return cls(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20))
+    if isinstance(sam, EdgeTAM):
+        if click_runtime != "torch":
+            raise ValueError("clicks decoded in ONNX Runtime (--click-backend onnxruntime, click_runtime="
+                             "'onnxruntime') are for SAM models (RepViT-SAM, EdgeSAM); EdgeTAM's image tab decodes "
+                             "them in PyTorch: leave the option out.")
+        return EdgeTamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20))
+    if click_runtime == "onnxruntime":
+        require("onnxruntime", "clicks decoded in ONNX Runtime")
+    return SamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20), runtime=click_runtime)
 
 
 def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSession | None = None,
@@ -449,7 +462,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
                title: str = "RepViT-SAM", cache_images: int = DEFAULT_LIMITS["cache_images"],
                cache_mb: float = DEFAULT_LIMITS["cache_mb"],
                max_image_pixels: int = DEFAULT_LIMITS["max_image_pixels"],
-               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"]) -> Any:
+               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"], click_runtime: str = "torch") -> Any:
     """The Gradio ``Blocks`` of the app (not launched): ``create_app(sam).launch(server_name=..., server_port=...)``.
 
     Args:
@@ -465,12 +478,14 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
         cache_images, cache_mb: the embedding cache's bounds, in images and in MB (with ``sam``; a ``session``
             brings its own cache).
         max_image_pixels, max_image_mb: the largest photo accepted, in pixels (width x height) and in MB.
+        click_runtime: where a SAM model (``sam``) decodes clicks: ``"torch"`` or ``"onnxruntime"`` (the per-click
+            decoder exported once, at the first photo, about 2 s; :class:`SamSession`'s ``runtime``).
     """
     gr = require("gradio", "the RepViT-SAM app")
     if max_image_pixels < 1 or max_image_mb <= 0:
         raise ValueError(f"max_image_pixels and max_image_mb must be positive, got {max_image_pixels} and "
                          f"{max_image_mb}")
-    session = _image_session(sam, session, cache_images, cache_mb)
+    session = _image_session(sam, session, cache_images, cache_mb, click_runtime)
     page = _Page(gr, session, dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                                    stability_score_thresh=stability_score_thresh), max_image_pixels, max_image_mb)
     group = {"concurrency_id": _MODEL_GROUP}

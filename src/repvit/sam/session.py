@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from repvit.runtime import require
+from repvit.runtime import require, torch_threads
 
 from .click import ClickDecoder, ImageContext
 from .prompts import PromptError, validate_prompts
@@ -216,23 +216,27 @@ class SamSession:
         sam, dev = self.sam, emb.features.device
         if emb.context is None:
             emb.context = self.clicks.prepare(emb.features)
-        tr = self.predictor_for(emb).transform
-        pts = None
-        if points:
-            coords = tr.apply_coords(np.array([[p[0], p[1]] for p in points], np.float32), emb.original_size)
-            pts = (torch.as_tensor(coords, dtype=torch.float, device=dev)[None],
-                   torch.as_tensor([[p[2] for p in points]], dtype=torch.int, device=dev))
-        boxes = None
-        if box is not None:
-            boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
-                                    dtype=torch.float, device=dev)
-        sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
-        if self.runtime == "onnxruntime":
-            low, score, _ = self.clicks.decode_onnx(self._onnx_session(emb.context.grid), emb.context, sparse,
-                                                    multimask, emb.input_size)
-        else:
-            low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
-        return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
+        onnx = self._onnx_session(emb.context.grid) if self.runtime == "onnxruntime" else None
+        # Beside ONNX Runtime, PyTorch's part of a click (prompt encoder, up-sampling) runs on one thread: an OpenMP
+        # parallel region leaves its workers spinning for milliseconds, and a spinning worker takes a core from ONNX
+        # Runtime's threads (a decode right after the prompt encoder on 2 threads took 1.3x as long on 2 cores).
+        with torch_threads(1 if onnx is not None else None):
+            tr = self.predictor_for(emb).transform
+            pts = None
+            if points:
+                coords = tr.apply_coords(np.array([[p[0], p[1]] for p in points], np.float32), emb.original_size)
+                pts = (torch.as_tensor(coords, dtype=torch.float, device=dev)[None],
+                       torch.as_tensor([[p[2] for p in points]], dtype=torch.int, device=dev))
+            boxes = None
+            if box is not None:
+                boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
+                                        dtype=torch.float, device=dev)
+            sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
+            if onnx is not None:
+                low, score, _ = self.clicks.decode_onnx(onnx, emb.context, sparse, multimask, emb.input_size)
+            else:
+                low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
+            return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
 
     def _onnx_session(self, grid: tuple[int, int]) -> Any:
         with self._onnx_lock:
