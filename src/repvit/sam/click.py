@@ -462,10 +462,10 @@ class ClickDecoder:
     def onnx_feed(self, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
                   input_size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
         """The inputs of :meth:`onnx_graph` for one decode (arguments as :meth:`decode`), by name in graph order."""
-        feed = {"sparse": sparse.detach().cpu().numpy()}
-        feed |= {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
-        return feed | {"multimask": np.array([float(multimask)], np.float32),
-                       "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
+        feed = {k: getattr(ctx, k).cpu().numpy() for k in _CONTEXT}
+        feed |= {"sparse": sparse.detach().cpu().numpy(), "multimask": np.array([float(multimask)], np.float32),
+                 "keep": np.array(self._keep(ctx.grid, input_size), np.int64)}
+        return {k: feed[k] for k in _ONNX_INPUTS}
 
     def decode_onnx(self, session: Any, ctx: ImageContext, sparse: torch.Tensor, multimask: bool,
                     input_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, float, int]:
