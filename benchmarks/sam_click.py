@@ -1,27 +1,28 @@
-"""A click in the SAM app against this machine's compute bound: the server time from a click to the mask PNG and
-the overlay, after the first encode, with EdgeSAM's decoder (random weights: speed only) on a 1024 x 768 photo
+"""A click in the SAM app against this machine's compute bound: the server time from a click to the mask PNG and the
+overlay, after the first encode, with EdgeSAM's decoder (random weights: speed only) on a 1024 x 768 photo
 (scikit-image's astronaut, resized; noise without scikit-image).
 
-The click is what the app's page does per click (:meth:`repvit.sam.app._Page.render`): ``SamSession.segment`` on
-the cached embedding (the prompt encoder, :meth:`repvit.sam.click.ClickDecoder.decode`, the chosen mask brought to
-the image's size), the overlay by the photo's ``MaskPainter`` (made once per photo, at upload), the mask as a 1-bit
-PNG file (``mask_png``), and gradio's encode of the overlay it sends to the browser (JPEG,
+The click is what the app's page does per click (:meth:`repvit.sam.app._Page.render`): ``SamSession.segment`` on the
+cached embedding (the prompt encoder, the decoder's per-click part in the app's default runtime, ONNX Runtime when it
+is installed (``--click-runtime``, :meth:`repvit.sam.click.ClickDecoder.decode_onnx`, else ``decode``), the chosen
+mask brought to the image's size), the overlay by the photo's ``MaskPainter`` (made once per photo, at upload), the
+mask as a 1-bit PNG file (``mask_png``), and gradio's encode of the overlay it sends to the browser (JPEG,
 ``gradio.image_utils.save_image`` as ``gr.Image`` does; PIL's JPEG when gradio is not installed). Interleaved in one
 run with it: its parts; the post-processing on an elliptic mask (random weights decode a fragmented mask, which costs
 the PNG more than a real object's outline); the painter's once-per-photo work (the tinted copy, with its first
 overlay); the app's click before (segment-anything's ``MaskDecoder`` on the embedding with ``Sam.postprocess_masks``,
 ``mask_overlay``, the mask as an 8-bit PNG by PIL, the overlay as PNG by gradio); the decode through
-``SamPredictor.predict``; and a 1024^3 ``torch.mm``. A second interleaved pass compares runtimes: our decode (with the
-up-sampling) in PyTorch, with the per-click part in ONNX Runtime (``SamSession(runtime="onnxruntime")``), and
-segment-anything's ONNX decoder (``SamOnnxModel``); it is separate so that ONNX Runtime's thread pool cannot slow
+``SamPredictor.predict``; and a 1024^3 ``torch.mm``. A second interleaved pass compares runtimes: our decode (with
+the up-sampling) in PyTorch, with the per-click part in ONNX Runtime (``SamSession(runtime="onnxruntime")``), and
+segment-anything's ONNX decoder (``SamOnnxModel``); it is separate so that those sessions' thread pools cannot slow
 the page's figures. After it the per-click graph is profiled in ONNX Runtime (each node's fastest time over
 ``--profile-runs`` runs, summed per op type: ``ort_click_profile``). FLOPs per click are counted with
-``torch.utils.flop_counter.FlopCounterMode`` on the per-click path (after the per-image part); the bound is
-``flops / rate`` with the best sgemm rate of this run
-(``torch.mm`` here, OpenBLAS in its own process first, :mod:`repvit.bench.compute_bound`). Targets: click / bound
-<= 1.25 and click <= 30 ms. The work after the decode (up-sampling, overlay, PNG, JPEG) counts no FLOPs, so
-``floor_over_bound`` is the ratio a click would have with the decode exactly at the bound. Writes JSON (with the
-CPU model, its ISA flags and the load before and after) and prints a table.
+``torch.utils.flop_counter.FlopCounterMode`` on the per-click path (after the per-image part); the bound is ``flops /
+rate`` with the best sgemm rate of this run (``torch.mm`` here, OpenBLAS in its own process first,
+:mod:`repvit.bench.compute_bound`). Targets: click / bound <= 1.25 and click <= 30 ms. The work after the decode
+(up-sampling, overlay, PNG, JPEG) counts no FLOPs, so ``floor_over_bound`` is the ratio a click would have with the
+decode exactly at the bound. Writes JSON (with the CPU model, its ISA flags and the load before and after) and prints
+a table.
 
     python benchmarks/sam_click.py [--threads 2] [--rounds 5] [--iters 4] [--quick] [--note TEXT]
     python benchmarks/sam_click.py --threads 1 --cpu-time  # on a busy machine: one thread's CPU time
@@ -45,6 +46,7 @@ import torch
 from repvit.bench.compute_bound import best_rate, openblas_sgemm_probe, sgemm_callable, sgemm_flops
 from repvit.bench.latency import environment_info, interleaved_latency, thread_count
 from repvit.bench.ort_profile import group_nodes, groups_table, node_minima, session_graph
+from repvit.runtime import torch_threads
 from repvit.sam import build_repvit_sam
 from repvit.sam.predict import MaskPainter, mask_overlay, mask_png
 from repvit.sam.session import ImageEmbedding, SamSession
@@ -52,6 +54,7 @@ from repvit.sam.session import ImageEmbedding, SamSession
 CLICK = "click: segment + overlay + mask PNG + overlay JPEG"
 CLICK_OLD = "click before: segment-anything's decoder, PIL PNGs"
 DECODE = "  decode (ClickDecoder.decode)"
+DECODE_ONNX = "  decode (ClickDecoder.decode_onnx, onnxruntime)"
 UPSCALE = "  upscale (the chosen mask to the image)"
 OVERLAY = "  overlay (MaskPainter.draw)"
 PAINTER = "per photo: MaskPainter + first overlay"
@@ -157,6 +160,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=4, help="clicks per candidate per round (rounds x iters timed)")
     ap.add_argument("--img-size", type=int, default=1024)
+    ap.add_argument("--click-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                    help="the page's click decodes as the app's does by default: auto (ONNX Runtime when installed)")
     ap.add_argument("--no-onnx", action="store_true", help="skip the per-click part in ONNX Runtime")
     ap.add_argument("--profile-runs", type=int, default=20,
                     help="after the timed passes, profile the per-click graph in ONNX Runtime per node (fastest of "
@@ -206,8 +211,13 @@ def main() -> None:
         png.write_bytes(mask_png(mask))
         send(overlay, "jpeg")
 
+    page = SamSession(sam, runtime=args.click_runtime)  # the app's session: its own cache and runtime
+    page.embed(image, key)
+    on_ort = page.runtime == "onnxruntime"
+    decode = DECODE_ONNX if on_ort else DECODE
+
     def click() -> None:
-        post(session.segment(image, point, key=key).mask)
+        post(page.segment(image, point, key=key).mask)
 
     def click_old() -> None:  # the app before: segment-anything's decode, PIL's 8-bit PNG, the overlay sent as PNG
         from PIL import Image
@@ -218,11 +228,18 @@ def main() -> None:
         send(overlay, "png")
 
     with torch.inference_mode():
-        sparse = session.clicks.prompt_encoder(points=(torch.as_tensor(
-            session.predictor_for(emb).transform.apply_coords(np.array([point[0][:2]], np.float32),
-                                                               emb.original_size))[None],
-            torch.ones(1, 1, dtype=torch.int)), boxes=None, masks=None)[0]
+        sparse = _prompt_embeddings(session, emb, point)[0]
         low, _, _ = session.clicks.decode(emb.context, sparse, True, emb.input_size)
+
+    def decode_part() -> None:  # the page session's decode, without the prompt encoder and the up-sampling
+        if on_ort:
+            page.clicks.decode_onnx(page.onnx_session(emb.context.grid), emb.context, sparse, True, emb.input_size)
+        else:
+            page.clicks.decode(emb.context, sparse, True, emb.input_size)
+
+    def upscale_part() -> None:  # with ONNX Runtime, the session up-samples on one thread
+        with torch_threads(1 if on_ort else None):
+            page.clicks.upscale(low, emb.input_size, emb.original_size)
     mask_now, _ = session.decode(emb, point)
     overlay_now = painter.draw(mask_now, point)
     yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
@@ -232,8 +249,7 @@ def main() -> None:
         session.predictor_for(emb).predict(np.array([point[0][:2]], np.float32), np.array([1]), multimask_output=True)
 
     sgemm, sgemm_flop = sgemm_callable(1024)
-    cands = {CLICK: click, DECODE: lambda: session.clicks.decode(emb.context, sparse, True, emb.input_size),
-             UPSCALE: lambda: session.clicks.upscale(low, emb.input_size, emb.original_size),
+    cands = {CLICK: click, decode: decode_part, UPSCALE: upscale_part,
              OVERLAY: lambda: painter.draw(mask_now, point),
              PAINTER: lambda: MaskPainter(image).draw(mask_now, point),
              MASK_PNG: lambda: png.write_bytes(mask_png(mask_now)),
@@ -262,8 +278,10 @@ def main() -> None:
         ort_cands[SAM_ONNX] = _sam_onnx_decoder(sam, out_dir / "decoder.onnx", args.threads)
 
     t0 = time.perf_counter()
+    # a pause after each candidate's block: PyTorch's OpenMP workers spin for milliseconds after a parallel region,
+    # which slows an ONNX Runtime click that follows at once (clicks in the app are seconds apart)
     res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
-                              clock=clock)
+                              settle_s=0.02, clock=clock)
     # ONNX Runtime in a pass of its own, so that its thread pool cannot slow the page's figures above; the runtimes
     # are compared here, beside our decode in PyTorch
     runtimes = {}
@@ -289,12 +307,13 @@ def main() -> None:
                      "best_gflops": sgemm_flops(res[SGEMM].min_ms, sgemm_flop) / 1e9, "process": "interleaved"}
     rate_name, rate = best_rate(probes)
     bound = flops["click"] / (rate["gflops"] * 1e9) * 1e3
-    click_ms, decode_ms = res[CLICK].median_ms, res[DECODE].median_ms
-    parts = {k.strip(): res[k].median_ms for k in (DECODE, UPSCALE, OVERLAY, MASK_PNG, SEND)}
+    click_ms, decode_ms = res[CLICK].median_ms, res[decode].median_ms
+    parts = {k.strip(): res[k].median_ms for k in (decode, UPSCALE, OVERLAY, MASK_PNG, SEND)}
     summary = {
         "flops_per_click": flops["click"], "flops_per_click_segment_anything": flops["old_click"],
         "flops_per_image_precompute": flops["per_image"], "sgemm_rate": rate_name, "sgemm_gflops": rate["gflops"],
-        "bound_ms": bound, "click_ms": click_ms, "decode_ms": decode_ms, "parts_ms": parts,
+        "click_runtime": page.runtime, "bound_ms": bound, "click_ms": click_ms, "decode_ms": decode_ms,
+        "parts_ms": parts,
         "parts_sum_ms": sum(parts.values()), "click_over_bound": click_ms / bound,
         "decode_over_bound": decode_ms / bound,
         "click_before_over_click": res[CLICK_OLD].median_ms / click_ms,
@@ -312,7 +331,7 @@ def main() -> None:
     }
     # the click's work after the decode counts no FLOPs: with the decode exactly at the bound, a click is still the
     # bound plus that work (as measured, and with an ellipse's cheaper PNG)
-    post_ms = sum(v for k, v in parts.items() if k != DECODE.strip())
+    post_ms = sum(v for k, v in parts.items() if k != decode.strip())
     post_ellipse = res[UPSCALE].median_ms + res[POST_ELLIPSE].median_ms
     summary |= {"post_decode_ms": post_ms, "post_decode_ellipse_ms": post_ellipse,
                 "floor_over_bound": (bound + post_ms) / bound,
@@ -349,6 +368,7 @@ def main() -> None:
           f"once per image: {flops['per_image'] / 1e9:.3f})")
     print(f"sgemm: {rate['gflops']:.1f} GFLOP/s ({rate_name}); bound {bound:.2f} ms")
     met = {True: "met", False: "NOT met"}
+    print(f"the page's decoder runs in {page.runtime}")
     print(f"click {click_ms:.1f} ms (parts {summary['parts_sum_ms']:.1f}); click / bound "
           f"{summary['click_over_bound']:.2f} (target <= 1.25: {met[summary['target_ratio_1_25_met']]}); decode / "
           f"bound {summary['decode_over_bound']:.2f}; click <= 30 ms: {met[summary['target_30_ms_met']]}")

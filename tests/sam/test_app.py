@@ -188,15 +188,17 @@ def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
     assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
 
 
-def test_create_app_decodes_clicks_in_onnx_runtime_when_asked(small_sam, small_edgetam, astronaut):
+def test_create_app_decodes_clicks_in_onnx_runtime_by_default(small_sam, small_edgetam, astronaut):
     pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
     pytest.importorskip("onnxruntime")
     from repvit.cli.main import main
     from repvit.sam.app import create_app
 
-    demo = create_app(small_sam, click_runtime="onnxruntime")
-    session = demo.repvit_session
-    assert isinstance(session, SamSession) and session.runtime == "onnxruntime"
+    for runtime in ("onnxruntime", "auto"):  # auto: ONNX Runtime, installed here, for a model on the CPU
+        assert create_app(small_sam, click_runtime=runtime).repvit_session.runtime == "onnxruntime"
+    assert create_app(small_sam, click_runtime="torch").repvit_session.runtime == "torch"
+    assert create_app(small_edgetam).repvit_session.__class__.__name__ == "EdgeTamSession"  # auto: PyTorch
+    session = create_app(small_sam).repvit_session
     points = [(120.0, 90.0, 1)]
     got = session.segment(astronaut, points)
     ref_mask, ref_score = _reference(small_sam, astronaut, points, multimask=True)

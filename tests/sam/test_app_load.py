@@ -139,7 +139,7 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
     for i, image in enumerate(photos):
         paths.append(tmp_path / f"photo{i}.png")
         Image.fromarray(image).save(paths[-1])
-    reference = SamSession(small_sam)  # each photo and prompt alone, outside the app
+    reference = SamSession(small_sam, runtime="auto")  # each photo and prompt alone, outside the app (its runtime)
     expected = [[reference.segment(image, points, box) for points, box in _clicks(image)] for image in photos]
     firsts = [e[0].mask for e in expected]
     assert all(not np.array_equal(a, b) for i, a in enumerate(firsts) for b in firsts[i + 1:] if a.shape == b.shape)
@@ -147,6 +147,7 @@ def test_many_users_at_once_get_their_own_masks(small_sam, tmp_path):
     # room for three of the six users' photos (an entry: the embedding and what each click reuses): the cache must evict
     cache_mb = 3.5 * reference._cache.nbytes / len(reference._cache) / 2**20
     demo = create_app(small_sam, cache_images=16, cache_mb=cache_mb, max_image_pixels=MAX_PIXELS, max_image_mb=1.0)
+    assert demo.repvit_session.runtime == reference.runtime
     cache = demo.repvit_session._cache
     held = []  # the cache's bytes and entries after every store
     put = cache.put
@@ -232,7 +233,7 @@ def test_a_request_beyond_the_queue_is_refused_as_queue_full(small_sam, tmp_path
         with pytest.raises(QueueError, match="(?i)queue is full"):
             third.result(timeout=30)
         release.set()
-        want = SamSession(small_sam).segment(image, [(40, 30, 1)])
+        want = SamSession(small_sam, runtime=session.runtime).segment(image, [(40, 30, 1)])
         for job in (first, second):
             _, mask_png, score = job.result(timeout=60)
             assert np.array_equal(np.asarray(Image.open(mask_png)) > 0, want.mask)

@@ -199,20 +199,33 @@ def test_onnx_session_keeps_torch_threads_but_runs_pytorch_parts_on_one(small_sa
     pytest.importorskip("onnxruntime")
     seen = []
     for runtime, expected in (("onnxruntime", 1), ("torch", 2)):
-        session = SamSession(small_sam, runtime=runtime)
-        encoder = session.sam.prompt_encoder
-        monkeypatch.setattr(encoder, "forward", lambda *a, _f=encoder.forward, **k: (
-            seen.append(torch.get_num_threads()), _f(*a, **k))[1])
         before = torch.get_num_threads()
         torch.set_num_threads(2)
         try:
+            session = SamSession(small_sam, runtime=runtime)  # exports with PyTorch's 2 threads
+            encoder = session.sam.prompt_encoder
+            monkeypatch.setattr(encoder, "forward", lambda *a, _f=encoder.forward, **k: (
+                seen.append(torch.get_num_threads()), _f(*a, **k))[1])
             emb, _ = session.embed(_image())
             session.decode(emb, [(100.0, 80.0, 1)])
             assert seen[-1] == expected, runtime
             assert torch.get_num_threads() == 2
             if runtime == "onnxruntime":
-                (ort,) = session._onnx.values()
+                ort = session.onnx_session(tuple(small_sam.prompt_encoder.image_embedding_size))
                 assert ort.get_session_options().intra_op_num_threads == 2
         finally:
             torch.set_num_threads(before)
             monkeypatch.undo()
+
+
+def test_click_graphs_export_from_several_threads_at_once(small_sam):
+    """torch.onnx.export keeps its state in globals: sessions made at the same time in several threads (an app's
+    requests, a second app in the process) still each get a working graph."""
+    pytest.importorskip("onnxruntime")
+    from concurrent.futures import ThreadPoolExecutor
+
+    dec = ClickDecoder(small_sam)
+    grid = tuple(small_sam.prompt_encoder.image_embedding_size)
+    with ThreadPoolExecutor(3) as pool:
+        graphs = list(pool.map(lambda _: dec.onnx_graph(grid), range(3)))
+    assert len(graphs) == 3 and all(len(g) == len(graphs[0]) for g in graphs)

@@ -181,9 +181,10 @@ def _add_app(ss: argparse._SubParsersAction) -> None:
     w.add_argument("--port", type=int, default=7860)
     w.add_argument("--threads", type=int, help="torch CPU threads")
     add_device_arg(w)
-    w.add_argument("--click-backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="where a SAM model decodes clicks (default torch); onnxruntime exports the per-click decoder "
-                        "at the first photo (about 2 s) and runs it with --threads threads")
+    w.add_argument("--click-backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="where a SAM model decodes clicks: auto (default) is onnxruntime when it is installed and "
+                        "the model is on the CPU, else torch; onnxruntime exports the per-click decoder at start "
+                        "(about 2 s) and runs it with --threads threads")
     w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
     lim = w.add_argument_group("limits under load (many users at once)")
     lim.add_argument("--max-queue", type=_positive(int), default=DEFAULT_LIMITS["max_queue"], metavar="N",

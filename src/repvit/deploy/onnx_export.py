@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 OPSET = 17
+_EXPORT_LOCK = threading.Lock()  # torch.onnx.export keeps its state in globals: one export at a time per process
 
 
 def _output_names(model: nn.Module, args: tuple[torch.Tensor, ...]) -> list[str]:
@@ -64,6 +66,8 @@ def export_onnx_bytes(
         output_names: names of the outputs; default ``logits`` or ``feat0..featN``.
         dynamic_axes: more symbolic axes by input or output name, e.g. ``{"image": {2: "height", 3: "width"}}``;
             added to the batch axes.
+
+    Exports in several threads at once run one after the other (PyTorch's exporter is not thread safe).
     """
     require("onnx", "ONNX export")
     model = model.eval()
@@ -75,7 +79,7 @@ def export_onnx_bytes(
     for n, extra in (dynamic_axes or {}).items():
         axes[n] = {**axes.get(n, {}), **extra}
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and tracer warnings
         torch.onnx.export(
             model,

@@ -434,10 +434,10 @@ def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
 
 def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache_mb: float,
                    click_runtime: str) -> Any:
-    if click_runtime not in ("torch", "onnxruntime"):
-        raise ValueError(f"unknown click_runtime {click_runtime!r}: use 'torch' or 'onnxruntime'.")
+    if click_runtime not in ("auto", "torch", "onnxruntime"):
+        raise ValueError(f"unknown click_runtime {click_runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
     if session is not None:
-        if click_runtime != "torch":
+        if click_runtime not in ("auto", "torch"):
             raise ValueError("click_runtime is for a model passed as sam=...; a session brings its own runtime "
                              "(SamSession(sam, runtime='onnxruntime')).")
         return session
@@ -446,7 +446,7 @@ def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache
     if cache_mb <= 0:
         raise ValueError(f"cache_mb must be positive, got {cache_mb}")
     if isinstance(sam, EdgeTAM):
-        if click_runtime != "torch":
+        if click_runtime == "onnxruntime":
             raise ValueError("clicks decoded in ONNX Runtime (--click-backend onnxruntime, click_runtime="
                              "'onnxruntime') are for SAM models (RepViT-SAM, EdgeSAM); EdgeTAM's image tab decodes "
                              "them in PyTorch: leave the option out.")
@@ -462,7 +462,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
                title: str = "RepViT-SAM", cache_images: int = DEFAULT_LIMITS["cache_images"],
                cache_mb: float = DEFAULT_LIMITS["cache_mb"],
                max_image_pixels: int = DEFAULT_LIMITS["max_image_pixels"],
-               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"], click_runtime: str = "torch") -> Any:
+               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"], click_runtime: str = "auto") -> Any:
     """The Gradio ``Blocks`` of the app (not launched): ``create_app(sam).launch(server_name=..., server_port=...)``.
 
     Args:
@@ -478,8 +478,9 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
         cache_images, cache_mb: the embedding cache's bounds, in images and in MB (with ``sam``; a ``session``
             brings its own cache).
         max_image_pixels, max_image_mb: the largest photo accepted, in pixels (width x height) and in MB.
-        click_runtime: where a SAM model (``sam``) decodes clicks: ``"torch"`` or ``"onnxruntime"`` (the per-click
-            decoder exported once, at the first photo, about 2 s; :class:`SamSession`'s ``runtime``).
+        click_runtime: where a SAM model (``sam``) decodes clicks: ``"auto"`` (ONNX Runtime when it is installed
+            and the model is on the CPU, else PyTorch; EdgeTAM: PyTorch), ``"torch"`` or ``"onnxruntime"`` (the
+            per-click decoder exported here, once, about 2 s; :class:`SamSession`'s ``runtime``).
     """
     gr = require("gradio", "the RepViT-SAM app")
     if max_image_pixels < 1 or max_image_mb <= 0:

@@ -6,6 +6,7 @@ keyed by a hash of the pixels) so that every further click runs only SAM's promp
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import threading
 import time
 from collections import OrderedDict
@@ -148,13 +149,18 @@ class SamSession:
     embeddings and, when given, ``cache_bytes`` bytes; thread safe);
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
     coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
-    runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``,
-    with PyTorch's thread count when the first image is embedded; :meth:`repvit.sam.click.ClickDecoder.onnx_session`).
+    runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``, when
+    the session is made, with PyTorch's thread count then; :meth:`repvit.sam.click.ClickDecoder.onnx_session`);
+    ``"auto"``: ONNX Runtime when it is installed and the model is on the CPU (the faster of the two there:
+    ``benchmarks/sam_click.py``), else PyTorch. :attr:`runtime` holds the choice.
     """
 
     def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None, runtime: str = "torch"):
-        if runtime not in ("torch", "onnxruntime"):
-            raise ValueError(f"unknown runtime {runtime!r}: use 'torch' or 'onnxruntime'.")
+        if runtime not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
+        if runtime == "auto":
+            on_cpu = next(sam.parameters()).device.type == "cpu"
+            runtime = "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") is not None else "torch"
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
         self.clicks = ClickDecoder(self.sam)
@@ -163,6 +169,8 @@ class SamSession:
         self._onnx_lock = threading.Lock()
         self._cache = EmbeddingLru(cache_size, cache_bytes)
         self.cache_size = self._cache.size
+        if self.runtime == "onnxruntime":  # exported now, not at a request (about 2 s for SAM at 1024 px)
+            self.onnx_session(tuple(self.sam.prompt_encoder.image_embedding_size))
 
     @property
     def device(self) -> torch.device:
@@ -187,8 +195,6 @@ class SamSession:
         emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms,
                              context)
         self._cache.put(key, emb)
-        if self.runtime == "onnxruntime":  # export at the first image, not at its first click
-            self._onnx_session(context.grid)
         return emb, True
 
     def predictor_for(self, emb: ImageEmbedding) -> Any:
@@ -216,7 +222,7 @@ class SamSession:
         sam, dev = self.sam, emb.features.device
         if emb.context is None:
             emb.context = self.clicks.prepare(emb.features)
-        onnx = self._onnx_session(emb.context.grid) if self.runtime == "onnxruntime" else None
+        onnx = self.onnx_session(emb.context.grid) if self.runtime == "onnxruntime" else None
         # Beside ONNX Runtime, PyTorch's part of a click (prompt encoder, up-sampling) runs on one thread: an OpenMP
         # parallel region leaves its workers spinning for milliseconds, and a spinning worker takes a core from ONNX
         # Runtime's threads (a decode right after the prompt encoder on 2 threads took 1.3x as long on 2 cores).
@@ -238,7 +244,9 @@ class SamSession:
                 low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
             return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
 
-    def _onnx_session(self, grid: tuple[int, int]) -> Any:
+    def onnx_session(self, grid: tuple[int, int]) -> Any:
+        """The ONNX Runtime session of the per-click graph for image tokens on ``grid`` (made once per grid, with
+        PyTorch's thread count then; :meth:`repvit.sam.click.ClickDecoder.onnx_session`)."""
         with self._onnx_lock:
             if grid not in self._onnx:
                 self._onnx[grid] = self.clicks.onnx_session(grid, threads=torch.get_num_threads())
