@@ -151,7 +151,7 @@ class SamSession:
     coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
     runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``, when
     the session is made, with PyTorch's thread count then; :meth:`repvit.sam.click.ClickDecoder.onnx_session`);
-    ``"auto"``: ONNX Runtime when it is installed and the model is on the CPU (the faster of the two there:
+    ``"auto"``: ONNX Runtime when it and ``onnx`` are installed and the model is on the CPU (the faster there:
     ``benchmarks/sam_click.py``), else PyTorch. :attr:`runtime` holds the choice.
     """
 
@@ -160,7 +160,8 @@ class SamSession:
             raise ValueError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
         if runtime == "auto":
             on_cpu = next(sam.parameters()).device.type == "cpu"
-            runtime = "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") is not None else "torch"
+            installed = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+            runtime = "onnxruntime" if on_cpu and installed else "torch"
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
         self.clicks = ClickDecoder(self.sam)
