@@ -21,8 +21,10 @@ the page's figures. After it the per-click graph is profiled in ONNX Runtime (ea
 rate`` with the best sgemm rate of this run (``torch.mm`` here, OpenBLAS in its own process first,
 :mod:`repvit.bench.compute_bound`). Targets: click / bound <= 1.25 and click <= 30 ms. The work after the decode
 (up-sampling, overlay, PNG, JPEG) counts no FLOPs, so ``floor_over_bound`` is the ratio a click would have with the
-decode exactly at the bound. Writes JSON (with the CPU model, its ISA flags and the load before and after) and prints
-a table.
+decode exactly at the bound. Each candidate is called once per round with an untimed 20 ms pause after each call,
+as a user's clicks are apart: PyTorch's OpenMP workers spin for milliseconds after a parallel region, which would slow
+an ONNX Runtime decode that followed at once. Writes JSON (with the CPU model, its ISA flags and the load before and
+after) and prints a table.
 
     python benchmarks/sam_click.py [--threads 2] [--rounds 5] [--iters 4] [--quick] [--note TEXT]
     python benchmarks/sam_click.py --threads 1 --cpu-time  # on a busy machine: one thread's CPU time
@@ -46,7 +48,6 @@ import torch
 from repvit.bench.compute_bound import best_rate, openblas_sgemm_probe, sgemm_callable, sgemm_flops
 from repvit.bench.latency import environment_info, interleaved_latency, thread_count
 from repvit.bench.ort_profile import group_nodes, groups_table, node_minima, session_graph
-from repvit.runtime import torch_threads
 from repvit.sam import build_repvit_sam
 from repvit.sam.predict import MaskPainter, mask_overlay, mask_png
 from repvit.sam.session import ImageEmbedding, SamSession
@@ -67,6 +68,7 @@ DECODE_TORCH = "decode + upscale (SamSession.decode, torch)"
 DECODE_ORT = "decode + upscale (SamSession.decode, onnxruntime)"
 SAM_ONNX = "SAM's ONNX decoder (onnxruntime)"
 SGEMM = "sgemm 1024 (torch.mm)"
+PAUSE_S = 0.02  # untimed pause after each timed call, as between a user's clicks
 
 
 def _prompt_embeddings(session: SamSession, emb: ImageEmbedding, points) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--iters", type=int, default=4, help="clicks per candidate per round (rounds x iters timed)")
+    ap.add_argument("--iters", type=int, default=4,
+                    help="rounds x iters calls of each candidate are timed, one per round (the order rotating), each "
+                         "followed by an untimed 20 ms pause as between a user's clicks")
     ap.add_argument("--img-size", type=int, default=1024)
     ap.add_argument("--click-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                     help="the page's click decodes as the app's does by default: auto (ONNX Runtime when installed)")
@@ -237,9 +241,8 @@ def main() -> None:
         else:
             page.clicks.decode(emb.context, sparse, True, emb.input_size)
 
-    def upscale_part() -> None:  # with ONNX Runtime, the session up-samples on one thread
-        with torch_threads(1 if on_ort else None):
-            page.clicks.upscale(low, emb.input_size, emb.original_size)
+    def upscale_part() -> None:
+        page.clicks.upscale(low, emb.input_size, emb.original_size)
     mask_now, _ = session.decode(emb, point)
     overlay_now = painter.draw(mask_now, point)
     yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
@@ -278,17 +281,18 @@ def main() -> None:
         ort_cands[SAM_ONNX] = _sam_onnx_decoder(sam, out_dir / "decoder.onnx", args.threads)
 
     t0 = time.perf_counter()
-    # a pause after each candidate's block: PyTorch's OpenMP workers spin for milliseconds after a parallel region,
-    # which slows an ONNX Runtime click that follows at once (clicks in the app are seconds apart)
-    res = interleaved_latency(cands, rounds=args.rounds, iters_per_round=args.iters, warmup=2, threads=args.threads,
-                              settle_s=0.02, clock=clock)
+    # one call of each candidate per round, each followed by a pause, as a user's clicks are: PyTorch's OpenMP workers
+    # spin for milliseconds after a parallel region (the last click's up-sampling), which would slow an ONNX Runtime
+    # click that followed at once
+    res = interleaved_latency(cands, rounds=args.rounds * args.iters, iters_per_round=1, warmup=2,
+                              threads=args.threads, settle_s=PAUSE_S, clock=clock)
     # ONNX Runtime in a pass of its own, so that its thread pool cannot slow the page's figures above; the runtimes
     # are compared here, beside our decode in PyTorch
     runtimes = {}
     if ort_cands:
         runtimes = interleaved_latency({DECODE_TORCH: lambda: session.decode(emb, point), **ort_cands},
-                                       rounds=args.rounds, iters_per_round=args.iters, warmup=2,
-                                       threads=args.threads, settle_s=0.05, clock=clock)
+                                       rounds=args.rounds * args.iters, iters_per_round=1, warmup=2,
+                                       threads=args.threads, settle_s=max(PAUSE_S, 0.05), clock=clock)
     time_s = time.perf_counter() - t0
     ort_profile = None
     if DECODE_ORT in runtimes and args.profile_runs > 0:  # where the per-click graph's time goes, per op type
@@ -341,7 +345,8 @@ def main() -> None:
     out = {"benchmark": "sam_click", "model": "edge_sam (fused, random weights)", "img_size": s,
            "image": list(image.shape), "image_content": image_name, "prompt": "one point, multimask (best of three)",
            "threads": args.threads, "clock": "thread CPU time" if args.cpu_time else "wall",
-           "rounds": args.rounds, "iters_per_round": args.iters, "quick": args.quick, "time_s": time_s,
+           "rounds": args.rounds, "iters_per_round": args.iters, "timed_calls": args.rounds * args.iters,
+           "pause_after_each_call_s": PAUSE_S, "quick": args.quick, "time_s": time_s,
            "note": args.note, "loadavg_before": load_before, "loadavg_after": load_after,
            "results": {k.strip(): v.to_dict() for k, v in res.items()},
            "runtimes_pass": {k.strip(): v.to_dict() for k, v in runtimes.items()}, "ort_click_profile": ort_profile,

@@ -224,9 +224,10 @@ class SamSession:
         if emb.context is None:
             emb.context = self.clicks.prepare(emb.features)
         onnx = self.onnx_session(emb.context.grid) if self.runtime == "onnxruntime" else None
-        # Beside ONNX Runtime, PyTorch's part of a click (prompt encoder, up-sampling) runs on one thread: an OpenMP
-        # parallel region leaves its workers spinning for milliseconds, and a spinning worker takes a core from ONNX
-        # Runtime's threads (a decode right after the prompt encoder on 2 threads took 1.3x as long on 2 cores).
+        # Before ONNX Runtime's run, PyTorch's prompt encoder runs on one thread: an OpenMP parallel region leaves its
+        # workers spinning for milliseconds, and a spinning worker takes a core from ONNX Runtime's threads (a decode
+        # right after the prompt encoder on 2 threads took 1.3x as long on 2 cores). The up-sampling after the run
+        # keeps PyTorch's threads (a 12 MP photo's mask: 42-45 ms on 2 threads, 67 ms on 1).
         with torch_threads(1 if onnx is not None else None):
             tr = self.predictor_for(emb).transform
             pts = None
@@ -239,11 +240,11 @@ class SamSession:
                 boxes = torch.as_tensor(tr.apply_boxes(np.asarray(box, np.float32)[None], emb.original_size),
                                         dtype=torch.float, device=dev)
             sparse, _ = sam.prompt_encoder(points=pts, boxes=boxes, masks=None)
-            if onnx is not None:
-                low, score, _ = self.clicks.decode_onnx(onnx, emb.context, sparse, multimask, emb.input_size)
-            else:
-                low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
-            return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
+        if onnx is not None:
+            low, score, _ = self.clicks.decode_onnx(onnx, emb.context, sparse, multimask, emb.input_size)
+        else:
+            low, score, _ = self.clicks.decode(emb.context, sparse, multimask, emb.input_size)
+        return self.clicks.upscale(low, emb.input_size, emb.original_size, sam.mask_threshold), score
 
     def onnx_session(self, grid: tuple[int, int]) -> Any:
         """The ONNX Runtime session of the per-click graph for image tokens on ``grid`` (made once per grid, with
