@@ -12,7 +12,9 @@ resolution and at 224x224, where the convolutions dominate).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ckpt is None:
         from repvit.classification import train
 
-        out_dir = tempfile.mkdtemp(prefix="int8_digits_")
+        out_dir = tempfile.mkdtemp(prefix="int8_digits_")  # scratch: the run's checkpoints, removed at exit
+        atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
         summary = train({"model": args.model, "data": "digits", "epochs": args.epochs, "img_size": args.img_size,
                          "output_dir": out_dir, "progress": False})
         ckpt = summary["best_checkpoint"]
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch_top1 = 100.0 * float((fused(x_val).argmax(1) == y_val).float().mean())
 
     tmp = Path(tempfile.mkdtemp(prefix="int8_export_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     norm = dict(mean=(DIGITS_MEAN,) * 3, std=(DIGITS_STD,) * 3, class_names=[str(i) for i in range(10)])
     fp32 = export_model(model, tmp / "fp32.onnx", "onnx", img_size=s, **norm)
     from repvit.deploy.quantize import quantize_onnx_bytes
