@@ -269,7 +269,8 @@ def main() -> None:
     onnx_note = "skipped (--no-onnx)"
     ort_cands = {}
     if not args.no_onnx:
-        ort_session = SamSession(sam, runtime="onnxruntime")  # on the same embedding and context
+        # on the same embedding and context; the page's session when it already runs in ONNX Runtime
+        ort_session = page if on_ort else SamSession(sam, runtime="onnxruntime")
         try:
             with torch.inference_mode(), thread_count(args.threads):
                 ort_mask, ort_iou = ort_session.decode(emb, point)

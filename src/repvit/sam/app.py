@@ -451,8 +451,6 @@ def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache
                              "'onnxruntime') are for SAM models (RepViT-SAM, EdgeSAM); EdgeTAM's image tab decodes "
                              "them in PyTorch: leave the option out.")
         return EdgeTamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20))
-    if click_runtime == "onnxruntime":
-        require("onnxruntime", "clicks decoded in ONNX Runtime")
     return SamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20), runtime=click_runtime)
 
 
