@@ -214,6 +214,21 @@ def test_create_app_decodes_clicks_in_onnx_runtime_by_default(small_sam, small_e
         main(["sam", "app", "--click-backend", "tensorrt"])
 
 
+def test_mode_change_leaves_the_prompts_state_alone(small_sam):
+    """A mode change re-renders the page but does not write the state: a click handled at the same time (one page's
+    events may run at once) keeps its prompt, whichever finishes last."""
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
+    from repvit.sam.app import create_app
+
+    cfg = create_app(small_sam, click_runtime="torch").config
+    types = {c["id"]: c["type"] for c in cfg["components"]}
+    (mode,) = [c["id"] for c in cfg["components"] if c.get("props", {}).get("elem_id") == "mode"]
+    (dep,) = [d for d in cfg["dependencies"] if any(t[0] == mode for t in d["targets"])]
+    assert [types[o] for o in dep["outputs"]] == ["image", "file", "markdown"]
+    clicks = [d for d in cfg["dependencies"] if any(t[1] == "select" for t in d["targets"])]
+    assert clicks and all(types[d["outputs"][0]] == "state" for d in clicks)  # a click does write it
+
+
 def test_page_mask_folder_goes_with_the_page():
     import gc
 
@@ -479,6 +494,7 @@ def test_browser_upload_click_shows_the_mask(server, tmp_path):
         page.click("#undo")
         wait_status("1 point(s)")
         page.locator("#mode label", has_text="box").click()  # box mode: two corners
+        wait_status("Box mode.")  # as a user sees the page answer before clicking on
         click(420, 500)
         wait_status("opposite corner")
         click(100, 30)

@@ -357,9 +357,11 @@ class _Page:
         return st, st["image"], None, "Cleared."
 
     def on_mode(self, st, mode):
+        """The page in the new mode: overlay, mask file and status only. The state is not an output, so a click
+        handled while this runs (events of one page may run at once) keeps the prompts it added."""
         if st is None:
-            return _NO_IMAGE
-        return (st, *self.render(st, mode))
+            return _NO_IMAGE[1:]
+        return self.render(st, mode, f"{mode.capitalize()} mode.")
 
 
 def _blocks_kwargs(gr: Any, title: str) -> tuple[dict[str, Any], Any]:
@@ -411,7 +413,7 @@ def _page_events(gr: Any, page: _Page, private: dict[str, Any]) -> None:
     overlay.select(on_click, [state, mode, background], outs, **private)
     undo.click(page.on_undo, [state, mode], outs, **private)
     clear.click(page.on_clear, [state], outs, **private)
-    mode.change(page.on_mode, [state, mode], outs, **private)
+    mode.change(page.on_mode, [state, mode], outs[1:], **private)
 
 
 def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
