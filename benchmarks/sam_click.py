@@ -4,7 +4,7 @@ overlay, after the first encode, with EdgeSAM's decoder (random weights: speed o
 
 The click is what the app's page does per click (:meth:`repvit.sam.app._Page.render`): ``SamSession.segment`` on the
 cached embedding (the prompt encoder, the decoder's per-click part in the app's default runtime, ONNX Runtime when it
-is installed (``--click-runtime``, :meth:`repvit.sam.click.ClickDecoder.decode_onnx`, else ``decode``), the chosen
+is installed (``--backend``, :meth:`repvit.sam.click.ClickDecoder.decode_onnx`, else ``decode``), the chosen
 mask brought to the image's size), the overlay by the photo's ``MaskPainter`` (made once per photo, at upload), the
 mask as a 1-bit PNG file (``mask_png``), and gradio's encode of the overlay it sends to the browser (JPEG,
 ``gradio.image_utils.save_image`` as ``gr.Image`` does; PIL's JPEG when gradio is not installed). Interleaved in one
@@ -15,7 +15,9 @@ overlay); the app's click before (segment-anything's ``MaskDecoder`` on the embe
 ``SamPredictor.predict``; and a 1024^3 ``torch.mm``. A second interleaved pass compares runtimes: our decode (with
 the up-sampling) in PyTorch, with the per-click part in ONNX Runtime (``SamSession(runtime="onnxruntime")``), and
 segment-anything's ONNX decoder (``SamOnnxModel``); it is separate so that those sessions' thread pools cannot slow
-the page's figures. After it the per-click graph is profiled in ONNX Runtime (each node's fastest time over
+the page's figures. A third pass times a photo's upload, ``SamSession.embed`` (the image encoder and the decoder's
+per-image part), with the encoder in PyTorch and in ONNX Runtime (the app's default runtime runs both there). After
+it the per-click graph is profiled in ONNX Runtime (each node's fastest time over
 ``--profile-runs`` runs, summed per op type: ``ort_click_profile``). FLOPs per click are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on the per-click path (after the per-image part); the bound is ``flops /
 rate`` with the best sgemm rate of this run (``torch.mm`` here, OpenBLAS in its own process first,
@@ -66,6 +68,8 @@ DECODE_OLD = "decode (MaskDecoder + postprocess)"
 PREDICT = "decode (SamPredictor.predict)"
 DECODE_TORCH = "decode + upscale (SamSession.decode, torch)"
 DECODE_ORT = "decode + upscale (SamSession.decode, onnxruntime)"
+UPLOAD_TORCH = "upload (SamSession.embed, torch)"
+UPLOAD_ORT = "upload (SamSession.embed, onnxruntime)"
 SAM_ONNX = "SAM's ONNX decoder (onnxruntime)"
 SGEMM = "sgemm 1024 (torch.mm)"
 PAUSE_S = 0.02  # untimed pause after each timed call, as between a user's clicks
@@ -164,8 +168,10 @@ def main() -> None:
                     help="rounds x iters calls of each candidate are timed, one per round (the order rotating), each "
                          "followed by an untimed 20 ms pause as between a user's clicks")
     ap.add_argument("--img-size", type=int, default=1024)
-    ap.add_argument("--click-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
-                    help="the page's click decodes as the app's does by default: auto (ONNX Runtime when installed)")
+    ap.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                    help="the page's session runs as the app's does by default: auto (ONNX Runtime when installed)")
+    ap.add_argument("--upload-rounds", type=int, default=5,
+                    help="uploads timed in each runtime, one per round, in the third pass (0: none)")
     ap.add_argument("--no-onnx", action="store_true", help="skip the per-click part in ONNX Runtime")
     ap.add_argument("--profile-runs", type=int, default=20,
                     help="after the timed passes, profile the per-click graph in ONNX Runtime per node (fastest of "
@@ -179,7 +185,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/sam_click.json")
     args = ap.parse_args()
     if args.quick:
-        args.img_size, args.rounds, args.iters, args.no_openblas = 256, 1, 1, True
+        args.img_size, args.rounds, args.iters, args.no_openblas, args.upload_rounds = 256, 1, 1, True, 1
         if args.out == ap.get_default("out"):
             args.out = str(Path(tempfile.gettempdir()) / "sam_click_quick.json")
     if args.cpu_time:
@@ -215,7 +221,7 @@ def main() -> None:
         png.write_bytes(mask_png(mask))
         send(overlay, "jpeg")
 
-    page = SamSession(sam, runtime=args.click_runtime)  # the app's session: its own cache and runtime
+    page = SamSession(sam, runtime=args.backend)  # the app's session: its own cache and runtime
     page.embed(image, key)
     on_ort = page.runtime == "onnxruntime"
     decode = DECODE_ONNX if on_ort else DECODE
@@ -294,6 +300,13 @@ def main() -> None:
         runtimes = interleaved_latency({DECODE_TORCH: lambda: session.decode(emb, point), **ort_cands},
                                        rounds=args.rounds * args.iters, iters_per_round=1, warmup=2,
                                        threads=args.threads, settle_s=max(PAUSE_S, 0.05), clock=clock)
+    uploads = {}
+    if DECODE_ORT in runtimes and args.upload_rounds > 0:  # each call a new image key: the encoder runs every time
+        count = iter(range(10**9))
+        uploads = interleaved_latency(
+            {UPLOAD_TORCH: lambda: session.embed(image, f"upload {next(count)}"),
+             UPLOAD_ORT: lambda: ort_session.embed(image, f"upload {next(count)}")},
+            rounds=args.upload_rounds, iters_per_round=1, warmup=1, threads=args.threads, settle_s=0.1, clock=clock)
     time_s = time.perf_counter() - t0
     ort_profile = None
     if DECODE_ORT in runtimes and args.profile_runs > 0:  # where the per-click graph's time goes, per op type
@@ -317,7 +330,7 @@ def main() -> None:
     summary = {
         "flops_per_click": flops["click"], "flops_per_click_segment_anything": flops["old_click"],
         "flops_per_image_precompute": flops["per_image"], "sgemm_rate": rate_name, "sgemm_gflops": rate["gflops"],
-        "click_runtime": page.runtime, "bound_ms": bound, "click_ms": click_ms, "decode_ms": decode_ms,
+        "runtime": page.runtime, "bound_ms": bound, "click_ms": click_ms, "decode_ms": decode_ms,
         "parts_ms": parts,
         "parts_sum_ms": sum(parts.values()), "click_over_bound": click_ms / bound,
         "decode_over_bound": decode_ms / bound,
@@ -332,6 +345,8 @@ def main() -> None:
                                          if SAM_ONNX in runtimes else None),
         "onnxruntime_over_torch_decode": (runtimes[DECODE_ORT].median_ms / runtimes[DECODE_TORCH].median_ms
                                           if DECODE_ORT in runtimes else None),
+        "upload_onnxruntime_over_torch": (uploads[UPLOAD_ORT].median_ms / uploads[UPLOAD_TORCH].median_ms
+                                          if uploads else None),
         "target_ratio_1_25_met": click_ms / bound <= 1.25, "target_30_ms_met": click_ms <= 30.0,
     }
     # the click's work after the decode counts no FLOPs: with the decode exactly at the bound, a click is still the
@@ -350,7 +365,8 @@ def main() -> None:
            "pause_after_each_call_s": PAUSE_S, "quick": args.quick, "time_s": time_s,
            "note": args.note, "loadavg_before": load_before, "loadavg_after": load_after,
            "results": {k.strip(): v.to_dict() for k, v in res.items()},
-           "runtimes_pass": {k.strip(): v.to_dict() for k, v in runtimes.items()}, "ort_click_profile": ort_profile,
+           "runtimes_pass": {k.strip(): v.to_dict() for k, v in runtimes.items()},
+           "upload_pass": {k: v.to_dict() for k, v in uploads.items()}, "ort_click_profile": ort_profile,
            "sgemm_probes": probes,
            "parity": parity,
            "onnx": onnx_note, "summary": summary, "environment": env}
@@ -370,11 +386,15 @@ def main() -> None:
         print(f"| {'(a second pass, with ONNX Runtime)':<52} | {'':>10} | {'':>8} | {'':>8} |")
         for k, v in runtimes.items():
             print(f"| {k:<52} | {v.median_ms:>10.2f} | {v.p90_ms:>8.2f} | {v.min_ms:>8.2f} |")
+    if uploads:
+        print(f"| {'(a third pass: uploads)':<52} | {'':>10} | {'':>8} | {'':>8} |")
+        for k, v in uploads.items():
+            print(f"| {k:<52} | {v.median_ms:>10.2f} | {v.p90_ms:>8.2f} | {v.min_ms:>8.2f} |")
     print(f"GFLOP per click: {flops['click'] / 1e9:.3f} (segment-anything's decoder: {flops['old_click'] / 1e9:.3f}; "
           f"once per image: {flops['per_image'] / 1e9:.3f})")
     print(f"sgemm: {rate['gflops']:.1f} GFLOP/s ({rate_name}); bound {bound:.2f} ms")
     met = {True: "met", False: "NOT met"}
-    print(f"the page's decoder runs in {page.runtime}")
+    print(f"the page's session runs in {page.runtime}")
     print(f"click {click_ms:.1f} ms (parts {summary['parts_sum_ms']:.1f}); click / bound "
           f"{summary['click_over_bound']:.2f} (target <= 1.25: {met[summary['target_ratio_1_25_met']]}); decode / "
           f"bound {summary['decode_over_bound']:.2f}; click <= 30 ms: {met[summary['target_30_ms_met']]}")
@@ -389,6 +409,9 @@ def main() -> None:
     if summary["onnxruntime_over_torch_decode"] is not None:
         print(f"decode + upscale, onnxruntime / torch: {summary['onnxruntime_over_torch_decode']:.2f}x; SAM's ONNX "
               f"decoder / ours in torch: {summary['sam_onnx_decoder_over_decode']:.2f}x (second pass)")
+    if uploads:
+        print(f"upload (encoder + per-image decoder part), onnxruntime / torch: "
+              f"{summary['upload_onnxruntime_over_torch']:.2f}x (third pass)")
     if ort_profile is not None:
         print(f"the per-click graph in ONNX Runtime, each node's fastest of {args.profile_runs} runs, by op type:")
         print("\n".join(groups_table(ort_profile)))

@@ -188,15 +188,15 @@ def test_create_app_with_edgetam_has_no_everything_mode(small_edgetam):
     assert [[ch[0] for ch in r["choices"]] for r in radios] == [["point", "box"]]
 
 
-def test_create_app_decodes_clicks_in_onnx_runtime_by_default(small_sam, small_edgetam, astronaut):
+def test_create_app_runs_in_onnx_runtime_by_default(small_sam, small_edgetam, astronaut):
     pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
     pytest.importorskip("onnxruntime")
     from repvit.cli.main import main
     from repvit.sam.app import create_app
 
     for runtime in ("onnxruntime", "auto"):  # auto: ONNX Runtime, installed here, for a model on the CPU
-        assert create_app(small_sam, click_runtime=runtime).repvit_session.runtime == "onnxruntime"
-    assert create_app(small_sam, click_runtime="torch").repvit_session.runtime == "torch"
+        assert create_app(small_sam, runtime=runtime).repvit_session.runtime == "onnxruntime"
+    assert create_app(small_sam, runtime="torch").repvit_session.runtime == "torch"
     assert create_app(small_edgetam).repvit_session.__class__.__name__ == "EdgeTamSession"  # auto: PyTorch
     session = create_app(small_sam).repvit_session
     points = [(120.0, 90.0, 1)]
@@ -205,13 +205,13 @@ def test_create_app_decodes_clicks_in_onnx_runtime_by_default(small_sam, small_e
     assert got.score == pytest.approx(ref_score, abs=1e-5)
     assert _iou(got.mask, ref_mask) >= 0.999
     with pytest.raises(ValueError, match="EdgeTAM"):
-        create_app(small_edgetam, click_runtime="onnxruntime")
+        create_app(small_edgetam, runtime="onnxruntime")
     with pytest.raises(ValueError, match="brings its own runtime"):
-        create_app(session=SamSession(small_sam), click_runtime="onnxruntime")
-    with pytest.raises(ValueError, match="unknown click_runtime"):
-        create_app(small_sam, click_runtime="tensorrt")
+        create_app(session=SamSession(small_sam), runtime="onnxruntime")
+    with pytest.raises(ValueError, match="unknown runtime"):
+        create_app(small_sam, runtime="tensorrt")
     with pytest.raises(SystemExit):
-        main(["sam", "app", "--click-backend", "tensorrt"])
+        main(["sam", "app", "--backend", "tensorrt"])
 
 
 def test_mode_change_leaves_the_prompts_state_alone(small_sam):
@@ -220,7 +220,7 @@ def test_mode_change_leaves_the_prompts_state_alone(small_sam):
     pytest.importorskip("gradio", reason="the app needs gradio: pip install 'repvit-pytorch[app]'")
     from repvit.sam.app import create_app
 
-    cfg = create_app(small_sam, click_runtime="torch").config
+    cfg = create_app(small_sam, runtime="torch").config
     types = {c["id"]: c["type"] for c in cfg["components"]}
     (mode,) = [c["id"] for c in cfg["components"] if c.get("props", {}).get("elem_id") == "mode"]
     (dep,) = [d for d in cfg["dependencies"] if any(t[0] == mode for t in d["targets"])]

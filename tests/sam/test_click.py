@@ -178,10 +178,18 @@ def test_click_graph_in_onnx_runtime_equals_the_torch_decoder(small_sam, predict
             torch.testing.assert_close(got, low, rtol=1e-4, atol=1e-5 * float(low.abs().max()))
 
 
-def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor):
+def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor, monkeypatch):
+    """With ONNX Runtime the session encodes the photo there too (the fused encoder's graph: PyTorch's encoder is not
+    run), and its embedding, sizes and masks are SamPredictor's."""
     pytest.importorskip("onnxruntime")
     session = SamSession(small_sam, runtime="onnxruntime")
-    emb, _ = session.embed(_image())
+    with monkeypatch.context() as m:
+        m.setattr(small_sam.image_encoder, "forward", lambda *a, **k: pytest.fail("PyTorch's encoder ran"))
+        emb, fresh = session.embed(_image())
+    assert fresh and emb.original_size == tuple(predictor.original_size)
+    assert emb.input_size == tuple(predictor.input_size)
+    ref = predictor.features
+    torch.testing.assert_close(emb.features, ref, rtol=0, atol=1e-4 * float(ref.abs().max()))
     for name in ("one point, three candidates", "a box"):
         points, box, _ = PROMPTS[name]
         ref_mask, ref_score, *_ = _reference(predictor, points, box, len(points) == 1 and box is None)

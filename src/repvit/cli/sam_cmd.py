@@ -181,10 +181,10 @@ def _add_app(ss: argparse._SubParsersAction) -> None:
     w.add_argument("--port", type=int, default=7860)
     w.add_argument("--threads", type=int, help="torch CPU threads")
     add_device_arg(w)
-    w.add_argument("--click-backend", choices=["auto", "torch", "onnxruntime"], default="auto",
-                   help="where a SAM model decodes clicks: auto (default) is onnxruntime when it is installed and "
-                        "the model is on the CPU, else torch; onnxruntime exports the per-click decoder at start "
-                        "(about 2 s) and runs it with --threads threads")
+    w.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="where a SAM model encodes photos and decodes clicks: auto (default) is onnxruntime when it "
+                        "is installed and the model is on the CPU, else torch; onnxruntime exports the encoder and "
+                        "the per-click decoder at start (about 6 s for EdgeSAM) and runs them with --threads threads")
     w.add_argument("--points-per-side", type=int, default=16, help="the everything mode's point grid")
     lim = w.add_argument_group("limits under load (many users at once)")
     lim.add_argument("--max-queue", type=_positive(int), default=DEFAULT_LIMITS["max_queue"], metavar="N",
@@ -495,7 +495,7 @@ def run_app(args: argparse.Namespace) -> int:
     video, video_note = _app_video(args, device)
     demo = create_app(sam, note=note, video=video, video_note=video_note, points_per_side=args.points_per_side,
                       cache_images=args.cache_images, cache_mb=args.cache_mb, max_image_pixels=args.max_image_pixels,
-                      max_image_mb=args.max_image_mb, click_runtime=args.click_backend)
+                      max_image_mb=args.max_image_mb, runtime=args.backend)
     print(f"RepViT-SAM app on http://{args.host}:{args.port}/ (Ctrl-C stops it); {args.concurrency} request(s) at "
           f"once, at most {args.max_queue} waiting", flush=True)
     launch_app(demo, host=args.host, port=args.port, block=True, quiet=True, max_queue=args.max_queue,

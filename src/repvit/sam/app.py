@@ -435,12 +435,12 @@ def _api_events(gr: Any, page: _Page, group: dict[str, Any]) -> None:
 
 
 def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache_mb: float,
-                   click_runtime: str) -> Any:
-    if click_runtime not in ("auto", "torch", "onnxruntime"):
-        raise ValueError(f"unknown click_runtime {click_runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
+                   runtime: str) -> Any:
+    if runtime not in ("auto", "torch", "onnxruntime"):
+        raise ValueError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
     if session is not None:
-        if click_runtime not in ("auto", "torch"):
-            raise ValueError("click_runtime is for a model passed as sam=...; a session brings its own runtime "
+        if runtime not in ("auto", "torch"):
+            raise ValueError("runtime is for a model passed as sam=...; a session brings its own runtime "
                              "(SamSession(sam, runtime='onnxruntime')).")
         return session
     if sam is None:
@@ -448,12 +448,12 @@ def _image_session(sam: nn.Module | None, session: Any, cache_images: int, cache
     if cache_mb <= 0:
         raise ValueError(f"cache_mb must be positive, got {cache_mb}")
     if isinstance(sam, EdgeTAM):
-        if click_runtime == "onnxruntime":
-            raise ValueError("clicks decoded in ONNX Runtime (--click-backend onnxruntime, click_runtime="
-                             "'onnxruntime') are for SAM models (RepViT-SAM, EdgeSAM); EdgeTAM's image tab decodes "
-                             "them in PyTorch: leave the option out.")
+        if runtime == "onnxruntime":
+            raise ValueError("ONNX Runtime in the app (--backend onnxruntime, runtime='onnxruntime') is for SAM "
+                             "models (RepViT-SAM, EdgeSAM); EdgeTAM's image tab runs in PyTorch: leave the option "
+                             "out.")
         return EdgeTamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20))
-    return SamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20), runtime=click_runtime)
+    return SamSession(sam, cache_size=cache_images, cache_bytes=int(cache_mb * 2**20), runtime=runtime)
 
 
 def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSession | None = None,
@@ -462,7 +462,7 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
                title: str = "RepViT-SAM", cache_images: int = DEFAULT_LIMITS["cache_images"],
                cache_mb: float = DEFAULT_LIMITS["cache_mb"],
                max_image_pixels: int = DEFAULT_LIMITS["max_image_pixels"],
-               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"], click_runtime: str = "auto") -> Any:
+               max_image_mb: float = DEFAULT_LIMITS["max_image_mb"], runtime: str = "auto") -> Any:
     """The Gradio ``Blocks`` of the app (not launched): ``create_app(sam).launch(server_name=..., server_port=...)``.
 
     Args:
@@ -478,15 +478,16 @@ def create_app(sam: nn.Module | None = None, *, session: SamSession | EdgeTamSes
         cache_images, cache_mb: the embedding cache's bounds, in images and in MB (with ``sam``; a ``session``
             brings its own cache).
         max_image_pixels, max_image_mb: the largest photo accepted, in pixels (width x height) and in MB.
-        click_runtime: where a SAM model (``sam``) decodes clicks: ``"auto"`` (ONNX Runtime when it is installed
-            and the model is on the CPU, else PyTorch; EdgeTAM: PyTorch), ``"torch"`` or ``"onnxruntime"`` (the
-            per-click decoder exported here, once, about 2 s; :class:`SamSession`'s ``runtime``).
+        runtime: where a SAM model (``sam``) encodes photos and decodes clicks: ``"auto"`` (ONNX Runtime when it is
+            installed and the model is on the CPU, else PyTorch; EdgeTAM: PyTorch), ``"torch"`` or ``"onnxruntime"``
+            (the encoder and the per-click decoder exported here, once, about 6 s for EdgeSAM at 1024 px;
+            :class:`SamSession`'s ``runtime``).
     """
     gr = require("gradio", "the RepViT-SAM app")
     if max_image_pixels < 1 or max_image_mb <= 0:
         raise ValueError(f"max_image_pixels and max_image_mb must be positive, got {max_image_pixels} and "
                          f"{max_image_mb}")
-    session = _image_session(sam, session, cache_images, cache_mb, click_runtime)
+    session = _image_session(sam, session, cache_images, cache_mb, runtime)
     page = _Page(gr, session, dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                                    stability_score_thresh=stability_score_thresh), max_image_pixels, max_image_mb)
     group = {"concurrency_id": _MODEL_GROUP}

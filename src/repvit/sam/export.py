@@ -21,8 +21,8 @@ from repvit.runtime import require
 from .model import encoder_config
 from .preprocess import PreprocessingEncoder, sam_pixel_stats
 
-__all__ = ["export_encoder_onnx", "export_decoder_onnx", "decoder_example_inputs", "run_decoder_onnx",
-           "export_encoder_coreml", "DECODER_INPUTS", "DECODER_OUTPUTS"]
+__all__ = ["export_encoder_onnx", "encoder_onnx_session", "export_decoder_onnx", "decoder_example_inputs",
+           "run_decoder_onnx", "export_encoder_coreml", "DECODER_INPUTS", "DECODER_OUTPUTS"]
 
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
 DECODER_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
@@ -39,6 +39,42 @@ def _model_meta(enc: nn.Module) -> dict[str, Any]:
     cfg = enc.cfg
     meta: dict[str, Any] = {"model": "edge-sam" if cfg.neck == "fusion" else "repvit-sam", "sam_config": cfg.to_dict()}
     return meta
+
+
+def _encoder_graph(sam: nn.Module, preprocess: bool, opset: int, upsample_mode: str | None,
+                   check_size: tuple[int, int] | None) -> tuple[bytes, nn.Module, list[torch.Tensor]]:
+    """The fused encoder's ONNX graph (:func:`export_encoder_onnx`'s), the module it was exported from and the
+    inputs its parity check runs on."""
+    cfg = encoder_config(sam)
+    enc = _fused_encoder(sam, upsample_mode)
+    s = cfg.img_size
+    meta = {**_model_meta(enc), "fused": True, "preprocess_in_graph": preprocess,
+            "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1],
+            "graph_optimization": "basic; repvit.deploy.onnx_passes"}
+    gen = torch.Generator().manual_seed(0)
+    if not preprocess:
+        example = torch.randn(1, 3, s, s, generator=gen)
+        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_names=["image"],
+                                 output_names=["image_embeddings"])
+        checks = [example]
+    else:
+        enc = PreprocessingEncoder(enc).eval()
+        h, w = check_size or (s * 3 // 4, s)
+        example = torch.rand(1, 3, h, w, generator=gen) * 255
+        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_names=["image"],
+                                 output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}})
+        checks = [example, torch.rand(1, 3, w, h // 2 * 2, generator=gen) * 255]  # also a portrait image
+    return add_metadata(optimize_onnx_bytes(apply_passes(data), "basic"), meta), enc, checks
+
+
+def _check_encoder(sess: Any, enc: nn.Module, checks: list[torch.Tensor], rtol: float) -> ParityReport:
+    report = ParityReport()
+    for i, x in enumerate(checks):
+        with torch.no_grad():
+            ref = enc(x)
+        got = torch.from_numpy(sess.run(None, {"image": x.numpy()})[0])
+        compare_outputs([got], [ref], rtol, f"onnxruntime, input {i} {tuple(x.shape)}", ["image_embeddings"], report)
+    return report
 
 
 def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: bool = False, opset: int = OPSET,
@@ -66,36 +102,21 @@ def export_encoder_onnx(sam: nn.Module, path: str | os.PathLike, *, preprocess: 
         ``path``, ``preprocess``, ``parity`` (max abs / relative difference vs the fused PyTorch encoder on random
         inputs; a :class:`repvit.deploy.parity.ParityError` is raised above ``rtol``).
     """
-    cfg = encoder_config(sam)
-    enc = _fused_encoder(sam, upsample_mode)
-    s = cfg.img_size
-    meta = {**_model_meta(enc), "fused": True, "preprocess_in_graph": preprocess,
-            "pixel_mean": sam_pixel_stats()[0], "pixel_std": sam_pixel_stats()[1],
-            "graph_optimization": "basic; repvit.deploy.onnx_passes"}
-    gen = torch.Generator().manual_seed(0)
-    if not preprocess:
-        example = torch.randn(1, 3, s, s, generator=gen)
-        data = export_onnx_bytes(enc, example, dynamic_batch=False, opset=opset, input_names=["image"],
-                                 output_names=["image_embeddings"])
-        checks = [example]
-    else:
-        model = PreprocessingEncoder(enc).eval()
-        h, w = check_size or (s * 3 // 4, s)
-        example = torch.rand(1, 3, h, w, generator=gen) * 255
-        data = export_onnx_bytes(model, example, dynamic_batch=False, opset=opset, input_names=["image"],
-                                 output_names=["image_embeddings"], dynamic_axes={"image": {2: "height", 3: "width"}})
-        enc = model
-        checks = [example, torch.rand(1, 3, w, h // 2 * 2, generator=gen) * 255]  # also a portrait image
-    data = add_metadata(optimize_onnx_bytes(apply_passes(data), "basic"), meta)
+    data, enc, checks = _encoder_graph(sam, preprocess, opset, upsample_mode, check_size)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
-    sess = make_session(data, threads=2)
-    report = ParityReport()
-    for i, x in enumerate(checks):
-        with torch.no_grad():
-            ref = enc(x)
-        got = torch.from_numpy(sess.run(None, {"image": x.numpy()})[0])
-        compare_outputs([got], [ref], rtol, f"onnxruntime, input {i} {tuple(x.shape)}", ["image_embeddings"], report)
+    report = _check_encoder(make_session(data, threads=2), enc, checks, rtol)
     return {"path": str(path), "preprocess": preprocess, "parity": report.to_dict()}
+
+
+def encoder_onnx_session(sam: nn.Module, threads: int = 2, rtol: float = 1e-4) -> Any:
+    """:func:`export_encoder_onnx`'s graph (the authors' form: normalized, padded input ``image``) loaded in ONNX
+    Runtime (:func:`repvit.deploy.onnx_export.make_session`, ``threads`` intra-op threads), without writing a file;
+    checked against the fused PyTorch encoder on a random input (a :class:`repvit.deploy.parity.ParityError` above
+    ``rtol``)."""
+    data, enc, checks = _encoder_graph(sam, False, OPSET, None, None)
+    sess = make_session(data, threads=threads)
+    _check_encoder(sess, enc, checks, rtol)
+    return sess
 
 
 def decoder_example_inputs(sam: nn.Module, num_points: int = 5, seed: int = 0,

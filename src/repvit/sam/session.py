@@ -149,10 +149,12 @@ class SamSession:
     embeddings and, when given, ``cache_bytes`` bytes; thread safe);
     ``segment`` runs only the prompt encoder and mask decoder on a cached embedding, with ``SamPredictor``'s
     coordinate transform and mask post-processing, so its masks equal ``SamPredictor.predict``'s. ``runtime``
-    runs the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime (``"onnxruntime"``, when
-    the session is made, with PyTorch's thread count then; :meth:`repvit.sam.click.ClickDecoder.onnx_session`);
-    ``"auto"``: ONNX Runtime when it and ``onnx`` are installed and the model is on the CPU (the faster there:
-    ``benchmarks/sam_click.py``), else PyTorch. :attr:`runtime` holds the choice.
+    runs the image encoder and the decoder's per-click part in PyTorch (``"torch"``) or exported to ONNX Runtime
+    (``"onnxruntime"``: both exported when the session is made, the encoder fused and checked against PyTorch, with
+    PyTorch's thread count then; :func:`repvit.sam.export.encoder_onnx_session`,
+    :meth:`repvit.sam.click.ClickDecoder.onnx_session`); ``"auto"``: ONNX Runtime when it and ``onnx`` are installed
+    and the model is on the CPU (the faster there: ``benchmarks/sam_click.py``), else PyTorch. :attr:`runtime` holds
+    the choice. The prompt encoder and the mask's up-sampling run in PyTorch either way.
     """
 
     def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None, runtime: str = "torch"):
@@ -170,7 +172,11 @@ class SamSession:
         self._onnx_lock = threading.Lock()
         self._cache = EmbeddingLru(cache_size, cache_bytes)
         self.cache_size = self._cache.size
-        if self.runtime == "onnxruntime":  # exported now, not at a request (about 2 s for SAM at 1024 px)
+        self._encoder = None
+        if self.runtime == "onnxruntime":  # exported now, not at a request (about 6 s for EdgeSAM at 1024 px)
+            from .export import encoder_onnx_session
+
+            self._encoder = encoder_onnx_session(self.sam, threads=torch.get_num_threads())
             self.onnx_session(tuple(self.sam.prompt_encoder.image_embedding_size))
 
     @property
@@ -190,11 +196,21 @@ class SamSession:
             return emb, False
         predictor = self.sa.SamPredictor(self.sam)
         t0 = time.perf_counter()
-        predictor.set_image(image)
-        context = self.clicks.prepare(predictor.features)
+        if self._encoder is None:
+            predictor.set_image(image)
+            features, input_size = predictor.features, predictor.input_size
+        else:  # SamPredictor.set_image's steps, with the encoder in ONNX Runtime
+            if self.sam.image_format != "RGB":
+                image = image[..., ::-1]
+            with torch.inference_mode():
+                x = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1).contiguous()[None]
+                input_size = tuple(x.shape[-2:])
+                x = self.sam.preprocess(x.to(self.device))
+                features = torch.from_numpy(self._encoder.run(None, {"image": x.float().cpu().numpy()})[0])
+                features = features.to(self.device)
+        context = self.clicks.prepare(features)
         ms = (time.perf_counter() - t0) * 1e3
-        emb = ImageEmbedding(key, predictor.features, tuple(predictor.original_size), tuple(predictor.input_size), ms,
-                             context)
+        emb = ImageEmbedding(key, features, tuple(image.shape[:2]), tuple(input_size), ms, context)
         self._cache.put(key, emb)
         return emb, True
 
