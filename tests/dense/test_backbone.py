@@ -49,7 +49,7 @@ def test_taps_match_timm(timm_ref, taps):
     assert list(out) == ["0", "1", "2", "3"]
     assert bb.strides == [4, 8, 16, 32] and bb.out_channels_list == [48, 96, 192, 384]
     for k, w in zip(out.values(), want):
-        assert k.shape == w.shape and torch.allclose(k, w, rtol=0, atol=1e-5)
+        assert k.shape == w.shape and rel_err(k, w) < 1e-5  # float32 rounding only (maps reach ~100)
     if taps == "segment":  # one block later than the stage outputs, at the same width and stride
         stage = _timm_taps(ref, x, "stage")
         assert not torch.allclose(out["0"], stage[0])
@@ -62,7 +62,7 @@ def test_out_indices_subset(timm_ref):
     with torch.no_grad():
         out, want = bb(x), _timm_taps(ref, x, "segment")
     assert list(out) == ["1", "2"] and bb.strides == [8, 16]
-    assert torch.allclose(out["2"], want[2], atol=1e-5)
+    assert rel_err(out["2"], want[2]) < 1e-5
 
 
 @pytest.mark.parametrize("taps", ["stage", "segment"])
@@ -107,7 +107,7 @@ def test_authors_downstream_file_loads(timm_ref, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(bb(x).values(), _timm_taps(ref, x, "segment")):
-            assert torch.allclose(a, b, atol=1e-5)
+            assert rel_err(a, b) < 1e-5
 
 
 def test_classifier_checkpoint_and_mismatch_errors(timm_ref, tmp_path):

@@ -88,7 +88,9 @@ def test_timm_state_dict_file_loads_and_matches(timm_pair):
     ours = repvit.create_model(name, distillation=True, checkpoint=path).eval()
     with torch.no_grad():
         r = ref(x)
-        assert torch.allclose(ours(x), r, rtol=0, atol=1e-6), "unfused logits differ from timm"
+        # the same arithmetic in another order: float32 rounding only (about 5e-7 of the largest logit on AVX2 and
+        # AVX-512 machines; a wrong mapping or epsilon is 1e-3 or more)
+        assert rel_err(ours(x), r) < 1e-5, "unfused logits differ from timm"
         fused = repvit.create_model(name, distillation=True, checkpoint=path, fused=True)
         assert rel_err(fused(x), r) < 1e-4, "fused logits differ from timm"
         # timm's own fuse, saved to a file, loads into our fused model
@@ -112,7 +114,7 @@ def test_authors_layout_loads_and_matches(timm_pair, tmp_path):
     assert ours.distillation
     x = torch.randn(1, 3, 160, 192)
     with torch.no_grad():
-        assert torch.allclose(ours(x), ref(x), rtol=0, atol=1e-6)
+        assert rel_err(ours(x), ref(x)) < 1e-5
     ckpt = repvit.models.read_checkpoint(path)
     assert ckpt.source_format == ("authors_legacy" if VARIANTS[name].token_mixer == "legacy" else "authors")
 
@@ -143,4 +145,4 @@ def test_features_only_loads_classifier_checkpoint(tmp_path):
         theirs = ref.forward_intermediates(x, intermediates_only=True)
     assert len(ours) == 4
     for a, b in zip(ours, theirs):
-        assert torch.allclose(a, b, atol=1e-6)
+        assert rel_err(a, b) < 1e-5

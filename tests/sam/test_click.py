@@ -2,6 +2,8 @@
 the same low-resolution logits, predicted IoU, candidate and mask for point and box prompts, and the session's
 masks equal the predictor's."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -198,6 +200,8 @@ def test_session_in_onnx_runtime_masks_equal_sam_predictor(small_sam, predictor,
         assert np.logical_and(mask, ref_mask).sum() / max(1, np.logical_or(mask, ref_mask).sum()) >= 0.999, name
     with pytest.raises(ValueError, match="unknown runtime"):
         SamSession(small_sam, runtime="tensorrt")
+    with pytest.raises(ValueError, match="runs on the CPU"):  # a model elsewhere (here: no storage at all)
+        SamSession(copy.deepcopy(small_sam).to("meta"), runtime="onnxruntime")
 
 
 def test_onnx_session_keeps_torch_threads_but_runs_pytorch_parts_on_one(small_sam, monkeypatch):

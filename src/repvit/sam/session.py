@@ -160,10 +160,13 @@ class SamSession:
     def __init__(self, sam: nn.Module, cache_size: int = 4, cache_bytes: int | None = None, runtime: str = "torch"):
         if runtime not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnxruntime'.")
+        on_cpu = next(sam.parameters()).device.type == "cpu"
         if runtime == "auto":
-            on_cpu = next(sam.parameters()).device.type == "cpu"
             installed = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
             runtime = "onnxruntime" if on_cpu and installed else "torch"
+        elif runtime == "onnxruntime" and not on_cpu:
+            raise ValueError(f"runtime 'onnxruntime' runs on the CPU, and the model is on "
+                             f"{next(sam.parameters()).device}: move it to the CPU, or use runtime 'torch' or 'auto'.")
         self.sa = require("segment_anything", "the RepViT-SAM app")
         self.sam = sam.eval()
         self.clicks = ClickDecoder(self.sam)
